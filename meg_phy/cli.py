@@ -1,0 +1,116 @@
+"""The `meg-phy` command line.
+
+Subcommands are plugins registered under the entry-point group `meg_phy.commands` (see pyproject.toml):
+each package adds its own, so this core never imports radio or flowgraph code. A plugin is a function
+`register(subparsers)` that adds a parser and sets `func=callable(args) -> int | None` on it; it must
+import nothing heavy at registration time, so `meg-phy --help` stays fast.
+
+Every error the user can act on is one line on stderr (exit 2 for bad usage or input, 3 for a device);
+`--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from importlib import metadata
+
+from meg_phy.errors import DeviceError, InputError
+
+PROG = "meg-phy"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line (`meg-phy link sweep: error: ...`), exit 2."""
+
+    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def parse_number_list(text: str, name: str = "list") -> list[float]:
+    """Parse `0,2,4` or `start:stop:step` (stop inclusive) into floats; InputError if it does not parse."""
+    text = text.strip()
+    try:
+        if ":" in text:
+            parts = [float(p) for p in text.split(":")]
+            if len(parts) != 3:
+                raise ValueError
+            start, stop, step = parts
+            if step == 0 or (stop - start) * step < 0:
+                raise InputError(f"{name} '{text}': step must be non-zero and go from start towards stop")
+            count = int(math.floor((stop - start) / step + 1e-9)) + 1
+            values = [round(start + i * step, 10) for i in range(count)]
+        else:
+            values = [float(p) for p in text.split(",") if p.strip() != ""]
+    except ValueError as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"{name} '{text}': expected numbers like '0,2,4' or 'start:stop:step'") from None
+    if not values or any(not math.isfinite(v) for v in values):
+        raise InputError(f"{name} '{text}': expected finite numbers like '0,2,4' or 'start:stop:step'")
+    return values
+
+
+def number_list(name: str):
+    """argparse `type=` for parse_number_list, reporting errors as usage errors."""
+
+    def parse(text: str) -> list[float]:
+        try:
+            return parse_number_list(text, name)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = name
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog=PROG, description="Mobile Edge Generation physical-layer testbed.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_own_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for ep in sorted(metadata.entry_points(group="meg_phy.commands"), key=lambda e: e.name):
+        try:
+            register = ep.load()
+        except ImportError:
+            continue  # a package of the distribution that is not built yet, or an extra that is absent
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        if args.command:  # a command group without its subcommand, e.g. `meg-phy link`
+            parser.parse_args([args.command, "--help"])
+        parser.print_help()
+        return 2
+    try:
+        code = args.func(args)
+    except (InputError, DeviceError) as exc:
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; finished results are saved, run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+def _own_version() -> str:
+    try:
+        return metadata.version("meg-phy")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""sdr_drivers"""

@@ -1,0 +1,63 @@
+"""The CLI core: help lists subcommands, errors are one line with exit 2, number lists parse."""
+
+import subprocess
+import sys
+
+import pytest
+
+from meg_phy.cli import main, parse_number_list
+from meg_phy.errors import InputError
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "meg_phy.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_subcommands_with_one_line_each():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for name in ("link", "generate"):
+        if name in out.stdout:
+            break
+    else:
+        pytest.fail(f"no subcommands in help:\n{out.stdout}")
+
+
+def test_unknown_subcommand_is_one_line_exit_2():
+    out = run_cli("no-such-command")
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "invalid choice" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("0,2,4", [0.0, 2.0, 4.0]),
+    ("-10:20:5", [-10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0]),
+    ("0:1:0.25", [0.0, 0.25, 0.5, 0.75, 1.0]),
+    ("3", [3.0]),
+    ("4:0:-2", [4.0, 2.0, 0.0]),
+])
+def test_number_lists_parse(text, expected):
+    assert parse_number_list(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "a,b", "0:10", "0:10:0", "0:10:-1", "nan", "1,inf"])
+def test_bad_number_lists_raise_input_error(text):
+    with pytest.raises(InputError):
+        parse_number_list(text, "--snr-db")
+
+
+def test_input_error_in_a_command_is_one_line(capsys, monkeypatch):
+    import meg_phy.cli as cli
+
+    def boom(args):
+        raise InputError("--thing 7: must be at most 5; pass a smaller value")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    p = sub.add_parser("boom")
+    p.set_defaults(func=boom)
+    assert main(["boom"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "meg-phy: error: --thing 7: must be at most 5; pass a smaller value"
