@@ -1,0 +1,104 @@
+"""The analog link: real values sent as complex symbols, returned as unbiased estimates with their noise variance.
+
+Values are scaled to unit average power (the scale and the length travel as a 64-bit header, counted in
+the statistics but not simulated), paired two per complex symbol, s = (u_2i + j u_2i+1) / sqrt(2), so the
+symbols have unit energy like the digital constellations, and sent over the same OFDM transport. With
+`repetition` R > 1 the symbol stream is sent R times (bandwidth expansion); the copies lie a whole stream
+apart, so they see different channel, and are combined with maximum-ratio weights 1 / no_eff.
+The LMMSE equaliser output is unbiased, so each value estimate is unbiased too, and its variance is the
+equaliser's effective noise variance of its symbol (per real dimension: no_eff / 2, times 2 from the
+sqrt(2) scaling), scaled back by the value scale squared.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from link_models.config import LinkConfig
+from link_models.ofdm import OFDMTransport
+from link_models.rng import make_generator, resolve_device, sionna_rng
+from link_models.stats import LinkStats
+from meg_phy.errors import InputError
+
+HEADER_BITS = 64  # float32 scale + uint32 length
+NOISE_VAR_FLOOR = 1e-12
+
+
+class AnalogLink(nn.Module):
+    """Real-valued vectors over the OFDM link, reproducible given `seed`."""
+
+    def __init__(self, cfg: LinkConfig, seed: int | None = 0):
+        super().__init__()
+        if not isinstance(cfg, LinkConfig):
+            raise InputError("AnalogLink needs a LinkConfig; build one with LinkConfig(...)")
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.generator = make_generator(seed, self.device)
+        with sionna_rng(self.generator):
+            self.transport = OFDMTransport(cfg, self.device)
+        self.no = torch.tensor(cfg.noise_variance, dtype=torch.float32, device=self.device)
+
+    def set_operating_point(self, snr_db: float | None = None, ebno_db: float | None = None) -> None:
+        self.cfg = self.cfg.with_snr(snr_db=snr_db, ebno_db=ebno_db)
+        self.no = torch.tensor(self.cfg.noise_variance, dtype=torch.float32, device=self.device)
+
+    @property
+    def values_per_batch(self) -> int:
+        """Values that fill `cfg.batch` frames (after repetition)."""
+        return max(2, 2 * self.cfg.batch * self.transport.data_symbols_per_frame // self.cfg.repetition)
+
+    def random_values(self, num: int) -> torch.Tensor:
+        return torch.randn(num, generator=self.generator, device=self.device)
+
+    def forward(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, LinkStats]:
+        return self.send_values(values)
+
+    @torch.no_grad()
+    def send_values(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, LinkStats]:
+        """values: 1-D real tensor -> (estimates, per-value noise variance, stats); same shape as values."""
+        values = self._check(values)
+        num = values.numel()
+        scale = values.square().mean().sqrt()
+        if scale == 0:
+            scale = torch.ones((), device=self.device)
+        u = torch.nn.functional.pad(values / scale, (0, num % 2))
+        s = torch.complex(u[0::2], u[1::2]) / math.sqrt(2)
+        reps = self.cfg.repetition
+        with sionna_rng(self.generator):
+            x_hat, no_eff, frames = self.transport(s.repeat(reps), self.no)
+        weights = 1.0 / no_eff.clamp(min=NOISE_VAR_FLOOR).reshape(reps, -1)
+        s_hat = (weights * x_hat.reshape(reps, -1)).sum(0) / weights.sum(0)
+        var = 1.0 / weights.sum(0)  # complex-symbol variance == per-value variance of u (see module doc)
+        u_hat = torch.view_as_real(s_hat).reshape(-1) * math.sqrt(2)
+        estimates = (u_hat[:num] * scale).to(values.dtype)
+        noise_var = (var.repeat_interleave(2)[:num] * scale.square()).to(values.dtype)
+        sq_error = float((s_hat - s).abs().square().sum())
+        t = self.transport
+        stats = LinkStats(
+            payload_bits=HEADER_BITS, header_bits=HEADER_BITS, values=num,
+            data_symbols=frames * t.data_symbols_per_frame, pilot_symbols=frames * t.pilot_symbols_per_frame,
+            cp_samples=frames * self.cfg.num_ofdm_symbols * self.cfg.cp_length,
+            total_symbols=frames * t.samples_per_frame, frames=frames, airtime_s=frames * t.frame_duration_s,
+            snr_db=self.cfg.es_no_db,
+            snr_est_db=10 * math.log10(s.numel() / sq_error) if sq_error > 0 else math.inf,
+            noise_var=float(var.mean()),
+            nmse=float((estimates - values).square().mean() / values.square().mean().clamp(min=1e-30)))
+        return estimates, noise_var, stats
+
+    def _check(self, values) -> torch.Tensor:
+        if not isinstance(values, torch.Tensor):
+            raise InputError(f"send_values needs a 1-D real torch tensor, got {type(values).__name__}")
+        if values.is_complex() or not values.is_floating_point():
+            raise InputError(f"send_values needs real floating-point values, got {values.dtype}")
+        if values.dim() != 1:
+            raise InputError(f"send_values needs a 1-D tensor, got shape {tuple(values.shape)}; flatten it first")
+        if values.numel() == 0:
+            raise InputError("nothing to send: the value vector is empty; give at least one value")
+        if not torch.isfinite(values).all():
+            bad = int((~torch.isfinite(values)).sum())
+            raise InputError(f"{bad} of {values.numel()} values are NaN or infinite; send finite values only")
+        return values.to(device=self.device, dtype=torch.float32) if values.dtype != torch.float64 \
+            else values.to(self.device)

@@ -1,0 +1,89 @@
+"""`meg-phy link ...`: the link-level simulator on the command line (registration imports argparse only)."""
+
+from __future__ import annotations
+
+import argparse
+
+from meg_phy.cli import number_list
+
+CHANNELS = ("ideal", "awgn", "rayleigh", *(f"tdl-{x}" for x in "abcde"), *(f"cdl-{x}" for x in "abcde"))
+DEFAULT_POINTS = {"digital": ("ebno_db", [0.0, 1.0, 2.0, 3.0, 4.0]),
+                  "analog": ("snr_db", [0.0, 5.0, 10.0, 15.0, 20.0])}
+
+
+def register(subparsers) -> None:
+    link = subparsers.add_parser("link", help="link-level simulation (Sionna OFDM links): sweep BER/BLER/NMSE vs SNR",
+                                 description="Link-level simulation of the digital and analog OFDM links.")
+    sub = link.add_subparsers(dest="link_command", metavar="SUBCOMMAND", parser_class=type(link))
+    sweep = sub.add_parser(
+        "sweep", help="BER/BLER (digital) or NMSE (analog) vs SNR into DIR/sweep.{json,csv,png}; resumes",
+        description="Monte-Carlo sweep over SNR. Writes DIR/sweep.json, DIR/sweep.csv and DIR/sweep.png after "
+                    "every point; run the same command again to resume an interrupted sweep.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sweep.add_argument("--out", required=True, help="output folder (created; resumed if it holds this sweep)")
+    sweep.add_argument("--scheme", choices=("digital", "analog"), default="digital",
+                       help="digital: bits through LDPC/QAM; analog: real values two per complex symbol")
+    sweep.add_argument("--code", choices=("ldpc", "none"), default="ldpc", help="5G NR LDPC or uncoded")
+    sweep.add_argument("--k", type=int, default=1024, help="information bits per codeword (uncoded: block size)")
+    sweep.add_argument("--n", type=int, default=2048, help="coded bits per codeword (ignored when uncoded)")
+    sweep.add_argument("--modulation", choices=("bpsk", "qpsk", "16qam", "64qam", "256qam"), default="qpsk")
+    sweep.add_argument("--channel", choices=CHANNELS, default="awgn")
+    sweep.add_argument("--estimator", choices=("perfect", "ls"), default="perfect",
+                       help="perfect CSI or LS estimation from the pilots with linear interpolation")
+    snr = sweep.add_mutually_exclusive_group()
+    snr.add_argument("--ebno-db", type=number_list("--ebno-db"), default=None,
+                     help="Eb/N0 per information bit [dB]: '0,2,4' or 'start:stop:step' (stop inclusive); "
+                          "default 0:4:1 (digital)")
+    snr.add_argument("--snr-db", type=number_list("--snr-db"), default=None,
+                     help="Es/N0 per resource element [dB], same syntax; default 0:20:5 (analog)")
+    sweep.add_argument("--target-errors", type=int, default=100,
+                       help="stop a point after this many block errors (bit errors when uncoded)")
+    sweep.add_argument("--max-frames", type=int, default=1000, help="stop a point after this many OFDM frames")
+    sweep.add_argument("--batch", type=int, default=32, help="frames per batched pass")
+    sweep.add_argument("--seed", type=int, default=0, help="random seed (each point has its own stream)")
+    grid = sweep.add_argument_group("resource grid (one frame)")
+    grid.add_argument("--fft-size", type=int, default=128, help="subcarriers")
+    grid.add_argument("--num-ofdm-symbols", type=int, default=14, help="OFDM symbols per frame")
+    grid.add_argument("--subcarrier-spacing-khz", type=float, default=30.0)
+    grid.add_argument("--cp-length", type=int, default=9, help="cyclic prefix [samples]")
+    grid.add_argument("--pilot-symbols", default="2,11", help="OFDM symbols carrying pilots, e.g. '2,11'")
+    chan = sweep.add_argument_group("channel and link details")
+    chan.add_argument("--delay-spread-ns", type=float, default=100.0, help="TDL/CDL RMS delay spread")
+    chan.add_argument("--speed-mps", type=float, default=0.0, help="TDL/CDL UE speed")
+    chan.add_argument("--carrier-frequency-hz", type=float, default=3.5e9, help="TDL/CDL carrier")
+    chan.add_argument("--repetition", type=int, default=1, help="analog bandwidth expansion by repetition")
+    chan.add_argument("--ldpc-iterations", type=int, default=20, help="belief-propagation iterations")
+    chan.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    chan.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sweep.set_defaults(func=run_sweep_command)
+
+
+def run_sweep_command(args) -> int:
+    from link_models.config import LinkConfig
+    from link_models.sweep import run_sweep
+    from meg_phy.io import prepare_out_dir
+
+    if args.ebno_db is not None:
+        axis, values = "ebno_db", args.ebno_db
+    elif args.snr_db is not None:
+        axis, values = "snr_db", args.snr_db
+    else:
+        axis, values = DEFAULT_POINTS[args.scheme]
+    cfg = LinkConfig(modulation=args.modulation, code=args.code, k=args.k, n=args.n, channel=args.channel,
+                     estimator=args.estimator, **{axis: values[0]}, fft_size=args.fft_size,
+                     num_ofdm_symbols=args.num_ofdm_symbols, subcarrier_spacing_khz=args.subcarrier_spacing_khz,
+                     cp_length=args.cp_length, pilot_symbols=args.pilot_symbols,
+                     delay_spread_ns=args.delay_spread_ns, speed_mps=args.speed_mps,
+                     carrier_frequency_hz=args.carrier_frequency_hz, repetition=args.repetition,
+                     batch=args.batch, device=args.device, ldpc_iterations=args.ldpc_iterations)
+    out = prepare_out_dir(args.out)
+    result = run_sweep(cfg, out, scheme=args.scheme, axis=axis, values=values, target_errors=args.target_errors,
+                       max_frames=args.max_frames, seed=args.seed, progress=not args.no_progress)
+    for p in result["points"]:
+        if args.scheme == "digital":
+            print(f"{axis}={p[axis]:g} dB: BER {p['ber']:.3e}  BLER {p['bler']:.3e}  "
+                  f"({p['bit_errors']} bit / {p['block_errors']} block errors, {p['frames']} frames)")
+        else:
+            print(f"{axis}={p[axis]:g} dB: NMSE {p['nmse']:.3e}  ({p['frames']} frames)")
+    print(f"wrote {out / 'sweep.json'}, {out / 'sweep.csv'}, {out / 'sweep.png'}")
+    return 0

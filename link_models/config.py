@@ -1,0 +1,199 @@
+"""LinkConfig: every setting of a link in one validated dataclass (no Sionna import, so the CLI stays fast).
+
+SNR conventions (see docs/link-models.md):
+- `snr_db` is Es/N0 per resource element: unit-energy symbols, complex noise variance N0 per RE.
+- `ebno_db` is Eb/N0 per information bit on the data resource elements (the textbook definition),
+  Es/N0 = Eb/N0 * bits_per_symbol * code_rate. Pilot and cyclic-prefix overheads are not folded into
+  Eb/N0 (unlike Sionna's `ebnodb2no(..., resource_grid=...)`); they are reported separately in LinkStats,
+  so uncoded AWGN results line up with the closed forms.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from meg_phy.errors import InputError
+
+MODULATIONS: dict[str, int] = {"bpsk": 1, "qpsk": 2, "16qam": 4, "64qam": 6, "256qam": 8}
+CODES = ("ldpc", "none")
+ESTIMATORS = ("perfect", "ls")
+CHANNELS = ("ideal", "awgn", "rayleigh",
+            *(f"tdl-{x}" for x in "abcde"), *(f"cdl-{x}" for x in "abcde"))
+DEVICES = ("cpu", "cuda")
+
+# 5G NR LDPC limits (TS 38.212 5.3.2 / 5.4.2.1): information block and code rate.
+LDPC_K_MIN, LDPC_K_MAX = 12, 8448
+LDPC_N_MAX = 316 * 384
+LDPC_RATE_MIN, LDPC_RATE_MAX = 1 / 5, 0.95
+
+
+@dataclass
+class LinkConfig:
+    """Settings of one OFDM link; validated on construction (InputError with a one-line fix).
+
+    The frame is one Sionna ResourceGrid: `num_ofdm_symbols` x `fft_size` resource elements, one stream,
+    pilots on every subcarrier of the OFDM symbols in `pilot_symbols` (Kronecker pattern).
+    With `code="none"` a block is `k` uncoded bits (`n` is set to `k`).
+    """
+
+    modulation: str = "qpsk"
+    code: str = "ldpc"
+    k: int = 1024
+    n: int = 2048
+    channel: str = "awgn"
+    estimator: str = "perfect"
+    snr_db: float | None = None
+    ebno_db: float | None = None
+    fft_size: int = 128
+    num_ofdm_symbols: int = 14
+    subcarrier_spacing_khz: float = 30.0
+    cp_length: int = 9
+    pilot_symbols: tuple[int, ...] = (2, 11)
+    delay_spread_ns: float = 100.0
+    speed_mps: float = 0.0
+    carrier_frequency_hz: float = 3.5e9
+    repetition: int = 1
+    batch: int = 32
+    device: str | None = None
+    ldpc_iterations: int = 20
+
+    def __post_init__(self) -> None:
+        self.modulation = str(self.modulation).lower()
+        self.code = str(self.code).lower()
+        self.channel = str(self.channel).lower()
+        self.estimator = str(self.estimator).lower()
+        _choice("modulation", self.modulation, tuple(MODULATIONS))
+        _choice("code", self.code, CODES)
+        _choice("channel", self.channel, CHANNELS)
+        _choice("estimator", self.estimator, ESTIMATORS)
+        for name in ("k", "n", "fft_size", "num_ofdm_symbols", "repetition", "batch", "ldpc_iterations"):
+            _positive_int(name, getattr(self, name))
+        _non_negative_int("cp_length", self.cp_length)
+        if self.code == "none":
+            self.n = self.k
+        else:
+            self._check_ldpc()
+        m = self.bits_per_symbol
+        if self.n % m:
+            raise InputError(f"n={self.n} is not a multiple of the {m} bits per {self.modulation} symbol; "
+                             f"choose n as a multiple of {m} (as 5G NR rate matching does)")
+        self.pilot_symbols = _pilot_indices(self.pilot_symbols, self.num_ofdm_symbols)
+        if len(self.pilot_symbols) >= self.num_ofdm_symbols:
+            raise InputError("pilot_symbols leave no OFDM symbol for data; use fewer pilot symbols")
+        if self.estimator == "ls" and not self.pilot_symbols:
+            raise InputError("estimator 'ls' needs pilot_symbols; give e.g. --pilot-symbols 2,11 or use --estimator perfect")
+        for name in ("subcarrier_spacing_khz", "carrier_frequency_hz"):
+            _positive_float(name, getattr(self, name))
+        for name in ("delay_spread_ns", "speed_mps"):
+            value = getattr(self, name)
+            if not _is_real(value) or not math.isfinite(value) or value < 0:
+                raise InputError(f"{name}={value!r}: must be a finite number >= 0")
+        if (self.snr_db is None) == (self.ebno_db is None):
+            if self.channel == "ideal" and self.snr_db is None:
+                self.snr_db = math.inf  # noiseless; nothing to configure
+            else:
+                raise InputError("give exactly one of snr_db (Es/N0 per resource element) or ebno_db "
+                                 "(Eb/N0 per information bit)")
+        for name in ("snr_db", "ebno_db"):
+            value = getattr(self, name)
+            if value is not None and (not _is_real(value) or math.isnan(value)
+                                      or (math.isinf(value) and self.channel != "ideal")):
+                raise InputError(f"{name}={value!r}: must be a finite number of dB")
+        if self.device is not None:
+            self.device = str(self.device)
+            if self.device.split(":")[0] not in DEVICES:
+                raise InputError(f"device '{self.device}': use 'cpu', 'cuda', 'cuda:N' or None (automatic)")
+
+    def _check_ldpc(self) -> None:
+        k, n = self.k, self.n
+        if not LDPC_K_MIN <= k <= LDPC_K_MAX:
+            raise InputError(f"k={k}: 5G LDPC supports {LDPC_K_MIN} <= k <= {LDPC_K_MAX} information bits; "
+                             "choose k in that range (or --code none)")
+        if n > LDPC_N_MAX:
+            raise InputError(f"n={n}: 5G LDPC supports n <= {LDPC_N_MAX}; choose a smaller n")
+        rate = k / n
+        if not LDPC_RATE_MIN <= rate <= LDPC_RATE_MAX:
+            raise InputError(f"k={k}, n={n}: code rate {rate:.3f} outside 5G LDPC's [1/5, 0.95]; "
+                             f"choose n between {math.ceil(k / LDPC_RATE_MAX)} and {5 * k}")
+
+    # --- derived quantities -------------------------------------------------------------------------------
+    @property
+    def bits_per_symbol(self) -> int:
+        return MODULATIONS[self.modulation]
+
+    @property
+    def code_rate(self) -> float:
+        return self.k / self.n
+
+    @property
+    def es_no_db(self) -> float:
+        """Es/N0 per resource element in dB (from snr_db, or from ebno_db via bits per symbol and code rate)."""
+        if self.snr_db is not None:
+            return float(self.snr_db)
+        return float(self.ebno_db) + 10 * math.log10(self.bits_per_symbol * self.code_rate)
+
+    @property
+    def eb_no_db(self) -> float:
+        """Eb/N0 per information bit on the data resource elements, in dB."""
+        if self.ebno_db is not None:
+            return float(self.ebno_db)
+        return float(self.snr_db) - 10 * math.log10(self.bits_per_symbol * self.code_rate)
+
+    @property
+    def noise_variance(self) -> float:
+        """Complex noise variance N0 per resource element for unit-energy symbols (0 for the ideal channel)."""
+        if self.channel == "ideal":
+            return 0.0
+        return 10 ** (-self.es_no_db / 10)
+
+    def with_snr(self, *, snr_db: float | None = None, ebno_db: float | None = None) -> LinkConfig:
+        """A copy at another operating point (exactly one of snr_db / ebno_db)."""
+        values = self.to_dict()
+        values.update(snr_db=snr_db, ebno_db=ebno_db)
+        return LinkConfig(**values)
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["pilot_symbols"] = list(self.pilot_symbols)
+        return values
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InputError(f"unknown {name} '{value}'; choose one of {', '.join(allowed)}")
+
+
+def _positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name}={value!r}: must be a positive integer")
+
+
+def _non_negative_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(f"{name}={value!r}: must be an integer >= 0")
+
+
+def _positive_float(name: str, value) -> None:
+    if not _is_real(value) or not math.isfinite(value) or value <= 0:
+        raise InputError(f"{name}={value!r}: must be a positive number")
+
+
+def _pilot_indices(value, num_ofdm_symbols: int) -> tuple[int, ...]:
+    if isinstance(value, str):
+        try:
+            value = [int(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise InputError(f"pilot_symbols '{value}': expected OFDM symbol indices like '2,11'") from None
+    indices = tuple(value)
+    for i in indices:
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < num_ofdm_symbols:
+            raise InputError(f"pilot symbol index {i!r}: must be an integer in [0, {num_ofdm_symbols - 1}] "
+                             f"(num_ofdm_symbols={num_ofdm_symbols})")
+    if len(set(indices)) != len(indices):
+        raise InputError(f"pilot_symbols {list(indices)}: indices repeat; give each OFDM symbol once")
+    return tuple(sorted(indices))

@@ -1,0 +1,39 @@
+"""LinkStats: what one transmission cost and how well it went, in one flat record.
+
+Resource accounting (per transmission): `data_symbols` are the data resource elements of all frames sent
+(the zero-padded tail of the last frame included, since it occupies air time), `pilot_symbols` the pilot
+REs, `cp_samples` the cyclic-prefix samples, and `total_symbols` all time-domain samples on air
+(frames x OFDM symbols x (FFT size + CP)). `airtime_s` follows from the subcarrier spacing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class LinkStats:
+    payload_bits: int = 0          # information bits delivered (digital) or side-information header bits (analog)
+    coded_bits: int = 0            # bits after channel coding (digital); 0 for analog
+    data_symbols: int = 0
+    pilot_symbols: int = 0
+    cp_samples: int = 0
+    total_symbols: int = 0
+    frames: int = 0
+    codewords: int = 0
+    bit_errors: int | None = None
+    ber: float | None = None
+    block_errors: int | None = None
+    bler: float | None = None
+    airtime_s: float = 0.0
+    snr_db: float | None = None     # configured Es/N0 per resource element
+    ebno_db: float | None = None    # configured Eb/N0 per information bit (digital)
+    snr_est_db: float | None = None  # measured post-equaliser SNR: 1 / mean |x_hat - x|^2 over the sent symbols
+    noise_var: float | None = None   # mean effective noise variance reported by the equaliser (symbol domain)
+    padding_bits: int = 0           # zero bits appended to fill the last codeword (digital)
+    header_bits: int = 0            # side information (analog: scale and length)
+    values: int = 0                 # analog values sent
+    nmse: float | None = None       # analog: mean squared error / mean square of the values
+
+    def to_dict(self) -> dict:
+        return asdict(self)
