@@ -1,0 +1,291 @@
+"""Run configuration: the task, the protocol settings and one link configuration per hop.
+
+A run is configured in three layers, each overriding the one before:
+  1. `[link]`: the defaults for every hop;
+  2. `[uplink]`, `[downlink]`, `[backhaul]`: overrides for every hop in that direction;
+  3. `[hops.SRC-DST]` then `[hops.SRC-DST-PAYLOAD]`: overrides for one link or one hop (result.json lists
+     the hop names),
+so an asymmetric setup (strong downlink, weak uplink, one far ES) is a few lines of TOML:
+
+    protocol = "EIUG"
+    prompt = "a large red circle at the left on a white background"
+    [link]
+    scheme = "analog"
+    snr_db = 10
+    [uplink]
+    snr_db = -5
+    [hops.ES2-UE]            # every payload from ES2 to the UE (a far ES)
+    channel = "tdl-a"
+    [hops.UE-ES1-prompt]     # one hop: SRC-DST-PAYLOAD
+    max_attempts = 8
+
+Unknown keys and bad values raise InputError with one line naming the key and the allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from meg_phy.errors import InputError
+
+SCHEMES = ("analog", "digital")
+MODULATIONS = ("bpsk", "qpsk", "16qam", "64qam", "256qam")
+CHANNELS = ("ideal", "awgn", "rayleigh") + tuple(f"tdl-{c}" for c in "abcde") + tuple(f"cdl-{c}" for c in "abcde")
+ESTIMATORS = ("perfect", "ls")
+DIRECTIONS = ("uplink", "downlink", "backhaul")
+SEED_FORMATS = ("float32", "float16", "int8", "int4")
+IMAGE_FORMATS = ("webp", "jpeg", "png")
+RESUME_MODES = ("channel-aware", "naive")
+IMAGE_PLACES = ("ue", "es")
+RADIOS = ("link", "sim", "pluto")
+MAX_ES = 4
+HOP_NAME = re.compile(r"(UE|ES[1-4])-(UE|ES[1-4])(-(seed|sketch|image|prompt))?")
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """How one hop transmits: the scheme and everything the link model (or radio) needs."""
+
+    scheme: str = "analog"
+    """analog: values mapped straight onto symbols; digital: bytes through 5G LDPC + QAM. Prompts are always digital."""
+    channel: str = "awgn"
+    snr_db: float = 10.0
+    """Es/N0 per resource element, dB (the link models' definition)."""
+    modulation: str = "qpsk"
+    code_rate: float = 0.5
+    """LDPC rate k/n for digital hops; k is rounded to a whole number of bits."""
+    codeword_bits: int = 1024
+    """LDPC codeword length n."""
+    estimator: str = "ls"
+    subcarrier_spacing_khz: float = 30.0
+    fft_size: int = 12
+    """Subcarriers (one 5G resource block by default: small payloads fill their frames)."""
+    num_ofdm_symbols: int = 14
+    cp_length: int = 1
+    max_attempts: int = 3
+    """Digital payloads that fail their CRC are sent again up to this many times in all (airtime counts every try)."""
+
+    def validate(self, where: str) -> LinkSpec:
+        _choice(where, "scheme", self.scheme, SCHEMES)
+        _choice(where, "channel", self.channel, CHANNELS)
+        _choice(where, "modulation", self.modulation, MODULATIONS)
+        _choice(where, "estimator", self.estimator, ESTIMATORS)
+        _number(where, "snr_db", self.snr_db, -40, 60)
+        _number(where, "code_rate", self.code_rate, 0.1, 0.95)
+        _integer(where, "codeword_bits", self.codeword_bits, 64, 8448)
+        _number(where, "subcarrier_spacing_khz", self.subcarrier_spacing_khz, 15, 240)
+        _integer(where, "fft_size", self.fft_size, 12, 4096)
+        _integer(where, "num_ofdm_symbols", self.num_ofdm_symbols, 4, 28)
+        _integer(where, "cp_length", self.cp_length, 0, 1024)
+        _integer(where, "max_attempts", self.max_attempts, 1, 16)
+        return self
+
+    @property
+    def info_bits(self) -> int:
+        """LDPC k for this rate and codeword length."""
+        return int(round(self.codeword_bits * self.code_rate))
+
+    def ideal(self) -> LinkSpec:
+        """The same hop with a noiseless channel (for the reference run)."""
+        return replace(self, channel="ideal", estimator="perfect")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one protocol run depends on; `to_dict()` is what result.json records."""
+
+    protocol: str = "EIUG"
+    prompt: str | None = None
+    """Text prompt; None: a default from the embedded vocabulary (see flowgraphs.task)."""
+    image: str | None = None
+    """Input image file; None: a scene rendered from meg_phy.scenes that differs from the prompt."""
+    image_at: str = "ue"
+    """Who holds the input image: 'ue' (the case study; protocols that need it at an ES upload it) or 'es'."""
+    strength: float = 0.7
+    steps: int = 20
+    guidance: float = 3.0
+    seed: int = 0
+    n_es: int = 2
+    split: float = 0.5
+    """Fraction of the denoising steps done before the seed changes hands (EIUG, DIUG, CIAG's first handoff)."""
+    resume: str = "channel-aware"
+    """How a receiver resumes from a noisy analog seed: 'channel-aware' or 'naive' (at the original step)."""
+    seed_format: str = "int8"
+    """Quantisation of digital seeds (meg_phy.codecs.seed)."""
+    seed_side_info: str = "session"
+    """Analog seeds: 'session' (shape and schedule agreed in advance; scale in the link header) or 'link'
+    (the codec's side information sent digitally on the same hop, its cost added)."""
+    image_format: str = "webp"
+    image_quality: int = 75
+    sketch_steps: int = 4
+    """Denoising steps an ES spends on a sketch (fewer steps = rougher sketch)."""
+    sketch_strength: float = 0.5
+    """img2img strength the UE uses to complete a clean sketch (raised for a noisy one, see meg_phy.resume)."""
+    sketch_scale: int = 2
+    """Sketches are sent downsampled by this factor per side (1 = full resolution)."""
+    tile_overlap: int = 2
+    """Overlap in latent pixels between the tiles of the parallel protocols."""
+    model: str | None = None
+    radio: str = "link"
+    """'link': link_models simulation; 'sim' / 'pluto': flowgraphs.radio_link over a simulated or real radio."""
+    uri: str | None = None
+    link: LinkSpec = field(default_factory=LinkSpec)
+    directions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hops: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def validate(self) -> RunConfig:
+        from flowgraphs.protocols import canonical_name
+
+        object.__setattr__(self, "protocol", canonical_name(self.protocol))
+        _choice("run", "image_at", self.image_at, IMAGE_PLACES)
+        _choice("run", "resume", self.resume, RESUME_MODES)
+        _choice("run", "seed_format", self.seed_format, SEED_FORMATS)
+        _choice("run", "seed_side_info", self.seed_side_info, ("session", "link"))
+        _choice("run", "image_format", self.image_format, IMAGE_FORMATS)
+        _choice("run", "radio", self.radio, RADIOS)
+        _number("run", "strength", self.strength, 0.05, 1.0)
+        _integer("run", "steps", self.steps, 2, 1000)
+        _number("run", "guidance", self.guidance, 0.0, 50.0)
+        _integer("run", "seed", self.seed, 0, 2**63 - 1)
+        _integer("run", "n_es", self.n_es, 1, MAX_ES)
+        _number("run", "split", self.split, 0.0, 1.0)
+        _integer("run", "image_quality", self.image_quality, 1, 100)
+        _integer("run", "sketch_steps", self.sketch_steps, 1, 1000)
+        _integer("run", "sketch_scale", self.sketch_scale, 1, 8)
+        _number("run", "sketch_strength", self.sketch_strength, 0.05, 1.0)
+        _integer("run", "tile_overlap", self.tile_overlap, 0, 16)
+        if self.image is not None and not Path(self.image).is_file():
+            raise InputError(f"image {self.image!r}: no such file; give a PNG/JPEG path or leave it out for a rendered scene")
+        if self.radio == "pluto" and not self.uri:
+            raise InputError("radio 'pluto' needs a uri (e.g. --uri ip:192.168.2.1)")
+        self.link.validate("[link]")
+        for direction, over in self.directions.items():
+            _choice("run", "direction", direction, DIRECTIONS)
+            _apply(self.link, over, f"[{direction}]")
+        for name, over in self.hops.items():
+            if not HOP_NAME.fullmatch(name):
+                raise InputError(f"config [hops.{name}]: not a hop name; use SRC-DST or SRC-DST-PAYLOAD, "
+                                 f"e.g. [hops.UE-ES1] or [hops.ES2-UE-seed] (payload: seed, sketch, image, prompt)")
+            _apply(self.link, over, f"[hops.{name}]")
+        return self
+
+    def hop_spec(self, name: str, direction: str) -> LinkSpec:
+        """The link configuration of hop SRC-DST-PAYLOAD: [link] < [direction] < [hops.SRC-DST] < [hops.NAME]."""
+        spec = _apply(self.link, self.directions.get(direction, {}), f"[{direction}]")
+        link_name = name.rsplit("-", 1)[0]
+        spec = _apply(spec, self.hops.get(link_name, {}), f"[hops.{link_name}]")
+        return _apply(spec, self.hops.get(name, {}), f"[hops.{name}]")
+
+    def with_link(self, **changes: Any) -> RunConfig:
+        """A copy with the [link] defaults changed and every override kept."""
+        return replace(self, link=_apply(self.link, changes, "[link]"))
+
+    def ideal(self) -> RunConfig:
+        """The reference configuration: same task, every hop noiseless (overrides of channel dropped)."""
+        strip = {"channel", "estimator", "snr_db"}
+        return replace(self, link=self.link.ideal(), radio="link",
+                       directions={d: {k: v for k, v in o.items() if k not in strip} for d, o in self.directions.items()},
+                       hops={h: {k: v for k, v in o.items() if k not in strip} for h, o in self.hops.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path | None = None, **options: Any) -> RunConfig:
+    """RunConfig from an optional TOML file, then CLI `options` (None = not given) on top; validated."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"--config {p}: no such file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"--config {p}: not valid TOML ({exc})") from None
+    return config_from_dict(data, **options)
+
+
+def config_from_dict(data: dict[str, Any], **options: Any) -> RunConfig:
+    """Build a validated RunConfig from TOML-like data plus option overrides (link keys go to [link])."""
+    data = dict(data)
+    link_data = _table(data.pop("link", {}), "[link]")
+    directions = {d: _table(data.pop(d), f"[{d}]") for d in DIRECTIONS if d in data}
+    hops = {n: _table(t, f"[hops.{n}]") for n, t in _table(data.pop("hops", {}), "[hops]").items()}
+    link_keys = {f.name for f in fields(LinkSpec)}
+    run_keys = {f.name for f in fields(RunConfig)} - {"link", "directions", "hops"}
+    for key in data:
+        if key not in run_keys:
+            raise InputError(f"config: unknown key {key!r}; known: {', '.join(sorted(run_keys | link_keys))}, "
+                             f"tables [link], [uplink], [downlink], [backhaul], [hops.NAME]")
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key in link_keys:
+            link_data[key] = value
+        elif key in run_keys:
+            data[key] = value
+        else:
+            raise InputError(f"option {key!r} is not a run setting")
+    link = _apply(LinkSpec(), link_data, "[link]")
+    for key, value in data.items():
+        data[key] = _coerce(RunConfig, key, value, "config")
+    return RunConfig(link=link, directions=directions, hops=hops, **data).validate()
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InputError(f"config {where}: expected a table of settings, got {type(value).__name__}")
+    return dict(value)
+
+
+def _apply(spec: LinkSpec, overrides: dict[str, Any], where: str) -> LinkSpec:
+    known = {f.name for f in fields(LinkSpec)}
+    for key in overrides:
+        if key not in known:
+            raise InputError(f"config {where}: unknown key {key!r}; link keys: {', '.join(sorted(known))}")
+    typed = {k: _coerce(LinkSpec, k, v, f"config {where}") for k, v in overrides.items()}
+    return replace(spec, **typed).validate(where)
+
+
+def _coerce(cls: type, key: str, value: Any, where: str) -> Any:
+    """Check a TOML/CLI value against the field's type; lower-case the string choices."""
+    kind = {f.name: f.type for f in fields(cls)}[key]
+    kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    if value is None:
+        if "None" in kind:
+            return None
+        raise InputError(f"{where}: {key} needs a value")
+    if kind.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int | float) or float(value) != int(value):
+            raise InputError(f"{where}: {key} = {value!r}: expected a whole number")
+        return int(value)
+    if kind.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"{where}: {key} = {value!r}: expected a number")
+        return float(value)
+    if kind.startswith("str"):
+        if not isinstance(value, str):
+            raise InputError(f"{where}: {key} = {value!r}: expected text")
+        return value if key in ("prompt", "image", "model", "uri", "protocol") else value.lower()
+    return value
+
+
+def _choice(where: str, key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InputError(f"{where}: {key} = {value!r} is not known; choose one of: {', '.join(allowed)}")
+
+
+def _number(where: str, key: str, value: float, low: float, high: float) -> None:
+    if not isinstance(value, int | float) or not math.isfinite(value) or not low <= value <= high:
+        raise InputError(f"{where}: {key} = {value!r} is out of range; give a number from {low} to {high}")
+
+
+def _integer(where: str, key: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InputError(f"{where}: {key} = {value!r} is out of range; give a whole number from {low} to {high}")

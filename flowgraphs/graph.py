@@ -1,0 +1,66 @@
+"""The flowgraph of one protocol run: nodes (UE, ES1..ESn), the stages they run, the hops between them.
+
+A protocol module composes it in a few lines: `with g.on("ES1", steps=k): ...` runs a stage on a node and
+accounts its denoising steps and wall time; `g.hop("ES1", "UE", "seed")` opens a hop with the link
+configuration the run gives that hop (see flowgraphs.config) and records what it put on air.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+from flowgraphs.config import RunConfig
+from flowgraphs.hops import Hop, HopRecord, LinkFactory, direction_of, simulated_link
+from meg_phy.errors import InputError
+
+
+class Flowgraph:
+    """Nodes, per-node compute accounting and the record of every hop of one run."""
+
+    def __init__(self, config: RunConfig, link_factory: LinkFactory | None = None):
+        self.config = config
+        self.nodes = ["UE"] + [f"ES{i + 1}" for i in range(config.n_es)]
+        self.compute = {node: {"steps": 0, "seconds": 0.0} for node in self.nodes}
+        self.records: list[HopRecord] = []
+        self._factory = link_factory or simulated_link
+
+    @property
+    def es(self) -> list[str]:
+        return self.nodes[1:]
+
+    @contextmanager
+    def on(self, node: str, steps: int = 0) -> Iterator[None]:
+        """Run the enclosed stage on `node`: its wall time and `steps` denoising steps are accounted there."""
+        self._check_node(node)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.compute[node]["seconds"] += time.perf_counter() - start
+            self.compute[node]["steps"] += int(steps)
+
+    def hop(self, src: str, dst: str, payload: str) -> Hop:
+        """A hop named `SRC-DST-PAYLOAD` with its configured link; what it sends is recorded in `records`."""
+        self._check_node(src)
+        self._check_node(dst)
+        name = f"{src}-{dst}-{payload}"
+        spec = self.config.hop_spec(name, direction_of(src, dst))
+        if payload == "prompt":  # text has no analog form: prompts always go digital
+            spec = replace(spec, scheme="digital")
+        seed = (self.config.seed * 1_000_003 + zlib.crc32(f"{name}#{sum(r.name == name for r in self.records)}".encode())) % 2**31
+        return Hop(name, src, dst, payload, spec, seed, self._factory, on_record=self.records.append)
+
+    def totals(self) -> dict[str, float | int]:
+        return {
+            "bits": sum(r.bits or 0 for r in self.records),
+            "symbols": sum(r.symbols for r in self.records),
+            "airtime_s": sum(r.airtime_s for r in self.records),
+        }
+
+    def _check_node(self, node: str) -> None:
+        if node not in self.nodes:
+            raise InputError(f"node {node!r} is not in this run; nodes: {', '.join(self.nodes)} (raise n_es for more ESs)")

@@ -1,0 +1,44 @@
+"""The nine MEG protocols and the CENTRALIZED baseline, one module each.
+
+Each module has `run(st: Stages) -> image`: its flowgraph, stage by stage and hop by hop, so the module
+reads as the protocol's description. The roles are this project's reading of the acronyms of Zhong et al.,
+"Mobile Edge Generation: A New Era to 6G" (IEEE Network 2024), which names the protocols but publishes
+no code (see docs/protocols.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from meg_phy.errors import InputError
+
+PROTOCOLS: dict[str, str] = {
+    "CENTRALIZED": "baseline: UE uploads prompt (+ image), one ES runs the whole LDM and sends the final image down",
+    "UIEG": "UE-Inferencing, ES-Generating: UE encodes and noises its image, the seed goes up, the ES generates, the image comes down",
+    "EIUG": "ES-Inferencing, UE-Generating: the ES denoises to the split step, the seed comes down, the UE finishes and decodes",
+    "CIAG": "Collaborative Inferencing And Generating: seed up, the ES runs the middle steps, seed down, the UE finishes",
+    "ESUC": "ES-Sketching, UE-Completing: the ES makes a rough few-step, low-resolution sketch, the UE completes it with img2img",
+    "UIDG": "UE-Inferencing, Distributed Generating: seed tiles up to n ESs, each generates its tile to pixels, the UE stitches",
+    "DIUG": "Distributed Inferencing, UE-Generating: n ESs denoise one latent tile each, seed tiles come down, the UE merges and finishes",
+    "DSUC": "Distributed Sketching, UE-Completing: n ESs sketch one tile each, sketch tiles come down, the UE stitches and completes",
+    "UIDCG": "UE-Inferencing, Distributed Cooperative Generating: seed up, ES1..ESn run consecutive step ranges over backhaul, the image comes down",
+    "DCSUC": "Distributed Cooperative Sketching, UE-Completing: ES1..ESn sketch in consecutive step ranges, the sketch comes down, the UE completes",
+}
+"""Protocol name -> one-line description (`meg-phy protocols`)."""
+
+SINGLE_ES = ("CENTRALIZED", "UIEG", "EIUG", "CIAG", "ESUC")
+"""Protocols that use one ES whatever n_es says."""
+
+
+def canonical_name(name: str) -> str:
+    """Upper-case protocol name; InputError naming the known ones otherwise."""
+    key = str(name).strip().upper()
+    if key not in PROTOCOLS:
+        raise InputError(f"protocol {name!r} is not known; choose one of: {', '.join(PROTOCOLS)} (see meg-phy protocols)")
+    return key
+
+
+def get(name: str) -> Callable:
+    """The `run(st)` function of a protocol."""
+    return importlib.import_module(f"flowgraphs.protocols.{canonical_name(name).lower()}").run

@@ -1,0 +1,91 @@
+"""What a protocol run leaves in its --out folder: output.png, reference.png, result.json, report.md."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from meg_phy.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from meg_phy.provenance import versions
+
+
+def png_bytes(image: torch.Tensor, scale: int = 1) -> bytes:
+    """A (1, 3, H, W) or (3, H, W) image in [0, 1] as PNG bytes (nearest-neighbour upscaled by `scale`)."""
+    from PIL import Image
+
+    img = image[0] if image.dim() == 4 else image
+    data = (img.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    pil = Image.fromarray(data, "RGB")
+    if scale > 1:
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    pil.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_run(out: Path, result: dict[str, Any], image: torch.Tensor, reference: torch.Tensor) -> None:
+    """The four files of `meg-phy run` (each written atomically)."""
+    atomic_write_bytes(out / "output.png", png_bytes(image))
+    atomic_write_bytes(out / "reference.png", png_bytes(reference))
+    atomic_write_json(out / "result.json", {**result, "versions": versions()})
+    atomic_write_text(out / "report.md", run_markdown(result))
+
+
+def run_markdown(result: dict[str, Any]) -> str:
+    """A readable account of one run: the task, every hop, compute per node, quality, totals."""
+    cfg, task, q, totals = result["config"], result["task"], result["quality"], result["totals"]
+    link = cfg["link"]
+    lines = [
+        f"# {result['protocol']} run",
+        "",
+        f"Task: text-guided image-to-image, prompt \"{task['prompt']}\", input {task['input_image']}, "
+        f"{task['steps']} steps at strength {task['strength']}, seed {task['seed']}; "
+        f"{cfg['n_es']} ES; input image held by the {cfg['image_at'].upper()}.",
+        f"Default link: {link['scheme']}, {link['channel']}, SNR {link['snr_db']} dB, {link['modulation']}, "
+        f"LDPC rate {link['code_rate']}; resume: {cfg['resume']}.",
+        "",
+        "![output](output.png) ![reference](reference.png)",
+        "",
+        "## Hops",
+        "",
+        "| hop | payload | scheme | channel | bits | symbols | airtime (ms) | SNR (dB) | est. SNR (dB) | BER | BLER | noise var | tries | delivered |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for h in result["hops"]:
+        lines.append(f"| {h['name']} | {h['payload']} | {h['scheme']} | {h['channel']} | {_n(h['bits'])} | "
+                     f"{h['symbols']} | {h['airtime_s'] * 1e3:.3f} | {_n(h['snr_db'])} | {_n(h['snr_est_db'])} | "
+                     f"{_n(h['ber'])} | {_n(h['bler'])} | {_n(h['noise_var'])} | {h['attempts']} | "
+                     f"{'yes' if h['delivered'] else '**no**'} |")
+    lines += ["", "## Compute", "", "| node | denoising steps | seconds |", "|---|---:|---:|"]
+    for node, c in result["compute"].items():
+        lines.append(f"| {node} | {c['steps']} | {c['seconds']:.3f} |")
+    ratio = totals.get("symbols_ratio_to_centralized")
+    base = result.get("baseline", {}).get("totals", {})
+    lines += [
+        "", "## Quality (against the noiseless reference: same task, ideal links)", "",
+        f"- prompt match: {_yes(q['prompt_match'])} (reference: {_yes(result.get('reference', {}).get('prompt_match'))})",
+        f"- PSNR: {_n(q['psnr_db'])} dB, SSIM: {_n(q['ssim'])}",
+        "", "## On air", "",
+        f"- {totals['bits']} bits, {totals['symbols']} channel symbols, {totals['airtime_s'] * 1e3:.3f} ms",
+        f"- CENTRALIZED on the same task and links: {base.get('symbols', 'n/a')} symbols; "
+        f"ratio {_n(ratio)} ({'n/a' if not ratio else f'{1 / ratio:.1f}x fewer' if ratio < 1 else f'{ratio:.1f}x more'})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _n(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+            return f"{value:.2e}"
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _yes(value: Any) -> str:
+    return "n/a" if value is None else ("yes" if value else "no")

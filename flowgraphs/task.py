@@ -1,0 +1,108 @@
+"""The case-study task: text-guided image-to-image. The UE holds an input image and a prompt.
+
+When no image is given, one is rendered from `meg_phy.scenes` with the prompt's attributes except the
+colour (the next colour of the vocabulary), so the edit the prompt asks for is visible. When no prompt is
+given, DEFAULT_PROMPT is used. The model is loaded once per process and shared (it is read-only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import torch
+
+from meg_phy.errors import InputError
+
+DEFAULT_PROMPT = "a large red circle at the center on a white background"
+DEFAULT_ATTRIBUTES = {"size": "large", "colour": "red", "shape": "circle", "position": "center", "background": "white"}
+
+
+@dataclass
+class Task:
+    """What every protocol of one run works on (identical for the run, its reference and its baseline)."""
+
+    prompt: str
+    image: torch.Tensor
+    """(1, 3, H, W) in [0, 1] at the model's resolution."""
+    image_source: str
+    """'file:PATH' or 'scene:<prompt of the rendered input>'."""
+    ldm: object
+    seed: int
+    steps: int
+    strength: float
+    guidance: float
+
+
+def make_task(config) -> Task:
+    """The task of a RunConfig: prompt, input image and model."""
+    from meg_phy import scenes
+
+    prompt = config.prompt if config.prompt is not None else DEFAULT_PROMPT
+    attrs = {**DEFAULT_ATTRIBUTES, **scenes.parse_prompt(prompt)} if _is_default_model(config.model) else None
+    ldm = load_model(config.model)
+    if config.image is not None:
+        image = _load_image(config.image, ldm)
+        source = f"file:{config.image}"
+    else:
+        base = dict(attrs or DEFAULT_ATTRIBUTES)
+        colours = scenes.ATTRIBUTES["colour"]
+        base["colour"] = colours[(colours.index(base["colour"]) + 1) % len(colours)]
+        image = scenes.render(base, config.seed)[None]
+        image = _resize(image, _resolution(ldm))
+        source = f"scene:{scenes.make_prompt(base)}"
+    return Task(prompt=prompt, image=image, image_source=source, ldm=ldm, seed=config.seed,
+                steps=config.steps, strength=config.strength, guidance=config.guidance)
+
+
+@cache
+def load_model(path: str | None):
+    """The split LDM at `path` (None: the embedded default model), loaded once per process."""
+    from meg_phy.ldm import load_ldm
+
+    return load_ldm(path)
+
+
+@cache
+def load_scorer():
+    """The embedded attribute evaluator (prompt accuracy)."""
+    from meg_phy.evaluator import load_evaluator
+
+    return load_evaluator()
+
+
+def _is_default_model(path: str | None) -> bool:
+    from meg_phy.models import DEFAULT_MODEL_DIR
+
+    return path is None or Path(path).resolve() == DEFAULT_MODEL_DIR.resolve()
+
+
+def _resolution(ldm) -> int:
+    return int(ldm.resolution[0])
+
+
+def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
+    if image.shape[-1] == size and image.shape[-2] == size:
+        return image
+    return torch.nn.functional.interpolate(image, size=(size, size), mode="bilinear", antialias=True,
+                                           align_corners=False).clamp(0, 1)
+
+
+def _load_image(path: str, ldm) -> torch.Tensor:
+    try:
+        from meg_phy.images import load_image
+
+        return load_image(path, size=_resolution(ldm))
+    except ImportError:
+        pass
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        pil = Image.open(path).convert("RGB")
+    except (OSError, UnidentifiedImageError) as exc:
+        raise InputError(f"--image {path}: cannot read it as an image ({exc}); give a PNG or JPEG file") from None
+    size = _resolution(ldm)
+    pil = pil.resize((size, size), Image.Resampling.BICUBIC)
+    data = torch.frombuffer(bytearray(pil.tobytes()), dtype=torch.uint8).reshape(size, size, 3)
+    return (data.permute(2, 0, 1).float() / 255)[None]
