@@ -81,10 +81,10 @@ class Stages:
 
     def resume(self, node: str, seed, noise_var: float):
         """Resume from a received seed: channel-aware (noise as extra diffusion noise) or naive (as is)."""
-        from meg_phy import resume
-
         if noise_var <= 0 or self.cfg.resume == "naive":
             return seed
+        from meg_phy import resume
+
         with self.g.on(node):
             return resume.channel_aware(self.ldm, seed, noise_var)
 
