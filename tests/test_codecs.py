@@ -134,7 +134,7 @@ def test_analog_seed_rejects_wrong_counts():
 def test_image_round_trips(fmt):
     image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     image = torch.nn.functional.avg_pool2d(image, 3, 1, 1)  # some smoothness, like a real image
-    payload = encode_image(image, format=fmt, quality=90)
+    payload = encode_image(image, fmt=fmt, quality=90)
     back = decode_image(payload)
     assert back.shape == image.shape
     quantised = (image * 255).round() / 255

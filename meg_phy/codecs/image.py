@@ -45,27 +45,27 @@ def _sent_size(image: torch.Tensor, size: tuple[int, int] | None) -> tuple[int, 
     return h, w
 
 
-def encode_image(image: torch.Tensor, format: str = "png", quality: int = 75, size: tuple[int, int] | None = None,
+def encode_image(image: torch.Tensor, fmt: str = "png", quality: int = 75, size: tuple[int, int] | None = None,
                  kind: Kind = Kind.IMAGE) -> bytes:
     """One image -> bytes (PNG lossless; JPEG/WebP at `quality` 1..100), sent at `size` (default: its own)."""
-    if format not in _PIL_NAMES:
-        raise InputError(f"image format '{format}' unknown; choose png, jpeg or webp")
+    if fmt not in _PIL_NAMES:
+        raise InputError(f"image format '{fmt}' unknown; choose png, jpeg or webp")
     if not 1 <= int(quality) <= 100:
         raise InputError(f"image quality {quality}: must be 1..100")
     image = _check_image(image)
     sent = _sent_size(image, size)
     small = resize(image, sent)
     buffer = io.BytesIO()
-    options = {"quality": int(quality)} if format in ("jpeg", "webp") else {"optimize": True}
-    to_pil(small).save(buffer, format=_PIL_NAMES[format], **options)
-    meta = _META.pack(FORMATS[format], int(quality), *sent, *image.shape[-2:], 1.0)
+    options = {"quality": int(quality)} if fmt in ("jpeg", "webp") else {"optimize": True}
+    to_pil(small).save(buffer, format=_PIL_NAMES[fmt], **options)
+    meta = _META.pack(FORMATS[fmt], int(quality), *sent, *image.shape[-2:], 1.0)
     return pack(kind, meta, buffer.getvalue())
 
 
-def encode_sketch(image: torch.Tensor, format: str = "jpeg", quality: int = 50,
+def encode_sketch(image: torch.Tensor, fmt: str = "jpeg", quality: int = 50,
                   size: tuple[int, int] | None = SKETCH_SIZE) -> bytes:
     """A sketch: the image shrunk to `size` (area averaging) and compressed; decodes back to full size."""
-    return encode_image(image, format=format, quality=quality, size=size, kind=Kind.SKETCH)
+    return encode_image(image, fmt=fmt, quality=quality, size=size, kind=Kind.SKETCH)
 
 
 def _meta(meta: bytes) -> tuple[str, int, tuple[int, int], tuple[int, int], float]:
