@@ -118,9 +118,10 @@ class RunConfig:
     """How a receiver resumes from a noisy analog seed: 'channel-aware' or 'naive' (at the original step)."""
     seed_format: str = "int8"
     """Quantisation of digital seeds (meg_phy.codecs.seed)."""
-    seed_side_info: str = "session"
-    """Analog seeds: 'session' (shape and schedule agreed in advance; scale in the link header) or 'link'
-    (the codec's side information sent digitally on the same hop, its cost added)."""
+    side_info: str = "session"
+    """Analog payloads: 'session' (shape, schedule, sizes agreed in advance; the value scale travels in the
+    analog link's accounted header) or 'link' (the codec's side information sent digitally on the same hop,
+    its cost added to the hop)."""
     image_format: str = "webp"
     image_quality: int = 75
     sketch_steps: int = 4
@@ -128,7 +129,7 @@ class RunConfig:
     sketch_strength: float = 0.5
     """img2img strength the UE uses to complete a clean sketch (raised for a noisy one, see meg_phy.resume)."""
     sketch_scale: int = 2
-    """Sketches are sent downsampled by this factor per side (1 = full resolution)."""
+    """Sketches are sent at 1/sketch_scale of the resolution per side (1 = full resolution)."""
     tile_overlap: int = 2
     """Overlap in latent pixels between the tiles of the parallel protocols."""
     model: str | None = None
@@ -146,7 +147,7 @@ class RunConfig:
         _choice("run", "image_at", self.image_at, IMAGE_PLACES)
         _choice("run", "resume", self.resume, RESUME_MODES)
         _choice("run", "seed_format", self.seed_format, SEED_FORMATS)
-        _choice("run", "seed_side_info", self.seed_side_info, ("session", "link"))
+        _choice("run", "side_info", self.side_info, ("session", "link"))
         _choice("run", "image_format", self.image_format, IMAGE_FORMATS)
         _choice("run", "radio", self.radio, RADIOS)
         _number("run", "strength", self.strength, 0.05, 1.0)

@@ -7,6 +7,7 @@ on the same task and hop configuration.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -58,17 +59,20 @@ def run_protocol(config: RunConfig, task: Task | None = None, link_factory: Link
 
 
 def quality(image: torch.Tensor, reference: torch.Tensor, prompt: str, scorer=None) -> dict[str, Any]:
-    """Prompt match (embedded evaluator; None when it cannot read the prompt), PSNR and SSIM against the reference."""
-    from meg_phy.metrics import psnr, ssim
+    """Prompt match (embedded evaluator; None when it cannot read the prompt), PSNR and SSIM against the reference.
 
+    PSNR of two identical images is infinite; it is reported as None (null) with `identical: true`.
+    """
     from meg_phy.errors import InputError
+    from meg_phy.metrics import prompt_matches, psnr, ssim
 
-    match = None
     try:
-        match = bool((scorer or load_scorer()).prompt_match(image, [prompt])[0])
+        match = prompt_matches(image, [prompt], scorer or load_scorer())[0]
     except InputError:
-        pass
-    return {"prompt_match": match, "psnr_db": float(psnr(image, reference)), "ssim": float(ssim(image, reference))}
+        match = None
+    value = float(psnr(image, reference))
+    return {"prompt_match": match, "psnr_db": value if math.isfinite(value) else None,
+            "ssim": float(ssim(image, reference)), "identical": bool(torch.equal(image, reference))}
 
 
 def evaluate(config: RunConfig, link_factory: LinkFactory | None = None, task: Task | None = None,

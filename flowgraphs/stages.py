@@ -17,6 +17,7 @@ import torch
 
 from flowgraphs.graph import Flowgraph
 from flowgraphs.task import Task
+from meg_phy.images import resize
 
 
 class Stages:
@@ -33,10 +34,12 @@ class Stages:
         """The step at which a seed changes hands (config `split`)."""
         return round(self.n_steps * self.cfg.split)
 
-    def ranges(self, total: int, parts: int) -> list[tuple[int, int]]:
-        """`total` steps cut into `parts` consecutive ranges (cooperative protocols)."""
-        bounds = [round(total * i / parts) for i in range(parts + 1)]
-        return list(zip(bounds[:-1], bounds[1:], strict=True))
+    def share(self, seed, servers_left: int) -> int:
+        """Where this ES of a cooperative chain stops: an equal share of the steps still to run.
+
+        Recomputed at every ES, because channel-aware resume may lengthen the remaining schedule.
+        """
+        return seed.step + -(-(seed.total - seed.step) // servers_left)
 
     def tiles(self):
         """The overlapping latent tiles of the parallel protocols, one per ES (a meg_phy.tiles.TileLayout)."""
@@ -57,11 +60,11 @@ class Stages:
                                   steps=self.task.steps if steps is None else steps,
                                   generator=torch.Generator().manual_seed(self.task.seed))
 
-    def denoise(self, node: str, seed, cond, to: int | None = None):
-        """Denoise `seed` from its step to step `to` (default: the end)."""
+    def denoise(self, node: str, seed, cond, to: int | None = None, tile: tuple | None = None):
+        """Denoise `seed` (only its `tile` box, when given) from its step to step `to` (default: the end)."""
         target = seed.total if to is None else to
         with self.g.on(node, steps=max(0, target - seed.step)):
-            return self.ldm.denoise(seed, cond, until=target)
+            return self.ldm.denoise(seed, cond, until=target, region=tile)
 
     def decode(self, node: str, seed) -> torch.Tensor:
         with self.g.on(node):
@@ -72,9 +75,8 @@ class Stages:
         return self.start(node, image, steps=max(1, round(self.cfg.sketch_steps / self.task.strength)))
 
     def render_sketch(self, node: str, seed) -> torch.Tensor:
-        """Decode a sketch seed and downsample it by `sketch_scale`: a rough, small, human-viewable image."""
-        with self.g.on(node):
-            return _downsample(self.ldm.decode(seed), self.cfg.sketch_scale)
+        """Decode a sketch seed (it is sent at 1/`sketch_scale` resolution, see send_image)."""
+        return self.decode(node, seed)
 
     def sketch(self, node: str, image: torch.Tensor | None, cond) -> torch.Tensor:
         return self.render_sketch(node, self.denoise(node, self.start_sketch(node, image), cond))
@@ -83,10 +85,10 @@ class Stages:
         """Resume from a received seed: channel-aware (noise as extra diffusion noise) or naive (as is)."""
         if noise_var <= 0 or self.cfg.resume == "naive":
             return seed
-        from meg_phy import resume
+        from meg_phy.resume import resume
 
         with self.g.on(node):
-            return resume.channel_aware(self.ldm, seed, noise_var)
+            return resume(self.ldm, seed, noise_var, mode=self.cfg.resume)
 
     def crop(self, node: str, seed, tiles, i: int):
         """Tile i of a seed."""
@@ -106,18 +108,19 @@ class Stages:
 
         pixels = tiles.scaled(self.ldm.vae_scale_factor)
         with self.g.on(node):
-            placed = [_resize(img, (h, w)) for img, (_, _, h, w) in zip(images, pixels.boxes, strict=True)]
+            placed = [resize(img, (h, w)) for img, (_, _, h, w) in zip(images, pixels.boxes, strict=True)]
             return merge(placed, pixels).clamp(0, 1)
 
     def complete(self, node: str, sketch: torch.Tensor, cond, noise_var: float = 0.0) -> torch.Tensor:
-        """Text-guided img2img from a (noisy) sketch at a strength chosen for its noise."""
+        """Text-guided img2img from a (noisy) sketch, at a strength raised to cover its noise (meg_phy.resume)."""
         from meg_phy.resume import sketch_strength
 
-        size = self.task.image.shape[-2:]
         with self.g.on(node):
-            upsampled = _resize(sketch, tuple(size))
-            strength = sketch_strength(noise_var, base=self.cfg.sketch_strength)
-        seed = self.start(node, upsampled, strength=strength)
+            sketch = resize(sketch, tuple(self.task.image.shape[-2:]))
+            strength = self.cfg.sketch_strength
+            if self.cfg.resume == "channel-aware":
+                strength = sketch_strength(noise_var, base=strength, ldm=self.ldm, image=sketch)
+        seed = self.start(node, sketch, strength=strength)
         return self.decode(node, self.denoise(node, seed, cond))
 
     # --- transfers -----------------------------------------------------------------------------------
@@ -135,25 +138,39 @@ class Stages:
         return self.send_image(ue, es, self.task.image)[0]
 
     def send_image(self, src: str, dst: str, image: torch.Tensor, payload: str = "image") -> tuple[torch.Tensor, float]:
-        """An image (final image, sketch or input) as compressed bytes or analog pixels; returns (image, noise_var)."""
+        """An image (input, final image or sketch) as compressed bytes or analog pixels: (what arrived, noise var).
+
+        Sketches go at 1/`sketch_scale` of their resolution and come back upsampled. Analog: the noise
+        variance is per pixel in [0, 1] units; digital: 0 (a lost image arrives as mid-grey, the hop says so).
+        """
         from meg_phy import codecs
 
+        size = None
+        if payload == "sketch":
+            size = tuple(max(1, d // self.cfg.sketch_scale) for d in image.shape[-2:])
         hop = self.g.hop(src, dst, payload)
         if hop.spec.scheme == "analog":
-            values = image * 2 - 1  # zero-mean pixel values use the power better
-            est, noise_var, _ = hop.send_values(values)
-            return ((est + 1) / 2).clamp(0, 1), float(noise_var.mean()) / 4
-        data = codecs.encode_image(image, fmt=self.cfg.image_format, quality=self.cfg.image_quality)
-        received, _ = hop.send_bytes(data, codecs.decode_image)
-        if received is None:
-            return torch.full_like(image, 0.5), 0.0
-        return received, 0.0
+            to_analog = codecs.sketch_to_analog if payload == "sketch" else codecs.image_to_analog
+            values, side = to_analog(image, size=size)
+            scale = codecs.image_info(side)["scale"]
+            on_link = side if self.cfg.side_info == "link" else None
+            est, noise_var, record = hop.send_values(values * scale, side=on_link, decode_side=codecs.image_info)
+            if record.delivered:
+                received, pixel_var = codecs.analog_to_image(est / scale, noise_var / scale**2, side)
+                return received, float(pixel_var.mean())
+        else:
+            encode = codecs.encode_sketch if payload == "sketch" else codecs.encode_image
+            data = encode(image, fmt=self.cfg.image_format, quality=self.cfg.image_quality, size=size)
+            received, _ = hop.send_bytes(data, codecs.decode_image)
+            if received is not None:
+                return received, 0.0
+        return torch.full_like(image, 0.5), 0.0
 
     def send_seed(self, src: str, dst: str, seed) -> tuple[object, float]:
         """A seed (latent + step) as analog values or quantised bytes; returns (what arrived, noise variance).
 
         Analog: the latent values go on the analog link (its header carries their scale); the rest of the
-        side information (shape, schedule) is session state, or goes digitally when `seed_side_info = "link"`.
+        side information (shape, schedule) is session state, or goes digitally when `side_info = "link"`.
         The noise variance is in latent units (what channel-aware resume needs).
         """
         from meg_phy.codecs import seed as codec
@@ -162,7 +179,7 @@ class Stages:
         if hop.spec.scheme == "analog":
             values, side = codec.seed_to_analog(seed)
             scale = codec.side_info(side).scale
-            on_link = side if self.cfg.seed_side_info == "link" else None
+            on_link = side if self.cfg.side_info == "link" else None
             est, noise_var, record = hop.send_values(values * scale, side=on_link, decode_side=codec.side_info)
             if record.delivered:
                 received, latent_var = codec.analog_to_seed(est / scale, noise_var / scale**2, side)
@@ -174,15 +191,3 @@ class Stages:
         with self.g.on(dst):  # lost: the receiver carries on from fresh noise at the step it expected
             noise = torch.randn(seed.latents.shape, generator=torch.Generator().manual_seed(self.task.seed + 1))
             return seed.replace(latents=noise.to(seed.latents)), 0.0
-
-
-def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    return torch.nn.functional.interpolate(image, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
-
-
-def _downsample(image: torch.Tensor, factor: int) -> torch.Tensor:
-    if factor <= 1:
-        return image
-    return torch.nn.functional.avg_pool2d(image, factor)

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import torch
 
-from meg_phy.errors import InputError
-
 DEFAULT_PROMPT = "a large red circle at the center on a white background"
 DEFAULT_ATTRIBUTES = {"size": "large", "colour": "red", "shape": "circle", "position": "center", "background": "white"}
 
@@ -38,6 +36,7 @@ class Task:
 def make_task(config) -> Task:
     """The task of a RunConfig: prompt, input image and model."""
     from meg_phy import scenes
+    from meg_phy.images import resize
 
     prompt = config.prompt if config.prompt is not None else DEFAULT_PROMPT
     attrs = {**DEFAULT_ATTRIBUTES, **scenes.parse_prompt(prompt)} if _is_default_model(config.model) else None
@@ -50,7 +49,7 @@ def make_task(config) -> Task:
         colours = scenes.ATTRIBUTES["colour"]
         base["colour"] = colours[(colours.index(base["colour"]) + 1) % len(colours)]
         image = scenes.render(base, config.seed)[None]
-        image = _resize(image, _resolution(ldm))
+        image = resize(image, _resolution(ldm))
         source = f"scene:{scenes.make_prompt(base)}"
     return Task(prompt=prompt, image=image, image_source=source, ldm=ldm, seed=config.seed,
                 steps=config.steps, strength=config.strength, guidance=config.guidance)
@@ -78,31 +77,11 @@ def _is_default_model(path: str | None) -> bool:
     return path is None or Path(path).resolve() == DEFAULT_MODEL_DIR.resolve()
 
 
-def _resolution(ldm) -> int:
-    return int(ldm.resolution[0])
-
-
-def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
-    if image.shape[-1] == size and image.shape[-2] == size:
-        return image
-    return torch.nn.functional.interpolate(image, size=(size, size), mode="bilinear", antialias=True,
-                                           align_corners=False).clamp(0, 1)
+def _resolution(ldm) -> tuple[int, int]:
+    return tuple(int(v) for v in ldm.resolution)
 
 
 def _load_image(path: str, ldm) -> torch.Tensor:
-    try:
-        from meg_phy.images import load_image
+    from meg_phy.images import load_image
 
-        return load_image(path, size=_resolution(ldm))
-    except ImportError:
-        pass
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        pil = Image.open(path).convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise InputError(f"--image {path}: cannot read it as an image ({exc}); give a PNG or JPEG file") from None
-    size = _resolution(ldm)
-    pil = pil.resize((size, size), Image.Resampling.BICUBIC)
-    data = torch.frombuffer(bytearray(pil.tobytes()), dtype=torch.uint8).reshape(size, size, 3)
-    return (data.permute(2, 0, 1).float() / 255)[None]
+    return load_image(path, size=_resolution(ldm))[0]

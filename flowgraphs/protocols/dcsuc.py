@@ -11,10 +11,10 @@ def run(st):
     prompt = st.send_prompt(ue, chain[0], st.task.prompt)
     image = st.input_image(ue, chain[0])
     seed = st.start_sketch(chain[0], image)
-    for i, (es, (_, stop)) in enumerate(zip(chain, st.ranges(seed.total, len(chain)), strict=True)):
+    for i, es in enumerate(chain):
         if i > 0:
             seed = st.resume(es, *st.send_seed(chain[i - 1], es, seed))
             prompt = st.send_prompt(chain[i - 1], es, prompt or "")
-        seed = st.denoise(es, seed, st.encode_prompt(es, prompt), to=stop)
+        seed = st.denoise(es, seed, st.encode_prompt(es, prompt), to=st.share(seed, len(chain) - i))
     sketch, noise_var = st.send_image(chain[-1], ue, st.render_sketch(chain[-1], seed), payload="sketch")
     return st.complete(ue, sketch, st.encode_prompt(ue, st.task.prompt), noise_var)

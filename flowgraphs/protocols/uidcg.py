@@ -10,9 +10,9 @@ def run(st):
     ue, chain = "UE", st.g.es
     seed = st.resume(chain[0], *st.send_seed(ue, chain[0], st.start(ue, st.task.image)))
     prompt = st.send_prompt(ue, chain[0], st.task.prompt)
-    for i, (es, (_, stop)) in enumerate(zip(chain, st.ranges(seed.total, len(chain)), strict=True)):
+    for i, es in enumerate(chain):
         if i > 0:
             seed = st.resume(es, *st.send_seed(chain[i - 1], es, seed))
             prompt = st.send_prompt(chain[i - 1], es, prompt or "")
-        seed = st.denoise(es, seed, st.encode_prompt(es, prompt), to=stop)
+        seed = st.denoise(es, seed, st.encode_prompt(es, prompt), to=st.share(seed, len(chain) - i))
     return st.send_image(chain[-1], ue, st.decode(chain[-1], seed))[0]

@@ -1,8 +1,8 @@
 """UIDG, UE-Inferencing Distributed Generating: n ESs each generate one tile of the image.
 
-    UE: encode image, noise to the strength -> seed; cut it into n overlapping tiles
-    UE --seed tile i, prompt--> ESi    ESi: resume, all denoising steps on its tile, decode the tile
-    UE <------image tile i----- ESi    UE: stitch the tiles (overlaps blended)
+    UE: encode image, noise to the strength -> seed
+    UE --seed, prompt--> ESi       ESi: resume, all denoising steps on its tile of the latent, decode the tile
+    UE <--image tile i-- ESi       UE: stitch the tiles (overlaps blended)
 """
 
 
@@ -11,8 +11,8 @@ def run(st):
     seed = st.start(ue, st.task.image)
     parts = []
     for i, es in enumerate(st.g.es):
-        received = st.resume(es, *st.send_seed(ue, es, st.crop(ue, seed, tiles, i)))
+        received = st.resume(es, *st.send_seed(ue, es, seed))
         cond = st.encode_prompt(es, st.send_prompt(ue, es, st.task.prompt))
-        part = st.decode(es, st.denoise(es, received, cond))
+        part = st.decode(es, st.denoise(es, received, cond, tile=tiles.boxes[i]))
         parts.append(st.send_image(es, ue, part)[0])
     return st.stitch(ue, parts, tiles)
