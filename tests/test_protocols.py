@@ -43,9 +43,9 @@ def expected_hops(name, n):
         "DIUG": [h for e in es for h in [("UE", e, "prompt"), ("UE", e, "image"), (e, "UE", "seed")]],
         "DSUC": [h for e in es for h in [("UE", e, "prompt"), ("UE", e, "image"), (e, "UE", "sketch")]],
         "UIDCG": [("UE", "ES1", "seed"), ("UE", "ES1", "prompt")]
-        + [h for a, b in zip(es, es[1:]) for h in [(a, b, "seed"), (a, b, "prompt")]] + [(es[-1], "UE", "image")],
+        + [h for a, b in zip(es, es[1:], strict=False) for h in [(a, b, "seed"), (a, b, "prompt")]] + [(es[-1], "UE", "image")],
         "DCSUC": [("UE", "ES1", "prompt"), ("UE", "ES1", "image")]
-        + [h for a, b in zip(es, es[1:]) for h in [(a, b, "seed"), (a, b, "prompt")]] + [(es[-1], "UE", "sketch")],
+        + [h for a, b in zip(es, es[1:], strict=False) for h in [(a, b, "seed"), (a, b, "prompt")]] + [(es[-1], "UE", "sketch")],
     }
     return table[name]
 
