@@ -1,0 +1,79 @@
+"""The one small interface every radio implements: configure, transmit, receive, close.
+
+Samples are complex baseband, numpy complex64, full scale |x| <= 1 (the radio maps that onto its DAC/ADC
+range). Settings are validated properties (pyadi-iio style): assigning an out-of-range value raises
+InputError at once, before any hardware is touched. A radio is a context manager; leaving the `with`
+block (normally, on an error or on Ctrl-C) stops any transmission and releases the device.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+from meg_phy.errors import InputError
+
+
+class Radio(abc.ABC):
+    """A source and/or sink of IQ samples."""
+
+    hardware: str = "unknown"
+
+    def configure(self, **settings) -> Radio:
+        """Set several validated settings at once: radio.configure(sample_rate=2e6, center_frequency=2.4e9)."""
+        for name, value in settings.items():
+            if not isinstance(getattr(type(self), name, None), property):
+                raise InputError(f"{type(self).__name__} has no setting '{name}'")
+            setattr(self, name, value)
+        return self
+
+    @property
+    @abc.abstractmethod
+    def sample_rate(self) -> float: ...
+
+    @property
+    @abc.abstractmethod
+    def center_frequency(self) -> float: ...
+
+    @abc.abstractmethod
+    def transmit(self, samples: np.ndarray, cyclic: bool = False) -> None:
+        """Send samples once, or repeat them until `stop_transmit()` / `close()` when cyclic."""
+
+    @abc.abstractmethod
+    def receive(self, num_samples: int) -> np.ndarray:
+        """Capture `num_samples` complex64 samples."""
+
+    def stop_transmit(self) -> None:
+        """Stop a cyclic transmission (no-op when nothing is being sent)."""
+
+    def close(self) -> None:
+        self.stop_transmit()
+
+    def __enter__(self) -> Radio:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def check_samples(samples) -> np.ndarray:
+    """1-D finite complex samples within full scale, as complex64; InputError otherwise."""
+    x = np.asarray(samples)
+    if x.ndim != 1 or x.size == 0:
+        raise InputError(f"samples must be a non-empty 1-D array, got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise InputError(f"samples must be numbers, got dtype {x.dtype}")
+    x = x.astype(np.complex64)
+    if not np.all(np.isfinite(x)):
+        raise InputError("samples contain NaN or infinity")
+    peak = float(np.max(np.abs(x)))
+    if peak > 1.0 + 1e-6:
+        raise InputError(f"samples exceed full scale (peak |x| = {peak:.3g} > 1); scale them down before transmitting")
+    return x
+
+
+def check_count(num_samples) -> int:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer) or num_samples < 1:
+        raise InputError(f"num_samples={num_samples!r}: must be a positive integer")
+    return int(num_samples)

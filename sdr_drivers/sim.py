@@ -1,0 +1,211 @@
+"""A simulated radio pair (transmitter cabled to receiver) with the impairments of real hardware.
+
+What `transmit` sends goes through, in physical order: the channel (AWGN only, or a 3GPP TDL multipath
+drawn per capture), the carrier frequency offset between the two oscillators (`cfo_ppm` of the carrier),
+the receiver's sample-clock offset (`sco_ppm`, band-limited resampling), thermal noise, IQ imbalance,
+DC offset, an AGC-like gain that puts the capture at `rx_level_dbfs`, and a `adc_bits` ADC with clipping.
+`receive(n)` returns n samples in which the transmitted bursts start at a random (fractional) time;
+bursts queued by several `transmit` calls follow each other with random gaps; a cyclic transmission
+fills the whole capture. Everything is drawn from one seeded generator: the same seed gives the same
+samples.
+
+SNR (`snr_db`) is Es/N0 per used subcarrier, the link models' convention: noise power per sample equals
+the burst's mean power per active sample divided by `occupied_fraction` (52/64 for the default frame)
+and by the SNR.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from meg_phy.errors import InputError
+from sdr_drivers.base import Radio, check_count, check_samples
+from sdr_drivers.impairments import awgn, frequency_shift, iq_imbalance, quantize, resample
+
+CHANNELS = ("awgn", "ideal", *(f"tdl-{c}" for c in "abcde"))
+
+
+class SimRadio(Radio):
+    """Loopback pair: one object transmits and receives. All settings are validated properties."""
+
+    hardware = "meg-phy simulated radio pair"
+
+    def __init__(self, sample_rate: float = 2e6, center_frequency: float = 2.4e9, snr_db: float = 20.0,
+                 cfo_ppm: float = 0.0, sco_ppm: float = 0.0, dc_offset: complex = 0.0, iq_gain_db: float = 0.0,
+                 iq_phase_deg: float = 0.0, adc_bits: int = 12, rx_level_dbfs: float = -15.0,
+                 channel: str = "awgn", delay_spread_ns: float = 100.0, occupied_fraction: float = 52 / 64,
+                 seed: int | None = 0):
+        self._rng = np.random.default_rng(seed)
+        self._seed = seed
+        self._queue: list[np.ndarray] = []
+        self._cyclic: np.ndarray | None = None
+        self.configure(sample_rate=sample_rate, center_frequency=center_frequency, snr_db=snr_db,
+                       cfo_ppm=cfo_ppm, sco_ppm=sco_ppm, dc_offset=dc_offset, iq_gain_db=iq_gain_db,
+                       iq_phase_deg=iq_phase_deg, adc_bits=adc_bits, rx_level_dbfs=rx_level_dbfs,
+                       channel=channel, delay_spread_ns=delay_spread_ns, occupied_fraction=occupied_fraction)
+
+    # --- validated settings ----------------------------------------------------------------------------------
+    sample_rate = property(lambda self: self._sample_rate,
+                           lambda self, v: setattr(self, "_sample_rate", _number("sample_rate", v, 1e3, 1e9)))
+    center_frequency = property(lambda self: self._center_frequency,
+                                lambda self, v: setattr(self, "_center_frequency",
+                                                        _number("center_frequency", v, 1e6, 100e9)))
+    snr_db = property(lambda self: self._snr_db,
+                      lambda self, v: setattr(self, "_snr_db", _number("snr_db", v, -30, 200)))
+    cfo_ppm = property(lambda self: self._cfo_ppm,
+                       lambda self, v: setattr(self, "_cfo_ppm", _number("cfo_ppm", v, -200, 200)))
+    sco_ppm = property(lambda self: self._sco_ppm,
+                       lambda self, v: setattr(self, "_sco_ppm", _number("sco_ppm", v, -200, 200)))
+    iq_gain_db = property(lambda self: self._iq_gain_db,
+                          lambda self, v: setattr(self, "_iq_gain_db", _number("iq_gain_db", v, -6, 6)))
+    iq_phase_deg = property(lambda self: self._iq_phase_deg,
+                            lambda self, v: setattr(self, "_iq_phase_deg", _number("iq_phase_deg", v, -30, 30)))
+    rx_level_dbfs = property(lambda self: self._rx_level_dbfs,
+                             lambda self, v: setattr(self, "_rx_level_dbfs", _number("rx_level_dbfs", v, -80, 0)))
+    delay_spread_ns = property(lambda self: self._delay_spread_ns,
+                               lambda self, v: setattr(self, "_delay_spread_ns",
+                                                       _number("delay_spread_ns", v, 0, 10000)))
+    occupied_fraction = property(lambda self: self._occupied_fraction,
+                                 lambda self, v: setattr(self, "_occupied_fraction",
+                                                         _number("occupied_fraction", v, 0.01, 1)))
+
+    @property
+    def dc_offset(self) -> complex:
+        return self._dc_offset
+
+    @dc_offset.setter
+    def dc_offset(self, value) -> None:
+        try:
+            value = complex(value)
+        except (TypeError, ValueError):
+            raise InputError(f"dc_offset={value!r}: must be a complex number (fraction of full scale)") from None
+        if not (math.isfinite(value.real) and math.isfinite(value.imag)) or abs(value) > 0.5:
+            raise InputError(f"dc_offset={value!r}: must be finite with |dc| <= 0.5 of full scale")
+        self._dc_offset = value
+
+    @property
+    def adc_bits(self) -> int:
+        return self._adc_bits
+
+    @adc_bits.setter
+    def adc_bits(self, value) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not 4 <= value <= 24:
+            raise InputError(f"adc_bits={value!r}: must be an integer between 4 and 24 (Pluto: 12)")
+        self._adc_bits = value
+
+    @property
+    def channel(self) -> str:
+        return self._channel
+
+    @channel.setter
+    def channel(self, value) -> None:
+        value = str(value).lower()
+        if value not in CHANNELS:
+            raise InputError(f"channel '{value}': choose one of {', '.join(CHANNELS)}")
+        self._channel = value
+
+    @property
+    def cfo_hz(self) -> float:
+        return self.cfo_ppm * 1e-6 * self.center_frequency
+
+    def settings(self) -> dict:
+        return {"radio": "sim", "sample_rate": self.sample_rate, "center_frequency": self.center_frequency,
+                "snr_db": self.snr_db, "cfo_ppm": self.cfo_ppm, "cfo_hz": self.cfo_hz, "sco_ppm": self.sco_ppm,
+                "dc_offset": [self.dc_offset.real, self.dc_offset.imag], "iq_gain_db": self.iq_gain_db,
+                "iq_phase_deg": self.iq_phase_deg, "adc_bits": self.adc_bits, "rx_level_dbfs": self.rx_level_dbfs,
+                "channel": self.channel, "delay_spread_ns": self.delay_spread_ns, "seed": self._seed}
+
+    # --- radio interface -------------------------------------------------------------------------------------
+    def transmit(self, samples: np.ndarray, cyclic: bool = False) -> None:
+        x = check_samples(samples).astype(np.complex128)
+        if cyclic:
+            self._queue.clear()
+            self._cyclic = x
+        else:
+            self._cyclic = None
+            self._queue.append(x)
+
+    def stop_transmit(self) -> None:
+        self._cyclic = None
+        self._queue.clear()
+
+    def receive(self, num_samples: int) -> np.ndarray:
+        n = check_count(num_samples)
+        rng = self._rng
+        step = 1.0 / (1.0 + self.sco_ppm * 1e-6)
+        air, power = self._air(n, step)
+        air = self._propagate(air)
+        air = frequency_shift(air, self.cfo_hz, self.sample_rate, phase=rng.uniform(0, 2 * np.pi))
+        start = rng.uniform(0, 1)
+        y = resample(air, step, start=start, num=n)
+        noise_var = power / self.occupied_fraction * 10 ** (-self.snr_db / 10) if power > 0 else 1e-6
+        y = y + awgn(n, noise_var, rng)
+        y = iq_imbalance(y, self.iq_gain_db, self.iq_phase_deg)
+        rms = math.sqrt(max(power + noise_var, 1e-30))
+        y = y * (10 ** (self.rx_level_dbfs / 20) / rms) + self.dc_offset
+        return quantize(y, self.adc_bits).astype(np.complex64)
+
+    def _air(self, n: int, step: float) -> tuple[np.ndarray, float]:
+        """The transmitted signal as seen over the capture window (TX time), and its mean active power."""
+        span = int(math.ceil(n * step)) + 64
+        air = np.zeros(span, np.complex128)
+        rng = self._rng
+        if self._cyclic is not None:
+            burst = self._cyclic
+            reps = span // burst.size + 2
+            offset = int(rng.integers(0, burst.size))
+            air[:] = np.tile(burst, reps)[offset:offset + span]
+            active = burst
+        elif self._queue:
+            bursts, self._queue = self._queue, []
+            total = sum(b.size for b in bursts)
+            slack = max(0, span - total - 64)
+            cuts = np.sort(rng.integers(0, slack + 1, len(bursts)))     # random start and random gaps
+            pos, prev = 0, 0
+            for burst, cut in zip(bursts, cuts, strict=True):
+                pos += int(cut - prev)
+                prev = cut
+                end = min(span, pos + burst.size)
+                if pos < span:
+                    air[pos:end] = burst[:end - pos]
+                pos += burst.size
+            active = np.concatenate(bursts)
+        else:
+            return air, 0.0
+        nonzero = np.abs(active) > 0
+        power = float(np.mean(np.abs(active[nonzero]) ** 2)) if nonzero.any() else 0.0
+        return air, power
+
+    def _propagate(self, air: np.ndarray) -> np.ndarray:
+        if self.channel in ("awgn", "ideal"):
+            return air
+        taps, l_min = self._tdl_taps()
+        return np.convolve(air, taps)[-l_min:-l_min + air.size]
+
+    def _tdl_taps(self) -> tuple[np.ndarray, int]:
+        """One 3GPP TDL realisation as discrete taps at the sample rate (Sionna), unit energy; and l_min <= 0."""
+        import torch
+
+        from link_models.rng import import_sionna, make_generator, sionna_rng
+
+        sn = import_sionna()
+        generator = make_generator(int(self._rng.integers(0, 2**31)), "cpu")
+        with sionna_rng(generator):
+            model = sn.channel.tr38901.TDL(self.channel[-1].upper(), delay_spread=self.delay_spread_ns * 1e-9,
+                                           carrier_frequency=self.center_frequency, device="cpu")
+            a, tau = model(1, 1, self.sample_rate)
+            l_min, l_max = sn.channel.time_lag_discrete_time_channel(self.sample_rate)
+            h = sn.channel.cir_to_time_channel(self.sample_rate, a, tau, l_min, l_max, normalize=True)
+        taps = h.reshape(-1, h.shape[-1])[0].to(torch.complex128).numpy()
+        return taps / math.sqrt(max(np.sum(np.abs(taps) ** 2), 1e-30)), int(l_min)
+
+
+def _number(name: str, value, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise InputError(f"{name}={value!r}: must be a number")
+    value = float(value)
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise InputError(f"{name}={value!r}: must be between {lo:g} and {hi:g}")
+    return value
