@@ -1,0 +1,55 @@
+"""LinkConfig: validation with one-line InputErrors, and the SNR conventions (Es/N0 per RE vs Eb/N0 per info bit)."""
+
+import math
+
+import pytest
+
+from link_models import LinkConfig
+from meg_phy.errors import InputError
+
+
+def test_ebno_and_snr_follow_the_textbook_definitions():
+    cfg = LinkConfig(modulation="16qam", k=1024, n=2048, ebno_db=3.0)
+    assert cfg.es_no_db == pytest.approx(3.0 + 10 * math.log10(4 * 0.5))
+    assert cfg.noise_variance == pytest.approx(1 / (10 ** 0.3 * 4 * 0.5))
+    snr = LinkConfig(modulation="qpsk", code="none", k=512, snr_db=6.0)
+    assert snr.eb_no_db == pytest.approx(6.0 - 10 * math.log10(2))
+    assert snr.n == 512  # uncoded: a block is k bits
+
+
+def test_with_snr_switches_operating_point():
+    cfg = LinkConfig(ebno_db=1.0).with_snr(snr_db=7.0)
+    assert cfg.snr_db == 7.0 and cfg.ebno_db is None and cfg.es_no_db == 7.0
+
+
+def test_ideal_channel_needs_no_snr():
+    assert LinkConfig(channel="ideal").noise_variance == 0.0
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"modulation": "8psk", "snr_db": 1}, "unknown modulation"),
+    ({"channel": "tdl-f", "snr_db": 1}, "unknown channel"),
+    ({"estimator": "mmse", "snr_db": 1}, "unknown estimator"),
+    ({"k": 10000, "n": 20000, "snr_db": 1}, "5G LDPC supports"),
+    ({"k": 1024, "n": 1050, "snr_db": 1}, "code rate"),
+    ({"k": 100, "n": 1000, "snr_db": 1}, "code rate"),
+    ({"k": 1024, "n": 2049, "snr_db": 1}, "multiple"),
+    ({"modulation": "16qam", "k": 1024, "n": 2046, "snr_db": 1}, "multiple"),
+    ({}, "exactly one"),
+    ({"snr_db": 1, "ebno_db": 2}, "exactly one"),
+    ({"snr_db": float("nan")}, "finite"),
+    ({"snr_db": 1, "pilot_symbols": (2, 14)}, "pilot symbol index"),
+    ({"snr_db": 1, "pilot_symbols": "2,x"}, "pilot_symbols"),
+    ({"snr_db": 1, "estimator": "ls", "pilot_symbols": ()}, "needs pilot_symbols"),
+    ({"snr_db": 1, "fft_size": 0}, "positive integer"),
+    ({"snr_db": 1, "speed_mps": -1.0}, ">= 0"),
+    ({"snr_db": 1, "device": "tpu"}, "device"),
+])
+def test_bad_settings_raise_one_line_input_errors(kwargs, fragment):
+    with pytest.raises(InputError) as info:
+        LinkConfig(**kwargs)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_pilot_symbols_parse_from_text_and_sort():
+    assert LinkConfig(snr_db=1, pilot_symbols="11,2").pilot_symbols == (2, 11)
