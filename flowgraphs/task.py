@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from meg_phy.errors import InputError
+
 DEFAULT_PROMPT = "a large red circle at the center on a white background"
 DEFAULT_ATTRIBUTES = {"size": "large", "colour": "red", "shape": "circle", "position": "center", "background": "white"}
 
@@ -39,7 +41,12 @@ def make_task(config) -> Task:
     from meg_phy.images import resize
 
     prompt = config.prompt if config.prompt is not None else DEFAULT_PROMPT
-    attrs = {**DEFAULT_ATTRIBUTES, **scenes.parse_prompt(prompt)} if _is_default_model(config.model) else None
+    try:  # the embedded model knows only its vocabulary; another model may take any prompt
+        attrs = {**DEFAULT_ATTRIBUTES, **scenes.parse_prompt(prompt)}
+    except InputError:
+        if _is_default_model(config.model):
+            raise
+        attrs = None
     ldm = load_model(config.model)
     if config.image is not None:
         image = _load_image(config.image, ldm)
@@ -64,11 +71,11 @@ def load_model(path: str | None):
 
 
 @cache
-def load_scorer():
-    """The embedded attribute evaluator (prompt accuracy)."""
+def load_scorer(path: str | None = None):
+    """The attribute evaluator at `path` (None: the embedded one), loaded once per process."""
     from meg_phy.evaluator import load_evaluator
 
-    return load_evaluator()
+    return load_evaluator(path)
 
 
 def _is_default_model(path: str | None) -> bool:
