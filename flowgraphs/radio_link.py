@@ -1,0 +1,308 @@
+"""RadioLink: the link_models link interface over a radio (simulated pair, Pluto, ...) with the OTA frame.
+
+    from flowgraphs.radio_link import RadioLink
+    from sdr_drivers.sim import SimRadio
+    link = RadioLink(SimRadio(snr_db=10, cfo_ppm=20, sco_ppm=20), LinkConfig(modulation="qpsk", k=512, n=1024,
+                     snr_db=10))
+    received, stats = link.send_bytes(payload)             # same as DigitalLink.send_bytes
+    est, noise_var, stats = link.send_values(values)        # same as AnalogLink.send_values
+    stats.to_dict()                                         # the LinkStats keys, measured over the air
+
+A flowgraph hop swaps its link object for a RadioLink (`radio_link_factory("sim"|"pluto", uri)` gives the
+factory `flowgraphs.runner` expects). Each call builds the frames (link_models.ota), sends them as one burst
+per group of frames (cyclically on real hardware, so the capture is sure to hold every frame once),
+captures, decodes every frame found, and reassembles by sequence number. Nothing is invented for a frame
+that did not arrive: digital bytes of a missing or CRC-failed frame are what the decoder produced (zeros
+when the frame was not found) and count as errors; analog values of a missing frame come back as 0 (the
+prior mean) with the values' mean square as variance, so a downstream estimator treats them as unknown.
+`last_result` keeps the per-frame receiver output (CFO, SNR, constellations) for reports.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from link_models.config import MODULATIONS, LinkConfig
+from link_models.ota.config import FrameConfig
+from link_models.stats import LinkStats
+from meg_phy.errors import InputError
+
+TX_LEVEL_DBFS = -12.0            # RMS of the burst; OFDM peaks stay below full scale (clipped at 1 otherwise)
+CAPTURE_MARGIN = 4000            # extra samples around a one-shot burst (the start time is unknown)
+MAX_BURST_SAMPLES = 1 << 20      # frames are sent in groups of at most this many samples
+
+_CODECS: dict = {}
+
+
+def shared_codec(frame: FrameConfig, ldpc_iterations: int):
+    """One FrameCodec per (frame, iterations) per process: building LDPC codecs takes a while."""
+    from link_models.ota.frame import FrameCodec
+
+    key = (frame, ldpc_iterations)
+    if key not in _CODECS:
+        _CODECS[key] = FrameCodec(frame, ldpc_iterations=ldpc_iterations)
+    return _CODECS[key]
+
+
+@dataclass
+class Transfer:
+    """What one send saw: frames sent, what the receiver found, per-frame diagnostics."""
+
+    sent: list = field(default_factory=list)          # link_models.ota.frame.Frame
+    decoded: dict = field(default_factory=dict)       # seq -> DecodedFrame (first CRC-ok, else first found)
+    detections: int = 0
+    rejected: int = 0
+    truncated: int = 0
+    false_alarms: int = 0
+    captures: list = field(default_factory=list)      # ReceiveResult per capture
+    samples_on_air: int = 0
+
+    @property
+    def frames_detected(self) -> int:
+        return len(self.decoded)
+
+    @property
+    def frames_crc_ok(self) -> int:
+        return sum(1 for f in self.decoded.values() if f.crc_ok)
+
+    @property
+    def missing(self) -> list[int]:
+        return [f.header.seq for f in self.sent if f.header.seq not in self.decoded]
+
+
+class RadioLink:
+    """`send_bytes` / `send_values` through `radio` using the OTA burst frame."""
+
+    def __init__(self, radio, cfg: LinkConfig | None = None, frame: FrameConfig | None = None, seed: int = 0,
+                 cyclic: bool | None = None, tx_level_dbfs: float = TX_LEVEL_DBFS, recorder=None):
+        self.radio = radio
+        self.cfg = cfg or LinkConfig(snr_db=getattr(radio, "snr_db", 20.0))
+        if self.cfg.code not in ("ldpc", "none"):
+            raise InputError(f"code '{self.cfg.code}' is not supported over the air; use ldpc or none")
+        self.frame = frame or FrameConfig(sample_rate=float(radio.sample_rate))
+        if abs(self.frame.sample_rate - float(radio.sample_rate)) > 1e-6 * self.frame.sample_rate:
+            raise InputError(f"frame sample rate {self.frame.sample_rate:g} differs from the radio's "
+                             f"{radio.sample_rate:g}; configure both alike")
+        self.codec = shared_codec(self.frame, self.cfg.ldpc_iterations)
+        self.cyclic = (type(radio).__name__ == "PlutoRadio") if cyclic is None else bool(cyclic)
+        self.tx_level_dbfs = float(tx_level_dbfs)
+        self.recorder = recorder
+        self._msg_id = int(np.random.default_rng(seed).integers(0, 256))
+        self.last_transfer: Transfer | None = None
+
+    # --- the two link calls ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def send_bytes(self, payload: bytes) -> tuple[bytes, LinkStats]:
+        from link_models.ota.frame import FrameBuilder
+
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            raise InputError(f"send_bytes needs bytes, got {type(payload).__name__}")
+        data = bytes(payload)
+        if not data:
+            raise InputError("nothing to send: the payload is empty; give at least one byte")
+        c = self.cfg
+        builder = FrameBuilder(self.codec, c.modulation, c.code, c.k, c.n)
+        frames = builder.digital_frames(data, self._next_msg_id())
+        transfer = self.transfer(frames, builder)
+        chunks, bit_errors, block_errors, codewords = [], 0, 0, 0
+        for frame in frames:
+            got = transfer.decoded.get(frame.header.seq)
+            sent_bits = frame.info_bits
+            got_bits = got.info_bits if got is not None and got.info_bits is not None else np.zeros_like(sent_bits)
+            used = 8 * frame.header.length
+            bit_errors += int(np.sum((got_bits.reshape(-1)[:used] > 0.5) != (sent_bits.reshape(-1)[:used] > 0.5)))
+            block_errors += int(np.sum(np.any((got_bits > 0.5) != (sent_bits > 0.5), axis=1)))
+            codewords += frame.header.units
+            raw = np.packbits(got_bits.reshape(-1)[:used] > 0.5).tobytes()
+            chunks.append(got.payload if got is not None and got.crc_ok else raw)
+        received = b"".join(chunks)
+        stats = self._stats(transfer, payload_bits=8 * len(data))
+        stats.coded_bits = sum(f.header.units * f.header.n for f in frames)
+        stats.codewords = codewords
+        stats.padding_bits = sum(f.header.units * f.header.k for f in frames) - 8 * len(data)
+        stats.bit_errors, stats.ber = bit_errors, bit_errors / (8 * len(data))
+        stats.block_errors, stats.bler = block_errors, block_errors / max(codewords, 1)
+        if c.code == "ldpc":
+            stats.ebno_db = _maybe(stats.snr_db, lambda s: s - 10 * math.log10(MODULATIONS[c.modulation] * c.k / c.n))
+        return received, stats
+
+    @torch.no_grad()
+    def send_values(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, LinkStats]:
+        from link_models.ota.frame import FrameBuilder
+
+        values = _check_values(values)
+        flat = values.detach().to("cpu", torch.float64).reshape(-1)
+        builder = FrameBuilder(self.codec, self.cfg.modulation, "none", self.cfg.k, self.cfg.n)
+        frames = builder.analog_frames(flat, self._next_msg_id())
+        transfer = self.transfer(frames, builder)
+        scale = frames[0].header.scale
+        est, var = [], []
+        for frame in frames:
+            got = transfer.decoded.get(frame.header.seq)
+            units = frame.header.units
+            if got is not None and got.values is not None:
+                est.append(torch.from_numpy(got.values[:units]))
+                var.append(torch.from_numpy(got.value_var[:units]))
+            else:
+                est.append(torch.zeros(units, dtype=torch.float64))
+                var.append(torch.full((units,), scale * scale, dtype=torch.float64))
+        est_t, var_t = torch.cat(est), torch.cat(var)
+        from link_models.ota.header import HEADER_BITS
+
+        stats = self._stats(transfer, payload_bits=HEADER_BITS * len(frames))   # analog: side information on air
+        stats.header_bits = HEADER_BITS * len(frames)
+        stats.values = flat.numel()
+        stats.nmse = float((est_t - flat).square().mean() / flat.square().mean().clamp(min=1e-30))
+        return est_t.to(values.dtype).to(values.device), var_t.to(values.dtype).to(values.device), stats
+
+    # --- radio round trip ------------------------------------------------------------------------------------
+    def transfer(self, frames: list, builder) -> Transfer:
+        """Send `frames` (in groups of at most MAX_BURST_SAMPLES), capture, decode; frames keyed by seq."""
+        from link_models.ota.receiver import FrameReceiver
+
+        receiver = FrameReceiver(self.codec)
+        transfer = Transfer(sent=list(frames))
+        msg_id = frames[0].header.msg_id
+        for group in _groups(frames, MAX_BURST_SAMPLES):
+            burst = builder.burst(group)
+            transfer.samples_on_air += sum(f.samples.size for f in group)
+            samples = self._scale(burst)
+            if self.recorder is not None:
+                pos = 0
+                for f in group:
+                    self.recorder.annotate_tx(pos, f.samples.size, {"core:label": f"frame {f.header.seq}",
+                                                                     "meg_phy:msg_id": msg_id})
+                    pos += f.samples.size + self.frame.gap_samples
+            radio = self.recorder or self.radio
+            if self.cyclic:
+                radio.transmit(samples, cyclic=True)
+                try:
+                    capture = radio.receive(min(2 * burst.size + CAPTURE_MARGIN, 1 << 24))
+                finally:
+                    radio.stop_transmit()
+            else:
+                radio.transmit(samples)
+                capture = radio.receive(burst.size + CAPTURE_MARGIN)
+            result = receiver.receive(capture)
+            transfer.captures.append(result)
+            transfer.detections += result.detections
+            transfer.rejected += result.rejected
+            transfer.truncated += result.truncated
+            for f in result.frames:
+                if self.recorder is not None:
+                    self.recorder.annotate_rx(f.start, f.end - f.start,
+                                              {"core:label": f"frame {f.header.seq}", "meg_phy:crc_ok": f.crc_ok,
+                                               "meg_phy:cfo_hz": f.cfo_hz})
+                if f.header.msg_id != msg_id:
+                    transfer.false_alarms += 1     # a frame of another message: not ours
+                    continue
+                old = transfer.decoded.get(f.header.seq)
+                if old is None or (f.crc_ok and not old.crc_ok):
+                    transfer.decoded[f.header.seq] = f
+        transfer.false_alarms += transfer.rejected
+        self.last_transfer = transfer
+        return transfer
+
+    def _scale(self, burst: np.ndarray) -> np.ndarray:
+        active = burst[np.abs(burst) > 0]
+        rms = float(np.sqrt(np.mean(np.abs(active) ** 2))) if active.size else 1.0
+        x = burst * (10 ** (self.tx_level_dbfs / 20) / rms)
+        peak = np.abs(x)
+        over = peak > 1.0
+        x[over] = x[over] / peak[over]                 # clip the rare OFDM peaks at full scale
+        return x.astype(np.complex64)
+
+    def _next_msg_id(self) -> int:
+        self._msg_id = (self._msg_id + 1) % 256
+        return self._msg_id
+
+    def _stats(self, transfer: Transfer, payload_bits: int) -> LinkStats:
+        cfg, sent = self.frame, transfer.sent
+        grid_symbols = sum(cfg.header_symbols + f.data_symbols for f in sent)
+        data_res = sum(f.data_symbols for f in sent) * cfg.data_subcarriers_per_symbol
+        sq_err, count, no_eff = 0.0, 0, []
+        for f in sent:
+            got = transfer.decoded.get(f.header.seq)
+            if got is not None and got.symbols is not None and f.symbols is not None:
+                n = min(got.symbols.size, f.symbols.size)
+                sq_err += float(np.sum(np.abs(got.symbols[:n] - f.symbols[:n]) ** 2))
+                count += n
+                no_eff.append(got.no_eff)
+        snr = getattr(self.radio, "snr_db", None)
+        return LinkStats(
+            payload_bits=payload_bits, data_symbols=data_res,
+            pilot_symbols=grid_symbols * len(cfg.pilot_subcarriers),
+            cp_samples=grid_symbols * cfg.cp_length + len(sent) * 2 * cfg.cp_length,
+            total_symbols=transfer.samples_on_air, frames=len(sent),
+            airtime_s=transfer.samples_on_air / cfg.sample_rate,
+            snr_db=None if snr is None else float(snr),
+            snr_est_db=(10 * math.log10(count / sq_err) if sq_err > 0 else math.inf) if count else None,
+            noise_var=float(np.mean(no_eff)) if no_eff else None)
+
+
+def radio_link_factory(radio: str, uri: str | None = None, **sim_settings):
+    """(spec, seed) -> RadioLink, the factory flowgraphs.runner uses for `--radio sim|pluto`.
+
+    'sim': a fresh SimRadio per hop at the hop's SNR and channel, with realistic impairments (20 ppm CFO
+    and SCO, DC offset, IQ imbalance; override with keyword arguments). 'pluto': one PlutoRadio shared by
+    every hop (a cabled loopback, or TX/RX Plutos with `uri` 'ip:A,ip:B').
+    """
+    shared = {}
+
+    def factory(spec, seed: int) -> RadioLink:
+        cfg = LinkConfig(modulation=spec.modulation, code="ldpc", k=spec.info_bits, n=spec.codeword_bits,
+                         channel="awgn" if spec.channel == "ideal" else spec.channel, estimator="ls",
+                         snr_db=float(spec.snr_db))
+        if radio == "sim":
+            from sdr_drivers.sim import SimRadio
+
+            channel = spec.channel if spec.channel in ("awgn", "ideal") or spec.channel.startswith("tdl-") else None
+            if channel is None:
+                raise InputError(f"channel '{spec.channel}' is not simulated by the radio; use awgn, ideal or tdl-a..e")
+            settings = {"cfo_ppm": 20.0, "sco_ppm": 20.0, "dc_offset": 0.01 + 0.005j, "iq_gain_db": 0.5,
+                        "iq_phase_deg": 3.0, **sim_settings}
+            snr = 60.0 if spec.channel == "ideal" else float(spec.snr_db)
+            return RadioLink(SimRadio(snr_db=snr, channel=channel, seed=seed, **settings), cfg, seed=seed)
+        if radio == "pluto":
+            if "radio" not in shared:
+                from sdr_drivers.pluto import PlutoRadio
+
+                tx_uri, _, rx_uri = (uri or "").partition(",")
+                shared["radio"] = PlutoRadio(tx_uri or "ip:192.168.2.1", rx_uri=rx_uri or None)
+            return RadioLink(shared["radio"], cfg, seed=seed)
+        raise InputError(f"radio '{radio}': choose sim or pluto")
+
+    return factory
+
+
+def _groups(frames: list, limit: int) -> list[list]:
+    groups, current, size = [], [], 0
+    for f in frames:
+        if current and size + f.samples.size > limit:
+            groups.append(current)
+            current, size = [], 0
+        current.append(f)
+        size += f.samples.size
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _check_values(values) -> torch.Tensor:
+    if not isinstance(values, torch.Tensor):
+        raise InputError(f"send_values needs a 1-D real torch tensor, got {type(values).__name__}")
+    if values.is_complex() or not values.is_floating_point():
+        raise InputError(f"send_values needs real floating-point values, got {values.dtype}")
+    if values.dim() != 1 or values.numel() == 0:
+        raise InputError(f"send_values needs a non-empty 1-D tensor, got shape {tuple(values.shape)}")
+    if not torch.isfinite(values).all():
+        raise InputError("values contain NaN or infinity; send finite values only")
+    return values
+
+
+def _maybe(value, fn):
+    return None if value is None else fn(value)
