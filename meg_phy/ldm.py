@@ -39,11 +39,11 @@ Box = tuple[int, int, int, int]  # (top, left, height, width) in latent pixels
 class PromptCondition:
     """Output of the text stage: the prompt embedding and, for classifier-free guidance, the unconditional one."""
 
-    prompt: str
+    prompt: str | list[str]
     negative_prompt: str
     guidance: float
-    embeds: torch.Tensor
-    uncond_embeds: torch.Tensor | None
+    embeds: torch.Tensor  # (1 or B, L, D)
+    uncond_embeds: torch.Tensor | None  # (1, L, D)
 
     @property
     def uses_guidance(self) -> bool:
@@ -51,6 +51,8 @@ class PromptCondition:
 
     def unet_embeds(self, batch: int) -> torch.Tensor:
         """What the UNet is called with: [uncond x B, cond x B] under guidance (the diffusers order), else cond x B."""
+        if self.embeds.shape[0] not in (1, batch):
+            raise InputError(f"{self.embeds.shape[0]} prompts for a batch of {batch} latents")
         cond = self.embeds.expand(batch, -1, -1)
         if self.uncond_embeds is None:
             return cond
@@ -76,7 +78,7 @@ class Seed:
     begin_index: int = 0
     strength: float = 1.0
     guidance: float = 1.0
-    prompt: str = ""
+    prompt: str | list[str] = ""
     scheduler: str = "ddim"
     scheduler_config: dict[str, Any] | None = None
     scheduler_state: dict[str, Any] = field(default_factory=dict)
@@ -264,14 +266,19 @@ class SplitLDM:
 
     # ---- stages -----------------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode_prompt(self, prompt: str, guidance: float = 7.5, negative_prompt: str = "") -> PromptCondition:
-        """Text stage: CLIP embedding of the prompt (+ of the negative prompt when guidance > 1)."""
-        if not isinstance(prompt, str):
-            raise InputError("prompt must be a string")
+    def encode_prompt(self, prompt: str | list[str], guidance: float = 7.5,
+                      negative_prompt: str = "") -> PromptCondition:
+        """Text stage: CLIP embedding of the prompt (+ of the negative prompt when guidance > 1).
+
+        A list of prompts gives one embedding per latent of a batch (same guidance and negative prompt).
+        """
+        if not (isinstance(prompt, str) or (isinstance(prompt, list) and prompt
+                                            and all(isinstance(p, str) for p in prompt))):
+            raise InputError("prompt must be a string or a non-empty list of strings")
         if not math.isfinite(guidance) or guidance < 0:
             raise InputError(f"guidance {guidance}: must be a finite number >= 0")
 
-        def embed(text: str) -> torch.Tensor:
+        def embed(text: str | list[str]) -> torch.Tensor:
             ids = self.tokenizer(text, padding="max_length", max_length=self.tokenizer.model_max_length,
                                  truncation=True, return_tensors="pt").input_ids
             return self.text_encoder(ids.to(self.device))[0].to(self.dtype)
@@ -289,10 +296,15 @@ class SplitLDM:
     @torch.no_grad()
     def start(self, cond: PromptCondition | None = None, image: torch.Tensor | None = None, strength: float = 0.75,
               steps: int = 20, generator: torch.Generator | None = None, batch_size: int = 1) -> Seed:
-        """First stage: pure noise at step 0 (text-to-image) or the VAE-encoded image noised to `strength`."""
+        """First stage: pure noise at step 0 (text-to-image) or the VAE-encoded image noised to `strength`.
+
+        Text-to-image makes `batch_size` latents (default: one per prompt of `cond`); image-to-image one per image.
+        """
         from diffusers.utils.torch_utils import randn_tensor
 
         sched = self.make_scheduler()
+        if cond is not None and isinstance(cond.prompt, list) and batch_size == 1:
+            batch_size = len(cond.prompt)  # one latent per prompt
         if image is None:
             timesteps, begin = self.schedule(steps, 1.0)
             shape = (batch_size, self.latent_channels, *self.latent_size)

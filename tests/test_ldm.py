@@ -183,3 +183,17 @@ def test_default_model_missing_or_loadable():
     else:
         ldm = load_ldm(None, device="cpu")
         assert ldm.latent_channels * ldm.latent_size[0] * ldm.latent_size[1] * 12 <= 3 * ldm.resolution[0] ** 2
+
+
+def test_batch_of_prompts_equals_one_by_one_under_the_same_noise(ldm):
+    prompts = ["a red circle", "a blue square", "a"]
+    cond = ldm.encode_prompt(prompts, 7.5)
+    batch = ldm.start(cond, steps=5, generator=gen(0))
+    assert batch.latents.shape[0] == 3
+    out = ldm.denoise(batch, cond).latents
+    for i, p in enumerate(prompts):
+        single = ldm.encode_prompt(p, 7.5)
+        one = ldm.denoise(batch.replace(latents=batch.latents[i:i + 1]), single).latents
+        assert torch.allclose(one, out[i:i + 1], atol=1e-4)  # batched kernels round differently
+    with pytest.raises(InputError, match="prompts for a batch"):
+        ldm.denoise(batch.replace(latents=batch.latents[:2]), cond)
