@@ -51,7 +51,7 @@ class Flowgraph:
         spec = self.config.hop_spec(name, direction_of(src, dst))
         if payload == "prompt":  # text has no analog form: prompts always go digital
             spec = replace(spec, scheme="digital")
-        seed = (self.config.seed * 1_000_003 + zlib.crc32(f"{name}#{sum(r.name == name for r in self.records)}".encode())) % 2**31
+        seed = hop_seed(self.config.seed, name, sum(r.name == name for r in self.records))
         return Hop(name, src, dst, payload, spec, seed, self._factory, on_record=self.records.append)
 
     def totals(self) -> dict[str, float | int]:
@@ -64,3 +64,8 @@ class Flowgraph:
     def _check_node(self, node: str) -> None:
         if node not in self.nodes:
             raise InputError(f"node {node!r} is not in this run; nodes: {', '.join(self.nodes)} (raise n_es for more ESs)")
+
+
+def hop_seed(run_seed: int, name: str, index: int = 0) -> int:
+    """The link seed of the index-th hop called `name` in a run: independent hops, reproducible runs."""
+    return (run_seed * 1_000_003 + zlib.crc32(f"{name}#{index}".encode())) % 2**31
