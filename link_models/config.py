@@ -34,7 +34,8 @@ class LinkConfig:
 
     The frame is one Sionna ResourceGrid: `num_ofdm_symbols` x `fft_size` resource elements, one stream,
     pilots on every subcarrier of the OFDM symbols in `pilot_symbols` (Kronecker pattern).
-    With `code="none"` a block is `k` uncoded bits (`n` is set to `k`).
+    With `code="none"` a block is `k` uncoded bits (`n` is set to `k`; the bit stream is zero-padded to whole
+    symbols).
     """
 
     modulation: str = "qpsk"
@@ -75,7 +76,7 @@ class LinkConfig:
         else:
             self._check_ldpc()
         m = self.bits_per_symbol
-        if self.n % m:
+        if self.code == "ldpc" and self.n % m:
             raise InputError(f"n={self.n} is not a multiple of the {m} bits per {self.modulation} symbol; "
                              f"choose n as a multiple of {m} (as 5G NR rate matching does)")
         self.pilot_symbols = _pilot_indices(self.pilot_symbols, self.num_ofdm_symbols)

@@ -85,10 +85,12 @@ class DigitalLink(nn.Module):
     def transmit(self, bits: torch.Tensor) -> Pass:
         """One batched pass of information bits [codewords, k] (float 0/1) at the current operating point."""
         with sionna_rng(self.generator):
-            coded = self.encoder(bits)
-            x = self.mapper(coded.reshape(-1))
+            coded = self.encoder(bits).reshape(-1)
+            num_coded = coded.numel()  # uncoded blocks need not fill whole symbols: pad the stream
+            coded = torch.nn.functional.pad(coded, (0, -num_coded % self.cfg.bits_per_symbol))
+            x = self.mapper(coded)
             x_hat, no_eff, frames = self.transport(x, self.no)
-            llr = self.demapper(x_hat, no_eff)
+            llr = self.demapper(x_hat, no_eff)[:num_coded]
             bits_hat = self.decoder(llr.reshape(bits.shape[0], self.cfg.n))
         return Pass(bits_hat=bits_hat, frames=frames, symbols=x.shape[0],
                     sq_error=float((x_hat - x).abs().square().sum()), no_eff=float(no_eff.sum()))

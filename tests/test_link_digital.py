@@ -75,6 +75,13 @@ def test_payload_round_trip_on_the_ideal_channel(modulation):
     assert stats.bit_errors == 0 and stats.ber == 0.0 and stats.block_errors == 0
 
 
+def test_uncoded_blocks_that_do_not_fill_whole_symbols():
+    payload = os.urandom(101)
+    link = DigitalLink(LinkConfig(modulation="64qam", code="none", k=100, channel="ideal"), seed=0)
+    received, stats = link.send_bytes(payload)
+    assert received == payload and stats.codewords == 9 and stats.coded_bits == 900
+
+
 def test_one_byte_and_large_payloads_with_exact_accounting():
     cfg = LinkConfig(modulation="16qam", k=1024, n=2048, channel="awgn", snr_db=14.0, batch=16)
     link = DigitalLink(cfg, seed=2)
