@@ -32,7 +32,7 @@ class FrameConfig:
     codewords_per_frame: int = 2        # digital: LDPC codewords per frame (last frame may carry fewer)
     values_per_frame: int = 2048        # analog: real values per frame (two per resource element)
     detection_threshold: float = 0.2    # Schmidl-Cox metric |P|^2/(E1 E2) in [0, 1]; noise: P(>t) = (1-t)^(W-1)
-    max_cfo_hz: float = 150e3           # integer-CFO search range (covers 2 x 25 ppm at 2.4 GHz with margin)
+    max_cfo_hz: float | None = None     # integer-CFO search range; None: min(150 kHz, fs/4) (2 x 25 ppm at 2.4 GHz)
     timing_backoff: int = 3             # FFT window starts this many samples early, inside the CP
     gap_samples: int = 400              # silence between frames of a burst
 
@@ -60,8 +60,8 @@ class FrameConfig:
             raise InputError(f"sample_rate={self.sample_rate!r}: must be between 100 kS/s and 61.44 MS/s")
         if not 0.05 <= self.detection_threshold < 1:
             raise InputError(f"detection_threshold={self.detection_threshold}: must be in [0.05, 1)")
-        if not 0 <= self.max_cfo_hz < self.sample_rate / 4:
-            raise InputError(f"max_cfo_hz={self.max_cfo_hz}: must be in [0, sample_rate/4)")
+        if self.max_cfo_hz is not None and not 0 <= self.max_cfo_hz <= self.sample_rate / 4:
+            raise InputError(f"max_cfo_hz={self.max_cfo_hz}: must be in [0, sample_rate/4]")
         if self.gap_samples < 0:
             raise InputError(f"gap_samples={self.gap_samples}: must be >= 0")
 
@@ -69,6 +69,10 @@ class FrameConfig:
     @property
     def subcarrier_spacing(self) -> float:
         return self.sample_rate / self.fft_size
+
+    @property
+    def cfo_search_hz(self) -> float:
+        return min(150e3, self.sample_rate / 4) if self.max_cfo_hz is None else self.max_cfo_hz
 
     @property
     def symbol_length(self) -> int:

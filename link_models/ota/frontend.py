@@ -2,10 +2,9 @@
 
 Both are estimated blindly over the whole buffer, which is valid because the frame has no DC content
 (null DC carrier, DC-free preambles) and OFDM and thermal noise are circular (proper) signals:
-- DC / LO leakage: a one-pole DC tracker (time constant ~1000 samples, started at the mean of the
-  first samples), subtracted; it follows a slowly drifting offset and leaves no constant behind in the
-  silence between bursts. Its notch (about fs/6000 wide) is far narrower than a subcarrier. Left in, it would correlate perfectly at any lag and trigger the
-  Schmidl-Cox detector on noise, and after CFO correction it would land on a data subcarrier.
+- DC / LO leakage: the buffer mean, subtracted. Left in, a DC offset correlates perfectly at any lag
+  (the Schmidl-Cox detector also centres its windows, see preamble.schmidl_cox_metric) and after CFO
+  correction it would land on a data subcarrier. The Pluto tracks slow DC drift in hardware.
 - IQ imbalance (gain and phase error between I and Q): Gram-Schmidt orthonormalisation of I and Q,
   which makes the signal circular again (equal I/Q power, zero I/Q correlation) and removes the image.
 """
@@ -13,14 +12,10 @@ Both are estimated blindly over the whole buffer, which is valid because the fra
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import lfilter
 
 
-def remove_dc(x: np.ndarray, time_constant: float = 1000.0) -> np.ndarray:
-    alpha = 1.0 - 1.0 / time_constant
-    start = np.mean(x[: int(2 * time_constant)])
-    dc, _ = lfilter([1.0 - alpha], [1.0, -alpha], x, zi=np.array([alpha * start], np.complex128))
-    return x - dc
+def remove_dc(x: np.ndarray) -> np.ndarray:
+    return x - np.mean(x)
 
 
 def iq_balance(x: np.ndarray) -> np.ndarray:

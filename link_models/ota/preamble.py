@@ -82,8 +82,10 @@ def schmidl_cox_metric(x: np.ndarray, period: int, window: int) -> tuple[np.ndar
     p = running(prod, 0) - np.conj(s1) * s2 / window
     e1 = running(power, 0) - np.abs(s1) ** 2 / window
     e2 = running(power, period) - np.abs(s2) ** 2 / window
-    denom = np.maximum(e1, 0) * np.maximum(e2, 0)
-    metric = np.where(denom > 0, np.abs(p) ** 2 / np.maximum(denom, 1e-300), 0.0)
+    # a floor 80 dB under the buffer's mean power: exact silence (a clean recording) scores 0, not 0/0
+    floor = window * 1e-8 * max(float(np.mean(power)), 1e-300)
+    denom = (np.maximum(e1, 0) + floor) * (np.maximum(e2, 0) + floor)
+    metric = np.abs(p) ** 2 / denom
     return np.clip(metric, 0.0, 1.0), p
 
 

@@ -129,7 +129,7 @@ class FrameReceiver:
         frac = fractional_cfo(corr[d], cfg.preamble_period, fs)
         probe = start + cfg.sync_length + cp // 2                     # a window inside the training CP
         spectrum = np.fft.fft(_rotate(x, probe, n, frac, fs), norm="ortho")
-        max_shift = int(math.ceil(cfg.max_cfo_hz / spacing)) + 1
+        max_shift = int(math.ceil(cfg.cfo_search_hz / spacing)) + 1
         shift, quality = integer_cfo_bins(spectrum, self.codec.preamble.train_freq, cfg.used_bins, max_shift)
         cfo = frac + shift * spacing
         expected = start + cfg.sync_length + cp
