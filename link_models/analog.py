@@ -61,10 +61,10 @@ class AnalogLink(nn.Module):
         """values: 1-D real tensor -> (estimates, per-value noise variance, stats); same shape as values."""
         values = self._check(values)
         num = values.numel()
-        scale = values.square().mean().sqrt()
+        scale = values.double().square().mean().sqrt().float()  # sent as float32 in the header
         if scale == 0:
             scale = torch.ones((), device=self.device)
-        u = torch.nn.functional.pad(values / scale, (0, num % 2))
+        u = torch.nn.functional.pad(values.float() / scale, (0, num % 2))
         s = torch.complex(u[0::2], u[1::2]) / math.sqrt(2)
         reps = self.cfg.repetition
         with sionna_rng(self.generator):
@@ -73,7 +73,7 @@ class AnalogLink(nn.Module):
         s_hat = (weights * x_hat.reshape(reps, -1)).sum(0) / weights.sum(0)
         var = 1.0 / weights.sum(0)  # complex-symbol variance == per-value variance of u (see module doc)
         u_hat = torch.view_as_real(s_hat).reshape(-1) * math.sqrt(2)
-        estimates = (u_hat[:num] * scale).to(values.dtype)
+        estimates = (u_hat[:num].to(values.dtype) * scale.to(values.dtype))
         noise_var = (var.repeat_interleave(2)[:num] * scale.square()).to(values.dtype)
         sq_error = float((s_hat - s).abs().square().sum())
         t = self.transport
@@ -100,5 +100,4 @@ class AnalogLink(nn.Module):
         if not torch.isfinite(values).all():
             bad = int((~torch.isfinite(values)).sum())
             raise InputError(f"{bad} of {values.numel()} values are NaN or infinite; send finite values only")
-        return values.to(device=self.device, dtype=torch.float32) if values.dtype != torch.float64 \
-            else values.to(self.device)
+        return values.to(self.device)

@@ -102,6 +102,8 @@ class DigitalLink(nn.Module):
         num = bits.numel()
         if num == 0:
             raise InputError("nothing to send: the payload is empty; give at least one byte")
+        if ((bits != 0) & (bits != 1)).any():
+            raise InputError("send_bits needs bits: every element must be 0 or 1")
         k = self.cfg.k
         codewords = math.ceil(num / k)
         blocks = torch.nn.functional.pad(bits, (0, codewords * k - num)).reshape(codewords, k)

@@ -65,6 +65,10 @@ def test_odd_lengths_single_value_and_accounting():
     assert stats.header_bits == 64 and stats.values == 1 and stats.frames == 1
     est, _, _ = link.send_values(torch.zeros(5))
     assert torch.allclose(est, torch.zeros(5), atol=1e-6)
+    big = torch.tensor([1e30, -3e30, 2e29], dtype=torch.float64)  # float64 in, float64 out, no overflow
+    est, noise_var, _ = link.send_values(big)
+    assert est.dtype == noise_var.dtype == torch.float64
+    assert torch.allclose(est, big, rtol=1e-4)
 
 
 def test_global_rng_untouched_and_reproducible():

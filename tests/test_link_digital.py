@@ -11,8 +11,8 @@ from link_models.theory import ber_uncoded_awgn
 from meg_phy.errors import InputError
 
 
-def simulated_ber(link: DigitalLink, min_errors: int = 2000, max_bits: int = 4_000_000) -> float:
-    """Run `link(batch)` until `min_errors` bit errors (about 2 % relative standard deviation)."""
+def simulated_ber(link: DigitalLink, min_errors: int = 1500, max_bits: int = 4_000_000) -> float:
+    """Run `link(batch)` until `min_errors` bit errors (about 2.6 % relative standard deviation)."""
     errors = bits = 0
     while errors < min_errors and bits < max_bits:
         b, b_hat = link(link.codewords_per_batch)
@@ -22,8 +22,8 @@ def simulated_ber(link: DigitalLink, min_errors: int = 2000, max_bits: int = 4_0
 
 
 @pytest.mark.parametrize("modulation, points", [
-    ("bpsk", (0.0, 3.0, 6.0)),
-    ("qpsk", (3.0, 6.0, 9.0)),
+    ("bpsk", (0.0, 2.0, 4.0)),
+    ("qpsk", (3.0, 6.0, 8.0)),
     ("16qam", (8.0, 11.0, 14.0)),
 ])
 def test_uncoded_awgn_ber_matches_closed_form(modulation, points):
@@ -44,10 +44,13 @@ def test_uncoded_awgn_ber_by_ebno_matches_q_function():
 
 
 def test_ldpc_qpsk_bler_at_1_57_db_is_consistent_with_sionna_reference():
-    """Sionna's published 1.35e-2 (5G LDPC k=1024 n=2048, QPSK, AWGN, Eb/N0 = 1.57 dB), within a factor 2."""
+    """Sionna's published 1.35e-2 (5G LDPC k=1024 n=2048, QPSK, AWGN, Eb/N0 = 1.57 dB), within a factor 2.
+
+    1152 codewords (about 16 expected errors) keep the default run short; the slow test and
+    scripts/validate_links.py run longer (6048 codewords gave 1.36e-2)."""
     link = DigitalLink(LinkConfig(modulation="qpsk", k=1024, n=2048, ebno_db=1.57, batch=64), seed=0)
     blocks = errors = 0
-    while blocks < 1920:
+    while blocks < 1152:
         b, b_hat = link(link.codewords_per_batch)
         errors += int((b != b_hat).any(dim=1).sum())
         blocks += b.shape[0]
