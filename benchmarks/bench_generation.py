@@ -71,7 +71,7 @@ def run(quick: bool = False) -> dict:
     ldm, which = _model()
     prompt = _prompt(ldm)
     split_at = STEPS // 2
-    cond = ldm.encode_prompt(prompt, 7.5)
+    cond = ldm.encode_prompt(prompt, ldm.default_guidance)
 
     def whole():
         seed = ldm.start(cond, steps=STEPS, generator=torch.Generator().manual_seed(0))
@@ -83,7 +83,7 @@ def run(quick: bool = False) -> dict:
         return ldm.decode(ldm.denoise(decode_seed(payload), cond))  # UE
 
     def generation():
-        return ldm.generate(prompt, steps=STEPS, guidance=7.5, generator=torch.Generator().manual_seed(0))
+        return ldm.generate(prompt, steps=STEPS, guidance=ldm.default_guidance, generator=torch.Generator().manual_seed(0))
 
     assert torch.equal(split(), whole()), "split run differs from the whole run"
     repeats = 6 if quick else 30

@@ -31,6 +31,9 @@ SCHEDULERS = {
     "euler": "EulerDiscreteScheduler",
 }
 LAYOUT = ("model_index.json", "unet", "vae", "text_encoder", "tokenizer", "scheduler")
+SD_GUIDANCE = 7.5  # Stable Diffusion's usual classifier-free guidance scale
+EMBEDDED_GUIDANCE = 4.0  # the scale the embedded model is trained and evaluated for (meg_phy.training)
+DEFAULTS_FILE = "meg_phy.json"  # optional {"guidance": ...} in a model folder
 
 Box = tuple[int, int, int, int]  # (top, left, height, width) in latent pixels
 
@@ -189,6 +192,8 @@ class SplitLDM:
         self.resolution: tuple[int, int] = (self.latent_size[0] * self.vae_scale_factor,
                                             self.latent_size[1] * self.vae_scale_factor)
         self._schedule_probe = self.make_scheduler()
+        self.default_guidance = SD_GUIDANCE
+        """Guidance used when a caller gives none (load_ldm sets the model's own)."""
 
     # ---- schedulers -------------------------------------------------------------------------------------
     def make_scheduler(self, name: str | None = None, config: dict[str, Any] | None = None):
@@ -390,6 +395,7 @@ class SplitLDM:
     def describe(self) -> dict[str, Any]:
         """What a results file records about the model."""
         return {"path": str(self.path) if self.path else None, "scheduler": self.scheduler_name,
+                "default_guidance": self.default_guidance,
                 "resolution": list(self.resolution), "latent_shape": [self.latent_channels, *self.latent_size],
                 "vae_scale_factor": self.vae_scale_factor, "device": str(self.device), "dtype": str(self.dtype)}
 
@@ -443,8 +449,14 @@ def load_ldm(path: str | Path | None = None, device: str | torch.device | None =
                          f"text encoder width {text_encoder.config.hidden_size}")
     for module in (unet, vae, text_encoder):
         module.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    return SplitLDM(unet, vae, text_encoder, components["tokenizer"], scheduler_config, scheduler=scheduler,
-                    device=device, path=folder)
+    ldm = SplitLDM(unet, vae, text_encoder, components["tokenizer"], scheduler_config, scheduler=scheduler,
+                   device=device, path=folder)
+    defaults = _read_json(folder / DEFAULTS_FILE) if (folder / DEFAULTS_FILE).is_file() else {}
+    guidance = defaults.get("guidance", EMBEDDED_GUIDANCE if is_default_model(ldm) else SD_GUIDANCE)
+    if not isinstance(guidance, (int, float)) or not math.isfinite(guidance) or guidance < 0:
+        raise InputError(f"{folder / DEFAULTS_FILE}: guidance must be a number >= 0")
+    ldm.default_guidance = float(guidance)
+    return ldm
 
 
 def is_default_model(ldm: SplitLDM) -> bool:

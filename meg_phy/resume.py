@@ -167,12 +167,13 @@ def analog_awgn(values: torch.Tensor, snr_db: float,
 
 # ---- evidence: channel-aware against naive -----------------------------------------------------------------
 def compare_seed_resume(ldm: SplitLDM, prompts: list[str], snr_dbs: list[float], split: float = 0.5, steps: int = 20,
-                        guidance: float = 7.5, seed: int = 0, evaluator=None) -> list[dict]:
+                        guidance: float | None = None, seed: int = 0, evaluator=None) -> list[dict]:
     """Send the seed at `split` (fraction of the steps; 1.0 = fully denoised) over `analog_awgn` at each SNR and
     resume naively and channel-aware; PSNR/SSIM against the noiseless run and prompt accuracy (with an evaluator)."""
     from meg_phy.codecs import analog_to_seed, seed_to_analog
     from meg_phy.metrics import prompt_matches, psnr, ssim
 
+    guidance = ldm.default_guidance if guidance is None else guidance
     cond = ldm.encode_prompt(list(prompts), guidance)
     first = ldm.start(cond, steps=steps, generator=torch.Generator().manual_seed(seed))
     at_split = ldm.denoise(first, cond, until=round(split * first.total))
@@ -202,13 +203,14 @@ def compare_seed_resume(ldm: SplitLDM, prompts: list[str], snr_dbs: list[float],
 
 def compare_sketch_completion(ldm: SplitLDM, prompts: list[str], snr_dbs: list[float], base: float = 0.5,
                               sketch_steps: int = 4, size: tuple[int, int] | None = None, steps: int = 20,
-                              guidance: float = 7.5, seed: int = 0, evaluator=None) -> list[dict]:
+                              guidance: float | None = None, seed: int = 0, evaluator=None) -> list[dict]:
     """A few-step, low-resolution sketch sent as analog pixels at each SNR, completed by img2img at the base
     strength (naive) or at `sketch_strength` (channel-aware); metrics against completing the clean sketch."""
     from meg_phy.codecs import analog_to_image, sketch_to_analog
     from meg_phy.metrics import prompt_matches, psnr, ssim
 
     prompts = list(prompts)
+    guidance = ldm.default_guidance if guidance is None else guidance
     size = size or (ldm.resolution[0] // 2, ldm.resolution[1] // 2)
     cond = ldm.encode_prompt(prompts, guidance)
     sketches = ldm.decode(ldm.denoise(ldm.start(cond, steps=sketch_steps,
@@ -254,3 +256,61 @@ def compare_sketch_completion(ldm: SplitLDM, prompts: list[str], snr_dbs: list[f
                          "prompt_accuracy": accuracy(images), "strength": sum(strengths) / len(strengths)}
         rows.append(row)
     return rows
+
+
+def write_report(out: str, n_prompts: int = 32, snr_dbs: tuple[float, ...] = (-10, -5, 0, 5, 10, 15, 20),
+                 splits: tuple[float, ...] = (0.5, 1.0), steps: int = 20, guidance: float | None = None,
+                 model: str | None = None, seed: int = 0) -> dict:
+    """The docs table: both comparisons on the embedded model (or `model`) and held-out prompts, written to
+    `out/resume.json` and `out/resume.md`. Run: python -c "from meg_phy.resume import write_report; write_report('runs/resume')"."""
+    from pathlib import Path
+
+    from meg_phy import scenes
+    from meg_phy.evaluator import load_evaluator
+    from meg_phy.io import atomic_write_json, atomic_write_text, prepare_out_dir
+    from meg_phy.ldm import load_ldm
+    from meg_phy.provenance import versions
+
+    folder = prepare_out_dir(out)
+    ldm = load_ldm(model, device="cpu")
+    guidance = ldm.default_guidance if guidance is None else guidance
+    evaluator = load_evaluator()
+    prompts = [scenes.make_prompt(a) for a in scenes.sample_attributes(torch.Generator().manual_seed(10_000 + seed),
+                                                                        n_prompts)]
+    result = {"model": ldm.describe(), "prompts": prompts, "steps": steps, "guidance": guidance, "seed": seed,
+              "versions": versions(), "seed_resume": {}, "sketch_completion": None}
+    for split in splits:
+        result["seed_resume"][str(split)] = compare_seed_resume(ldm, prompts, list(snr_dbs), split=split, steps=steps,
+                                                                guidance=guidance, seed=seed, evaluator=evaluator)
+    result["sketch_completion"] = compare_sketch_completion(ldm, prompts, list(snr_dbs), steps=steps,
+                                                            guidance=guidance, seed=seed, evaluator=evaluator)
+    atomic_write_json(Path(folder) / "resume.json", result)
+    atomic_write_text(Path(folder) / "resume.md", _markdown(result))
+    return result
+
+
+def _markdown(result: dict) -> str:
+    def cells(r: dict) -> str:
+        acc = "-" if r["prompt_accuracy"] is None else f"{100 * r['prompt_accuracy']:.0f} %"
+        return f"{r['psnr_db']:.1f} | {r['ssim']:.3f} | {acc}"
+
+    lines = []
+    for rows in result["seed_resume"].values():
+        first = rows[0]
+        where = "fully denoised (t = 0)" if first["timestep"] is None else f"step {first['split_step']} (t = {first['timestep']:.0f})"
+        lines += [f"Seed sent at {where}; noiseless prompt accuracy {100 * (first['reference_prompt_accuracy'] or 0):.0f} %",
+                  "", "| SNR dB | σ² latent | naive PSNR | SSIM | prompt acc. | aware PSNR | SSIM | prompt acc. | resumed at t' (steps) |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            aware = r["channel-aware"]
+            lines.append(f"| {r['snr_db']:g} | {r['latent_noise_var']:.3g} | {cells(r['naive'])} | {cells(aware)} | "
+                         f"{aware['resume_timestep']:.0f} ({aware['steps_run']}) |")
+        lines.append("")
+    rows = result["sketch_completion"]
+    lines += ["Sketch (4 steps, 16x16) sent as analog pixels, completed by img2img; naive strength 0.5",
+              "", "| SNR dB | σ² pixel | naive PSNR | SSIM | prompt acc. | aware PSNR | SSIM | prompt acc. | aware strength |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['snr_db']:g} | {r['pixel_noise_var']:.3g} | {cells(r['naive'])} | {cells(r['channel-aware'])} | "
+                     f"{r['channel-aware']['strength']:.2f} |")
+    return "\n".join(lines) + "\n"

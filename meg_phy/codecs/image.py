@@ -56,7 +56,9 @@ def encode_image(image: torch.Tensor, fmt: str = "png", quality: int = 75, size:
     sent = _sent_size(image, size)
     small = resize(image, sent)
     buffer = io.BytesIO()
-    options = {"quality": int(quality)} if fmt in ("jpeg", "webp") else {"optimize": True}
+    options = {"quality": int(quality)} if fmt in ("jpeg", "webp") else {}
+    if fmt in ("png", "jpeg"):
+        options["optimize"] = True  # smaller Huffman tables (JPEG) / deflate search (PNG)
     to_pil(small).save(buffer, format=_PIL_NAMES[fmt], **options)
     meta = _META.pack(FORMATS[fmt], int(quality), *sent, *image.shape[-2:], 1.0)
     return pack(kind, meta, buffer.getvalue())

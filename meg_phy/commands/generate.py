@@ -22,8 +22,8 @@ def register(subparsers) -> None:
                                    "and resized to the model's resolution)")
     p.add_argument("--strength", type=float, default=0.75, help="img2img strength in (0, 1] (default 0.75)")
     p.add_argument("--steps", type=int, default=20, help="denoising steps of the full schedule (default 20)")
-    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale (default 7.5; "
-                                                               "<= 1 disables it)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's, 4 for the "
+                                                   "embedded model, 7.5 for SD folders; <= 1 disables it)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the noise (default 0)")
     p.add_argument("--negative-prompt", default="", help="negative prompt for guidance (default empty)")
     p.add_argument("--scheduler", default="ddim", choices=["ddim", "dpm", "euler"], help="sampler (default ddim)")
@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         image, resize_info = images.load_image(args.image, size=ldm.resolution)
         resize_info = {"path": str(args.image), **resize_info}
     generator = torch.Generator().manual_seed(args.seed)
+    guidance = ldm.default_guidance if args.guidance is None else args.guidance
 
     def timed(name, fn, *a, **kw):
         start = time.perf_counter()
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         timings[name] = time.perf_counter() - start
         return result
 
-    cond = timed("text_s", ldm.encode_prompt, args.prompt, args.guidance, args.negative_prompt)
+    cond = timed("text_s", ldm.encode_prompt, args.prompt, guidance, args.negative_prompt)
     seed = timed("start_s", ldm.start, cond, image=image, strength=args.strength, steps=args.steps,
                  generator=generator)
     seed = timed("denoise_s", ldm.denoise, seed, cond)
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     record = {
         "prompt": args.prompt, "negative_prompt": args.negative_prompt, "seed": args.seed,
         "mode": "image-to-image" if image is not None else "text-to-image",
-        "steps": args.steps, "denoising_steps": seed.total, "guidance": args.guidance,
+        "steps": args.steps, "denoising_steps": seed.total, "guidance": guidance,
         "strength": args.strength if image is not None else None, "scheduler": args.scheduler,
         "timesteps": [int(t) if float(t).is_integer() else float(t) for t in seed.timesteps.tolist()],
         "input_image": resize_info, "output": str(out), "model": {**ldm.describe(), "default": default},
