@@ -1,8 +1,8 @@
 """The digital link: bits -> 5G LDPC -> QAM -> OFDM frames -> channel -> estimation -> LMMSE -> LDPC -> bits.
 
 Two ways in:
-- `link(batch_size)` (Sionna `sim_ber` style): `batch_size` random codewords through the link, returns
-  (bits, decoded bits), both [batch_size, k]. Sweeps use this; `link.noise_variance(...)` sets the point.
+- `link(batch_size, ebno_db=None)` (Sionna `sim_ber` style): `batch_size` random codewords through the
+  link, returns (bits, decoded bits), both [batch_size, k]; `sionna.phy.utils.sim_ber(link, ...)` works.
 - `link.send_bytes(payload)`: any payload of >= 1 byte, segmented into k-bit blocks (zero-padded tail),
   carried in as many frames as needed, returned with LinkStats.
 
@@ -76,8 +76,15 @@ class DigitalLink(nn.Module):
         return torch.randint(0, 2, (num_codewords, self.cfg.k), generator=self.generator,
                              device=self.device).to(torch.float32)
 
-    def forward(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """`batch_size` random codewords through the link: (bits, decoded bits), both [batch_size, k]."""
+    def forward(self, batch_size: int, ebno_db: float | torch.Tensor | None = None,
+                snr_db: float | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`batch_size` random codewords through the link: (bits, decoded bits), both [batch_size, k].
+
+        The signature of Sionna's `sim_ber` Monte-Carlo function: `sim_ber(link, ebno_dbs, batch_size, ...)`
+        works. Given `ebno_db` or `snr_db`, the link moves to that operating point first."""
+        if ebno_db is not None or snr_db is not None:
+            self.set_operating_point(snr_db=None if snr_db is None else float(snr_db),
+                                     ebno_db=None if ebno_db is None else float(ebno_db))
         bits = self.random_bits(int(batch_size))
         return bits, self.transmit(bits).bits_hat
 

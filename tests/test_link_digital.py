@@ -58,6 +58,16 @@ def test_ldpc_qpsk_bler_at_1_57_db_is_consistent_with_sionna_reference():
     assert 1.35e-2 / 2 <= bler <= 1.35e-2 * 2, bler
 
 
+def test_works_as_a_sionna_sim_ber_function():
+    from sionna.phy.utils import sim_ber
+
+    link = DigitalLink(LinkConfig(modulation="qpsk", code="none", k=1024, ebno_db=0.0, batch=16), seed=6)
+    ebno = torch.tensor([2.0, 6.0])
+    ber, _ = sim_ber(link, ebno, batch_size=64, max_mc_iter=20, num_target_bit_errors=1000, verbose=False)
+    theory = ber_uncoded_awgn("qpsk", ebno.numpy() + 10 * math.log10(2))
+    assert ber.cpu().numpy() == pytest.approx(theory, rel=0.15)
+
+
 @pytest.mark.slow
 def test_ldpc_qpsk_bler_at_1_57_db_long_run():
     link = DigitalLink(LinkConfig(modulation="qpsk", k=1024, n=2048, ebno_db=1.57, batch=64), seed=11)
