@@ -10,6 +10,7 @@ time budget counting the time already spent.
 from __future__ import annotations
 
 import copy
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,15 +37,16 @@ class TrainConfig:
     evaluator_minutes: float = 4.0
     evaluator_steps: int | None = None
     evaluator_batch: int = 128
-    vae_minutes: float = 6.0
+    vae_minutes: float = 14.0
     vae_steps: int | None = None
     vae_batch: int = 64
     vae_lr: float = 1e-3
     vae_kl_weight: float = 1e-6
-    unet_minutes: float = 70.0
+    unet_minutes: float = 65.0
     unet_steps: int | None = None
     unet_batch: int = 256
     unet_lr: float = 1e-3
+    unet_warmup: int = 200  # steps of linear learning-rate warm-up
     prompt_dropout: float = 0.1
     ema_decay: float = 0.999
     eval_every_minutes: float = 5.0
@@ -140,6 +142,7 @@ class _Trainer:
             elapsed = time.perf_counter() - start
             if (max_steps is not None and state["step"] >= max_steps) or (max_steps is None and elapsed >= budget):
                 break
+            state["progress"] = state["step"] / max_steps if max_steps is not None else elapsed / budget
             loss = step_fn(state["step"])
             state["step"] += 1
             running += loss
@@ -196,7 +199,7 @@ class _Trainer:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            return float(loss)
+            return float(loss.detach())
 
         def checkpoint_state():
             state["model"], state["opt"] = model.state_dict(), opt.state_dict()
@@ -237,11 +240,13 @@ class _Trainer:
             rec = vae.decode(post.sample(generator=None)).sample
             loss_rec = F.mse_loss(rec, x)
             loss = loss_rec + self.c.vae_kl_weight * post.kl().mean()
+            for group in opt.param_groups:
+                group["lr"] = self.c.vae_lr * cosine(state["progress"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
             opt.step()
-            return float(loss_rec)
+            return float(loss_rec.detach())
 
         def checkpoint_state():
             state["model"], state["opt"] = vae.state_dict(), opt.state_dict()
@@ -324,7 +329,7 @@ class _Trainer:
         scheduler = components.build_train_scheduler()
         alphas = scheduler.alphas_cumprod.to(self.device)
         n, batch = len(latents), min(self.c.unet_batch, len(latents))
-        warmup = 200
+        warmup = max(1, self.c.unet_warmup)
 
         def step_fn(step: int) -> float:
             gen = torch.Generator().manual_seed(self.c.seed * 104_729 + step)
@@ -342,7 +347,7 @@ class _Trainer:
             pred = unet(zt, t, hidden).sample
             loss = F.mse_loss(pred, noise)
             for group in opt.param_groups:
-                group["lr"] = self.c.unet_lr * min(1.0, (step + 1) / warmup)
+                group["lr"] = self.c.unet_lr * min(1.0, (step + 1) / warmup) * cosine(state["progress"])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -352,7 +357,7 @@ class _Trainer:
                 for ema, live in ((ema_unet, unet), (ema_text, text_encoder)):
                     for pe, pl in zip(ema.parameters(), live.parameters(), strict=True):
                         pe.lerp_(pl, 1 - decay)
-            return float(loss)
+            return float(loss.detach())
 
         evaluator = self.load_trained_evaluator()
         eval_attrs, _ = held_out_scenes(self.c.eval_prompts, offset=900_000)
@@ -425,6 +430,11 @@ class _Trainer:
         self.log["stages"]["export"] = {"folder": str(folder)}
         print(f"[train] wrote the diffusers folder {folder} and the evaluator {self.out / 'evaluator'}",
               file=sys.stderr)
+
+
+def cosine(progress: float, floor: float = 0.05) -> float:
+    """Learning-rate factor: half a cosine from 1 to `floor` over the stage's budget (time or steps)."""
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
 
 
 def augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
