@@ -17,6 +17,7 @@ import math
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import torch
@@ -158,15 +159,34 @@ def direction_of(src: str, dst: str) -> str:
 
 
 def simulated_link(spec: LinkSpec, seed: int):
-    """A link_models link for this hop's configuration."""
+    """A link_models link for this hop's configuration, seeded with `seed`.
+
+    Building a link (Sionna's 5G LDPC code above all) costs more than sending a small payload through it, so
+    links are built once per configuration (their pilots drawn with seed 0) and handed out again with a fresh
+    generator for every hop, so what a hop gets depends only on its configuration and seed (tested).
+    """
+    from link_models.rng import make_generator
+
+    link = _built_link(_link_config_key(spec))
+    link.generator = make_generator(seed, link.device)
+    return link
+
+
+def _link_config_key(spec: LinkSpec) -> tuple:
+    return (spec.scheme, spec.modulation, spec.info_bits, spec.codeword_bits, spec.channel, spec.estimator,
+            math.inf if spec.channel == "ideal" else float(spec.snr_db), spec.fft_size, spec.num_ofdm_symbols,
+            spec.subcarrier_spacing_khz, spec.cp_length)
+
+
+@lru_cache(maxsize=64)
+def _built_link(key: tuple):
     from link_models import AnalogLink, DigitalLink, LinkConfig
 
-    cfg = LinkConfig(modulation=spec.modulation, code="ldpc", k=spec.info_bits, n=spec.codeword_bits,
-                     channel=spec.channel, estimator=spec.estimator,
-                     snr_db=math.inf if spec.channel == "ideal" else float(spec.snr_db),
-                     fft_size=spec.fft_size, num_ofdm_symbols=spec.num_ofdm_symbols,
-                     subcarrier_spacing_khz=spec.subcarrier_spacing_khz, cp_length=spec.cp_length)
-    return (AnalogLink if spec.scheme == "analog" else DigitalLink)(cfg, seed=seed)
+    scheme, modulation, k, n, channel, estimator, snr_db, fft_size, symbols, scs, cp = key
+    cfg = LinkConfig(modulation=modulation, code="ldpc", k=k, n=n, channel=channel, estimator=estimator,
+                     snr_db=snr_db, fft_size=fft_size, num_ofdm_symbols=symbols, subcarrier_spacing_khz=scs,
+                     cp_length=cp)
+    return (AnalogLink if scheme == "analog" else DigitalLink)(cfg, seed=0)
 
 
 def _stats_dict(stats: Any) -> dict[str, Any]:

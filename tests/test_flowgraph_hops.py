@@ -1,5 +1,5 @@
-"""Hops over real link_models links: accounting, CRC retries counted on air, analog noise variance;
-and the flowgraph's per-node compute accounting."""
+"""Hops over real link_models links: accounting, CRC retries counted on air, analog noise variance, reuse of
+built links; and the flowgraph's per-node compute accounting."""
 
 import math
 import time
@@ -98,3 +98,22 @@ def test_flowgraph_accounts_compute_per_node_and_sums_hops():
     assert [r.direction for r in g.records] == ["backhaul", "downlink"]
     assert g.totals()["symbols"] == sum(r.symbols for r in g.records)
     assert g.totals()["bits"] == 8 * (len(encode_prompt(PROMPT)) + len(encode_prompt("x")))
+
+
+@pytest.mark.parametrize("scheme", ["digital", "analog"])
+def test_a_reused_link_depends_only_on_its_configuration_and_seed(scheme):
+    from flowgraphs.hops import _built_link
+
+    spec = LinkSpec(scheme=scheme, snr_db=2.0, channel="tdl-a")
+    payload = bytes(range(200)) if scheme == "digital" else torch.linspace(-2, 2, 300)
+
+    def send(seed):
+        link = simulated_link(spec, seed)
+        return link.send_bytes(payload)[0] if scheme == "digital" else link.send_values(payload)[0]
+
+    _built_link.cache_clear()
+    first = send(11)
+    other = send(5)
+    again = send(11)  # the cached link, after being used with another seed
+    same = (lambda a, b: a == b) if scheme == "digital" else torch.equal
+    assert same(first, again) and not same(first, other)

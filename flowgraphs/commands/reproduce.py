@@ -18,6 +18,9 @@ def register(subparsers) -> None:
                                                              "instead of 11 SNRs x 24 tasks")
     parser.add_argument("--snr-db", type=number_list("--snr-db"), help="override the SNR list ('0,5' or 'a:b:step')")
     parser.add_argument("--tasks", type=int, help="override the number of tasks per point")
+    parser.add_argument("--series", help="comma-separated subset of the series (default: all): seed-analog-aware, "
+                                         "seed-analog-naive, seed-digital, sketch-analog, sketch-digital, "
+                                         "centralized-digital, centralized-analog")
     parser.add_argument("--model", help="Stable-Diffusion diffusers folder (default: the embedded model)")
     parser.add_argument("--evaluator", help="attribute evaluator folder (default: the embedded one)")
     parser.add_argument("--out", required=True, help="folder for results.json, report.md, plots and checkpoints")
@@ -41,6 +44,13 @@ def main(args) -> int:
     if args.snr_db:
         plan = replace(plan, snrs=tuple(args.snr_db))
     plan = replace(plan, evaluator=args.evaluator)
+    if args.series:
+        known = [s.key for s in cs.SERIES]
+        chosen = tuple(k.strip() for k in args.series.split(",") if k.strip())
+        unknown = [k for k in chosen if k not in known]
+        if unknown or not chosen:
+            raise InputError(f"--series {args.series!r}: unknown {unknown}; choose from {', '.join(known)}")
+        plan = replace(plan, series=chosen)
     if args.tasks is not None:
         if not 1 <= args.tasks <= 1000:
             raise InputError(f"--tasks {args.tasks}: give a number from 1 to 1000")

@@ -61,6 +61,7 @@ class Plan:
     strength: float = 0.7
     model: str | None = None
     evaluator: str | None = None
+    series: tuple[str, ...] = tuple(s.key for s in SERIES)
 
     @classmethod
     def quick(cls, model: str | None = None) -> Plan:
@@ -179,7 +180,7 @@ def overhead_table(out: Path, plan: Plan) -> list[dict[str, Any]]:
 
 
 def all_points(plan: Plan) -> list[tuple[Series, float]]:
-    return [(s, snr) for s in SERIES for snr in plan.snrs]
+    return [(s, snr) for s in SERIES if s.key in plan.series for snr in plan.snrs]
 
 
 def plan_matches(out: Path, plan: Plan) -> None:
