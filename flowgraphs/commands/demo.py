@@ -87,10 +87,11 @@ def main(args) -> int:
     atomic_write_text(out / "report.md", _markdown(summary, args, seconds))
     base = next(s for s in summary if s["protocol"] == "CENTRALIZED")
     print(f"MEG demo: {args.tasks} img2img tasks, downlink at {args.snr_db:g} dB ({seconds:.0f} s)")
-    print(f"{'':28s} {'prompt acc':>10s} {'PSNR dB':>8s} {'SSIM':>6s} {'symbols':>8s} {'downlink':>8s} {'vs CENTR.':>9s}")
+    print(f"{'':28s} {'prompt acc':>10s} {'PSNR dB':>8s} {'SSIM':>6s} {'symbols':>8s} {'downlink':>8s} {'fewer than CENTRALIZED':>23s}")
     for s in summary:
         print(f"{s['variant']:28s} {s['prompt_accuracy']:10.2f} {_db(s['psnr_db']):>8s} {s['ssim']:6.3f} "
-              f"{s['symbols']:8.0f} {s['downlink_symbols']:8.0f} {base['symbols'] / s['symbols']:8.1f}x"
+              f"{s['symbols']:8.0f} {s['downlink_symbols']:8.0f} "
+              f"{base['symbols'] / s['symbols']:9.1f}x ({base['downlink_symbols'] / s['downlink_symbols']:.1f}x down)"
               + (f"  ({s['payloads_lost']} payloads lost)" if s["payloads_lost"] else ""))
     print(f"wrote {out}/report.md and {out}/demo.png")
     return 0
