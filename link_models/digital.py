@@ -57,11 +57,8 @@ class DigitalLink(nn.Module):
         self.no = torch.tensor(cfg.noise_variance, dtype=torch.float32, device=self.device)
 
     # --- operating point -------------------------------------------------------------------------------------
-    def noise_variance(self, snr_db: float | None = None, ebno_db: float | None = None) -> float:
-        """N0 per RE at another operating point (exactly one of snr_db / ebno_db), same conventions as cfg."""
-        return self.cfg.with_snr(snr_db=snr_db, ebno_db=ebno_db).noise_variance
-
     def set_operating_point(self, snr_db: float | None = None, ebno_db: float | None = None) -> None:
+        """Move to another SNR (exactly one of snr_db / ebno_db), keeping the built blocks."""
         self.cfg = self.cfg.with_snr(snr_db=snr_db, ebno_db=ebno_db)
         self.no = torch.tensor(self.cfg.noise_variance, dtype=torch.float32, device=self.device)
 

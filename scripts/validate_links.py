@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     ldpc = dict(axis="ebno_db", modulation="qpsk", code="ldpc", k=1024, n=2048, channel="awgn", batch=64)
     pts = sweep(work, "ldpc-qpsk-awgn", progress, values=[0.5, 1.0, 1.25, 1.5, 1.75, 2.0], target_errors=50,
                 max_frames=700, **ldpc)
-    ref = sweep(work, "ldpc-qpsk-awgn-1.57", progress, values=[1.57], target_errors=100, max_frames=5000,
+    ref = sweep(work, "ldpc-qpsk-awgn-1.57", progress, values=[1.57], target_errors=60, max_frames=3000,
                 **ldpc)[0]
     pts = sorted([*pts, ref], key=lambda p: p["ebno_db"])
     ratio = ref["bler"] / SIONNA_BLER_1_57
@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     for est in ("perfect", "ls"):
         coded[est] = sweep(work, f"tdl-a-ldpc-{est}", progress, axis="ebno_db", values=ebno, modulation="qpsk",
                            code="ldpc", k=1024, n=2048, channel="tdl-a", estimator=est, batch=64,
-                           target_errors=50, max_frames=200)
+                           target_errors=40, max_frames=150)
         axes[1].semilogy(ebno, [p["bler"] or np.nan for p in coded[est]], "s-", label=f"{est} CSI")
     axes[1].set(xlabel="Eb/N0 [dB]", ylabel="BLER", title="5G LDPC (1024, 2048) QPSK, TDL-A")
     for a in axes:
