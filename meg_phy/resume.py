@@ -217,13 +217,15 @@ def compare_sketch_completion(ldm: SplitLDM, prompts: list[str], snr_dbs: list[f
                                                 generator=torch.Generator().manual_seed(seed)), cond))
 
     def complete(images, strengths):
-        out = []
-        for j, (image, strength) in enumerate(zip(images, strengths, strict=True)):
-            one = ldm.encode_prompt(prompts[j], guidance)
-            start = ldm.start(one, image=image[None], strength=strength, steps=steps,
-                              generator=torch.Generator().manual_seed(seed + 7 + j))
-            out.append(ldm.decode(ldm.denoise(start, one)))
-        return torch.cat(out)
+        """img2img of each image under its prompt (its own noise generator); one batch per strength."""
+        out = torch.empty(len(prompts), 3, *ldm.resolution)
+        for strength in sorted(set(strengths)):
+            idx = [j for j, s in enumerate(strengths) if s == strength]
+            group = ldm.encode_prompt([prompts[j] for j in idx], guidance)
+            generators = [torch.Generator().manual_seed(seed + 7 + j) for j in idx]  # same noise per image
+            start = ldm.start(group, image=images[idx], strength=strength, steps=steps, generator=generators)
+            out[idx] = ldm.decode(ldm.denoise(start, group)).cpu()
+        return out
 
     def accuracy(images):
         return None if evaluator is None else sum(prompt_matches(images, prompts, evaluator)) / len(prompts)
@@ -260,7 +262,7 @@ def compare_sketch_completion(ldm: SplitLDM, prompts: list[str], snr_dbs: list[f
 
 def write_report(out: str, n_prompts: int = 32, snr_dbs: tuple[float, ...] = (-10, -5, 0, 5, 10, 15, 20),
                  splits: tuple[float, ...] = (0.5, 1.0), steps: int = 20, guidance: float | None = None,
-                 model: str | None = None, seed: int = 0) -> dict:
+                 model: str | None = None, evaluator_path: str | None = None, seed: int = 0) -> dict:
     """The docs table: both comparisons on the embedded model (or `model`) and held-out prompts, written to
     `out/resume.json` and `out/resume.md`. Run: python -c "from meg_phy.resume import write_report; write_report('runs/resume')"."""
     from pathlib import Path
@@ -274,7 +276,7 @@ def write_report(out: str, n_prompts: int = 32, snr_dbs: tuple[float, ...] = (-1
     folder = prepare_out_dir(out)
     ldm = load_ldm(model, device="cpu")
     guidance = ldm.default_guidance if guidance is None else guidance
-    evaluator = load_evaluator()
+    evaluator = load_evaluator(evaluator_path)
     prompts = [scenes.make_prompt(a) for a in scenes.sample_attributes(torch.Generator().manual_seed(10_000 + seed),
                                                                         n_prompts)]
     result = {"model": ldm.describe(), "prompts": prompts, "steps": steps, "guidance": guidance, "seed": seed,
