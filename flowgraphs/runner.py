@@ -99,4 +99,6 @@ def evaluate(config: RunConfig, link_factory: LinkFactory | None = None, task: T
         "baseline": {"protocol": "CENTRALIZED", "totals": baseline.graph.totals()},
     }
     result["totals"]["symbols_ratio_to_centralized"] = totals["symbols"] / base_symbols if base_symbols else None
+    used = {r.name for r in run.graph.records} | {r.name.rsplit("-", 1)[0] for r in run.graph.records}
+    result["unused_hop_overrides"] = sorted(set(config.hops) - used)
     return result, run, reference

@@ -76,15 +76,16 @@ def test_ideal_channel_output_equals_the_unsplit_generation(model, tmp_path):
     assert np.array_equal(pixels(out / "output.png"), pixels(out / "reference.png"))
 
 
-def test_toml_config_sets_everything_and_the_command_line_wins(model, tmp_path):
+def test_toml_config_sets_everything_and_the_command_line_wins(model, tmp_path, capsys):
     config = tmp_path / "asym.toml"
     config.write_text(f'protocol = "ciag"\nmodel = "{model}"\nsteps = 10\n[link]\nsnr_db = 15\n'
-                      '[uplink]\nsnr_db = -2\nscheme = "digital"\n')
+                      '[uplink]\nsnr_db = -2\nscheme = "digital"\n[hops.ES3-UE]\nsnr_db = 1\n')
     out = tmp_path / "toml"
     assert main(["run", "--config", str(config), "--snr-db", "12", "--out", str(out)]) == 0
     hops = {h["name"]: h for h in json.loads((out / "result.json").read_text())["hops"]}
     assert (hops["UE-ES1-seed"]["scheme"], hops["UE-ES1-seed"]["snr_db"]) == ("digital", -2.0)
     assert (hops["ES1-UE-seed"]["scheme"], hops["ES1-UE-seed"]["snr_db"]) == ("analog", 12.0)
+    assert "has no hop ES3-UE" in capsys.readouterr().err  # a setting for a hop CIAG does not have is pointed out
 
 
 @pytest.mark.parametrize("args, message", [

@@ -63,6 +63,8 @@ def register(subparsers) -> None:
 
 
 def main(args) -> int:
+    import sys
+
     from flowgraphs.config import load_config
     from flowgraphs.report import write_run
     from flowgraphs.runner import evaluate, link_factory_for
@@ -75,6 +77,9 @@ def main(args) -> int:
     out = prepare_out_dir(args.out)
     result, run, reference = evaluate(config, link_factory_for(config))
     write_run(out, result, run.image, reference.image)
+    if result["unused_hop_overrides"]:
+        print(f"meg-phy run: note: {result['protocol']} has no hop {', '.join(result['unused_hop_overrides'])}; "
+              f"those [hops.*] settings were not used", file=sys.stderr)
     q, t = result["quality"], result["totals"]
     ratio = t["symbols_ratio_to_centralized"]
     print(f"{result['protocol']}: prompt match {q['prompt_match']}, PSNR {q['psnr_db']:.2f} dB, SSIM {q['ssim']:.3f}; "
