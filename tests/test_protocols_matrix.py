@@ -42,3 +42,13 @@ def test_every_protocol_at_every_snr(model_args, tmp_path, name, channel, n):
         if snr == 30:  # far above every cliff (even in a TDL-A fade): everything arrives at the first try
             assert all(h["delivered"] and h["attempts"] == 1 for h in hops)
         assert (out / "output.png").exists() and (out / "reference.png").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["EIUG", "DIUG"])
+def test_protocols_run_over_the_simulated_radio(model_args, tmp_path, name):
+    out = tmp_path / name
+    assert main(["run", "--protocol", name, "--radio", "sim", "--snr-db", "25", *model_args, "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["config"]["radio"] == "sim"
+    assert all(h["delivered"] and h["symbols"] > 0 for h in result["hops"])
