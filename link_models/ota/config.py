@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -82,14 +83,14 @@ class FrameConfig:
     def num_used_subcarriers(self) -> int:
         return self.fft_size - sum(self.guard_carriers) - 1
 
-    @property
+    @cached_property
     def used_bins(self) -> np.ndarray:
         """Used subcarriers as FFT bin indices in natural (unshifted) order, DC excluded."""
         left, right = self.guard_carriers
         shifted = [i for i in range(left, self.fft_size - right) if i != self.fft_size // 2]
         return (np.asarray(shifted) - self.fft_size // 2) % self.fft_size
 
-    @property
+    @cached_property
     def pilot_subcarriers(self) -> np.ndarray:
         """Indices (among the used subcarriers) carrying a pilot in every OFDM symbol, edges included."""
         return np.unique(np.round(np.linspace(0, self.num_used_subcarriers - 1, self.num_pilots)).astype(int))

@@ -20,20 +20,22 @@ def remove_dc(x: np.ndarray) -> np.ndarray:
 
 def iq_balance(x: np.ndarray) -> np.ndarray:
     """Blind IQ-imbalance correction; keeps the power of I."""
-    i, q = x.real.astype(np.float64), x.imag.astype(np.float64)
-    p_i = np.mean(i * i)
+    i, q = x.real, x.imag
+    p_i = float(np.dot(i, i)) / i.size
     if p_i <= 0:
         return x
-    q = q - (np.mean(i * q) / p_i) * i
-    p_q = np.mean(q * q)
+    q = q - (float(np.dot(i, q)) / i.size / p_i) * i
+    p_q = float(np.dot(q, q)) / q.size
     if p_q <= 0:
         return x
-    return (i + 1j * q * np.sqrt(p_i / p_q)).astype(x.dtype if np.iscomplexobj(x) else np.complex128)
+    out = np.empty(x.size, np.complex64)
+    out.real, out.imag = i, q * np.sqrt(p_i / p_q)
+    return out
 
 
 def front_end(x: np.ndarray) -> np.ndarray:
-    """complex buffer -> DC removed, IQ balanced, complex128."""
-    x = np.asarray(x).astype(np.complex128)
+    """complex buffer -> DC removed, IQ balanced, complex64."""
+    x = np.asarray(x).astype(np.complex64)
     if x.size == 0:
         return x
     return iq_balance(remove_dc(x))

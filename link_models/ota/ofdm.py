@@ -63,6 +63,14 @@ class OTAGrid(nn.Module):
                                                    cyclic_prefix_length=cfg.cp_length, device=device)
         self.estimator = sn.ofdm.LSChannelEstimator(self.resource_grid, interpolation_type=interpolation,
                                                     device=device)
+        # "lin_time_avg" computed cheaply: Sionna's LS + linear interpolation on the symbol-averaged grid
+        # (averaging before instead of after the linear interpolation gives the same estimate, S times cheaper)
+        self._average_grid = sn.ofdm.ResourceGrid(
+            num_ofdm_symbols=1, fft_size=cfg.fft_size, subcarrier_spacing=cfg.subcarrier_spacing,
+            cyclic_prefix_length=cfg.cp_length, num_guard_carriers=(left, right), dc_null=True,
+            pilot_pattern=make_pilot_pattern(cfg, 1), device=device)
+        self.average_estimator = sn.ofdm.LSChannelEstimator(self._average_grid, interpolation_type="lin",
+                                                            device=device)
         self.equalizer = sn.ofdm.OFDMEqualizer(single_stream_lmmse, self.resource_grid,
                                                sn.mimo.StreamManagement(np.array([[1]]), 1), device=device)
         eff = np.asarray(self.resource_grid.effective_subcarrier_ind)          # shifted-order bin of each used
@@ -98,10 +106,13 @@ class OTAGrid(nn.Module):
         y, phase, tilt = self.track_drift(y)
         y = y.reshape(batch, 1, 1, self.num_symbols, -1)
         no = torch.clamp(no.to(torch.float32), min=1e-12)
-        h_hat, err_var = self.estimator(y, no)
         if self.interpolation == "lin_time_avg":
-            # Sionna reports the per-symbol error variance; the average over S symbols has 1/S of it
-            err_var = err_var / self.num_symbols
+            # pilots are the same in every symbol: their average has 1/S of the noise variance
+            h_hat, err_var = self.average_estimator(y.mean(3, keepdim=True), no / self.num_symbols)
+            shape = (*h_hat.shape[:-2], self.num_symbols, h_hat.shape[-1])
+            h_hat, err_var = h_hat.expand(shape), err_var.expand(shape)
+        else:
+            h_hat, err_var = self.estimator(y, no)
         x_hat, no_eff = self.equalizer(y, h_hat, err_var, no)
         return {"x_hat": x_hat.reshape(batch, -1), "no_eff": no_eff.reshape(batch, -1).real.float(),
                 "phase": phase, "tilt": tilt}
@@ -113,24 +124,27 @@ class OTAGrid(nn.Module):
         z = h[..., 1:] * torch.conj(h[..., :-1])
         tilt = torch.sum(torch.angle(z) * z.abs(), -1) / torch.clamp(torch.sum(d * z.abs(), -1), min=1e-30)
         tilt = _fit_line(tilt, weights=torch.sum(z.abs(), -1))
-        y = y * torch.exp(-1j * tilt[..., None] * self._bin_freq)
-        h = h * torch.exp(-1j * tilt[..., None] * self._pilot_freq)
+        h = h * _phasor(-tilt[..., None] * self._pilot_freq)
         # common phase relative to the first symbol, unwrapped along the frame, then fitted by a line
         ref = h.sum(1, keepdim=True) if self.num_symbols == 1 else h[:, :1]
         rel = torch.sum(h * torch.conj(ref), -1)
         steps = torch.angle(rel[:, 1:] * torch.conj(rel[:, :-1]))
         phase = torch.cat([torch.angle(rel[:, :1]), torch.angle(rel[:, :1]) + torch.cumsum(steps, 1)], 1)
-        line = _fit_line(phase, weights=rel.abs())
+        phase = _fit_line(phase, weights=rel.abs())
         # what the line misses (oscillator phase noise) is followed with a short moving average
-        residual = rel * torch.exp(-1j * line)
         if self.num_symbols >= 3:
+            residual = rel * _phasor(-phase)
             kernel = torch.ones(1, 1, 5, dtype=torch.float32, device=y.device)
             smooth_re = nn.functional.conv1d(residual.real[:, None].float(), kernel, padding=2)[:, 0]
             smooth_im = nn.functional.conv1d(residual.imag[:, None].float(), kernel, padding=2)[:, 0]
-            line = line + torch.atan2(smooth_im, smooth_re)
-        phase = line
-        y = y * torch.exp(-1j * phase)[..., None]
+            phase = phase + torch.atan2(smooth_im, smooth_re)
+        y = y * _phasor(-(tilt[..., None] * self._bin_freq + phase[..., None]))
         return y, phase, tilt
+
+
+def _phasor(angle: torch.Tensor) -> torch.Tensor:
+    """exp(j angle) for a real tensor (torch.polar: cheaper than a complex exp)."""
+    return torch.polar(torch.ones_like(angle), angle)
 
 
 def single_stream_lmmse(y: torch.Tensor, h: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -67,25 +67,32 @@ def schmidl_cox_metric(x: np.ndarray, period: int, window: int) -> tuple[np.ndar
     own mean: the sync repeats have zero mean over any whole number of periods, so the preamble loses
     nothing, while a residual DC offset or slow drift, which correlates perfectly at any lag, is ignored.
     """
-    x = np.asarray(x, np.complex128)
+    x = np.asarray(x, np.complex64)
     count = x.size - window - period + 1
     if count <= 0:
         return np.zeros(0), np.zeros(0, complex)
 
-    def running(v: np.ndarray, offset: int) -> np.ndarray:
-        c = np.concatenate([[0], np.cumsum(v)])
+    def cumulative(v: np.ndarray, dtype) -> np.ndarray:
+        c = np.empty(v.size + 1, dtype)
+        c[0] = 0
+        np.cumsum(v, dtype=dtype, out=c[1:])
+        return c
+
+    def running(c: np.ndarray, offset: int) -> np.ndarray:   # sums of `window` terms starting at offset + d
         return c[offset + window:offset + window + count] - c[offset:offset + count]
 
-    prod = np.conj(x[:-period]) * x[period:]
-    power = np.abs(x) ** 2
-    s1, s2 = running(x, 0), running(x, period)
-    p = running(prod, 0) - np.conj(s1) * s2 / window
-    e1 = running(power, 0) - np.abs(s1) ** 2 / window
-    e2 = running(power, period) - np.abs(s2) ** 2 / window
+    cx = cumulative(x, np.complex128)
+    cp = cumulative(x.real * x.real + x.imag * x.imag, np.float64)
+    cprod = cumulative(np.conj(x[:-period]) * x[period:], np.complex128)
+    s1, s2 = running(cx, 0), running(cx, period)
+    power = cp[-1] / max(x.size, 1)
+    p = running(cprod, 0) - np.conj(s1) * s2 / window
+    e1 = running(cp, 0) - (s1.real ** 2 + s1.imag ** 2) / window
+    e2 = running(cp, period) - (s2.real ** 2 + s2.imag ** 2) / window
     # a floor 80 dB under the buffer's mean power: exact silence (a clean recording) scores 0, not 0/0
-    floor = window * 1e-8 * max(float(np.mean(power)), 1e-300)
+    floor = window * 1e-8 * max(float(power), 1e-300)
     denom = (np.maximum(e1, 0) + floor) * (np.maximum(e2, 0) + floor)
-    metric = np.abs(p) ** 2 / denom
+    metric = (p.real ** 2 + p.imag ** 2) / denom
     return np.clip(metric, 0.0, 1.0), p
 
 
@@ -136,14 +143,12 @@ def integer_cfo_bins(spectrum: np.ndarray, train_freq: np.ndarray, used_bins: np
     k0, k1 = k0[adjacent] % n, k1[adjacent] % n
     ref = np.conj(train_freq[k0]) * train_freq[k1]
     shifts = np.arange(-(max_shift // 2), max_shift // 2 + 1) * 2
-    best, best_value, norm = 0, -1.0, 1.0
-    for s in shifts:
-        y0, y1 = spectrum[(k0 + s) % n], spectrum[(k1 + s) % n]
-        value = np.abs(np.sum(y0 * np.conj(y1) * ref))
-        if value > best_value:
-            best, best_value = int(s), value
-            norm = np.sum(np.abs(y0) * np.abs(y1)) + 1e-30
-    return best, float(best_value / norm)
+    y0 = spectrum[(k0[None, :] + shifts[:, None]) % n]
+    y1 = spectrum[(k1[None, :] + shifts[:, None]) % n]
+    prod = y0 * np.conj(y1)
+    values = np.abs(prod @ ref)
+    best = int(np.argmax(values))
+    return int(shifts[best]), float(values[best] / (np.sum(np.abs(prod[best])) + 1e-30))
 
 
 def fine_timing(x: np.ndarray, body: np.ndarray, expected: int, search: int) -> int:

@@ -7,7 +7,8 @@ Stages (each timed, see `ReceiveResult.timings`):
    timing by cross-correlation, noise variance from the repeats, SNR (Es/N0) from the training symbol;
 4. ofdm: header grids of all detections in one batch (Sionna demodulator, drift tracking, LS, LMMSE),
    then data grids batched by shape;
-5. ldpc: header and payload decoding (Sionna 5G LDPC), header CRC-16, payload CRC-32.
+5. demap: soft demapping to LLRs (Sionna APP demapper); analog payloads stop after `ofdm`;
+6. ldpc: header and payload decoding (Sionna 5G LDPC), header CRC-16, payload CRC-32.
 Garbage never raises: a detection whose header fails its CRC is counted in `rejected`.
 """
 
@@ -35,7 +36,7 @@ from link_models.ota.preamble import (
     schmidl_cox_metric,
 )
 
-STAGES = ("frontend", "detect", "sync", "ofdm", "ldpc")
+STAGES = ("frontend", "detect", "sync", "ofdm", "demap", "ldpc")
 
 
 @dataclass
@@ -89,15 +90,17 @@ class ReceiveResult:
 class FrameReceiver:
     """`receive(buffer) -> ReceiveResult`; stateless between buffers."""
 
-    def __init__(self, codec: FrameCodec | None = None):
+    def __init__(self, codec: FrameCodec | None = None, timer=time.perf_counter):
+        """`timer` times the stages (`time.process_time` measures CPU time, unaffected by other processes)."""
         self.codec = codec or FrameCodec()
+        self.timer = timer
         self.cfg = self.codec.cfg
         self.window = (self.cfg.preamble_repeats - 1) * self.cfg.preamble_period
 
     @torch.no_grad()
     def receive(self, buffer: np.ndarray, decode_payload: bool = True) -> ReceiveResult:
         result = ReceiveResult(samples=int(np.asarray(buffer).size))
-        clock = _Clock(result.timings)
+        clock = _Clock(result.timings, self.timer)
         x = front_end(np.asarray(buffer).reshape(-1))
         clock.lap("frontend")
         metric, corr = schmidl_cox_metric(x, self.cfg.preamble_period, self.window)
@@ -154,9 +157,10 @@ class FrameReceiver:
         segs = np.stack([_rotate(x, s.start + cfg.header_start - cfg.timing_backoff, grid.num_samples,
                                  s.cfo_hz, cfg.sample_rate) for s in syncs])
         no = torch.tensor([s.noise_var for s in syncs], dtype=torch.float32)
-        out = grid.demodulate(torch.from_numpy(segs.astype(np.complex64)), no)
-        llr = codec.header_codec.llr(out["x_hat"], out["no_eff"])
+        out = grid.demodulate(torch.from_numpy(segs), no)
         clock.lap("ofdm")
+        llr = codec.header_codec.llr(out["x_hat"], out["no_eff"])
+        clock.lap("demap")
         bits = codec.header_codec.decode(llr, 1)[:, 0].numpy()
         clock.lap("ldpc")
         return [FrameHeader.from_bits(b) for b in bits]
@@ -183,7 +187,7 @@ class FrameReceiver:
             segs = np.stack([_rotate(x, f.start + cfg.data_start - cfg.timing_backoff, grid.num_samples,
                                      f.cfo_hz, cfg.sample_rate) for f in members])
             no = torch.tensor([f.sync.noise_var for f in members], dtype=torch.float32)
-            out = grid.demodulate(torch.from_numpy(segs.astype(np.complex64)), no)
+            out = grid.demodulate(torch.from_numpy(segs), no)
             x_hat, no_eff = out["x_hat"][:, :num_re], out["no_eff"][:, :num_re]
             for f, xs, ne in zip(members, x_hat.numpy(), no_eff.numpy(), strict=True):
                 f.symbols, f.no_eff = xs, float(ne.mean())
@@ -197,9 +201,10 @@ class FrameReceiver:
                     f.value_var = (vi[:units] * s * s).astype(np.float64)
                     f.crc_ok = True  # analog frames carry no CRC; the header's CRC vouches for the metadata
                 continue
+            clock.lap("ofdm")
             pc = codec.payload_codec(modulation, code, k, n)
             llr = pc.llr(x_hat, no_eff)
-            clock.lap("ofdm")
+            clock.lap("demap")
             bits = pc.decode(llr, units).numpy()
             clock.lap("ldpc")
             for f, b in zip(members, bits, strict=True):
@@ -212,11 +217,15 @@ class FrameReceiver:
 
 def _rotate(x: np.ndarray, start: int, length: int, cfo_hz: float, fs: float) -> np.ndarray:
     """x[start:start+length] (zero-padded outside the buffer) with the CFO removed (absolute time base)."""
-    idx = np.arange(start, start + length)
-    seg = np.zeros(length, np.complex128)
-    ok = (idx >= 0) & (idx < x.size)
-    seg[ok] = x[idx[ok]]
-    return seg * np.exp(-2j * np.pi * cfo_hz / fs * idx)
+    seg = np.zeros(length, np.complex64)
+    lo, hi = max(start, 0), min(start + length, x.size)
+    if hi > lo:
+        seg[lo - start:hi - start] = x[lo:hi]
+    phase = np.mod((-2 * np.pi * cfo_hz / fs) * np.arange(start, start + length, dtype=np.float64), 2 * np.pi)
+    phase = phase.astype(np.float32)
+    rot = np.empty(length, np.complex64)
+    rot.real, rot.imag = np.cos(phase), np.sin(phase)
+    return seg * rot
 
 
 def _drop_overlaps(frames: list[DecodedFrame]) -> list[DecodedFrame]:
@@ -229,10 +238,11 @@ def _drop_overlaps(frames: list[DecodedFrame]) -> list[DecodedFrame]:
 
 
 class _Clock:
-    def __init__(self, timings: dict[str, float]):
-        self.timings, self.t = timings, time.perf_counter()
+    def __init__(self, timings: dict[str, float], timer=time.perf_counter):
+        self.timings, self.timer = timings, timer
+        self.t = timer()
 
     def lap(self, stage: str) -> None:
-        now = time.perf_counter()
+        now = self.timer()
         self.timings[stage] = self.timings.get(stage, 0.0) + now - self.t
         self.t = now
