@@ -6,7 +6,8 @@
   on the minimum CPU time of this process (the least disturbed run on a shared machine; wall-clock medians
   are reported too). Target: at most 3 %.
 - one 20-step generation (text encoding to decoded image) with the embedded model on the 2 cores: seconds
-  (best of 1 and 2 torch threads, both reported), target at most 0.5 s.
+  (best of 1 and 2 torch threads, both reported), target at most 0.5 s. The CPU time of one generation on
+  one thread is reported too: on a machine shared with other jobs it is the fairer measure of the work.
 Uses the embedded default model; while it is absent, a tiny random SD folder of the same geometry
 (tests/tiny_sd.py) stands in, and the result says so.
 """
@@ -91,10 +92,17 @@ def run(quick: bool = False) -> dict:
     torch.set_num_threads(1)
     cpu = _measure({"whole": whole, "split": split}, repeats, time.process_time)
     wall = _measure({"whole": whole, "split": split}, max(2, repeats // 3), time.perf_counter)
+    gen_cpu = _measure({"g": generation}, max(3, repeats // 3), time.process_time)["g"]  # 1 thread, CPU time
     gen = {}
-    for threads in (1, THREADS):  # on a busy 2-core machine two threads can be slower than one
+    for threads in (1, THREADS):  # on a busy 2-core machine two threads can be far slower than one
         torch.set_num_threads(threads)
-        gen[threads] = _measure({"g": generation}, max(3, repeats // 3), time.perf_counter)["g"]
+        gen[threads] = []
+        for _ in range(max(3, repeats // 3)):
+            start = time.perf_counter()
+            generation()
+            gen[threads].append(time.perf_counter() - start)
+            if threads > 1 and gen[threads][-1] > 3 * min(gen[1]):
+                break  # oversubscribed (other jobs hold the cores): one sample says enough
     overhead = min(cpu["split"]) / min(cpu["whole"]) - 1
     best_threads = min(gen, key=lambda k: min(gen[k]))
     seconds = min(gen[best_threads])
@@ -112,6 +120,7 @@ def run(quick: bool = False) -> dict:
         "split_overhead_median_wall": statistics.median(wall["split"]) / statistics.median(wall["whole"]) - 1,
         "generation_20_steps_s": seconds, "generation_threads": best_threads,
         "generation_20_steps_s_by_threads": {str(k): summary(v) for k, v in gen.items()},
+        "generation_20_steps_cpu_s_1_thread": summary(gen_cpu),
         "load_average": list(__import__("os").getloadavg()),
         "target": {"split_overhead_max": OVERHEAD_TARGET, "generation_20_steps_s_max": SECONDS_TARGET},
         "passed": bool(overhead <= OVERHEAD_TARGET and seconds <= SECONDS_TARGET),
