@@ -36,6 +36,10 @@ class Radio(abc.ABC):
     @abc.abstractmethod
     def center_frequency(self) -> float: ...
 
+    def open(self) -> Radio:
+        """Connect now (devices); a no-op for radios without a connection. Lets a command fail fast."""
+        return self
+
     @abc.abstractmethod
     def transmit(self, samples: np.ndarray, cyclic: bool = False) -> None:
         """Send samples once, or repeat them until `stop_transmit()` / `close()` when cyclic."""

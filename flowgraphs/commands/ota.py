@@ -99,6 +99,7 @@ def run_loopback(args) -> int:
 
     radio = _make_radio(args)              # settings are validated before anything else
     out = prepare_out_dir(args.out)
+    radio.open()                           # an unreachable device fails now, before the codecs are built
     frame, cfg = _frame_config(args), _link_config(args)
     payload, values = _payload(args, frame, cfg)
     from flowgraphs.radio_link import RadioLink
@@ -155,7 +156,7 @@ def run_tx(args) -> int:
             sink.transmit(samples)
         where = str(sink.meta_path)
     else:
-        radio = _make_radio(args)
+        radio = _make_radio(args).open()
         samples = RadioLink(radio, cfg, frame)._scale(burst)
         with radio:
             radio.transmit(samples, cyclic=True)
@@ -182,9 +183,6 @@ def run_tx(args) -> int:
 def run_rx(args) -> int:
     import numpy as np
 
-    from link_models.ota.config import FrameConfig
-    from link_models.ota.reassembly import reassemble
-    from link_models.ota.receiver import FrameReceiver
     from meg_phy.errors import InputError
     from meg_phy.io import prepare_out_dir
 
@@ -200,12 +198,15 @@ def run_rx(args) -> int:
         rate = source.sample_rate
         reference = Path(args.reference) if args.reference else base_path(args.input).parent / "payload.bin"
     else:
-        radio = _make_radio(args)
+        radio = _make_radio(args).open()
         rate = radio.sample_rate
         with radio:
             capture = radio.receive(int(args.capture_seconds * rate))
         reference = Path(args.reference) if args.reference else None
     from flowgraphs.radio_link import shared_codec
+    from link_models.ota.config import FrameConfig
+    from link_models.ota.reassembly import reassemble
+    from link_models.ota.receiver import FrameReceiver
 
     frame = FrameConfig(sample_rate=float(rate))
     result = FrameReceiver(shared_codec(frame, args.ldpc_iterations)).receive(capture)
