@@ -3,8 +3,8 @@
 Both chains use the same configuration (5G LDPC k=1024 n=2048 with 20 BP iterations, 16-QAM, one 14 x 128
 OFDM grid with pilots on symbols 2 and 11, AWGN, LS estimation + LMMSE equalisation, 32 frames per pass =
 96 codewords), and run alternately so that machine load hits both alike. Target: ours >= 0.9x the bare
-chain, compared on the best of N passes each (load on a shared machine only ever slows a pass down).
-The result also says where our link spends its time (forward hooks on its blocks).
+chain, compared in information bits per CPU second of this process (wall-clock rates on a shared machine
+move with other jobs' load; they are reported too). The result also says where our link spends its time (forward hooks on its blocks).
 """
 
 from __future__ import annotations
@@ -54,10 +54,11 @@ class BareSionnaChain(nn.Module):
         return b, self.decoder(llr)
 
 
-def _time(fn) -> float:
-    start = time.perf_counter()
+def _time(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all threads)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def profile_blocks(link, passes: int) -> dict[str, float]:
@@ -75,7 +76,7 @@ def profile_blocks(link, passes: int) -> dict[str, float]:
             lambda *_, n=name: spent.__setitem__(n, spent[n] + time.perf_counter() - starts[n])))
     total = 0.0
     for _ in range(passes):
-        total += _time(lambda: link(link.codewords_per_batch))
+        total += _time(lambda: link(link.codewords_per_batch))[0]
     for h in handles:
         h.remove()
     shares = {name: round(t / total, 4) for name, t in spent.items()}
@@ -87,7 +88,7 @@ def run(quick: bool = False) -> dict:
     from link_models import DigitalLink, LinkConfig
     from link_models.rng import preserved_global_rng
 
-    reps = 3 if quick else 8
+    reps = 3 if quick else 6
     cfg = LinkConfig(modulation="16qam", code="ldpc", k=K, n=N, channel="awgn", estimator="ls", ebno_db=EBNO_DB,
                      batch=FRAMES, device="cpu")
     ours = DigitalLink(cfg, seed=0)
@@ -102,20 +103,23 @@ def run(quick: bool = False) -> dict:
             t_ours.append(_time(lambda: ours(codewords)))
             t_bare.append(_time(lambda: bare(FRAMES)))
     bits = codewords * K
-    ratios = [b / o for o, b in zip(t_ours, t_bare, strict=True)]
-    ratio = min(t_bare) / min(t_ours)  # best-of-N: the least disturbed pass of each (timeit's rule)
+    cpu_ours, cpu_bare = sum(t[1] for t in t_ours), sum(t[1] for t in t_bare)
+    ratio = cpu_bare / cpu_ours  # CPU time: what other jobs on a shared machine do not change
+    wall_ratios = [b[0] / o[0] for o, b in zip(t_ours, t_bare, strict=True)]
     b, b_hat = ours(codewords)
     return {
         "config": {**cfg.to_dict(), "codewords_per_pass": codewords, "repetitions": reps,
                    "threads": torch.get_num_threads()},
-        "ours_info_bits_per_s": round(bits / min(t_ours), 1),
-        "bare_sionna_info_bits_per_s": round(bits / min(t_bare), 1),
+        "ours_info_bits_per_cpu_s": round(bits * reps / cpu_ours, 1),
+        "bare_sionna_info_bits_per_cpu_s": round(bits * reps / cpu_bare, 1),
+        "ours_info_bits_per_s": round(bits / min(t[0] for t in t_ours), 1),
+        "bare_sionna_info_bits_per_s": round(bits / min(t[0] for t in t_bare), 1),
         "ratio": round(ratio, 3),
-        "ratio_median_of_pairs": round(statistics.median(ratios), 3),
-        "ratios": [round(r, 3) for r in ratios],
+        "wall_ratio_median_of_pairs": round(statistics.median(wall_ratios), 3),
+        "wall_ratios": [round(r, 3) for r in wall_ratios],
         "time_share": profile_blocks(ours, 2 if quick else 4),
         "ber_at_operating_point": float((b != b_hat).float().mean()),
-        "target": f"ours >= {TARGET}x bare Sionna chain (best of {reps} alternating passes each)",
+        "target": f"ours >= {TARGET}x bare Sionna chain in information bits per CPU second ({reps} alternating passes)",
         "passed": ratio >= TARGET,
     }
 
