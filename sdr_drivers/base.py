@@ -48,7 +48,7 @@ class Radio(abc.ABC):
     def receive(self, num_samples: int) -> np.ndarray:
         """Capture `num_samples` complex64 samples."""
 
-    def stop_transmit(self) -> None:
+    def stop_transmit(self) -> None:  # noqa: B027 - a no-op for radios that never transmit cyclically
         """Stop a cyclic transmission (no-op when nothing is being sent)."""
 
     def close(self) -> None:

@@ -131,6 +131,7 @@ def run_tx(args) -> int:
     from link_models.ota.frame import FrameBuilder
     from meg_phy.io import atomic_write_bytes, prepare_out_dir
 
+    radio = _make_radio(args).open() if args.radio == "pluto" else None    # fail fast on a bad device
     out = prepare_out_dir(args.out)
     frame, cfg = _frame_config(args), _link_config(args)
     payload, values = _payload(args, frame, cfg)
@@ -156,7 +157,6 @@ def run_tx(args) -> int:
             sink.transmit(samples)
         where = str(sink.meta_path)
     else:
-        radio = _make_radio(args).open()
         samples = RadioLink(radio, cfg, frame)._scale(burst)
         with radio:
             radio.transmit(samples, cyclic=True)
