@@ -58,7 +58,7 @@ def _best(receiver, capture, repeats: int) -> tuple[dict, int]:
 def run(quick: bool = False) -> dict:
     from link_models.ota.receiver import FrameReceiver
 
-    num_frames = 10 if quick else 40
+    num_frames = 20 if quick else 40
     repeats = 2 if quick else 4
     codec, capture, sent, rate = _stream(num_frames)
     signal_s = capture.size / rate

@@ -23,9 +23,9 @@ from meg_phy.errors import InputError
 
 @pytest.fixture(scope="module")
 def codec():
-    from link_models.ota.frame import FrameCodec
+    from flowgraphs.radio_link import shared_codec
 
-    return FrameCodec()
+    return shared_codec(FrameConfig(), 20)          # one codec per process, shared with the other OTA tests
 
 
 @pytest.fixture(scope="module")
