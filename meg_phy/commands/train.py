@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-STAGE_CHOICES = ("evaluator", "vae", "unet", "export", "all")
+STAGE_CHOICES = ("evaluator", "vae", "evaluator_tune", "unet", "export", "all")
 
 
 def register(subparsers) -> None:
@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch:
         config.unet_batch = args.batch
     if args.minutes is not None:
-        key = {"evaluator": "evaluator_minutes", "vae": "vae_minutes"}.get(args.stage, "unet_minutes")
+        key = {"evaluator": "evaluator_minutes", "vae": "vae_minutes",
+               "evaluator_tune": "evaluator_tune_minutes"}.get(args.stage, "unet_minutes")
         setattr(config, key, args.minutes)
     if args.steps is not None:
         config.evaluator_steps = config.vae_steps = config.unet_steps = args.steps
