@@ -9,7 +9,9 @@ variance-preserving schedule at the combined level
 A fully denoised seed (t = 0) has ᾱ ≈ 1, so its equivalent level is ᾱ' = 1 / (1 + σ²). The receiver picks the
 training timestep t' whose ᾱ is closest to ᾱ', rescales, and denoises from t' down to 0 with the original
 spacing (DDIM: t', t' - Δ, t' - 2Δ, ... with Δ = T // N, so the step density of the original schedule is
-kept and the extra noise costs about (t' - t) / Δ extra steps). Naive resume continues at the original step
+kept and the extra noise costs about (t' - t) / Δ extra steps). When t' is within half a step of the seed's
+own timestep (weak noise on a partly denoised seed), the seed keeps its schedule, only rescaled: a shifted
+grid would move the trajectory away from the noiseless run more than the noise does. Naive resume continues at the original step
 with z_hat as it is. A per-value noise variance (an equaliser's output) is averaged: the denoiser models
 one noise level for the whole latent.
 
@@ -73,6 +75,10 @@ def channel_aware(ldm: SplitLDM, seed: Seed, noise_var: float | torch.Tensor) ->
     if seed.scheduler == "ddim":
         t_new = equivalent_timestep(ldm.alphas_cumprod, alpha_bar)
         spacing = ldm.num_train_timesteps // seed.num_inference_steps
+        if seed.timestep is not None and t_new - seed.timestep < spacing / 2:
+            # the combined level is within half a step of the seed's own: keep its schedule (and so the
+            # noiseless run's trajectory), only rescaled
+            return seed.replace(latents=latents, scheduler_state={})
         timesteps = torch.arange(t_new, -1, -spacing, dtype=torch.int64)
         return seed.replace(latents=latents, step=0, timesteps=timesteps, begin_index=0, scheduler_state={})
     full, _ = ldm.schedule(seed.num_inference_steps, 1.0)
