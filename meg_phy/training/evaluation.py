@@ -140,7 +140,7 @@ def sample_grid(result: dict, path: str | Path, columns: int = 8, rows: int = 4)
                  f"guidance {result['guidance']}, strength {result['strength']}; green = evaluator agrees",
                  fontsize=7)
     fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=90, format="png"))
+    atomic_write(path, lambda p: fig.savefig(p, dpi=72, format="png"))
     plt.close(fig)
     return Path(path)
 
