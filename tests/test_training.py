@@ -118,8 +118,12 @@ def test_unet_stage_needs_a_trained_vae(tmp_path):
         train(tiny_config(tmp_path, stages=("unet",)))
 
 
-def test_train_command_rejects_bad_options(tmp_path, capsys):
+def test_train_command_rejects_bad_options_and_broken_checkpoints(tmp_path, capsys):
     from meg_phy.cli import main
 
     assert main(["train", "--out", str(tmp_path), "--minutes", "-1"]) == 2
     assert "--minutes" in capsys.readouterr().err
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "evaluator.pt").write_bytes(b"truncated")
+    assert main(["train", "--out", str(tmp_path), "--stage", "evaluator", "--steps", "1"]) == 2
+    assert "delete it" in capsys.readouterr().err

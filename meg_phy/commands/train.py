@@ -12,7 +12,8 @@ def register(subparsers) -> None:
         "train", help="train the embedded default model (resumable)",
         description="Train the embedded model into --out: evaluator, VAE, UNet + text encoder, then the "
                     "diffusers folder OUT/model and OUT/evaluator. Running the same command again resumes. "
-                    "Defaults take about 80 minutes on 2 CPU cores (a GPU is used when present).")
+                    "Defaults take at most about 90 minutes on 2 CPU cores (the UNet stops early once good enough; "
+                    "a GPU is used when present).")
     p.add_argument("--out", required=True, help="folder for checkpoints, logs and the trained model")
     p.add_argument("--stage", choices=STAGE_CHOICES, default="all", help="which stage to run (default: all)")
     p.add_argument("--minutes", type=float, default=None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -106,7 +107,15 @@ class _Trainer:
 
     def load_ckpt(self, stage: str) -> dict | None:
         path = self.ckpt_path(stage)
-        return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+        if not path.exists():
+            return None
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+            from meg_phy.errors import InputError
+
+            raise InputError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it to redo stage "
+                             f"{stage}") from exc
 
     def save_ckpt(self, stage: str, state: dict) -> None:
         atomic_write(self.ckpt_path(stage), lambda p: torch.save(state, p))
@@ -139,32 +148,34 @@ class _Trainer:
         bar = tqdm(desc=stage, unit="step", file=sys.stderr, initial=state["step"],
                    total=max_steps, mininterval=2.0)
         stop = False
-        while not stop:
-            elapsed = time.perf_counter() - start
-            if (max_steps is not None and state["step"] >= max_steps) or (max_steps is None and elapsed >= budget):
-                break
-            state["progress"] = state["step"] / max_steps if max_steps is not None else elapsed / budget
-            loss = step_fn(state["step"])
-            state["step"] += 1
-            running += loss
-            count += 1
-            bar.update(1)
-            if count == self.c.log_every or state["step"] == max_steps:
-                slog["loss"].append([state["step"], round(time.perf_counter() - start, 1), running / count])
-                bar.set_postfix(loss=f"{running / count:.4f}", min=f"{(time.perf_counter() - start) / 60:.1f}")
-                running, count = 0.0, 0
-            elapsed = time.perf_counter() - start
-            if on_eval and eval_every_s and elapsed - last_eval >= eval_every_s:
-                last_eval = elapsed
-                state["last_eval_s"] = last_eval
-                stop = on_eval(state, elapsed)
-            if time.perf_counter() - last_ckpt >= self.c.checkpoint_every_minutes * 60:
-                state["elapsed_s"] = time.perf_counter() - start
-                snapshot()
-                self.save_ckpt(stage, state)
-                self.save_log()
-                last_ckpt = time.perf_counter()
-        bar.close()
+        try:
+            while not stop:
+                elapsed = time.perf_counter() - start
+                if (max_steps is not None and state["step"] >= max_steps) or (max_steps is None and elapsed >= budget):
+                    break
+                state["progress"] = state["step"] / max_steps if max_steps is not None else elapsed / budget
+                loss = step_fn(state["step"])
+                state["step"] += 1
+                running += loss
+                count += 1
+                bar.update(1)
+                if count == self.c.log_every or state["step"] == max_steps:
+                    slog["loss"].append([state["step"], round(time.perf_counter() - start, 1), running / count])
+                    bar.set_postfix(loss=f"{running / count:.4f}", min=f"{(time.perf_counter() - start) / 60:.1f}")
+                    running, count = 0.0, 0
+                elapsed = time.perf_counter() - start
+                if on_eval and eval_every_s and elapsed - last_eval >= eval_every_s:
+                    last_eval = elapsed
+                    state["last_eval_s"] = last_eval
+                    stop = on_eval(state, elapsed)
+                if time.perf_counter() - last_ckpt >= self.c.checkpoint_every_minutes * 60:
+                    state["elapsed_s"] = time.perf_counter() - start
+                    snapshot()
+                    self.save_ckpt(stage, state)
+                    self.save_log()
+                    last_ckpt = time.perf_counter()
+        finally:
+            bar.close()
         state["elapsed_s"] = time.perf_counter() - start
         return state
 
