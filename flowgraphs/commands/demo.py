@@ -17,7 +17,7 @@ VARIANTS = (
 def register(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="MEG in a minute: EIUG with analog/digital seeds vs CENTRALIZED",
                                    description=__doc__.split("\n\n")[0])
-    parser.add_argument("--snr-db", type=float, default=0.0, help="downlink SNR, dB (default 0)")
+    parser.add_argument("--snr-db", type=float, default=-5.0, help="downlink SNR, dB (default -5)")
     parser.add_argument("--tasks", type=int, default=4, help="number of img2img tasks (default 4)")
     parser.add_argument("--model", help="Stable-Diffusion diffusers folder (default: the embedded model)")
     parser.add_argument("--evaluator", help="attribute evaluator folder (default: the embedded one)")
