@@ -87,9 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        if args.command:  # a command group without its subcommand, e.g. `meg-phy link`
-            parser.parse_args([args.command, "--help"])
-        parser.print_help()
+        where = f"{PROG} {args.command}" if args.command else PROG
+        print(f"{where}: error: a subcommand is required (see {where} --help)", file=sys.stderr)
         return 2
     try:
         code = args.func(args)

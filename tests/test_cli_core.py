@@ -61,3 +61,22 @@ def test_input_error_in_a_command_is_one_line(capsys, monkeypatch):
     assert main(["boom"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "meg-phy: error: --thing 7: must be at most 5; pass a smaller value"
+
+
+def test_command_group_without_subcommand_is_a_usage_error():
+    out = run_cli("link")
+    assert out.returncode == 2
+    assert out.stderr.strip() == "meg-phy link: error: a subcommand is required (see meg-phy link --help)"
+
+
+def test_results_are_written_readable_and_atomically(tmp_path):
+    import os
+    import stat
+
+    from meg_phy.io import atomic_write_json, read_json
+
+    target = atomic_write_json(tmp_path / "r.json", {"a": 1})
+    assert read_json(target) == {"a": 1}
+    mode = stat.S_IMODE(os.stat(target).st_mode)
+    assert mode & stat.S_IRGRP and mode & stat.S_IROTH, oct(mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temp file left behind
