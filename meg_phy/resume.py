@@ -10,8 +10,9 @@ A fully denoised seed (t = 0) has ᾱ ≈ 1, so its equivalent level is ᾱ' = 1
 training timestep t' whose ᾱ is closest to ᾱ', rescales, and denoises from t' down to 0 with the original
 spacing (DDIM: t', t' - Δ, t' - 2Δ, ... with Δ = T // N, so the step density of the original schedule is
 kept and the extra noise costs about (t' - t) / Δ extra steps). When t' is within half a step of the seed's
-own timestep (weak noise on a partly denoised seed), the seed keeps its schedule, only rescaled: a shifted
-grid would move the trajectory away from the noiseless run more than the noise does. Naive resume continues at the original step
+own timestep (weak noise on a partly denoised seed) the noise is below what the schedule resolves and the seed
+continues as it is: a shifted grid, or a rescale without one, moves the trajectory away from the noiseless run
+more than the noise does (measured on the embedded model). Naive resume continues at the original step
 with z_hat as it is. A per-value noise variance (an equaliser's output) is averaged: the denoiser models
 one noise level for the whole latent.
 
@@ -76,9 +77,10 @@ def channel_aware(ldm: SplitLDM, seed: Seed, noise_var: float | torch.Tensor) ->
         t_new = equivalent_timestep(ldm.alphas_cumprod, alpha_bar)
         spacing = ldm.num_train_timesteps // seed.num_inference_steps
         if seed.timestep is not None and t_new - seed.timestep < spacing / 2:
-            # the combined level is within half a step of the seed's own: keep its schedule (and so the
-            # noiseless run's trajectory), only rescaled
-            return seed.replace(latents=latents, scheduler_state={})
+            # the combined level is within half a step of the seed's own: the noise is below what the
+            # schedule resolves, so continue as is (a shifted grid, or a rescale without one, would move
+            # the trajectory away from the noiseless run more than the noise does)
+            return seed
         timesteps = torch.arange(t_new, -1, -spacing, dtype=torch.int64)
         return seed.replace(latents=latents, step=0, timesteps=timesteps, begin_index=0, scheduler_state={})
     full, _ = ldm.schedule(seed.num_inference_steps, 1.0)
@@ -223,10 +225,12 @@ def compare_sketch_completion(ldm: SplitLDM, prompts: list[str], snr_dbs: list[f
                                                 generator=torch.Generator().manual_seed(seed)), cond))
 
     def complete(images, strengths):
-        """img2img of each image under its prompt (its own noise generator); one batch per strength."""
+        """img2img of each image under its prompt (its own noise generator); one batch per schedule."""
         out = torch.empty(len(prompts), 3, *ldm.resolution)
-        for strength in sorted(set(strengths)):
-            idx = [j for j, s in enumerate(strengths) if s == strength]
+        begins = [ldm.schedule(steps, s)[1] for s in strengths]  # strengths diffusers rounds alike run alike
+        for begin in sorted(set(begins)):
+            idx = [j for j, b in enumerate(begins) if b == begin]
+            strength = strengths[idx[0]]
             group = ldm.encode_prompt([prompts[j] for j in idx], guidance)
             generators = [torch.Generator().manual_seed(seed + 7 + j) for j in idx]  # same noise per image
             start = ldm.start(group, image=images[idx], strength=strength, steps=steps, generator=generators)
