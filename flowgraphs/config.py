@@ -107,9 +107,10 @@ class RunConfig:
     """Input image file; None: a scene rendered from meg_phy.scenes that differs from the prompt."""
     image_at: str = "ue"
     """Who holds the input image: 'ue' (the case study; protocols that need it at an ES upload it) or 'es'."""
-    strength: float = 0.7
+    strength: float = 0.75
     steps: int = 20
-    guidance: float = 3.0
+    guidance: float | None = None
+    """Classifier-free guidance; None: the model's own default (as `meg-phy generate`)."""
     seed: int = 0
     n_es: int = 2
     split: float = 0.5
@@ -152,7 +153,8 @@ class RunConfig:
         _choice("run", "radio", self.radio, RADIOS)
         _number("run", "strength", self.strength, 0.05, 1.0)
         _integer("run", "steps", self.steps, 2, 1000)
-        _number("run", "guidance", self.guidance, 0.0, 50.0)
+        if self.guidance is not None:
+            _number("run", "guidance", self.guidance, 0.0, 50.0)
         _integer("run", "seed", self.seed, 0, 2**63 - 1)
         _integer("run", "n_es", self.n_es, 1, MAX_ES)
         _number("run", "split", self.split, 0.0, 1.0)

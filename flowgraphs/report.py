@@ -42,7 +42,7 @@ def run_markdown(result: dict[str, Any]) -> str:
         f"# {result['protocol']} run",
         "",
         f"Task: text-guided image-to-image, prompt \"{task['prompt']}\", input {task['input_image']}, "
-        f"{task['steps']} steps at strength {task['strength']}, seed {task['seed']}; "
+        f"{task['steps']} steps at strength {task['strength']}, guidance {task['guidance']}, seed {task['seed']}; "
         f"{cfg['n_es']} ES; input image held by the {cfg['image_at'].upper()}.",
         f"Default link: {link['scheme']}, {link['channel']}, SNR {link['snr_db']} dB, {link['modulation']}, "
         f"LDPC rate {link['code_rate']}; resume: {cfg['resume']}.",

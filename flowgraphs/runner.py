@@ -91,7 +91,7 @@ def evaluate(config: RunConfig, link_factory: LinkFactory | None = None, task: T
         "protocol": config.protocol,
         "config": effective(config).to_dict(),
         "task": {"prompt": task.prompt, "input_image": task.image_source, "steps": task.steps,
-                 "strength": task.strength, "seed": task.seed},
+                 "strength": task.strength, "guidance": task.guidance, "seed": task.seed},
         **run.accounting(),
         "quality": quality(run.image, reference.image, task.prompt),
         "reference": {"prompt_match": quality(reference.image, reference.image, task.prompt)["prompt_match"],

@@ -58,8 +58,9 @@ def make_task(config) -> Task:
         image = scenes.render(base, config.seed)[None]
         image = resize(image, _resolution(ldm))
         source = f"scene:{scenes.make_prompt(base)}"
+    guidance = ldm.default_guidance if config.guidance is None else config.guidance
     return Task(prompt=prompt, image=image, image_source=source, ldm=ldm, seed=config.seed,
-                steps=config.steps, strength=config.strength, guidance=config.guidance)
+                steps=config.steps, strength=config.strength, guidance=guidance)
 
 
 @cache

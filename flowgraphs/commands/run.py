@@ -17,9 +17,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     task = parser.add_argument_group("task")
     task.add_argument("--prompt", help="text prompt (default: a prompt of the embedded vocabulary)")
     task.add_argument("--image", help="input image file (default: a rendered scene that differs from the prompt)")
-    task.add_argument("--strength", type=float, help="img2img strength in (0, 1] (default 0.7)")
+    task.add_argument("--strength", type=float, help="img2img strength in (0, 1] (default 0.75)")
     task.add_argument("--steps", type=int, help="denoising steps of the full schedule (default 20)")
-    task.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 3)")
+    task.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's, "
+                                                         "as meg-phy generate)")
     task.add_argument("--seed", type=int, help="random seed: noise, link noise, rendered input (default 0)")
     task.add_argument("--model", help="Stable-Diffusion diffusers folder (default: the embedded model)")
     task.add_argument("--image-at", choices=("ue", "es"), help="who holds the input image (default ue)")

@@ -59,6 +59,7 @@ class Plan:
     channel: str = "awgn"
     steps: int = 20
     strength: float = 0.7
+    guidance: float = 3.0
     model: str | None = None
     evaluator: str | None = None
     series: tuple[str, ...] = tuple(s.key for s in SERIES)
@@ -86,7 +87,8 @@ def point_config(plan: Plan, series: Series, snr_db: float | None, prompt: str, 
     data = {"uplink": {"scheme": "digital", "snr_db": plan.uplink_snr_db, "channel": plan.channel},
             "downlink": downlink}
     config = config_from_dict(data, protocol=series.protocol, prompt=prompt, seed=seed, resume=series.resume,
-                              steps=plan.steps, strength=plan.strength, model=plan.model, n_es=1)
+                              steps=plan.steps, strength=plan.strength, guidance=plan.guidance, model=plan.model,
+                              n_es=1)
     return config.ideal() if snr_db is None else config
 
 
@@ -157,7 +159,8 @@ def overhead_table(out: Path, plan: Plan) -> list[dict[str, Any]]:
         for image_at in ("ue", "es"):
             for name in PROTOCOLS:
                 config = config_from_dict({}, protocol=name, prompt=prompt, seed=seed, steps=plan.steps,
-                                          strength=plan.strength, model=plan.model, n_es=2, scheme=scheme,
+                                          strength=plan.strength, guidance=plan.guidance, model=plan.model,
+                                          n_es=2, scheme=scheme,
                                           snr_db=plan.uplink_snr_db, channel=plan.channel, image_at=image_at)
                 graph = run_protocol(config).graph
                 by_payload: dict[str, int] = {}

@@ -66,7 +66,7 @@ def write(rows: list[dict[str, Any]], table: list[dict[str, Any]], plan, version
         f"Task: text-guided image-to-image. For each of {plan.n_tasks} tasks the UE holds a prompt drawn from the "
         "embedded vocabulary and an input scene rendered with the same attributes but another colour, so the "
         f"edit is visible; {plan.steps} DDIM steps at strength {plan.strength} (so "
-        f"{int(plan.steps * plan.strength)} denoising steps), guidance 3. Model: `{model.get('path')}` "
+        f"{int(plan.steps * plan.strength)} denoising steps), guidance {plan.guidance:g}. Model: `{model.get('path')}` "
         f"(latent {model.get('latent_shape')}, images {model.get('resolution')}).",
         "",
         f"Links (link_models, Sionna): OFDM with {spec.fft_size} subcarriers x {spec.num_ofdm_symbols} symbols at "
