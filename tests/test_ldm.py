@@ -197,3 +197,18 @@ def test_batch_of_prompts_equals_one_by_one_under_the_same_noise(ldm):
         assert torch.allclose(one, out[i:i + 1], atol=1e-4)  # batched kernels round differently
     with pytest.raises(InputError, match="prompts for a batch"):
         ldm.denoise(batch.replace(latents=batch.latents[:2]), cond)
+
+
+def test_default_model_splits_exactly_at_every_step():
+    from meg_phy.models import DEFAULT_MODEL_DIR
+
+    if not (DEFAULT_MODEL_DIR / "model_index.json").exists():
+        pytest.skip("the embedded default model is not committed yet")
+    ldm = load_ldm(None, device="cpu")
+    cond = ldm.encode_prompt("a small red circle at the top on a black background", ldm.default_guidance)
+    for image, strength in ((None, 1.0), (torch.rand(1, 3, *ldm.resolution, generator=gen(1)), 0.6)):
+        first = ldm.start(cond, image=image, strength=strength, steps=20, generator=gen(0))
+        whole = ldm.denoise(first, cond).latents
+        for s in range(first.total + 1):
+            ue = ldm.denoise(Seed.from_dict(ldm.denoise(first, cond, until=s).to_dict()), cond)
+            assert (ue.latents - whole).abs().max().item() <= 1e-5, (strength, s)

@@ -17,7 +17,7 @@ def register(subparsers) -> None:
                     "machine and write the image plus OUT.json with the settings, timings per stage and, for the "
                     "embedded model, the evaluator's reading of the image.")
     p.add_argument("--prompt", required=True, help="text prompt (embedded model: its small vocabulary, e.g. "
-                                                   "'a small red circle at the top left on a black background')")
+                                                   "'a small red circle at the top on a black background')")
     p.add_argument("--image", help="input image for image-to-image (any RGB image file, any size: centre-cropped "
                                    "and resized to the model's resolution)")
     p.add_argument("--strength", type=float, default=0.75, help="img2img strength in (0, 1] (default 0.75)")
