@@ -13,6 +13,8 @@ best it has (a prompt-less generation, a fresh-noise latent, a grey image) and t
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from flowgraphs.graph import Flowgraph
@@ -71,8 +73,11 @@ class Stages:
             return self.ldm.decode(seed)
 
     def start_sketch(self, node: str, image: torch.Tensor | None):
-        """The seed of a sketch: the same task with only `sketch_steps` denoising steps in all."""
-        return self.start(node, image, steps=max(1, round(self.cfg.sketch_steps / self.task.strength)))
+        """The seed of a sketch: the same task with only `sketch_steps` denoising steps in all.
+
+        img2img runs int(steps * strength) of a `steps` schedule, so the schedule is ceil(sketch_steps / strength).
+        """
+        return self.start(node, image, steps=max(1, math.ceil(self.cfg.sketch_steps / self.task.strength)))
 
     def render_sketch(self, node: str, seed) -> torch.Tensor:
         """Decode a sketch seed (it is sent at 1/`sketch_scale` resolution, see send_image)."""
