@@ -19,7 +19,7 @@ PROTOCOLS: dict[str, str] = {
     "EIUG": "ES-Inferencing, UE-Generating: the ES denoises to the split step, the seed comes down, the UE finishes and decodes",
     "CIAG": "Collaborative Inferencing And Generating: seed up, the ES runs the middle steps, seed down, the UE finishes",
     "ESUC": "ES-Sketching, UE-Completing: the ES makes a rough few-step, low-resolution sketch, the UE completes it with img2img",
-    "UIDG": "UE-Inferencing, Distributed Generating: seed tiles up to n ESs, each generates its tile to pixels, the UE stitches",
+    "UIDG": "UE-Inferencing, Distributed Generating: the seed goes up to n ESs, each generates one tile to pixels, the UE stitches",
     "DIUG": "Distributed Inferencing, UE-Generating: n ESs denoise one latent tile each, seed tiles come down, the UE merges and finishes",
     "DSUC": "Distributed Sketching, UE-Completing: n ESs sketch one tile each, sketch tiles come down, the UE stitches and completes",
     "UIDCG": "UE-Inferencing, Distributed Cooperative Generating: seed up, ES1..ESn run consecutive step ranges over backhaul, the image comes down",
