@@ -468,11 +468,13 @@ class _Trainer:
 
     @torch.no_grad()
     def score(self, unet, vae, text_encoder, tokenizer, evaluator, prompts: list[str], seed: int) -> dict:
-        from meg_phy.training.sampling import text_to_image
+        from meg_phy.ldm import SplitLDM
 
-        images = text_to_image(unet, vae, text_encoder, tokenizer, components.build_inference_scheduler(), prompts,
-                               torch.Generator().manual_seed(HELD_OUT_SEED + seed), steps=self.c.eval_steps,
-                               guidance=self.c.eval_guidance)
+        ldm = SplitLDM(unet, vae, text_encoder, tokenizer, components.build_inference_scheduler().config,
+                       device=self.device)
+        cond = ldm.encode_prompt(prompts, self.c.eval_guidance)
+        start = ldm.start(cond, steps=self.c.eval_steps, generator=torch.Generator().manual_seed(HELD_OUT_SEED + seed))
+        images = ldm.decode(ldm.denoise(start, cond)).cpu()
         return prompt_scores(evaluator, images, prompts)
 
     # ---- stage 4: export -----------------------------------------------------------------------------
