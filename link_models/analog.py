@@ -15,11 +15,11 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
+from link_models.base import OFDMLink
 from link_models.config import LinkConfig
 from link_models.ofdm import OFDMTransport
-from link_models.rng import make_generator, resolve_device, sionna_rng
+from link_models.rng import sionna_rng
 from link_models.stats import LinkStats
 from meg_phy.errors import InputError
 
@@ -27,23 +27,11 @@ HEADER_BITS = 64  # float32 scale + uint32 length
 NOISE_VAR_FLOOR = 1e-12
 
 
-class AnalogLink(nn.Module):
+class AnalogLink(OFDMLink):
     """Real-valued vectors over the OFDM link, reproducible given `seed`."""
 
-    def __init__(self, cfg: LinkConfig, seed: int | None = 0):
-        super().__init__()
-        if not isinstance(cfg, LinkConfig):
-            raise InputError("AnalogLink needs a LinkConfig; build one with LinkConfig(...)")
-        self.cfg = cfg
-        self.device = resolve_device(cfg.device)
-        self.generator = make_generator(seed, self.device)
-        with sionna_rng(self.generator):
-            self.transport = OFDMTransport(cfg, self.device)
-        self.no = torch.tensor(cfg.noise_variance, dtype=torch.float32, device=self.device)
-
-    def set_operating_point(self, snr_db: float | None = None, ebno_db: float | None = None) -> None:
-        self.cfg = self.cfg.with_snr(snr_db=snr_db, ebno_db=ebno_db)
-        self.no = torch.tensor(self.cfg.noise_variance, dtype=torch.float32, device=self.device)
+    def build(self, cfg: LinkConfig) -> None:
+        self.transport = OFDMTransport(cfg, self.device)
 
     @property
     def values_per_batch(self) -> int:

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
+from link_models.base import OFDMLink
 from link_models.coding import build_code
 from link_models.config import LinkConfig
 from link_models.modulation import build_modem
 from link_models.ofdm import OFDMTransport
-from link_models.rng import make_generator, resolve_device, sionna_rng
+from link_models.rng import sionna_rng
 from link_models.stats import LinkStats
 from meg_phy.errors import InputError
 
@@ -39,28 +39,14 @@ class Pass:
     no_eff: float           # sum of the equaliser's effective noise variance over those symbols
 
 
-class DigitalLink(nn.Module):
+class DigitalLink(OFDMLink):
     """A 5G-LDPC / QAM / OFDM link configured by a LinkConfig; reproducible given `seed`."""
 
-    def __init__(self, cfg: LinkConfig, seed: int | None = 0):
-        super().__init__()
-        if not isinstance(cfg, LinkConfig):
-            raise InputError("DigitalLink needs a LinkConfig; build one with LinkConfig(...)")
-        self.cfg = cfg
-        self.device = resolve_device(cfg.device)
-        self.generator = make_generator(seed, self.device)
-        with sionna_rng(self.generator):
-            self.encoder, self.decoder = build_code(cfg.code, cfg.k, cfg.n, cfg.bits_per_symbol, self.device,
-                                                    num_iter=cfg.ldpc_iterations)
-            self.mapper, self.demapper = build_modem(cfg.modulation, self.device)
-            self.transport = OFDMTransport(cfg, self.device)
-        self.no = torch.tensor(cfg.noise_variance, dtype=torch.float32, device=self.device)
-
-    # --- operating point -------------------------------------------------------------------------------------
-    def set_operating_point(self, snr_db: float | None = None, ebno_db: float | None = None) -> None:
-        """Move to another SNR (exactly one of snr_db / ebno_db), keeping the built blocks."""
-        self.cfg = self.cfg.with_snr(snr_db=snr_db, ebno_db=ebno_db)
-        self.no = torch.tensor(self.cfg.noise_variance, dtype=torch.float32, device=self.device)
+    def build(self, cfg: LinkConfig) -> None:
+        self.encoder, self.decoder = build_code(cfg.code, cfg.k, cfg.n, cfg.bits_per_symbol, self.device,
+                                                num_iter=cfg.ldpc_iterations)
+        self.mapper, self.demapper = build_modem(cfg.modulation, self.device)
+        self.transport = OFDMTransport(cfg, self.device)
 
     @property
     def codewords_per_batch(self) -> int:

@@ -1,0 +1,37 @@
+"""What every OFDM link shares: its configuration, device, own random stream and operating point."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from link_models.config import LinkConfig
+from link_models.rng import make_generator, resolve_device, sionna_rng
+from meg_phy.errors import InputError
+
+
+class OFDMLink(nn.Module):
+    """Base of the digital and analog links: subclasses build their Sionna blocks in `build()`.
+
+    The blocks are built while the link's own generator is lent to Sionna, so building a link never
+    disturbs anyone else's randomness (see link_models.rng).
+    """
+
+    def __init__(self, cfg: LinkConfig, seed: int | None = 0):
+        super().__init__()
+        if not isinstance(cfg, LinkConfig):
+            raise InputError(f"{type(self).__name__} needs a LinkConfig; build one with LinkConfig(...)")
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.generator = make_generator(seed, self.device)
+        with sionna_rng(self.generator):
+            self.build(cfg)
+        self.no = torch.tensor(cfg.noise_variance, dtype=torch.float32, device=self.device)
+
+    def build(self, cfg: LinkConfig) -> None:
+        raise NotImplementedError
+
+    def set_operating_point(self, snr_db: float | None = None, ebno_db: float | None = None) -> None:
+        """Move to another SNR (exactly one of snr_db / ebno_db), keeping the built blocks."""
+        self.cfg = self.cfg.with_snr(snr_db=snr_db, ebno_db=ebno_db)
+        self.no = torch.tensor(self.cfg.noise_variance, dtype=torch.float32, device=self.device)
