@@ -3,6 +3,13 @@
 import os
 
 import pytest
+from hypothesis import settings
+
+# CI runs must be reproducible: the same examples every run (a failure found locally is kept in the
+# example database and replayed; CI starts from a clean clone without one).
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
