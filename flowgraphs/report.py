@@ -26,6 +26,32 @@ def png_bytes(image: torch.Tensor, scale: int = 1) -> bytes:
     return buf.getvalue()
 
 
+def labelled_grid_png(rows: list[list[torch.Tensor]], column_titles: list[str], row_titles: list[str]) -> bytes:
+    """Images (each (1,3,H,W) in [0,1]) in a table with a title over each column and one left of each row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), len(column_titles), squeeze=False,
+                             figsize=(1.6 * len(column_titles) + 1.6, 1.6 * len(rows) + 0.4))
+    for r, (images, row_title) in enumerate(zip(rows, row_titles, strict=True)):
+        for c, image in enumerate(images):
+            ax = axes[r][c]
+            img = image[0] if image.dim() == 4 else image
+            ax.imshow(img.detach().float().clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(column_titles[c], fontsize=8)
+        axes[r][0].set_ylabel(row_title, fontsize=7, rotation=0, ha="right", va="center", wrap=True)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def write_run(out: Path, result: dict[str, Any], image: torch.Tensor, reference: torch.Tensor) -> None:
     """The four files of `meg-phy run` (each written atomically)."""
     atomic_write_bytes(out / "output.png", png_bytes(image))

@@ -33,11 +33,10 @@ def main(args) -> int:
 
     from flowgraphs.config import config_from_dict
     from flowgraphs.experiments.case_study import tasks
-    from flowgraphs.report import png_bytes
+    from flowgraphs.report import labelled_grid_png
     from flowgraphs.runner import run_protocol
     from flowgraphs.task import load_scorer, make_task
     from meg_phy.errors import InputError
-    from meg_phy.images import grid
     from meg_phy.io import atomic_write_bytes, atomic_write_json, atomic_write_text, prepare_out_dir
     from meg_phy.metrics import ssim
     from meg_phy.provenance import versions
@@ -69,7 +68,7 @@ def main(args) -> int:
             r["down"].append(sum(h.symbols for h in run.graph.records if h.direction == "downlink"))
             r["lost"] += sum(not h.delivered for h in run.graph.records)
             images.append(run.image)
-        tiles.append(torch.cat([task_input, reference, *images]))
+        tiles.append([task_input, reference, *images])
     seconds = time.perf_counter() - start
     summary = []
     for label, protocol, scheme in VARIANTS:
@@ -80,8 +79,10 @@ def main(args) -> int:
                         "psnr_db": 10 * math.log10(1 / mse) if mse > 0 else None,
                         "ssim": sum(r["ssim"]) / args.tasks, "symbols": sum(r["symbols"]) / args.tasks,
                         "downlink_symbols": sum(r["down"]) / args.tasks, "payloads_lost": r["lost"]})
-    picture = grid(torch.cat(tiles), columns=2 + len(VARIANTS), pad=2)
-    atomic_write_bytes(out / "demo.png", png_bytes(picture, scale=4))
+    prompts = [prompt for prompt, _ in tasks(args.tasks)]
+    picture = labelled_grid_png(tiles, ["input", "noiseless reference", *(label for label, _, _ in VARIANTS)],
+                                [_wrap(p) for p in prompts])
+    atomic_write_bytes(out / "demo.png", picture)
     atomic_write_json(out / "demo.json", {"snr_db": args.snr_db, "tasks": args.tasks, "seconds": seconds,
                                           "variants": summary, "versions": versions()})
     atomic_write_text(out / "report.md", _markdown(summary, args, seconds))
@@ -95,6 +96,12 @@ def main(args) -> int:
               + (f"  ({s['payloads_lost']} payloads lost)" if s["payloads_lost"] else ""))
     print(f"wrote {out}/report.md and {out}/demo.png")
     return 0
+
+
+def _wrap(prompt: str, width: int = 22) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(prompt, width))
 
 
 def _db(value) -> str:
