@@ -37,8 +37,14 @@ def sweep(work: Path, name: str, progress: bool, scheme="digital", axis="snr_db"
 
 
 def save(fig, path: Path) -> None:
+    """Give every axis the house style (small title, log grid, legend), then write the PNG atomically."""
     import matplotlib.pyplot as plt
 
+    for ax in fig.axes:
+        ax.title.set_fontsize(10)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=90))
     plt.close(fig)
@@ -81,9 +87,6 @@ def main(argv=None) -> int:
     ax.set_ylim(1e-5, 0.5)
     ax.set(xlabel="Es/N0 per resource element [dB]", ylabel="BER",
            title="Uncoded Gray QAM on AWGN: simulated (dots) vs closed form (dotted)")
-    ax.title.set_fontsize(10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
     save(fig, out / "link-uncoded-awgn.png")
 
     # 2. 5G LDPC (1024, 2048) QPSK on AWGN, and Sionna's published point
@@ -104,9 +107,6 @@ def main(argv=None) -> int:
     ax.semilogy([1.57], [SIONNA_BLER_1_57], "k*", ms=12, label="Sionna published BLER at 1.57 dB")
     ax.set(xlabel="Eb/N0 per information bit [dB]", ylabel="error rate",
            title="5G LDPC k=1024 n=2048, QPSK, AWGN, 20 BP iterations")
-    ax.title.set_fontsize(10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
     save(fig, out / "link-ldpc-awgn.png")
 
     # 3. analog link on AWGN: NMSE vs 1/SNR (perfect CSI), reported vs measured variance (LS)
@@ -129,9 +129,6 @@ def main(argv=None) -> int:
     ax.semilogy(snrs, [p["noise_var"] for p in ls], "x--", label="reported noise variance, LS")
     ax.set(xlabel="Es/N0 per resource element [dB]", ylabel="normalised MSE",
            title="Analog link on AWGN (two values per complex symbol)")
-    ax.title.set_fontsize(10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
     save(fig, out / "link-analog-awgn.png")
 
     # 4. TDL-A (100 ns, static): LS vs perfect CSI, uncoded and LDPC-coded QPSK
@@ -152,10 +149,6 @@ def main(argv=None) -> int:
                            target_errors=40, max_frames=150)
         axes[1].semilogy(ebno, [p["bler"] or np.nan for p in coded[est]], "s-", label=f"{est} CSI")
     axes[1].set(xlabel="Eb/N0 [dB]", ylabel="BLER", title="5G LDPC (1024, 2048) QPSK, TDL-A")
-    for a in axes:
-        a.grid(True, which="both", alpha=0.3)
-        a.legend(fontsize=8)
-        a.title.set_fontsize(10)
     save(fig, out / "link-tdl-a.png")
     gaps = [e["ber"] - p["ber"] for p, e in zip(tdl["perfect"], tdl["ls"], strict=True)]
     checks["tdl_a_ls_vs_perfect"] = {
