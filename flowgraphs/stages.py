@@ -157,12 +157,10 @@ class Stages:
         if hop.spec.scheme == "analog":
             to_analog = codecs.sketch_to_analog if payload == "sketch" else codecs.image_to_analog
             values, side = to_analog(image, size=size)
-            scale = codecs.image_info(side)["scale"]
-            on_link = side if self.cfg.side_info == "link" else None
-            est, noise_var, record = hop.send_values(values * scale, side=on_link, decode_side=codecs.image_info)
-            if record.delivered:
-                received, pixel_var = codecs.analog_to_image(est / scale, noise_var / scale**2, side)
-                return received, float(pixel_var.mean())
+            arrived = self._send_analog(hop, values, side, codecs.image_info(side)["scale"], codecs.image_info,
+                                        codecs.analog_to_image)
+            if arrived is not None:
+                return arrived
         else:
             encode = codecs.encode_sketch if payload == "sketch" else codecs.encode_image
             data = encode(image, fmt=self.cfg.image_format, quality=self.cfg.image_quality, size=size)
@@ -170,6 +168,17 @@ class Stages:
             if received is not None:
                 return received, 0.0
         return torch.full_like(image, 0.5), 0.0
+
+    def _send_analog(self, hop, values, side, scale: float, decode_side, from_analog):
+        """Codec values at their natural `scale` over an analog hop: (what arrived, mean noise variance in
+        codec units), or None when the hop lost them. The side information rides on the link only when
+        `side_info = "link"`; otherwise it is session state."""
+        on_link = side if self.cfg.side_info == "link" else None
+        est, noise_var, record = hop.send_values(values * scale, side=on_link, decode_side=decode_side)
+        if not record.delivered:
+            return None
+        received, var = from_analog(est / scale, noise_var / scale**2, side)
+        return received, float(var.mean())
 
     def send_seed(self, src: str, dst: str, seed) -> tuple[object, float]:
         """A seed (latent + step) as analog values or quantised bytes; returns (what arrived, noise variance).
@@ -183,12 +192,10 @@ class Stages:
         hop = self.g.hop(src, dst, "seed")
         if hop.spec.scheme == "analog":
             values, side = codec.seed_to_analog(seed)
-            scale = codec.side_info(side).scale
-            on_link = side if self.cfg.side_info == "link" else None
-            est, noise_var, record = hop.send_values(values * scale, side=on_link, decode_side=codec.side_info)
-            if record.delivered:
-                received, latent_var = codec.analog_to_seed(est / scale, noise_var / scale**2, side)
-                return received, float(latent_var.mean())
+            arrived = self._send_analog(hop, values, side, codec.side_info(side).scale, codec.side_info,
+                                        codec.analog_to_seed)
+            if arrived is not None:
+                return arrived
         else:
             received, _ = hop.send_bytes(codec.encode_seed(seed, self.cfg.seed_format), codec.decode_seed)
             if received is not None:
