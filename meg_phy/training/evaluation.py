@@ -66,33 +66,16 @@ def evaluate_model(model=None, evaluator=None, n: int = 64, steps: int = 20, gui
     reader = load_evaluator(evaluator)
     attrs, _ = held_out_scenes(n, offset=PROMPT_SEED_OFFSET)
     prompts = [make_prompt(a) for a in attrs]
-    images, t0 = [], time.perf_counter()
-    for start in range(0, n, batch):
-        chunk = prompts[start:start + batch]
-        gens = [torch.Generator().manual_seed(seed * 1_000_000 + start + i) for i in range(len(chunk))]
-        images.append(text_pipe(chunk, num_inference_steps=steps, guidance_scale=guidance, generator=gens,
-                                output_type="pt").images.cpu())
-        if progress:
-            progress(len(chunk))
-    t2i_s = time.perf_counter() - t0
-    images = torch.cat(images)
+    images, t2i_s = _run_batched(text_pipe, prompts, seed * 1_000_000, batch, progress,
+                                 num_inference_steps=steps, guidance_scale=guidance)
     scores = prompt_scores(reader, images, prompts)
 
     tasks = edit_tasks(n)
     sources = render_batch([t[0] for t in tasks], [t[2] for t in tasks])
     edit_prompts = [make_prompt(t[1]) for t in tasks]
-    edited, t0 = [], time.perf_counter()
-    for start in range(0, n, batch):
-        chunk = edit_prompts[start:start + batch]
-        gens = [torch.Generator().manual_seed(seed * 1_000_000 + EDIT_SEED_OFFSET + start + i)
-                for i in range(len(chunk))]
-        edited.append(edit_pipe(chunk, image=sources[start:start + batch], strength=strength,
-                                num_inference_steps=steps, guidance_scale=guidance, generator=gens,
-                                output_type="pt").images.cpu())
-        if progress:
-            progress(len(chunk))
-    i2i_s = time.perf_counter() - t0
-    edited = torch.cat(edited)
+    edited, i2i_s = _run_batched(edit_pipe, edit_prompts, seed * 1_000_000 + EDIT_SEED_OFFSET, batch, progress,
+                                 images=sources, strength=strength, num_inference_steps=steps,
+                                 guidance_scale=guidance)
     edit_scores = prompt_scores(reader, edited, edit_prompts)
     kinds = ["colour" if i % 2 == 0 else "shape" for i in range(n)]
     by_kind = {k: sum(m for m, kk in zip(edit_scores["matches"], kinds, strict=True) if kk == k) /
@@ -149,3 +132,18 @@ def _wrap(prompt: str) -> str:
     words = prompt.removeprefix("a ").split()
     half = (len(words) + 1) // 2
     return " ".join(words[:half]) + "\n" + " ".join(words[half:])
+
+
+def _run_batched(pipe, prompts: list[str], first_seed: int, batch: int, progress, images=None, **kwargs):
+    """A diffusers pipeline over `prompts` in chunks, one generator per image (seed first_seed + index), so
+    results do not depend on the batch size: (images (N,3,H,W) in [0,1], seconds)."""
+    out, t0 = [], time.perf_counter()
+    for start in range(0, len(prompts), batch):
+        chunk = prompts[start:start + batch]
+        gens = [torch.Generator().manual_seed(first_seed + start + i) for i in range(len(chunk))]
+        if images is not None:
+            kwargs["image"] = images[start:start + batch]
+        out.append(pipe(chunk, generator=gens, output_type="pt", **kwargs).images.cpu())
+        if progress:
+            progress(len(chunk))
+    return torch.cat(out), time.perf_counter() - t0
