@@ -43,6 +43,7 @@ test-slow: $(STAMP_DEV)
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 bench: $(STAMP_DEV)
 	$(BIN)/python -m benchmarks --out runs/bench

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import benchmarks
-from meg_phy.io import atomic_write_json, prepare_out_dir
-from meg_phy.provenance import versions
+from meg_common.io import atomic_write_json, prepare_out_dir
+from meg_common.provenance import versions
 
 
 def main(argv: list[str] | None = None) -> int:

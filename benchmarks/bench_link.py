@@ -86,7 +86,7 @@ def profile_blocks(link, passes: int) -> dict[str, float]:
 
 def run(quick: bool = False) -> dict:
     from link_models import DigitalLink, LinkConfig
-    from link_models.rng import preserved_global_rng
+    from meg_common.rng import preserved_global_rng
 
     reps = 3 if quick else 6
     cfg = LinkConfig(modulation="16qam", code="ldpc", k=K, n=N, channel="awgn", estimator="ls", ebno_db=EBNO_DB,

@@ -25,14 +25,14 @@ Unknown keys and bad values raise InputError with one line naming the key and th
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from meg_phy.errors import InputError
+from meg_common import validate
+from meg_common.errors import InputError
 
 SCHEMES = ("analog", "digital")
 MODULATIONS = ("bpsk", "qpsk", "16qam", "64qam", "256qam")
@@ -72,18 +72,18 @@ class LinkSpec:
     """Digital payloads that fail their CRC are sent again up to this many times in all (airtime counts every try)."""
 
     def validate(self, where: str) -> LinkSpec:
-        _choice(where, "scheme", self.scheme, SCHEMES)
-        _choice(where, "channel", self.channel, CHANNELS)
-        _choice(where, "modulation", self.modulation, MODULATIONS)
-        _choice(where, "estimator", self.estimator, ESTIMATORS)
-        _number(where, "snr_db", self.snr_db, -40, 60)
-        _number(where, "code_rate", self.code_rate, 0.1, 0.95)
-        _integer(where, "codeword_bits", self.codeword_bits, 64, 8448)
-        _number(where, "subcarrier_spacing_khz", self.subcarrier_spacing_khz, 15, 240)
-        _integer(where, "fft_size", self.fft_size, 12, 4096)
-        _integer(where, "num_ofdm_symbols", self.num_ofdm_symbols, 4, 28)
-        _integer(where, "cp_length", self.cp_length, 0, 1024)
-        _integer(where, "max_attempts", self.max_attempts, 1, 16)
+        validate.choice("scheme", self.scheme, SCHEMES, where=where)
+        validate.choice("channel", self.channel, CHANNELS, where=where)
+        validate.choice("modulation", self.modulation, MODULATIONS, where=where)
+        validate.choice("estimator", self.estimator, ESTIMATORS, where=where)
+        validate.number("snr_db", self.snr_db, -40, 60, where=where)
+        validate.number("code_rate", self.code_rate, 0.1, 0.95, where=where)
+        validate.integer("codeword_bits", self.codeword_bits, 64, 8448, where=where)
+        validate.number("subcarrier_spacing_khz", self.subcarrier_spacing_khz, 15, 240, where=where)
+        validate.integer("fft_size", self.fft_size, 12, 4096, where=where)
+        validate.integer("num_ofdm_symbols", self.num_ofdm_symbols, 4, 28, where=where)
+        validate.integer("cp_length", self.cp_length, 0, 1024, where=where)
+        validate.integer("max_attempts", self.max_attempts, 1, 16, where=where)
         return self
 
     @property
@@ -145,31 +145,31 @@ class RunConfig:
         from flowgraphs.protocols import canonical_name
 
         object.__setattr__(self, "protocol", canonical_name(self.protocol))
-        _choice("run", "image_at", self.image_at, IMAGE_PLACES)
-        _choice("run", "resume", self.resume, RESUME_MODES)
-        _choice("run", "seed_format", self.seed_format, SEED_FORMATS)
-        _choice("run", "side_info", self.side_info, ("session", "link"))
-        _choice("run", "image_format", self.image_format, IMAGE_FORMATS)
-        _choice("run", "radio", self.radio, RADIOS)
-        _number("run", "strength", self.strength, 0.05, 1.0)
-        _integer("run", "steps", self.steps, 2, 1000)
+        validate.choice("image_at", self.image_at, IMAGE_PLACES, where="run")
+        validate.choice("resume", self.resume, RESUME_MODES, where="run")
+        validate.choice("seed_format", self.seed_format, SEED_FORMATS, where="run")
+        validate.choice("side_info", self.side_info, ("session", "link"), where="run")
+        validate.choice("image_format", self.image_format, IMAGE_FORMATS, where="run")
+        validate.choice("radio", self.radio, RADIOS, where="run")
+        validate.number("strength", self.strength, 0.05, 1.0, where="run")
+        validate.integer("steps", self.steps, 2, 1000, where="run")
         if self.guidance is not None:
-            _number("run", "guidance", self.guidance, 0.0, 50.0)
-        _integer("run", "seed", self.seed, 0, 2**63 - 1)
-        _integer("run", "n_es", self.n_es, 1, MAX_ES)
-        _number("run", "split", self.split, 0.0, 1.0)
-        _integer("run", "image_quality", self.image_quality, 1, 100)
-        _integer("run", "sketch_steps", self.sketch_steps, 1, 1000)
-        _integer("run", "sketch_scale", self.sketch_scale, 1, 8)
-        _number("run", "sketch_strength", self.sketch_strength, 0.05, 1.0)
-        _integer("run", "tile_overlap", self.tile_overlap, 0, 16)
+            validate.number("guidance", self.guidance, 0.0, 50.0, where="run")
+        validate.integer("seed", self.seed, 0, 2**63 - 1, where="run")
+        validate.integer("n_es", self.n_es, 1, MAX_ES, where="run")
+        validate.number("split", self.split, 0.0, 1.0, where="run")
+        validate.integer("image_quality", self.image_quality, 1, 100, where="run")
+        validate.integer("sketch_steps", self.sketch_steps, 1, 1000, where="run")
+        validate.integer("sketch_scale", self.sketch_scale, 1, 8, where="run")
+        validate.number("sketch_strength", self.sketch_strength, 0.05, 1.0, where="run")
+        validate.integer("tile_overlap", self.tile_overlap, 0, 16, where="run")
         if self.image is not None and not Path(self.image).is_file():
             raise InputError(f"image {self.image!r}: no such file; give a PNG/JPEG path or leave it out for a rendered scene")
         if self.radio == "pluto" and not self.uri:
             raise InputError("radio 'pluto' needs a uri (e.g. --uri ip:192.168.2.1)")
         self.link.validate("[link]")
         for direction, over in self.directions.items():
-            _choice("run", "direction", direction, DIRECTIONS)
+            validate.choice("direction", direction, DIRECTIONS, where="run")
             _apply(self.link, over, f"[{direction}]")
         for name, over in self.hops.items():
             if not HOP_NAME.fullmatch(name):
@@ -279,16 +279,3 @@ def _coerce(cls: type, key: str, value: Any, where: str) -> Any:
     return value
 
 
-def _choice(where: str, key: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise InputError(f"{where}: {key} = {value!r} is not known; choose one of: {', '.join(allowed)}")
-
-
-def _number(where: str, key: str, value: float, low: float, high: float) -> None:
-    if not isinstance(value, int | float) or not math.isfinite(value) or not low <= value <= high:
-        raise InputError(f"{where}: {key} = {value!r} is out of range; give a number from {low} to {high}")
-
-
-def _integer(where: str, key: str, value: int, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InputError(f"{where}: {key} = {value!r} is out of range; give a whole number from {low} to {high}")

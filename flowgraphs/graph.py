@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from flowgraphs.config import RunConfig
 from flowgraphs.hops import Hop, HopRecord, LinkFactory, direction_of, simulated_link
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 
 class Flowgraph:

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import torch
 
 from flowgraphs.config import LinkSpec
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 PAYLOADS = ("seed", "sketch", "image", "prompt")
 T = TypeVar("T")
@@ -165,7 +165,7 @@ def simulated_link(spec: LinkSpec, seed: int):
     links are built once per configuration (their pilots drawn with seed 0) and handed out again with a fresh
     generator for every hop, so what a hop gets depends only on its configuration and seed (tested).
     """
-    from link_models.rng import make_generator
+    from meg_common.rng import make_generator
 
     link = _built_link(_link_config_key(spec))
     link.generator = make_generator(seed, link.device)

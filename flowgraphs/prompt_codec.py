@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 
 def encode_prompt(text: str) -> bytes:

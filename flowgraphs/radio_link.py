@@ -29,7 +29,7 @@ import torch
 from link_models.config import MODULATIONS, LinkConfig
 from link_models.ota.config import FrameConfig
 from link_models.stats import LinkStats
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 TX_LEVEL_DBFS = -12.0            # RMS of the burst; OFDM peaks stay below full scale (clipped at 1 otherwise)
 CAPTURE_MARGIN = 4000            # extra samples around a one-shot burst (the start time is unknown)

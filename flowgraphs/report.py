@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from meg_phy.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from meg_phy.provenance import versions
+from meg_common.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from meg_common.provenance import versions
 
 
 def png_bytes(image: torch.Tensor, scale: int = 1) -> bytes:

@@ -63,7 +63,7 @@ def quality(image: torch.Tensor, reference: torch.Tensor, prompt: str, scorer=No
 
     PSNR of two identical images is infinite; it is reported as None (null) with `identical: true`.
     """
-    from meg_phy.errors import InputError
+    from meg_common.errors import InputError
     from meg_phy.metrics import prompt_matches, psnr, ssim
 
     try:

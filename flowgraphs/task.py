@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 DEFAULT_PROMPT = "a large red circle at the center on a white background"
 DEFAULT_ATTRIBUTES = {"size": "large", "colour": "red", "shape": "circle", "position": "center", "background": "white"}

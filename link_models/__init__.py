@@ -6,7 +6,7 @@
 
 Building blocks for other links (e.g. the over-the-air frame): `link_models.coding.build_code`,
 `link_models.modulation.build_modem`, `link_models.ofdm.build_resource_grid` / `OFDMTransport`,
-`link_models.channels.build_channel`, `link_models.rng.sionna_rng`. See docs/link-models.md.
+`link_models.channels.build_channel`, `meg_common.rng.sionna_rng`. See docs/link-models.md.
 
 The heavy classes load lazily, so `import link_models` (and `meg-phy --help`) does not import Sionna.
 """

@@ -19,9 +19,9 @@ import torch
 from link_models.base import OFDMLink
 from link_models.config import LinkConfig
 from link_models.ofdm import OFDMTransport
-from link_models.rng import sionna_rng
 from link_models.stats import LinkStats
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
+from meg_common.rng import sionna_rng
 
 HEADER_BITS = 64  # float32 scale + uint32 length
 NOISE_VAR_FLOOR = 1e-12

@@ -6,15 +6,15 @@ import torch
 from torch import nn
 
 from link_models.config import LinkConfig
-from link_models.rng import make_generator, resolve_device, sionna_rng
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
+from meg_common.rng import make_generator, resolve_device, sionna_rng
 
 
 class OFDMLink(nn.Module):
     """Base of the digital and analog links: subclasses build their Sionna blocks in `build()`.
 
     The blocks are built while the link's own generator is lent to Sionna, so building a link never
-    disturbs anyone else's randomness (see link_models.rng).
+    disturbs anyone else's randomness (see meg_common.rng).
     """
 
     def __init__(self, cfg: LinkConfig, seed: int | None = 0):

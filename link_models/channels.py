@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from link_models.config import LinkConfig
-from link_models.rng import import_sionna
+from meg_common.rng import import_sionna
 
 
 class FlatChannel(nn.Module):

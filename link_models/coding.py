@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from link_models.rng import import_sionna
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
+from meg_common.rng import import_sionna
 
 
 class Uncoded(nn.Module):

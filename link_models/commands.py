@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from meg_phy.cli import number_list
+from meg_common.cli import number_list
 
 CHANNELS = ("ideal", "awgn", "rayleigh", *(f"tdl-{x}" for x in "abcde"), *(f"cdl-{x}" for x in "abcde"))
 DEFAULT_POINTS = {"digital": ("ebno_db", [0.0, 1.0, 2.0, 3.0, 4.0]),
@@ -61,7 +61,7 @@ def register(subparsers) -> None:
 def run_sweep_command(args) -> int:
     from link_models.config import LinkConfig
     from link_models.sweep import run_sweep
-    from meg_phy.io import prepare_out_dir
+    from meg_common.io import prepare_out_dir
 
     if args.ebno_db is not None:
         axis, values = "ebno_db", args.ebno_db

@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from meg_phy.errors import InputError
+from meg_common import validate
+from meg_common.errors import InputError
 
 MODULATIONS: dict[str, int] = {"bpsk": 1, "qpsk": 2, "16qam": 4, "64qam": 6, "256qam": 8}
 CODES = ("ldpc", "none")
@@ -64,13 +65,13 @@ class LinkConfig:
         self.code = str(self.code).lower()
         self.channel = str(self.channel).lower()
         self.estimator = str(self.estimator).lower()
-        _choice("modulation", self.modulation, tuple(MODULATIONS))
-        _choice("code", self.code, CODES)
-        _choice("channel", self.channel, CHANNELS)
-        _choice("estimator", self.estimator, ESTIMATORS)
+        validate.choice("modulation", self.modulation, tuple(MODULATIONS))
+        validate.choice("code", self.code, CODES)
+        validate.choice("channel", self.channel, CHANNELS)
+        validate.choice("estimator", self.estimator, ESTIMATORS)
         for name in ("k", "n", "fft_size", "num_ofdm_symbols", "repetition", "batch", "ldpc_iterations"):
-            _positive_int(name, getattr(self, name))
-        _non_negative_int("cp_length", self.cp_length)
+            validate.positive_int(name, getattr(self, name))
+        validate.non_negative_int("cp_length", self.cp_length)
         if self.code == "none":
             self.n = self.k
         else:
@@ -85,11 +86,9 @@ class LinkConfig:
         if self.estimator == "ls" and not self.pilot_symbols:
             raise InputError("estimator 'ls' needs pilot_symbols; give e.g. --pilot-symbols 2,11 or use --estimator perfect")
         for name in ("subcarrier_spacing_khz", "carrier_frequency_hz"):
-            _positive_float(name, getattr(self, name))
+            validate.positive_float(name, getattr(self, name))
         for name in ("delay_spread_ns", "speed_mps"):
-            value = getattr(self, name)
-            if not _is_real(value) or not math.isfinite(value) or value < 0:
-                raise InputError(f"{name}={value!r}: must be a finite number >= 0")
+            validate.non_negative_float(name, getattr(self, name))
         if (self.snr_db is None) == (self.ebno_db is None):
             if self.channel == "ideal" and self.snr_db is None:
                 self.snr_db = math.inf  # noiseless; nothing to configure
@@ -98,7 +97,7 @@ class LinkConfig:
                                  "(Eb/N0 per information bit)")
         for name in ("snr_db", "ebno_db"):
             value = getattr(self, name)
-            if value is not None and (not _is_real(value) or math.isnan(value)
+            if value is not None and (not validate.is_real(value) or math.isnan(value)
                                       or (math.isinf(value) and self.channel != "ideal")):
                 raise InputError(f"{name}={value!r}: must be a finite number of dB")
         if self.device is not None:
@@ -160,28 +159,9 @@ class LinkConfig:
         return values
 
 
-def _is_real(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise InputError(f"unknown {name} '{value}'; choose one of {', '.join(allowed)}")
 
-
-def _positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name}={value!r}: must be a positive integer")
-
-
-def _non_negative_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InputError(f"{name}={value!r}: must be an integer >= 0")
-
-
-def _positive_float(name: str, value) -> None:
-    if not _is_real(value) or not math.isfinite(value) or value <= 0:
-        raise InputError(f"{name}={value!r}: must be a positive number")
 
 
 def _pilot_indices(value, num_ofdm_symbols: int) -> tuple[int, ...]:

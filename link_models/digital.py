@@ -23,9 +23,9 @@ from link_models.coding import build_code
 from link_models.config import LinkConfig
 from link_models.modulation import build_modem
 from link_models.ofdm import OFDMTransport
-from link_models.rng import sionna_rng
 from link_models.stats import LinkStats
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
+from meg_common.rng import sionna_rng
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 from torch import nn
 
 from link_models.config import MODULATIONS
-from link_models.rng import import_sionna
+from meg_common.rng import import_sionna
 
 
 def build_modem(modulation: str, device: str) -> tuple[nn.Module, nn.Module]:

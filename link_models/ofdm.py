@@ -17,7 +17,7 @@ from torch import nn
 
 from link_models.channels import build_channel
 from link_models.config import LinkConfig
-from link_models.rng import import_sionna
+from meg_common.rng import import_sionna
 
 # The receiver never divides by a zero noise variance (ideal channel): it assumes at least this much.
 RECEIVER_NOISE_FLOOR = 1e-10

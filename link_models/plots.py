@@ -68,7 +68,7 @@ def plot_sweep(result: dict, path: str | Path, title: str | None = None) -> Path
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from meg_phy.io import atomic_write
+    from meg_common.io import atomic_write
 
     target = atomic_write(path, lambda p: fig.savefig(p, format="png"))
     plt.close(fig)

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from link_models.config import LinkConfig
-from meg_phy.errors import InputError
-from meg_phy.io import atomic_write_json, atomic_write_text, read_json
+from meg_common.errors import InputError
+from meg_common.io import atomic_write_json, atomic_write_text, read_json
 
 POINT_FIELDS = ("ebno_db", "snr_db", "ber", "bler", "bit_errors", "bits", "block_errors", "blocks", "frames",
                 "nmse", "snr_est_db", "noise_var", "wall_s")
@@ -62,7 +62,7 @@ def run_sweep(cfg: LinkConfig, out: Path, scheme: str = "digital", axis: str = "
               values: list[float] | None = None, target_errors: int = 100, max_frames: int = 1000,
               seed: int = 0, progress: bool = True) -> dict:
     """Run (or resume) a sweep into folder `out`; returns the result dict also written to out/sweep.json."""
-    from meg_phy.provenance import versions
+    from meg_common.provenance import versions
 
     values = list(values or [])
     if not values:

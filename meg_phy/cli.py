@@ -12,58 +12,14 @@ Every error the user can act on is one line on stderr (exit 2 for bad usage or i
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from importlib import metadata
 
-from meg_phy.errors import DeviceError, InputError
+from meg_common.cli import OneLineParser
+from meg_common.errors import DeviceError, InputError
 
 PROG = "meg-phy"
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports usage errors as one line (`meg-phy link sweep: error: ...`), exit 2."""
-
-    def error(self, message: str) -> None:  # noqa: D401 - argparse API
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def parse_number_list(text: str, name: str = "list") -> list[float]:
-    """Parse `0,2,4` or `start:stop:step` (stop inclusive) into floats; InputError if it does not parse."""
-    text = text.strip()
-    try:
-        if ":" in text:
-            parts = [float(p) for p in text.split(":")]
-            if len(parts) != 3:
-                raise ValueError
-            start, stop, step = parts
-            if step == 0 or (stop - start) * step < 0:
-                raise InputError(f"{name} '{text}': step must be non-zero and go from start towards stop")
-            count = int(math.floor((stop - start) / step + 1e-9)) + 1
-            values = [round(start + i * step, 10) for i in range(count)]
-        else:
-            values = [float(p) for p in text.split(",") if p.strip() != ""]
-    except ValueError as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise InputError(f"{name} '{text}': expected numbers like '0,2,4' or 'start:stop:step'") from None
-    if not values or any(not math.isfinite(v) for v in values):
-        raise InputError(f"{name} '{text}': expected finite numbers like '0,2,4' or 'start:stop:step'")
-    return values
-
-
-def number_list(name: str):
-    """argparse `type=` for parse_number_list, reporting errors as usage errors."""
-
-    def parse(text: str) -> list[float]:
-        try:
-            return parse_number_list(text, name)
-        except InputError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    parse.__name__ = name
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:

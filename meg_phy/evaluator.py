@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -91,7 +91,7 @@ def save_evaluator(model: AttributeClassifier, folder: str | Path) -> Path:
     """Write config.json + model.safetensors (atomically) into `folder`."""
     from safetensors.torch import save_file
 
-    from meg_phy.io import atomic_write, atomic_write_json
+    from meg_common.io import atomic_write, atomic_write_json
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)

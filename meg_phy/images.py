@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from meg_phy.errors import InputError
-from meg_phy.io import atomic_write_bytes
+from meg_common.errors import InputError
+from meg_common.io import atomic_write_bytes
 
 RESAMPLE = Image.Resampling.LANCZOS
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}

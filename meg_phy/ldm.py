@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 SCHEDULERS = {
     "ddim": "DDIMScheduler",

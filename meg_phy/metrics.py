@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from meg_common.errors import InputError
 from meg_phy.codecs import payload_bits, payload_values
-from meg_phy.errors import InputError
 
 
 def _pairs(image: torch.Tensor, reference: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

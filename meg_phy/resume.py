@@ -34,7 +34,7 @@ import math
 
 import torch
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 from meg_phy.ldm import Seed, SplitLDM
 
 SD_BETAS = (0.00085, 0.012)  # Stable Diffusion's scaled-linear schedule, for sketch_strength without a model
@@ -277,11 +277,11 @@ def write_report(out: str, n_prompts: int = 32, snr_dbs: tuple[float, ...] = (-1
     `out/resume.json` and `out/resume.md`. Run: python -c "from meg_phy.resume import write_report; write_report('runs/resume')"."""
     from pathlib import Path
 
+    from meg_common.io import atomic_write_json, atomic_write_text, prepare_out_dir
+    from meg_common.provenance import versions
     from meg_phy import scenes
     from meg_phy.evaluator import load_evaluator
-    from meg_phy.io import atomic_write_json, atomic_write_text, prepare_out_dir
     from meg_phy.ldm import load_ldm
-    from meg_phy.provenance import versions
 
     folder = prepare_out_dir(out)
     ldm = load_ldm(model, device="cpu")

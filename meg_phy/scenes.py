@@ -15,7 +15,7 @@ import re
 
 import torch
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 IMAGE_SIZE = 32
 """Side of the square RGB images, in pixels."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 Box = tuple[int, int, int, int]  # (top, left, height, width)
 

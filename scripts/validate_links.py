@@ -22,8 +22,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 from link_models import LinkConfig  # noqa: E402
 from link_models.sweep import run_sweep  # noqa: E402
 from link_models.theory import ber_uncoded_awgn, ber_uncoded_rayleigh, nmse_analog_awgn  # noqa: E402
-from meg_phy.io import atomic_write, atomic_write_json, prepare_out_dir  # noqa: E402
-from meg_phy.provenance import versions  # noqa: E402
+from meg_common.io import atomic_write, atomic_write_json, prepare_out_dir  # noqa: E402
+from meg_common.provenance import versions  # noqa: E402
 
 SIONNA_BLER_1_57 = 1.35e-2  # 5G LDPC k=1024 n=2048, QPSK, AWGN, Eb/N0 = 1.57 dB (Sionna's published curve)
 

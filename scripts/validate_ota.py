@@ -163,8 +163,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     from flowgraphs.radio_link import shared_codec
     from link_models.ota.config import FrameConfig
-    from meg_phy.io import atomic_write_json, prepare_out_dir
-    from meg_phy.provenance import versions
+    from meg_common.io import atomic_write_json, prepare_out_dir
+    from meg_common.provenance import versions
 
     out = prepare_out_dir(args.out)
     started = time.time()

@@ -12,7 +12,7 @@ import abc
 
 import numpy as np
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 
 class Radio(abc.ABC):

@@ -18,13 +18,13 @@ divided by 2^11 (12-bit ADC), so a full-scale capture has |x| close to 1.
 from __future__ import annotations
 
 import atexit
-import math
 import socket
 import weakref
 
 import numpy as np
 
-from meg_phy.errors import DeviceError, InputError
+from meg_common import validate
+from meg_common.errors import DeviceError, InputError
 from sdr_drivers.base import Radio, check_count, check_samples
 
 SAMPLE_RATE_RANGE = (521e3, 61.44e6)        # pyadi-iio refuses < 521 kS/s (it loads the FIR below 2.08 MS/s)
@@ -96,7 +96,7 @@ class PlutoRadio(Radio):
 
     @sample_rate.setter
     def sample_rate(self, value) -> None:
-        self._sample_rate = _in_range("sample_rate", value, *SAMPLE_RATE_RANGE, unit="S/s")
+        self._sample_rate = validate.number("sample_rate", value, *SAMPLE_RATE_RANGE, unit="S/s")
         self._apply("sample_rate", int(self._sample_rate))
 
     @property
@@ -132,7 +132,7 @@ class PlutoRadio(Radio):
 
     @rf_bandwidth.setter
     def rf_bandwidth(self, value) -> None:
-        self._rf_bandwidth = _in_range("rf_bandwidth", value, *RF_BANDWIDTH_RANGE, unit="Hz")
+        self._rf_bandwidth = validate.number("rf_bandwidth", value, *RF_BANDWIDTH_RANGE, unit="Hz")
         self._apply("rx_rf_bandwidth", int(self._rf_bandwidth), tx=False)
         self._apply("tx_rf_bandwidth", int(self._rf_bandwidth), rx=False)
 
@@ -142,7 +142,7 @@ class PlutoRadio(Radio):
 
     @tx_attenuation_db.setter
     def tx_attenuation_db(self, value) -> None:
-        value = _in_range("tx_attenuation_db", value, *TX_ATTENUATION_RANGE, unit="dB")
+        value = validate.number("tx_attenuation_db", value, *TX_ATTENUATION_RANGE, unit="dB")
         if abs(value * 4 - round(value * 4)) > 1e-9:
             raise InputError(f"tx_attenuation_db={value}: the Pluto sets TX attenuation in 0.25 dB steps "
                              f"(e.g. {round(value * 4) / 4})")
@@ -166,7 +166,7 @@ class PlutoRadio(Radio):
 
     @rx_gain_db.setter
     def rx_gain_db(self, value) -> None:
-        self._rx_gain_db = _in_range("rx_gain_db", value, *RX_GAIN_RANGE, unit="dB")
+        self._rx_gain_db = validate.number("rx_gain_db", value, *RX_GAIN_RANGE, unit="dB")
         if getattr(self, "_rx_gain_mode", "manual") == "manual":
             self._apply("rx_hardwaregain_chan0", self._rx_gain_db, tx=False)
 
@@ -198,12 +198,12 @@ class PlutoRadio(Radio):
 
     @timeout_s.setter
     def timeout_s(self, value) -> None:
-        self._timeout_s = _in_range("timeout_s", value, 0.1, 600, unit="s")
+        self._timeout_s = validate.number("timeout_s", value, 0.1, 600, unit="s")
 
     def _check_lo(self, name: str, value) -> float:
         lo, hi = LO_RANGE_EXTENDED if self.allow_extended_lo else LO_RANGE
         hint = "" if self.allow_extended_lo else " (70 MHz - 6 GHz with allow_extended_lo on an AD9364-mode Pluto)"
-        return _in_range(name, value, lo, hi, unit="Hz", hint=hint)
+        return validate.number(name, value, lo, hi, unit="Hz", hint=hint)
 
     def settings(self) -> dict:
         return {"radio": "pluto", "uri": self.uri, "rx_uri": self.rx_uri, "sample_rate": self.sample_rate,
@@ -357,13 +357,4 @@ def _check_uri(value, name: str) -> str:
     scheme, _, rest = value.partition(":")
     if scheme not in ("ip", "usb", "local", "serial") or (scheme != "local" and not rest.strip()):
         raise InputError(f"{name}={value!r}: use a libiio URI like ip:192.168.2.1 or usb:1.2.5")
-    return value
-
-
-def _in_range(name: str, value, lo: float, hi: float, unit: str = "", hint: str = "") -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise InputError(f"{name}={value!r}: must be a number")
-    value = float(value)
-    if not (math.isfinite(value) and lo <= value <= hi):
-        raise InputError(f"{name}={value:g}: the Pluto supports {lo:g} to {hi:g} {unit}{hint}".rstrip())
     return value

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from meg_phy.errors import InputError
-from meg_phy.io import atomic_write, atomic_write_text
+from meg_common.errors import InputError
+from meg_common.io import atomic_write, atomic_write_text
 from sdr_drivers.base import Radio, check_count, check_samples
 
 # complex datatypes we replay: sigmf scales integer types to [-1, 1)

@@ -20,7 +20,8 @@ import math
 
 import numpy as np
 
-from meg_phy.errors import InputError
+from meg_common import validate
+from meg_common.errors import InputError
 from sdr_drivers.base import Radio, check_count, check_samples
 from sdr_drivers.impairments import awgn, frequency_shift, iq_imbalance, quantize, resample
 
@@ -48,28 +49,28 @@ class SimRadio(Radio):
 
     # --- validated settings ----------------------------------------------------------------------------------
     sample_rate = property(lambda self: self._sample_rate,
-                           lambda self, v: setattr(self, "_sample_rate", _number("sample_rate", v, 1e3, 1e9)))
+                           lambda self, v: setattr(self, "_sample_rate", validate.number("sample_rate", v, 1e3, 1e9)))
     center_frequency = property(lambda self: self._center_frequency,
                                 lambda self, v: setattr(self, "_center_frequency",
-                                                        _number("center_frequency", v, 1e6, 100e9)))
+                                                        validate.number("center_frequency", v, 1e6, 100e9)))
     snr_db = property(lambda self: self._snr_db,
-                      lambda self, v: setattr(self, "_snr_db", _number("snr_db", v, -30, 200)))
+                      lambda self, v: setattr(self, "_snr_db", validate.number("snr_db", v, -30, 200)))
     cfo_ppm = property(lambda self: self._cfo_ppm,
-                       lambda self, v: setattr(self, "_cfo_ppm", _number("cfo_ppm", v, -200, 200)))
+                       lambda self, v: setattr(self, "_cfo_ppm", validate.number("cfo_ppm", v, -200, 200)))
     sco_ppm = property(lambda self: self._sco_ppm,
-                       lambda self, v: setattr(self, "_sco_ppm", _number("sco_ppm", v, -200, 200)))
+                       lambda self, v: setattr(self, "_sco_ppm", validate.number("sco_ppm", v, -200, 200)))
     iq_gain_db = property(lambda self: self._iq_gain_db,
-                          lambda self, v: setattr(self, "_iq_gain_db", _number("iq_gain_db", v, -6, 6)))
+                          lambda self, v: setattr(self, "_iq_gain_db", validate.number("iq_gain_db", v, -6, 6)))
     iq_phase_deg = property(lambda self: self._iq_phase_deg,
-                            lambda self, v: setattr(self, "_iq_phase_deg", _number("iq_phase_deg", v, -30, 30)))
+                            lambda self, v: setattr(self, "_iq_phase_deg", validate.number("iq_phase_deg", v, -30, 30)))
     rx_level_dbfs = property(lambda self: self._rx_level_dbfs,
-                             lambda self, v: setattr(self, "_rx_level_dbfs", _number("rx_level_dbfs", v, -80, 0)))
+                             lambda self, v: setattr(self, "_rx_level_dbfs", validate.number("rx_level_dbfs", v, -80, 0)))
     delay_spread_ns = property(lambda self: self._delay_spread_ns,
                                lambda self, v: setattr(self, "_delay_spread_ns",
-                                                       _number("delay_spread_ns", v, 0, 10000)))
+                                                       validate.number("delay_spread_ns", v, 0, 10000)))
     occupied_fraction = property(lambda self: self._occupied_fraction,
                                  lambda self, v: setattr(self, "_occupied_fraction",
-                                                         _number("occupied_fraction", v, 0.01, 1)))
+                                                         validate.number("occupied_fraction", v, 0.01, 1)))
 
     @property
     def dc_offset(self) -> complex:
@@ -188,7 +189,7 @@ class SimRadio(Radio):
         """One 3GPP TDL realisation as discrete taps at the sample rate (Sionna), unit energy; and l_min <= 0."""
         import torch
 
-        from link_models.rng import import_sionna, make_generator, sionna_rng
+        from meg_common.rng import import_sionna, make_generator, sionna_rng
 
         sn = import_sionna()
         generator = make_generator(int(self._rng.integers(0, 2**31)), "cpu")
@@ -200,12 +201,3 @@ class SimRadio(Radio):
             h = sn.channel.cir_to_time_channel(self.sample_rate, a, tau, l_min, l_max, normalize=True)
         taps = h.reshape(-1, h.shape[-1])[0].to(torch.complex128).numpy()
         return taps / math.sqrt(max(np.sum(np.abs(taps) ** 2), 1e-30)), int(l_min)
-
-
-def _number(name: str, value, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise InputError(f"{name}={value!r}: must be a number")
-    value = float(value)
-    if not (math.isfinite(value) and lo <= value <= hi):
-        raise InputError(f"{name}={value!r}: must be between {lo:g} and {hi:g}")
-    return value

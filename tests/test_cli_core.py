@@ -5,8 +5,9 @@ import sys
 
 import pytest
 
-from meg_phy.cli import main, parse_number_list
-from meg_phy.errors import InputError
+from meg_common.cli import parse_number_list
+from meg_common.errors import InputError
+from meg_phy.cli import main
 
 
 def run_cli(*args):
@@ -73,10 +74,83 @@ def test_results_are_written_readable_and_atomically(tmp_path):
     import os
     import stat
 
-    from meg_phy.io import atomic_write_json, read_json
+    from meg_common.io import atomic_write_json, read_json
 
     target = atomic_write_json(tmp_path / "r.json", {"a": 1})
     assert read_json(target) == {"a": 1}
     mode = stat.S_IMODE(os.stat(target).st_mode)
     assert mode & stat.S_IRGRP and mode & stat.S_IROTH, oct(mode)
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temp file left behind
+
+
+def _all_parsers(parser, path=()):
+    """(command path, parser) for the root parser and every subcommand, recursively."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _all_parsers(sub, (*path, name))
+
+
+def _number_options(kind):
+    from meg_phy.cli import build_parser
+
+    found = []
+    for path, parser in _all_parsers(build_parser()):
+        for action in parser._actions:
+            if not action.option_strings or action.type is None:
+                continue
+            is_list = getattr(action.type, "__name__", "").startswith("--")  # number_list(name) parsers
+            if (kind == "list" and is_list) or (kind == "float" and action.type is float):
+                found.append((path, parser, action))
+    return found
+
+
+def _required(parser, skip):
+    """Placeholder values for the other arguments a subcommand requires, so parse_args reaches the option."""
+    argv = []
+    for action in parser._actions:
+        if action is skip or action.nargs == 0 or not (action.required or not action.option_strings):
+            continue
+        if action.option_strings:
+            argv += [action.option_strings[0], "x"]
+        elif action.nargs is None:
+            argv.append("x")
+    return argv
+
+
+@pytest.mark.parametrize("text, expected", [("-5,0,5", [-5.0, 0.0, 5.0]), ("-10:10:10", [-10.0, 0.0, 10.0]),
+                                            ("-5", [-5.0]), ("-2.5,-1e-1", [-2.5, -0.1])])
+def test_every_number_list_option_takes_negative_values_as_typed(text, expected):
+    from meg_phy.cli import build_parser
+
+    options = _number_options("list")
+    assert {tuple(p) for p, _, _ in options} >= {("link", "sweep"), ("reproduce",)}
+    for path, parser, action in options:
+        argv = [*path, action.option_strings[0], text, *_required(parser, action)]
+        args = build_parser().parse_args(argv)
+        assert getattr(args, action.dest) == expected, argv
+
+
+def test_every_number_option_takes_a_negative_value():
+    from meg_phy.cli import build_parser
+
+    options = _number_options("float")
+    assert len(options) > 10
+    for path, parser, action in options:
+        argv = [*path, action.option_strings[0], "-3.5", *_required(parser, action)]
+        args = build_parser().parse_args(argv)
+        assert getattr(args, action.dest) == -3.5, argv
+
+
+def test_negative_snr_list_runs_a_link_sweep(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "meg_phy.cli", "link", "sweep", "--snr-db", "-5,0", "--code", "none",
+                          "--k", "64", "--max-frames", "1", "--batch", "2", "--no-progress", "--out", str(tmp_path / "s")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import json
+
+    points = json.loads((tmp_path / "s" / "sweep.json").read_text())["points"]
+    assert [p["snr_db"] for p in points] == [-5.0, 0.0]

@@ -8,6 +8,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from meg_common.errors import InputError
 from meg_phy.codecs import (
     FRAMING_BYTES,
     PayloadError,
@@ -27,7 +28,6 @@ from meg_phy.codecs import (
     side_info,
     sketch_to_analog,
 )
-from meg_phy.errors import InputError
 from meg_phy.ldm import Seed
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 from meg_phy.evaluator import load_evaluator
 from meg_phy.scenes import ATTRIBUTES, make_prompt, render_batch
 from meg_phy.training.data import held_out_scenes

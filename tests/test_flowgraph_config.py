@@ -4,7 +4,7 @@ and one-line errors for unknown keys and bad values."""
 import pytest
 
 from flowgraphs.config import LinkSpec, config_from_dict, load_config
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 TOML = """
 protocol = "eiug"

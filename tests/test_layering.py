@@ -1,32 +1,60 @@
-"""The dependency direction of docs/architecture.md, checked in a fresh interpreter per package."""
+"""The layer rules of docs/architecture.md, checked statically by import-linter (pyproject contracts).
 
+Static checking sees every import, function-level ones included, so a forbidden import anywhere fails
+CI even when no test happens to execute it.
+"""
+
+import shutil
 import subprocess
 import sys
+import textwrap
+import tomllib
+from pathlib import Path
 
 import pytest
 
-FORBIDDEN = {
-    "meg_phy.ldm": ["link_models", "sdr_drivers", "flowgraphs", "sionna"],
-    "meg_phy.codecs": ["link_models", "sdr_drivers", "flowgraphs", "sionna"],
-    "meg_phy.resume": ["link_models", "sdr_drivers", "flowgraphs", "sionna"],
-    "meg_phy.training.trainer": ["link_models", "sdr_drivers", "flowgraphs", "sionna"],
-    "meg_phy.cli": ["link_models", "sdr_drivers", "flowgraphs", "sionna", "diffusers", "torch"],
-    "link_models": ["diffusers", "transformers", "meg_phy.ldm", "flowgraphs"],
-    "link_models.digital": ["diffusers", "transformers", "meg_phy.ldm", "flowgraphs"],
-    "link_models.ota.receiver": ["diffusers", "transformers", "meg_phy.ldm", "flowgraphs"],
-    "sdr_drivers.sim": ["diffusers", "transformers", "meg_phy.ldm", "flowgraphs"],
-    "sdr_drivers.pluto": ["diffusers", "transformers", "meg_phy.ldm", "flowgraphs"],
-}
+ROOT = Path(__file__).resolve().parent.parent
+LINT = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
 
 
-@pytest.mark.parametrize("module", sorted(FORBIDDEN))
-def test_module_does_not_import_the_other_side(module):
-    code = (
-        "import importlib, sys\n"
-        f"importlib.import_module({module!r})\n"
-        f"bad = [m for m in {FORBIDDEN[module]!r} if m in sys.modules]\n"
-        "print(','.join(bad))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "", f"{module} imports {out.stdout.strip()}"
+def lint(cwd: Path, pythonpath: Path) -> subprocess.CompletedProcess:
+    env = {"PYTHONPATH": str(pythonpath), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([LINT, "--no-cache"], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_the_tree_keeps_every_layer_contract():
+    out = lint(ROOT, ROOT)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "0 broken" in out.stdout
+
+
+@pytest.mark.parametrize("importer, line, contract", [
+    ("meg_phy/bad.py", "def f():\n    import link_models.digital\n", "generation side"),
+    ("link_models/bad.py", "def f():\n    from diffusers import UNet2DModel\n", "diffusion code"),
+    ("meg_common/bad.py", "import flowgraphs\n", "Layers"),
+    ("sdr_drivers/bad.py", "from meg_phy import ldm\n", "Radios"),
+])
+def test_a_forbidden_import_anywhere_breaks_a_contract(tmp_path, importer, line, contract):
+    """The same contracts on a tree of empty packages with one forbidden (function-level) import."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    for pkg in config["root_packages"]:
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / "meg_common" / "rng.py").write_text("import torch\nimport sionna\n")
+    (tmp_path / "link_models" / "digital.py").write_text("")
+    (tmp_path / importer).write_text(textwrap.dedent(line))
+    (tmp_path / ".importlinter").write_text(_ini(config))
+    out = lint(tmp_path, tmp_path)
+    assert out.returncode != 0, out.stdout[-3000:]
+    assert "BROKEN" in out.stdout and contract in out.stdout.split("Broken contracts")[-1]
+
+
+def _ini(config: dict) -> str:
+    """pyproject's [tool.importlinter] as an .importlinter INI file."""
+    def value(v):
+        return "\n    " + "\n    ".join(v) if isinstance(v, list) else str(v).lower() if isinstance(v, bool) else v
+    lines = ["[importlinter]"] + [f"{k} = {value(v)}" for k, v in config.items() if k != "contracts"]
+    for i, contract in enumerate(config["contracts"]):
+        lines.append(f"\n[importlinter:contract:{i}]")
+        lines += [f"{k} = {value(v)}" for k, v in contract.items()]
+    return "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ import pytest
 import torch
 from tiny_sd import tiny_ldm, tiny_sd_folder
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 from meg_phy.ldm import Seed, load_ldm, merge_seeds
 from meg_phy.tiles import tile_layout
 

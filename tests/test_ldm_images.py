@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 from meg_phy.images import fit, from_pil, grid, load_image, resize, save_image, to_pil
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from link_models import AnalogLink, LinkConfig
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 
 def values(n=200_001, seed=0):

@@ -6,7 +6,7 @@ import torch
 from link_models import DigitalLink, LinkConfig
 from link_models.channels import build_channel
 from link_models.ofdm import build_resource_grid
-from link_models.rng import make_generator, sionna_rng
+from meg_common.rng import make_generator, sionna_rng
 
 
 @pytest.mark.parametrize("channel", ["rayleigh", "tdl-a", "tdl-b", "tdl-c", "tdl-d", "tdl-e",

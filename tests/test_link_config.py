@@ -5,7 +5,7 @@ import math
 import pytest
 
 from link_models import LinkConfig
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 
 def test_ebno_and_snr_follow_the_textbook_definitions():

@@ -8,7 +8,7 @@ import torch
 
 from link_models import DigitalLink, LinkConfig
 from link_models.theory import ber_uncoded_awgn
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 
 def simulated_ber(link: DigitalLink, min_errors: int = 1500, max_bits: int = 4_000_000) -> float:

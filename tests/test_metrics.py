@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from meg_common.errors import InputError
 from meg_phy.codecs import encode_seed, seed_to_analog
-from meg_phy.errors import InputError
 from meg_phy.ldm import Seed
 from meg_phy.metrics import payload_size, prompt_accuracy, psnr, psnr_per_image, ssim, ssim_per_image
 

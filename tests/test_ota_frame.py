@@ -18,7 +18,7 @@ from link_models.ota.preamble import (
     noise_false_alarm_probability,
     schmidl_cox_metric,
 )
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_sync_preamble_has_period_n_over_2_and_no_dc():
 # --- OFDM grid ------------------------------------------------------------------------------------------------
 def test_single_stream_lmmse_matches_sionnas_lmmse_equalizer():
     from link_models.ota.ofdm import OTAGrid
-    from link_models.rng import import_sionna
+    from meg_common.rng import import_sionna
 
     sn = import_sionna()
     grid = OTAGrid(FrameConfig(), 8)

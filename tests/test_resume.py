@@ -14,9 +14,9 @@ import pytest
 import torch
 from tiny_sd import tiny_ldm
 
+from meg_common.errors import InputError
 from meg_phy import resume
 from meg_phy.codecs import analog_to_seed, seed_to_analog
-from meg_phy.errors import InputError
 
 
 class GaussianPriorUNet(torch.nn.Module):

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from meg_common.errors import InputError
 from meg_phy import scenes
-from meg_phy.errors import InputError
 
 
 def test_every_combination_round_trips_through_its_prompt():

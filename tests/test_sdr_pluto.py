@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
+from meg_common.errors import DeviceError, InputError
 from meg_phy.cli import main
-from meg_phy.errors import DeviceError, InputError
 from sdr_drivers import pluto
 from sdr_drivers.pluto import PlutoRadio
 

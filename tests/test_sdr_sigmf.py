@@ -7,8 +7,8 @@ import pytest
 import sigmf
 from sigmf import SigMFFile
 
+from meg_common.errors import InputError
 from meg_phy.cli import main
-from meg_phy.errors import InputError
 from sdr_drivers.sigmf_io import SigMFSource, read_recording, write_recording
 
 

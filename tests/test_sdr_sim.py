@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 from sdr_drivers.impairments import frequency_shift, iq_imbalance, quantize, resample
 from sdr_drivers.sim import SimRadio
 

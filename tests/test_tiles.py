@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 from meg_phy.tiles import blend_weights, grid_shape, merge, split, tile_layout, tile_windows
 
 

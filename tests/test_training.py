@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 from meg_phy.scenes import VOCABULARY, make_prompt, sample_attributes
 from meg_phy.training import components, trainer
 from meg_phy.training.trainer import TrainConfig, train

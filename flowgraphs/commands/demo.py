@@ -36,10 +36,10 @@ def main(args) -> int:
     from flowgraphs.report import labelled_grid_png
     from flowgraphs.runner import run_protocol
     from flowgraphs.task import load_scorer, make_task
-    from meg_phy.errors import InputError
-    from meg_phy.io import atomic_write_bytes, atomic_write_json, atomic_write_text, prepare_out_dir
+    from meg_common.errors import InputError
+    from meg_common.io import atomic_write_bytes, atomic_write_json, atomic_write_text, prepare_out_dir
+    from meg_common.provenance import versions
     from meg_phy.metrics import ssim
-    from meg_phy.provenance import versions
 
     if not 1 <= args.tasks <= 64:
         raise InputError(f"--tasks {args.tasks}: give a number from 1 to 64")

@@ -95,7 +95,7 @@ def _payload_options(p) -> None:
 
 # --- commands ------------------------------------------------------------------------------------------------
 def run_loopback(args) -> int:
-    from meg_phy.io import prepare_out_dir
+    from meg_common.io import prepare_out_dir
 
     radio = _make_radio(args)              # settings are validated before anything else
     out = prepare_out_dir(args.out)
@@ -129,7 +129,7 @@ def run_loopback(args) -> int:
 
 def run_tx(args) -> int:
     from link_models.ota.frame import FrameBuilder
-    from meg_phy.io import atomic_write_bytes, prepare_out_dir
+    from meg_common.io import atomic_write_bytes, prepare_out_dir
 
     radio = _make_radio(args).open() if args.radio == "pluto" else None    # fail fast on a bad device
     out = prepare_out_dir(args.out)
@@ -170,8 +170,8 @@ def run_tx(args) -> int:
         import numpy as np
 
         np.save(out / "values.npy", values)
-    from meg_phy.io import atomic_write_json
-    from meg_phy.provenance import versions
+    from meg_common.io import atomic_write_json
+    from meg_common.provenance import versions
 
     atomic_write_json(out / "tx.json", {"frames_sent": len(frames), "samples": int(burst.size), "written_to": where,
                                         "msg_id": msg_id, "config": _config(args, frame, cfg),
@@ -183,8 +183,8 @@ def run_tx(args) -> int:
 def run_rx(args) -> int:
     import numpy as np
 
-    from meg_phy.errors import InputError
-    from meg_phy.io import prepare_out_dir
+    from meg_common.errors import InputError
+    from meg_common.io import prepare_out_dir
 
     out = prepare_out_dir(args.out)
     started = time.perf_counter()
@@ -226,7 +226,7 @@ def run_rx(args) -> int:
     digital = bool(frames) and frames[0].header.scheme == "digital"
     ok = message.complete and (not digital or sent is None or message.payload == sent)
     if message.payload is not None:
-        from meg_phy.io import atomic_write_bytes
+        from meg_common.io import atomic_write_bytes
 
         atomic_write_bytes(out / "payload.bin", message.payload)
     report = {
@@ -261,7 +261,7 @@ def _link_config(args):
 
 
 def _make_radio(args):
-    from meg_phy.errors import InputError
+    from meg_common.errors import InputError
 
     if args.radio == "sim":
         from sdr_drivers.sim import SimRadio
@@ -288,7 +288,7 @@ def _payload(args, frame, cfg):
     """(bytes, None) for digital, (None, float64 values) for analog."""
     import numpy as np
 
-    from meg_phy.errors import InputError
+    from meg_common.errors import InputError
 
     rng = np.random.default_rng(getattr(args, "seed", 0) or 0)
     if args.frames is not None and args.frames < 1:
@@ -318,7 +318,7 @@ def _config(args, frame, cfg) -> dict:
 
 
 def _report(transfer, stats: dict, ok: bool, args, frame, cfg, radio, wall: float) -> dict:
-    from meg_phy.provenance import versions
+    from meg_common.provenance import versions
 
     found = sorted(transfer.decoded.values(), key=lambda f: f.header.seq)
     timings: dict[str, float] = {}
@@ -339,7 +339,7 @@ def _report(transfer, stats: dict, ok: bool, args, frame, cfg, radio, wall: floa
 
 
 def _write(out: Path, report: dict, transfer, frames=None) -> None:
-    from meg_phy.io import atomic_write_json
+    from meg_common.io import atomic_write_json
 
     atomic_write_json(out / "ota.json", _finite(report))
     found = frames if frames is not None else sorted(transfer.decoded.values(), key=lambda f: f.header.seq)
@@ -353,7 +353,7 @@ def _plot(path: Path, frames) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from meg_phy.io import atomic_write
+    from meg_common.io import atomic_write
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     symbols = np.concatenate([f.symbols for f in frames if f.symbols is not None] or [np.zeros(0, complex)])

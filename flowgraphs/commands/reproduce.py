@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
-    from meg_phy.cli import number_list
+    from meg_common.cli import number_list
 
     parser = subparsers.add_parser("reproduce", help="reproduce the paper's case study (curves vs SNR, overhead table)",
                                    description=__doc__.split("\n\n")[0])
@@ -36,9 +36,9 @@ def main(args) -> int:
     from flowgraphs.experiments import case_study as cs
     from flowgraphs.experiments import figures, paper
     from flowgraphs.task import load_model
-    from meg_phy.errors import InputError
-    from meg_phy.io import atomic_write_json, atomic_write_text, prepare_out_dir, read_json
-    from meg_phy.provenance import versions
+    from meg_common.errors import InputError
+    from meg_common.io import atomic_write_json, atomic_write_text, prepare_out_dir, read_json
+    from meg_common.provenance import versions
 
     plan = cs.Plan.quick(args.model) if args.quick else cs.Plan.full(args.model)
     if args.snr_db:

@@ -12,7 +12,7 @@ import argparse
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The task and link options shared by `run` (None = not given, so a TOML value stays)."""
-    from meg_phy.cli import OneLineParser  # noqa: F401  (argparse only)
+    from meg_common.cli import OneLineParser  # noqa: F401  (argparse only)
 
     task = parser.add_argument_group("task")
     task.add_argument("--prompt", help="text prompt (default: a prompt of the embedded vocabulary)")
@@ -69,8 +69,8 @@ def main(args) -> int:
     from flowgraphs.config import load_config
     from flowgraphs.report import write_run
     from flowgraphs.runner import evaluate, link_factory_for
-    from meg_phy.errors import InputError
-    from meg_phy.io import prepare_out_dir
+    from meg_common.errors import InputError
+    from meg_common.io import prepare_out_dir
 
     config = load_config(args.config, **options(args))
     if args.protocol is None and not args.config:

@@ -25,7 +25,7 @@ import torch
 from flowgraphs.config import RunConfig, config_from_dict
 from flowgraphs.protocols import PROTOCOLS
 from flowgraphs.runner import run_protocol
-from meg_phy.io import atomic_write_bytes, atomic_write_json, read_json
+from meg_common.io import atomic_write_bytes, atomic_write_json, read_json
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def all_points(plan: Plan) -> list[tuple[Series, float]]:
 
 def plan_matches(out: Path, plan: Plan) -> None:
     """Refuse to resume a folder made with another plan (its checkpoints would mix two configurations)."""
-    from meg_phy.errors import InputError
+    from meg_common.errors import InputError
 
     path = out / "plan.json"
     if path.exists():

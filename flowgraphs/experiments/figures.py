@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from meg_phy.io import atomic_write_bytes
+from meg_common.io import atomic_write_bytes
 
 STYLE = {
     "seed-analog-aware": ("tab:blue", "-", "o"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 PROTOCOLS: dict[str, str] = {
     "CENTRALIZED": "baseline: UE uploads prompt (+ image), one ES runs the whole LDM and sends the final image down",

@@ -14,7 +14,7 @@ from functools import cached_property
 
 import numpy as np
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 SCHEMES = ("digital", "analog")
 

@@ -31,7 +31,7 @@ from link_models.ota.config import FrameConfig
 from link_models.ota.header import HEADER_BITS, FrameHeader
 from link_models.ota.ofdm import OTAGrid
 from link_models.ota.preamble import Preamble, make_preamble
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 PAYLOAD_CRC_BYTES = 4
 HEADER_MODULATION = "qpsk"

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from link_models.ota.config import FrameConfig
-from link_models.rng import import_sionna
+from meg_common.rng import import_sionna
 
 _PILOT_SEED = 0x5C03
 INTERPOLATIONS = ("lin_time_avg", "lin")

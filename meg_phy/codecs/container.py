@@ -11,7 +11,7 @@ import struct
 import zlib
 from enum import IntEnum
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 MAGIC = b"MG"
 VERSION = 1

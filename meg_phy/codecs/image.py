@@ -16,8 +16,8 @@ import struct
 import torch
 from PIL import Image
 
+from meg_common.errors import InputError
 from meg_phy.codecs.container import Kind, PayloadError, pack, unpack
-from meg_phy.errors import InputError
 from meg_phy.images import from_pil, resize, to_pil
 
 FORMATS = {"analog": 0, "png": 1, "jpeg": 2, "webp": 3}

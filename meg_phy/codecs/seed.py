@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from meg_common.errors import InputError
 from meg_phy.codecs.container import Kind, PayloadError, pack, unpack
-from meg_phy.errors import InputError
 from meg_phy.ldm import Seed
 
 DTYPES = {"analog": 0, "float32": 1, "float16": 2, "int8": 3, "int4": 4}

@@ -28,9 +28,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from meg_phy.errors import InputError
-    from meg_phy.io import atomic_write_json, prepare_out_dir
-    from meg_phy.provenance import versions
+    from meg_common.errors import InputError
+    from meg_common.io import atomic_write_json, prepare_out_dir
+    from meg_common.provenance import versions
     from meg_phy.training.evaluation import evaluate_model, sample_grid
 
     if args.n < 1 or args.steps < 1:

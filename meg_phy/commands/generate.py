@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 
 def register(subparsers) -> None:
@@ -36,10 +36,10 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from meg_common.io import atomic_write_json
+    from meg_common.provenance import versions
     from meg_phy import images
-    from meg_phy.io import atomic_write_json
     from meg_phy.ldm import is_default_model, load_ldm
-    from meg_phy.provenance import versions
 
     out = _check_out(args.out)
     if args.seed < 0:
@@ -97,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_out(path: str) -> Path:
+    from meg_common.io import prepare_out_dir
     from meg_phy.images import FORMATS
-    from meg_phy.io import prepare_out_dir
 
     out = Path(path)
     if out.suffix.lower() not in FORMATS:

@@ -32,8 +32,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from meg_phy.errors import InputError
-    from meg_phy.io import prepare_out_dir
+    from meg_common.errors import InputError
+    from meg_common.io import prepare_out_dir
     from meg_phy.training.trainer import STAGES, TrainConfig, train
 
     out = prepare_out_dir(args.out)

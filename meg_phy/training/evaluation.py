@@ -22,7 +22,7 @@ def load_pipelines(model: str | Path | None = None):
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
 
-    from meg_phy.errors import InputError
+    from meg_common.errors import InputError
     from meg_phy.models import DEFAULT_MODEL_DIR
 
     folder = Path(model) if model is not None else DEFAULT_MODEL_DIR
@@ -99,7 +99,7 @@ def sample_grid(result: dict, path: str | Path, columns: int = 8, rows: int = 4)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from meg_phy.io import atomic_write
+    from meg_common.io import atomic_write
 
     n_t2i = min(len(result["prompts"]), columns * rows)
     n_edit = min(len(result["edit_prompts"]), columns // 2 * 2)

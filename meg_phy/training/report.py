@@ -11,7 +11,7 @@ def plot_curves(log: dict, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from meg_phy.io import atomic_write
+    from meg_common.io import atomic_write
 
     stages = log.get("stages", {})
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))

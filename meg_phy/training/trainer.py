@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from meg_phy.io import atomic_write, atomic_write_json, read_json
+from meg_common.io import atomic_write, atomic_write_json, read_json
 from meg_phy.training import components
 from meg_phy.training.data import HELD_OUT_SEED, held_out_scenes, training_set
 
@@ -112,7 +112,7 @@ class _Trainer:
         try:
             return torch.load(path, map_location="cpu", weights_only=False)
         except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-            from meg_phy.errors import InputError
+            from meg_common.errors import InputError
 
             raise InputError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it to redo stage "
                              f"{stage}") from exc
@@ -213,7 +213,7 @@ class _Trainer:
             if start_from:
                 previous = self.load_ckpt(start_from)
                 if not previous or not previous.get("done"):
-                    from meg_phy.errors import InputError
+                    from meg_common.errors import InputError
 
                     raise InputError(f"{self.out}: stage {start_from} is not finished; run it first")
                 model.load_state_dict(previous["model"])
@@ -332,7 +332,7 @@ class _Trainer:
     def load_vae(self):
         state = self.load_ckpt("vae")
         if not state or not state.get("done"):
-            from meg_phy.errors import InputError
+            from meg_common.errors import InputError
 
             raise InputError(f"{self.out}: the VAE is not trained yet; run with --stage vae (or all) first")
         vae = components.build_vae()
@@ -483,7 +483,7 @@ class _Trainer:
 
         state = self.load_ckpt("unet")
         if not state or not state.get("done"):
-            from meg_phy.errors import InputError
+            from meg_common.errors import InputError
 
             raise InputError(f"{self.out}: the UNet is not trained yet; run with --stage unet (or all) first")
         tokenizer = components.build_tokenizer()

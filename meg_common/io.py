@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from meg_phy.errors import InputError
+from meg_common.errors import InputError
 
 
 def prepare_out_dir(path: str | os.PathLike) -> Path:

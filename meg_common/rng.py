@@ -43,7 +43,7 @@ def resolve_device(device: str | None) -> str:
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            from meg_phy.errors import InputError
+            from meg_common.errors import InputError
 
             raise InputError(f"device '{device}': CUDA is not available here; use --device cpu or leave it unset")
         return f"cuda:{dev.index if dev.index is not None else torch.cuda.current_device()}"
