@@ -1,8 +1,9 @@
 """Link-level simulation on Sionna 2: 5G LDPC / QAM / OFDM digital links and analog (value) links.
 
-    from link_models import LinkConfig, DigitalLink, AnalogLink, LinkStats
+    from link_models import LinkConfig, DigitalLink, AnalogLink, LinkStats, Link
     link = DigitalLink(LinkConfig(modulation="qpsk", k=1024, n=2048, channel="awgn", snr_db=5.0), seed=0)
     received, stats = link.send_bytes(b"hello")
+    link.reseed(7)                          # every link (link_models.link.Link): send_bytes, send_values, reseed
 
 Building blocks for other links (e.g. the over-the-air frame): `link_models.coding.build_code`,
 `link_models.modulation.build_modem`, `link_models.ofdm.build_resource_grid` / `OFDMTransport`,
@@ -12,9 +13,10 @@ The heavy classes load lazily, so `import link_models` (and `meg-phy --help`) do
 """
 
 from link_models.config import LinkConfig
+from link_models.link import Link
 from link_models.stats import LinkStats
 
-__all__ = ["LinkConfig", "LinkStats", "DigitalLink", "AnalogLink"]
+__all__ = ["LinkConfig", "LinkStats", "Link", "DigitalLink", "AnalogLink"]
 
 
 def __getattr__(name: str):

@@ -30,6 +30,8 @@ NOISE_VAR_FLOOR = 1e-12
 class AnalogLink(OFDMLink):
     """Real-valued vectors over the OFDM link, reproducible given `seed`."""
 
+    schemes = ("analog",)
+
     def build(self, cfg: LinkConfig) -> None:
         self.transport = OFDMTransport(cfg, self.device)
 

@@ -1,4 +1,7 @@
-"""What every OFDM link shares: its configuration, device, own random stream and operating point."""
+"""What every OFDM link shares: its configuration, device, own random stream and operating point.
+
+The link contract (`send_bytes`, `send_values`, `reseed`, `forward`) is `link_models.link.Link`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import torch
 from torch import nn
 
 from link_models.config import LinkConfig
+from link_models.link import check_seed, not_carried
+from link_models.stats import LinkStats
 from meg_common.errors import InputError
 from meg_common.rng import make_generator, resolve_device, sionna_rng
 
@@ -14,8 +19,11 @@ class OFDMLink(nn.Module):
     """Base of the digital and analog links: subclasses build their Sionna blocks in `build()`.
 
     The blocks are built while the link's own generator is lent to Sionna, so building a link never
-    disturbs anyone else's randomness (see meg_common.rng).
+    disturbs anyone else's randomness (see meg_common.rng). A subclass carries bytes or values
+    (`schemes`); the other call raises InputError.
     """
+
+    schemes: tuple[str, ...] = ()
 
     def __init__(self, cfg: LinkConfig, seed: int | None = 0):
         super().__init__()
@@ -30,6 +38,19 @@ class OFDMLink(nn.Module):
 
     def build(self, cfg: LinkConfig) -> None:
         raise NotImplementedError
+
+    def reseed(self, seed: int) -> None:
+        """Restart the link's random stream (noise, fading, random payloads) from `seed`.
+
+        A reseeded link repeats exactly what it did after any earlier `reseed(seed)`, whatever it sent in
+        between; the blocks drawn at construction (the random pilots) keep the construction seed."""
+        self.generator.manual_seed(check_seed(seed))
+
+    def send_bytes(self, payload: bytes) -> tuple[bytes, LinkStats]:
+        raise not_carried(self, "bytes")
+
+    def send_values(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, LinkStats]:
+        raise not_carried(self, "values")
 
     def set_operating_point(self, snr_db: float | None = None, ebno_db: float | None = None) -> None:
         """Move to another SNR (exactly one of snr_db / ebno_db), keeping the built blocks."""

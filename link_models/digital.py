@@ -42,6 +42,8 @@ class Pass:
 class DigitalLink(OFDMLink):
     """A 5G-LDPC / QAM / OFDM link configured by a LinkConfig; reproducible given `seed`."""
 
+    schemes = ("digital",)
+
     def build(self, cfg: LinkConfig) -> None:
         self.encoder, self.decoder = build_code(cfg.code, cfg.k, cfg.n, cfg.bits_per_symbol, self.device,
                                                 num_iter=cfg.ldpc_iterations)
