@@ -110,7 +110,7 @@ def _run_point(link, scheme: str, axis: str, value: float, target_errors: int, m
     from tqdm import tqdm
 
     link.set_operating_point(**{axis: value})
-    link.generator.manual_seed(seed)
+    link.reseed(seed)
     start = time.perf_counter()
     frames = 0
     bits = bit_errors = blocks = block_errors = 0
