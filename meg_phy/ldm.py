@@ -30,6 +30,14 @@ SCHEDULERS = {
     "dpm": "DPMSolverMultistepScheduler",
     "euler": "EulerDiscreteScheduler",
 }
+# What an SD 1.x/2.x folder's model_index.json may name for each component: (library, class). Only these
+# public diffusers/transformers classes are loaded; anything else is refused before any import.
+COMPONENTS = {
+    "unet": (("diffusers", "UNet2DConditionModel"),),
+    "vae": (("diffusers", "AutoencoderKL"),),
+    "text_encoder": (("transformers", "CLIPTextModel"),),
+    "tokenizer": (("transformers", "CLIPTokenizer"), ("transformers", "CLIPTokenizerFast")),
+}
 LAYOUT = ("model_index.json", "unet", "vae", "text_encoder", "tokenizer", "scheduler")
 SD_GUIDANCE = 7.5  # Stable Diffusion's usual classifier-free guidance scale
 EMBEDDED_GUIDANCE = 4.0  # the scale the embedded model is trained and evaluated for (meg_phy.training)
@@ -198,13 +206,8 @@ class SplitLDM:
     # ---- schedulers -------------------------------------------------------------------------------------
     def make_scheduler(self, name: str | None = None, config: dict[str, Any] | None = None):
         """A fresh diffusers scheduler of `name` from `config` (default: this model's)."""
-        import diffusers
-
-        name = name or self.scheduler_name
-        if name not in SCHEDULERS:
-            raise InputError(f"scheduler '{name}' is not supported; choose one of {', '.join(SCHEDULERS)}")
-        cls = getattr(diffusers, SCHEDULERS[name])
-        return cls.from_config(config if config is not None else self.scheduler_config)
+        return scheduler_class(name or self.scheduler_name).from_config(
+            config if config is not None else self.scheduler_config)
 
     @property
     def alphas_cumprod(self) -> torch.Tensor:
@@ -237,14 +240,20 @@ class SplitLDM:
         return sched.timesteps[begin:].clone(), begin
 
     def _scheduler_for(self, seed: Seed):
-        """A scheduler positioned at `seed.step`, with the seed's internal state restored."""
+        """A scheduler positioned at `seed.step`, with the seed's internal state restored (public API only).
+
+        Stateful schedulers (DPM-Solver++, Euler) take their step index from `begin_index` on their first
+        `scale_model_input`/`step` call; that is how diffusers' img2img pipeline starts mid-schedule, and
+        beginning at `begin_index + step` resumes at the seed's step the same way. `begin_index` is read
+        otherwise only by `add_noise`, which denoising never calls. DDIM is stateless (no step index).
+        """
         sched = self.make_scheduler(seed.scheduler, seed.scheduler_config)
         sched.set_timesteps(seed.num_inference_steps)
         if hasattr(sched, "set_begin_index"):
-            sched.set_begin_index(seed.begin_index)
-        if hasattr(sched, "_step_index"):
-            sched._step_index = seed.begin_index + seed.step
+            sched.set_begin_index(seed.begin_index + seed.step)
         if "model_outputs" in seed.scheduler_state:
+            # DPM-Solver++'s multistep history has no setter in diffusers: its public attributes
+            # `model_outputs` and `lower_order_nums` (reset by set_timesteps) are the least private route.
             sched.model_outputs = [None if t is None else t.to(self.device) for t in
                                    seed.scheduler_state["model_outputs"]]
             sched.lower_order_nums = int(seed.scheduler_state["lower_order_nums"])
@@ -422,24 +431,13 @@ def load_ldm(path: str | Path | None = None, device: str | torch.device | None =
     dtype = dtype or torch.float32
     _quiet_libraries()
     index = _read_json(folder / "model_index.json")
-    components = {}
-    for name in ("unet", "vae", "text_encoder", "tokenizer"):
-        entry = index.get(name)
-        if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(v, str) for v in entry)):
-            raise InputError(f"{folder / 'model_index.json'}: no [library, class] entry for '{name}'")
-        library, class_name = entry
-        try:
-            module = __import__(library, fromlist=[class_name])
-            cls = getattr(module, class_name)
-            kwargs = {"local_files_only": True} if name != "tokenizer" else {}
-            components[name] = cls.from_pretrained(folder / name, **kwargs)
-        except (ImportError, AttributeError) as exc:
-            raise InputError(f"model folder {folder}: {name} class {library}.{class_name} is unavailable "
-                             f"({_first_line(exc)})") from None
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise InputError(f"model folder {folder}: cannot load {name}/ ({_first_line(exc)}); "
-                             f"check the files there") from None
-    scheduler_config = _read_json(folder / "scheduler" / "scheduler_config.json")
+    components = {name: _load_component(folder, index, name) for name in COMPONENTS}
+    try:
+        scheduler_config = scheduler_class(scheduler).load_config(folder, subfolder="scheduler",
+                                                                  local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"model folder {folder}: cannot read scheduler/scheduler_config.json "
+                         f"({_first_line(exc)})") from None
     unet, vae, text_encoder = components["unet"], components["vae"], components["text_encoder"]
     if unet.config.in_channels != vae.config.latent_channels:
         raise InputError(f"model folder {folder}: unet takes {unet.config.in_channels} channels but the vae makes "
@@ -457,6 +455,48 @@ def load_ldm(path: str | Path | None = None, device: str | torch.device | None =
         raise InputError(f"{folder / DEFAULTS_FILE}: guidance must be a number >= 0")
     ldm.default_guidance = float(guidance)
     return ldm
+
+
+def scheduler_class(name: str):
+    """The diffusers scheduler class of a supported scheduler name."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+    if name not in SCHEDULERS:
+        raise InputError(f"scheduler '{name}' is not supported; choose one of {', '.join(SCHEDULERS)}")
+    classes = (DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler)
+    return {cls.__name__: cls for cls in classes}[SCHEDULERS[name]]
+
+
+def _load_component(folder: Path, index: dict[str, Any], name: str):
+    """One component through its own class's `from_pretrained` (local files, safetensors weights only).
+
+    The class must be one of COMPONENTS[name]: a model_index.json naming another library or class is refused
+    before anything is imported, so a model folder cannot make meg-phy run code; no pickled .bin weights.
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer, CLIPTokenizerFast
+
+    entry = index.get(name)
+    if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(v, str) for v in entry)):
+        raise InputError(f"{folder / 'model_index.json'}: no [library, class] entry for '{name}'")
+    allowed = COMPONENTS[name]
+    if tuple(entry) not in allowed:
+        expected = " or ".join(".".join(pair) for pair in allowed)
+        raise InputError(f"model folder {folder}: {name} class {'.'.join(entry)} is not supported; a Stable-Diffusion "
+                         f"1.x/2.x folder names {expected} in model_index.json")
+    cls = {c.__name__: c for c in (UNet2DConditionModel, AutoencoderKL, CLIPTextModel, CLIPTokenizer,
+                                    CLIPTokenizerFast)}[entry[1]]
+    kwargs: dict[str, Any] = {"subfolder": name, "local_files_only": True}
+    if name != "tokenizer":
+        if not any((folder / name).glob("*.safetensors")):
+            raise InputError(f"model folder {folder}: {name}/ has no .safetensors weights (pickled .bin weights "
+                             f"are not read); convert them with diffusers/transformers save_pretrained")
+        kwargs["use_safetensors"] = True
+    try:
+        return cls.from_pretrained(folder, **kwargs)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise InputError(f"model folder {folder}: cannot load {name}/ ({_first_line(exc)}); "
+                         f"check the files there") from None
 
 
 def is_default_model(ldm: SplitLDM) -> bool:
