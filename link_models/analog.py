@@ -1,13 +1,14 @@
 """The analog link: real values sent as complex symbols, returned as unbiased estimates with their noise variance.
 
-Values are scaled to unit average power (the scale and the length travel as a 64-bit header, counted in
-the statistics but not simulated), paired two per complex symbol, s = (u_2i + j u_2i+1) / sqrt(2), so the
-symbols have unit energy like the digital constellations, and sent over the same OFDM transport. With
-`repetition` R > 1 the symbol stream is sent R times (bandwidth expansion); the copies lie a whole stream
-apart, so they see different channel, and are combined with maximum-ratio weights 1 / no_eff.
+Values go through the unit-power mapping of link_models.mapping (the link normalises their power; the scale
+and the length travel as a 64-bit header, counted in the statistics but not simulated): two values per
+complex symbol, unit mean symbol energy like the digital constellations, over the same OFDM transport.
+With `repetition` R > 1 the symbol stream is sent R times (bandwidth expansion); the copies lie a whole
+stream apart, so they see different channel, and are combined with maximum-ratio weights 1 / no_eff.
 The LMMSE equaliser output is unbiased, so each value estimate is unbiased too, and its variance is the
-equaliser's effective noise variance of its symbol (per real dimension: no_eff / 2, times 2 from the
-sqrt(2) scaling), scaled back by the value scale squared.
+equaliser's effective noise variance of its symbol times the scale squared (link_models.mapping).
+`link(batch_size)` (the `sim_ber` call of every link) sends `batch_size` random N(0, 1) values:
+(values, estimates), both [batch_size].
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from link_models.base import OFDMLink
 from link_models.config import LinkConfig
+from link_models.mapping import from_symbols, power_scale, to_symbols
 from link_models.ofdm import OFDMTransport
 from link_models.stats import LinkStats
 from meg_common.errors import InputError
@@ -43,28 +45,33 @@ class AnalogLink(OFDMLink):
     def random_values(self, num: int) -> torch.Tensor:
         return torch.randn(num, generator=self.generator, device=self.device)
 
-    def forward(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, LinkStats]:
-        return self.send_values(values)
+    def forward(self, batch_size: int, ebno_db: float | torch.Tensor | None = None,
+                snr_db: float | torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`batch_size` random N(0, 1) values through the link: (values, estimates), both [batch_size].
+
+        The call every link shares (Sionna's `sim_ber` signature). Values carry no information bits:
+        `ebno_db` converts to Es/N0 with the configured modulation and code rate, as LinkConfig does;
+        `snr_db` (Es/N0 per resource element) is the one that means what the values see."""
+        if ebno_db is not None or snr_db is not None:
+            self.set_operating_point(snr_db=None if snr_db is None else float(snr_db),
+                                     ebno_db=None if ebno_db is None else float(ebno_db))
+        values = self.random_values(int(batch_size))
+        return values, self.send_values(values)[0]
 
     @torch.no_grad()
     def send_values(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, LinkStats]:
         """values: 1-D real tensor -> (estimates, per-value noise variance, stats); same shape as values."""
         values = self._check(values)
         num = values.numel()
-        scale = values.double().square().mean().sqrt().float()  # sent as float32 in the header
-        if scale == 0:
-            scale = torch.ones((), device=self.device)
-        u = torch.nn.functional.pad(values.float() / scale, (0, num % 2))
-        s = torch.complex(u[0::2], u[1::2]) / math.sqrt(2)
+        scale = power_scale(values)  # sent as float32 in the header
+        s = to_symbols(values.float(), scale)
         reps = self.cfg.repetition
         with sionna_rng(self.generator):
             x_hat, no_eff, frames = self.transport(s.repeat(reps), self.no)
         weights = 1.0 / no_eff.clamp(min=NOISE_VAR_FLOOR).reshape(reps, -1)
         s_hat = (weights * x_hat.reshape(reps, -1)).sum(0) / weights.sum(0)
-        var = 1.0 / weights.sum(0)  # complex-symbol variance == per-value variance of u (see module doc)
-        u_hat = torch.view_as_real(s_hat).reshape(-1) * math.sqrt(2)
-        estimates = (u_hat[:num].to(values.dtype) * scale.to(values.dtype))
-        noise_var = (var.repeat_interleave(2)[:num] * scale.square()).to(values.dtype)
+        var = 1.0 / weights.sum(0)  # complex-symbol variance == per-value variance of u (link_models.mapping)
+        estimates, noise_var = from_symbols(s_hat, scale, num, var, dtype=values.dtype)
         sq_error = float((s_hat - s).abs().square().sum())
         t = self.transport
         stats = LinkStats(
