@@ -1,0 +1,211 @@
+"""Measure BLER against SNR for every 5G NR MCS with the project's DigitalLink and write the JSON table that
+`link_models.mcs.LinkAdaptation` uses.
+
+    python scripts/make_bler_table.py --out link_models/data/bler_table.json
+
+Link: 5G LDPC with k = round(R n) for the MCS code rate R and n (default 3072) coded bits, the MCS
+modulation, AWGN, perfect CSI, the default OFDM grid; SNR is Es/N0 per resource element (`snr_db`).
+Equal rows of different tables (same modulation and rate) share one curve. Codes with R < 1/5 (5G repeats
+coded bits, which the link cannot) are measured at rate 1/5 with the same k and shifted by the repetition
+gain 10 log10(n / 5k) dB (chase combining of the repeated bits with uniform repetition: slightly optimistic;
+recorded as method "repetition-shift").
+
+Scan per curve, on a 0.5 dB grid starting at the Shannon threshold 10 log10(2^(m R) - 1) rounded up:
+down while BLER < 0.95, then up until BLER <= 0.01. A point stops at --target-errors block errors or
+--max-codewords codewords; a point where the whole first pass fails is recorded as BLER 1 at once.
+The file is rewritten atomically after every point; run the same command again to resume (each point has
+its own random stream, derived from --seed, the curve and the SNR, so a resumed run gives the same numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("MPLCONFIGDIR", "/tmp/mpl")
+
+from meg_common.cli import number_list  # noqa: E402
+from meg_common.errors import InputError  # noqa: E402
+from meg_common.io import atomic_write_json, read_json  # noqa: E402
+from meg_common.provenance import versions  # noqa: E402
+
+STEP_DB = 0.5
+BLER_HIGH, BLER_LOW = 0.95, 0.01
+MAX_SPAN_DB = 15.0
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("link_models/data/bler_table.json"))
+    p.add_argument("--tables", type=number_list("--tables"), default=[1, 2],
+                   help="TS 38.214 MCS tables (1, 2, 3); default 1,2")
+    p.add_argument("--mcs", type=number_list("--mcs"), default=None,
+                   help="only these MCS indices (default: all of each table)")
+    p.add_argument("--n", type=int, default=3072, help="coded bits per codeword (default 3072)")
+    p.add_argument("--target-errors", type=int, default=100)
+    p.add_argument("--max-codewords", type=int, default=2000)
+    p.add_argument("--decoder", choices=("auto", "fast", "sionna"), default="auto",
+                   help="LDPC decoder: fast (numba) when LinkConfig has it, else Sionna's (auto)")
+    p.add_argument("--ldpc-iterations", type=int, default=20)
+    p.add_argument("--batch", type=int, default=32, help="OFDM frames per batched pass")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def decoder_setting(choice: str) -> str | None:
+    """The LinkConfig.decoder value to use, or None where LinkConfig has no such field (Sionna's decoder)."""
+    from link_models.config import LinkConfig
+
+    has = "decoder" in LinkConfig.__dataclass_fields__
+    if choice == "fast" and not has:
+        raise InputError("this LinkConfig has no 'decoder' field (no fast decoder yet); use --decoder sionna")
+    if not has:
+        return None
+    return "sionna" if choice == "sionna" else "fast"
+
+
+def settings_of(args, decoder: str | None) -> dict:
+    return {"channel": "awgn", "estimator": "perfect", "snr": "Es/N0 per resource element (dB)", "n": args.n,
+            "target_errors": args.target_errors, "max_codewords": args.max_codewords,
+            "decoder": decoder or "sionna", "ldpc_iterations": args.ldpc_iterations, "seed": args.seed,
+            "step_db": STEP_DB, "bler_high": BLER_HIGH, "bler_low": BLER_LOW}
+
+
+def curve_plan(m, n: int) -> dict:
+    """How the curve of MCS `m` is measured: link (k, n) and the SNR shift for repetition."""
+    from link_models.mcs import LDPC_RATE_MIN
+
+    n = n // m.bits_per_symbol * m.bits_per_symbol
+    k = round(m.code_rate * n)
+    plan = {"modulation": m.modulation, "bits_per_symbol": m.bits_per_symbol, "code_rate": m.code_rate,
+            "spectral_efficiency": m.spectral_efficiency, "shannon_snr_db": m.shannon_snr_db, "k": k, "n": n,
+            "link_k": k, "link_n": n, "snr_shift_db": 0.0, "method": "measured"}
+    if m.code_rate < LDPC_RATE_MIN:
+        link_n = math.ceil(5 * k / m.bits_per_symbol) * m.bits_per_symbol
+        plan.update(link_n=link_n, snr_shift_db=10 * math.log10(n / link_n), method="repetition-shift")
+    return plan
+
+
+def point_seed(seed: int, key: str, snr_db: float) -> int:
+    digest = hashlib.sha256(f"{seed}|{key}|{snr_db:.2f}".encode()).digest()
+    return int.from_bytes(digest[:7], "little")
+
+
+def measure(link, plan: dict, snr_db: float, seed: int, args) -> dict:
+    """One SNR point: passes of random codewords until target errors / max codewords / a first pass all lost."""
+    link_snr = snr_db + plan["snr_shift_db"]  # the rate-1/5 link sees the repetition gain
+    link.set_operating_point(snr_db=link_snr)
+    (link.reseed if hasattr(link, "reseed") else link.generator.manual_seed)(seed)
+    step = link.codewords_per_batch
+    codewords = errors = 0
+    start = time.perf_counter()
+    while errors < args.target_errors and codewords < args.max_codewords:
+        num = min(step, args.max_codewords - codewords)
+        bits, bits_hat = link(num)
+        errors += int((bits != bits_hat).any(dim=1).sum())
+        codewords += num
+        if errors == codewords:  # the whole first pass(es) lost: BLER 1, no need for more
+            break
+    return {"snr_db": round(snr_db, 2), "codewords": codewords, "block_errors": errors,
+            "bler": errors / codewords, "wall_s": round(time.perf_counter() - start, 2)}
+
+
+def scan(key: str, plan: dict, store: dict, save, args, decoder: str | None, bar) -> None:
+    """Measure the curve `key` into store['curves'][key], saving after every point."""
+    from link_models import DigitalLink, LinkConfig
+
+    curve = store["curves"].setdefault(key, {**plan, "points": [], "done": False})
+    if curve["done"]:
+        return
+    fields = {"decoder": decoder} if decoder else {}
+    cfg = LinkConfig(modulation=plan["modulation"], code="ldpc", k=plan["link_k"], n=plan["link_n"],
+                     channel="awgn", estimator="perfect", snr_db=0.0, batch=args.batch,
+                     ldpc_iterations=args.ldpc_iterations, device="cpu", **fields)
+    link = DigitalLink(cfg, seed=args.seed)
+    start = math.ceil(plan["shannon_snr_db"] / STEP_DB) * STEP_DB
+
+    def at(snr_db: float) -> float:
+        snr_db = round(snr_db, 2)
+        done = {p["snr_db"]: p for p in curve["points"]}
+        if snr_db not in done:
+            bar.set_postfix_str(f"{key} at {snr_db:+.1f} dB")
+            done[snr_db] = measure(link, plan, snr_db, point_seed(args.seed, key, snr_db), args)
+            curve["points"] = sorted(done.values(), key=lambda p: p["snr_db"])
+            save()
+        return done[snr_db]["bler"]
+
+    snr = start
+    while at(snr) < BLER_HIGH and snr > start - MAX_SPAN_DB:
+        snr -= STEP_DB
+    snr = start
+    while at(snr) > BLER_LOW and snr < start + MAX_SPAN_DB:
+        snr += STEP_DB
+    curve["done"] = True
+    save()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from link_models.mcs import mcs_table
+
+    if args.n < 24 or args.target_errors < 1 or args.max_codewords < 1:
+        raise InputError("--n must be >= 24, --target-errors and --max-codewords >= 1")
+    decoder = decoder_setting(args.decoder)
+    settings = settings_of(args, decoder)
+    store = {"about": "BLER vs Es/N0 per MCS, measured with link_models.DigitalLink; see scripts/make_bler_table.py",
+             "command": "python scripts/make_bler_table.py " + " ".join(sys.argv[1:]),
+             "settings": settings, "versions": versions(), "curves": {}, "tables": {}, "mcs": {}}
+    if args.out.is_file():
+        saved = read_json(args.out)
+        differ = sorted(k for k in settings | saved.get("settings", {})
+                        if settings.get(k) != saved.get("settings", {}).get(k))
+        if differ:
+            raise InputError(f"{args.out} was made with other settings ({', '.join(differ)}); use another "
+                             "--out or delete it to start over")
+        store["curves"] = saved.get("curves", {})
+        store["tables"] = saved.get("tables", {})
+        store["mcs"] = saved.get("mcs", {})
+
+    todo: dict[str, dict] = {}
+    for table in args.tables:
+        for m in mcs_table(int(table)):
+            if args.mcs is not None and m.index not in {int(i) for i in args.mcs}:
+                continue
+            store["tables"].setdefault(str(m.table), {})[str(m.index)] = m.key
+            store["mcs"].setdefault(str(m.table), {})[str(m.index)] = m.to_dict()
+            todo.setdefault(m.key, curve_plan(m, args.n))
+    ordered = sorted(todo.items(), key=lambda kv: kv[1]["spectral_efficiency"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save():
+        atomic_write_json(args.out, store)
+
+    save()
+    bar = tqdm(ordered, desc="BLER table", unit="curve", disable=args.no_progress)
+    for key, plan in bar:
+        scan(key, plan, store, save, args, decoder, bar)
+    bar.close()
+    done = sum(store["curves"][k]["done"] for k in todo)
+    print(f"{args.out}: {done} of {len(todo)} curves done ({settings['decoder']} decoder, n={args.n})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
