@@ -19,20 +19,26 @@ so an asymmetric setup (strong downlink, weak uplink, one far ES) is a few lines
     [hops.UE-ES1-prompt]     # one hop: SRC-DST-PAYLOAD
     max_attempts = 8
 
-Unknown keys and bad values raise InputError with one line naming the key and the allowed values.
+Unknown keys and bad values raise InputError with one line naming the key and the allowed values. Values are
+typed by the field annotations (meg_common.config). The `config` table of a result.json is a RunConfig too
+(`directions` holds the [uplink]/[downlink]/[backhaul] tables), so `meg-phy run --config runs/x/result.json`
+runs the same configuration again.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import math
 import re
-import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meg_common import validate
+from meg_common.config import ConfigMixin, Lowercase, read_config_file
 from meg_common.errors import InputError
+
+if TYPE_CHECKING:
+    from link_models.config import LinkConfig
 
 SCHEMES = ("analog", "digital")
 MODULATIONS = ("bpsk", "qpsk", "16qam", "64qam", "256qam")
@@ -49,20 +55,20 @@ HOP_NAME = re.compile(r"(UE|ES[1-4])-(UE|ES[1-4])(-(seed|sketch|image|prompt))?"
 
 
 @dataclass(frozen=True)
-class LinkSpec:
+class LinkSpec(ConfigMixin):
     """How one hop transmits: the scheme and everything the link model (or radio) needs."""
 
-    scheme: str = "analog"
+    scheme: Lowercase = "analog"
     """analog: values mapped straight onto symbols; digital: bytes through 5G LDPC + QAM. Prompts are always digital."""
-    channel: str = "awgn"
+    channel: Lowercase = "awgn"
     snr_db: float = 10.0
     """Es/N0 per resource element, dB (the link models' definition)."""
-    modulation: str = "qpsk"
+    modulation: Lowercase = "qpsk"
     code_rate: float = 0.5
     """LDPC rate k/n for digital hops; k is rounded to a whole number of bits."""
     codeword_bits: int = 1024
     """LDPC codeword length n."""
-    estimator: str = "ls"
+    estimator: Lowercase = "ls"
     subcarrier_spacing_khz: float = 30.0
     fft_size: int = 12
     """Subcarriers (one 5G resource block by default: small payloads fill their frames)."""
@@ -91,21 +97,35 @@ class LinkSpec:
         """LDPC k for this rate and codeword length."""
         return int(round(self.codeword_bits * self.code_rate))
 
+    def link_config(self) -> LinkConfig:
+        """The link_models configuration of this hop: the one place a hop's settings become a LinkConfig, for
+        simulated links and radio links alike (the ideal channel is noiseless: snr_db = inf)."""
+        from link_models.config import LinkConfig
+
+        return LinkConfig(modulation=self.modulation, code="ldpc", k=self.info_bits, n=self.codeword_bits,
+                          channel=self.channel, estimator=self.estimator,
+                          snr_db=math.inf if self.channel == "ideal" else float(self.snr_db),
+                          fft_size=self.fft_size, num_ofdm_symbols=self.num_ofdm_symbols,
+                          subcarrier_spacing_khz=self.subcarrier_spacing_khz, cp_length=self.cp_length)
+
     def ideal(self) -> LinkSpec:
         """The same hop with a noiseless channel (for the reference run)."""
         return replace(self, channel="ideal", estimator="perfect")
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    """Everything one protocol run depends on; `to_dict()` is what result.json records."""
+class RunConfig(ConfigMixin):
+    """Everything one protocol run depends on; `to_dict()` is what result.json records as `config`.
+
+    Frozen: derived configurations are new objects (`validate`, `resolved`, `ideal`, `with_link`).
+    """
 
     protocol: str = "EIUG"
     prompt: str | None = None
     """Text prompt; None: a default from the embedded vocabulary (see flowgraphs.task)."""
     image: str | None = None
     """Input image file; None: a scene rendered from meg_phy.scenes that differs from the prompt."""
-    image_at: str = "ue"
+    image_at: Lowercase = "ue"
     """Who holds the input image: 'ue' (the case study; protocols that need it at an ES upload it) or 'es'."""
     strength: float = 0.75
     steps: int = 20
@@ -115,15 +135,15 @@ class RunConfig:
     n_es: int = 2
     split: float = 0.5
     """Fraction of the denoising steps done before the seed changes hands (EIUG, DIUG, CIAG's first handoff)."""
-    resume: str = "channel-aware"
+    resume: Lowercase = "channel-aware"
     """How a receiver resumes from a noisy analog seed: 'channel-aware' or 'naive' (at the original step)."""
-    seed_format: str = "int8"
+    seed_format: Lowercase = "int8"
     """Quantisation of digital seeds (meg_phy.codecs.seed)."""
-    side_info: str = "session"
+    side_info: Lowercase = "session"
     """Analog payloads: 'session' (shape, schedule, sizes agreed in advance; the value scale travels in the
     analog link's accounted header) or 'link' (the codec's side information sent digitally on the same hop,
     its cost added to the hop)."""
-    image_format: str = "webp"
+    image_format: Lowercase = "webp"
     image_quality: int = 75
     sketch_steps: int = 4
     """Denoising steps an ES spends on a sketch (fewer steps = rougher sketch)."""
@@ -134,17 +154,55 @@ class RunConfig:
     tile_overlap: int = 2
     """Overlap in latent pixels between the tiles of the parallel protocols."""
     model: str | None = None
-    radio: str = "link"
-    """'link': link_models simulation; 'sim' / 'pluto': flowgraphs.radio_link over a simulated or real radio."""
+    radio: Lowercase = "link"
+    """'link': link_models simulation; 'sim' / 'pluto': a radio link over a simulated or real radio."""
     uri: str | None = None
     link: LinkSpec = field(default_factory=LinkSpec)
     directions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Overrides per direction ([uplink], [downlink], [backhaul]): LinkSpec keys, typed."""
     hops: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Overrides per link (SRC-DST) or hop (SRC-DST-PAYLOAD): LinkSpec keys, typed."""
 
-    def validate(self) -> RunConfig:
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "config", options: dict[str, Any] | None = None,
+                  check_files: bool = True) -> RunConfig:
+        """A validated RunConfig from the layout of a run TOML (or the `config` of a result.json), with
+        `options` (None = not given; link keys go to [link]) on top. `check_files=False` skips checking
+        that the input image exists (for reading old results)."""
+        data = _table(data, where)
+        link_data = _table(data.pop("link", {}), "[link]")
+        directions = {d: _table(t, f"[{d}]") for d, t in _table(data.pop("directions", {}), "directions").items()}
+        directions.update({d: _table(data.pop(d), f"[{d}]") for d in DIRECTIONS if d in data})
+        hops = {n: _table(t, f"[hops.{n}]") for n, t in _table(data.pop("hops", {}), "[hops]").items()}
+        link_keys = set(LinkSpec.field_names())
+        run_keys = set(cls.field_names()) - {"link", "directions", "hops"}
+        for key in data:
+            if key not in run_keys:
+                raise InputError(f"{where}: unknown key {key!r}; known: {', '.join(sorted(run_keys | link_keys))}, "
+                                 f"tables [link], [uplink], [downlink], [backhaul], [hops.NAME]")
+        for key, value in (options or {}).items():
+            if value is None:
+                continue
+            if key in link_keys:
+                link_data[key] = value
+            elif key in run_keys:
+                data[key] = value
+            else:
+                raise InputError(f"option {key!r} is not a run setting")
+        for name in hops:
+            if not HOP_NAME.fullmatch(name):
+                raise InputError(f"config [hops.{name}]: not a hop name; use SRC-DST or SRC-DST-PAYLOAD, "
+                                 f"e.g. [hops.UE-ES1] or [hops.ES2-UE-seed] (payload: seed, sketch, image, prompt)")
+        config = cls(link=LinkSpec.from_dict(link_data, where="config [link]"),
+                     directions={d: _overrides(o, f"[{d}]") for d, o in directions.items()},
+                     hops={n: _overrides(o, f"[hops.{n}]") for n, o in hops.items()},
+                     **cls.coerce_fields(data, where, partial=True))
+        return config.validate(check_files=check_files)
+
+    def validate(self, check_files: bool = True) -> RunConfig:
+        """This configuration checked, with the protocol name in its canonical form (a new object)."""
         from flowgraphs.protocols import canonical_name
 
-        object.__setattr__(self, "protocol", canonical_name(self.protocol))
         validate.choice("image_at", self.image_at, IMAGE_PLACES, where="run")
         validate.choice("resume", self.resume, RESUME_MODES, where="run")
         validate.choice("seed_format", self.seed_format, SEED_FORMATS, where="run")
@@ -163,7 +221,7 @@ class RunConfig:
         validate.integer("sketch_scale", self.sketch_scale, 1, 8, where="run")
         validate.number("sketch_strength", self.sketch_strength, 0.05, 1.0, where="run")
         validate.integer("tile_overlap", self.tile_overlap, 0, 16, where="run")
-        if self.image is not None and not Path(self.image).is_file():
+        if check_files and self.image is not None and not Path(self.image).is_file():
             raise InputError(f"image {self.image!r}: no such file; give a PNG/JPEG path or leave it out for a rendered scene")
         if self.radio == "pluto" and not self.uri:
             raise InputError("radio 'pluto' needs a uri (e.g. --uri ip:192.168.2.1)")
@@ -172,11 +230,16 @@ class RunConfig:
             validate.choice("direction", direction, DIRECTIONS, where="run")
             _apply(self.link, over, f"[{direction}]")
         for name, over in self.hops.items():
-            if not HOP_NAME.fullmatch(name):
-                raise InputError(f"config [hops.{name}]: not a hop name; use SRC-DST or SRC-DST-PAYLOAD, "
-                                 f"e.g. [hops.UE-ES1] or [hops.ES2-UE-seed] (payload: seed, sketch, image, prompt)")
             _apply(self.link, over, f"[hops.{name}]")
-        return self
+        return replace(self, protocol=canonical_name(self.protocol))
+
+    def resolved(self) -> RunConfig:
+        """The configuration a run actually uses: canonical protocol name; single-ES protocols use ES1 only,
+        whatever n_es says. This is what result.json records."""
+        from flowgraphs.protocols import SINGLE_ES, canonical_name
+
+        protocol = canonical_name(self.protocol)
+        return replace(self, protocol=protocol, n_es=1 if protocol in SINGLE_ES else self.n_es)
 
     def hop_spec(self, name: str, direction: str) -> LinkSpec:
         """The link configuration of hop SRC-DST-PAYLOAD: [link] < [direction] < [hops.SRC-DST] < [hops.NAME]."""
@@ -196,49 +259,29 @@ class RunConfig:
                        directions={d: {k: v for k, v in o.items() if k not in strip} for d, o in self.directions.items()},
                        hops={h: {k: v for k, v in o.items() if k not in strip} for h, o in self.hops.items()})
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 def load_config(path: str | Path | None = None, **options: Any) -> RunConfig:
-    """RunConfig from an optional TOML file, then CLI `options` (None = not given) on top; validated."""
+    """RunConfig from an optional file, then CLI `options` (None = not given) on top; validated.
+
+    The file is a run TOML, a RunConfig saved as JSON, or a result.json (its `config` is replayed).
+    """
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
+        if not p.is_file():
+            raise InputError(f"--config {p}: no such file")
         try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"--config {p}: no such file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(f"--config {p}: not valid TOML ({exc})") from None
+            data = read_config_file(p)
+        except InputError as exc:
+            raise InputError(f"--config {exc}") from None
+        if isinstance(data.get("config"), dict) and "protocol" in data:  # a result.json: run its configuration
+            data = data["config"]
     return config_from_dict(data, **options)
 
 
 def config_from_dict(data: dict[str, Any], **options: Any) -> RunConfig:
     """Build a validated RunConfig from TOML-like data plus option overrides (link keys go to [link])."""
-    data = dict(data)
-    link_data = _table(data.pop("link", {}), "[link]")
-    directions = {d: _table(data.pop(d), f"[{d}]") for d in DIRECTIONS if d in data}
-    hops = {n: _table(t, f"[hops.{n}]") for n, t in _table(data.pop("hops", {}), "[hops]").items()}
-    link_keys = {f.name for f in fields(LinkSpec)}
-    run_keys = {f.name for f in fields(RunConfig)} - {"link", "directions", "hops"}
-    for key in data:
-        if key not in run_keys:
-            raise InputError(f"config: unknown key {key!r}; known: {', '.join(sorted(run_keys | link_keys))}, "
-                             f"tables [link], [uplink], [downlink], [backhaul], [hops.NAME]")
-    for key, value in options.items():
-        if value is None:
-            continue
-        if key in link_keys:
-            link_data[key] = value
-        elif key in run_keys:
-            data[key] = value
-        else:
-            raise InputError(f"option {key!r} is not a run setting")
-    link = _apply(LinkSpec(), link_data, "[link]")
-    for key, value in data.items():
-        data[key] = _coerce(RunConfig, key, value, "config")
-    return RunConfig(link=link, directions=directions, hops=hops, **data).validate()
+    return RunConfig.from_dict(data, options=options)
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:
@@ -247,35 +290,10 @@ def _table(value: Any, where: str) -> dict[str, Any]:
     return dict(value)
 
 
+def _overrides(overrides: dict[str, Any], where: str) -> dict[str, Any]:
+    """Link overrides of one table, typed by LinkSpec's annotations (only the keys given)."""
+    return LinkSpec.coerce_fields(overrides, f"config {where}", partial=True)
+
+
 def _apply(spec: LinkSpec, overrides: dict[str, Any], where: str) -> LinkSpec:
-    known = {f.name for f in fields(LinkSpec)}
-    for key in overrides:
-        if key not in known:
-            raise InputError(f"config {where}: unknown key {key!r}; link keys: {', '.join(sorted(known))}")
-    typed = {k: _coerce(LinkSpec, k, v, f"config {where}") for k, v in overrides.items()}
-    return replace(spec, **typed).validate(where)
-
-
-def _coerce(cls: type, key: str, value: Any, where: str) -> Any:
-    """Check a TOML/CLI value against the field's type; lower-case the string choices."""
-    kind = {f.name: f.type for f in fields(cls)}[key]
-    kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
-    if value is None:
-        if "None" in kind:
-            return None
-        raise InputError(f"{where}: {key} needs a value")
-    if kind.startswith("int"):
-        if isinstance(value, bool) or not isinstance(value, int | float) or float(value) != int(value):
-            raise InputError(f"{where}: {key} = {value!r}: expected a whole number")
-        return int(value)
-    if kind.startswith("float"):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InputError(f"{where}: {key} = {value!r}: expected a number")
-        return float(value)
-    if kind.startswith("str"):
-        if not isinstance(value, str):
-            raise InputError(f"{where}: {key} = {value!r}: expected text")
-        return value if key in ("prompt", "image", "model", "uri", "protocol") else value.lower()
-    return value
-
-
+    return replace(spec, **_overrides(overrides, where)).validate(where)

@@ -2,8 +2,9 @@
 
 A hop moves bytes (digital) or real values (analog) through a link object that has the link_models
 interface: `send_bytes(bytes) -> (bytes, stats)` and `send_values(tensor) -> (est, noise_var, stats)`.
-That is a `link_models.DigitalLink` / `AnalogLink` (simulation) or a `flowgraphs.radio_link.RadioLink`
-(over the air); the hop does not care which.
+That is a `link_models.DigitalLink` / `AnalogLink` (simulation) or a radio link (over the air); the hop
+does not care which. It gets its link from a `LinkFactory` (spec, seed) -> link, normally `Session.link`,
+which hands out a link built once per configuration and reseeded for this hop.
 
 Digital payloads carry a CRC: the hop hands what arrived to the payload's decoder, and when the decoder
 rejects it the payload is sent again, up to `max_attempts` tries in all, every try counted on air. If the
@@ -17,7 +18,6 @@ import math
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from functools import lru_cache
 from typing import Any, TypeVar
 
 import torch
@@ -158,35 +158,32 @@ def direction_of(src: str, dst: str) -> str:
     raise InputError(f"no hop from {src} to {dst}; hops join the UE and an ES, or two different ESs")
 
 
-def simulated_link(spec: LinkSpec, seed: int):
-    """A link_models link for this hop's configuration, seeded with `seed`.
+def build_link(spec: LinkSpec):
+    """A new link_models link for this hop's configuration (`spec.link_config()`), its pilots drawn with seed 0.
 
-    Building a link (Sionna's 5G LDPC code above all) costs more than sending a small payload through it, so
-    links are built once per configuration (their pilots drawn with seed 0) and handed out again with a fresh
-    generator for every hop, so what a hop gets depends only on its configuration and seed (tested).
+    Building a link (Sionna's 5G LDPC code above all) costs more than sending a small payload through it:
+    `flowgraphs.session.Session.link` builds one per configuration and reseeds it for every hop.
     """
-    from meg_common.rng import make_generator
+    from link_models import AnalogLink, DigitalLink
 
-    link = _built_link(_link_config_key(spec))
-    link.generator = make_generator(seed, link.device)
+    return (AnalogLink if spec.scheme == "analog" else DigitalLink)(spec.link_config(), seed=0)
+
+
+def reseed(link: Any, seed: int) -> Any:
+    """Point a (reused) link's randomness at `seed`, so what a hop gets depends only on its configuration
+    and seed (tested). Links with a `reseed` method do it themselves; the others get a fresh generator."""
+    if hasattr(link, "reseed"):
+        link.reseed(seed)
+    else:
+        from meg_common.rng import make_generator
+
+        link.generator = make_generator(seed, link.device)
     return link
 
 
-def _link_config_key(spec: LinkSpec) -> tuple:
-    return (spec.scheme, spec.modulation, spec.info_bits, spec.codeword_bits, spec.channel, spec.estimator,
-            math.inf if spec.channel == "ideal" else float(spec.snr_db), spec.fft_size, spec.num_ofdm_symbols,
-            spec.subcarrier_spacing_khz, spec.cp_length)
-
-
-@lru_cache(maxsize=64)
-def _built_link(key: tuple):
-    from link_models import AnalogLink, DigitalLink, LinkConfig
-
-    scheme, modulation, k, n, channel, estimator, snr_db, fft_size, symbols, scs, cp = key
-    cfg = LinkConfig(modulation=modulation, code="ldpc", k=k, n=n, channel=channel, estimator=estimator,
-                     snr_db=snr_db, fft_size=fft_size, num_ofdm_symbols=symbols, subcarrier_spacing_khz=scs,
-                     cp_length=cp)
-    return (AnalogLink if scheme == "analog" else DigitalLink)(cfg, seed=0)
+def simulated_link(spec: LinkSpec, seed: int):
+    """A link for one hop, built anew and seeded with `seed` (the same draws as a session's reused link)."""
+    return reseed(build_link(spec), seed)
 
 
 def _stats_dict(stats: Any) -> dict[str, Any]:

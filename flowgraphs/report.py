@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from meg_common.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from meg_common.provenance import versions
+from meg_common.io import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    from flowgraphs.result import RunResult
 
 
 def png_bytes(image: torch.Tensor, scale: int = 1) -> bytes:
@@ -52,48 +54,50 @@ def labelled_grid_png(rows: list[list[torch.Tensor]], column_titles: list[str], 
     return buf.getvalue()
 
 
-def write_run(out: Path, result: dict[str, Any], image: torch.Tensor, reference: torch.Tensor) -> None:
-    """The four files of `meg-phy run` (each written atomically)."""
-    atomic_write_bytes(out / "output.png", png_bytes(image))
-    atomic_write_bytes(out / "reference.png", png_bytes(reference))
-    atomic_write_json(out / "result.json", {**result, "versions": versions()})
+def write_run(out: Path, result: RunResult, image: torch.Tensor, reference: torch.Tensor) -> None:
+    """The four files of `meg-phy run` (each written atomically): the images under the names in
+    `result.images`, result.json and report.md."""
+    atomic_write_bytes(out / result.images.get("output", "output.png"), png_bytes(image))
+    atomic_write_bytes(out / result.images.get("reference", "reference.png"), png_bytes(reference))
+    result.save(out / "result.json")
     atomic_write_text(out / "report.md", run_markdown(result))
 
 
-def run_markdown(result: dict[str, Any]) -> str:
+def run_markdown(result: RunResult) -> str:
     """A readable account of one run: the task, every hop, compute per node, quality, totals."""
-    cfg, task, q, totals = result["config"], result["task"], result["quality"], result["totals"]
-    link = cfg["link"]
+    cfg, task, q, totals = result.config, result.task, result.quality, result.totals
+    link = cfg.link
     lines = [
-        f"# {result['protocol']} run",
+        f"# {result.protocol} run",
         "",
-        f"Task: text-guided image-to-image, prompt \"{task['prompt']}\", input {task['input_image']}, "
-        f"{task['steps']} steps at strength {task['strength']}, guidance {task['guidance']}, seed {task['seed']}; "
-        f"{cfg['n_es']} ES; input image held by the {cfg['image_at'].upper()}.",
-        f"Default link: {link['scheme']}, {link['channel']}, SNR {link['snr_db']} dB, {link['modulation']}, "
-        f"LDPC rate {link['code_rate']}; resume: {cfg['resume']}.",
+        f"Task: text-guided image-to-image, prompt \"{task.prompt}\", input {task.input_image}, "
+        f"{task.steps} steps at strength {task.strength}, guidance {task.guidance}, seed {task.seed}; "
+        f"{cfg.n_es} ES; input image held by the {cfg.image_at.upper()}.",
+        f"Default link: {link.scheme}, {link.channel}, SNR {link.snr_db} dB, {link.modulation}, "
+        f"LDPC rate {link.code_rate}; resume: {cfg.resume}.",
         "",
-        "![output](output.png) ![reference](reference.png)",
+        f"![output]({result.images.get('output', 'output.png')}) "
+        f"![reference]({result.images.get('reference', 'reference.png')})",
         "",
         "## Hops",
         "",
         "| hop | payload | scheme | channel | bits | symbols | airtime (ms) | SNR (dB) | est. SNR (dB) | BER | BLER | noise var | tries | delivered |",
         "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for h in result["hops"]:
+    for h in (record.to_dict() for record in result.hops):
         lines.append(f"| {h['name']} | {h['payload']} | {h['scheme']} | {h['channel']} | {_n(h['bits'])} | "
                      f"{h['symbols']} | {h['airtime_s'] * 1e3:.3f} | {_n(h['snr_db'])} | {_n(h['snr_est_db'])} | "
                      f"{_n(h['ber'])} | {_n(h['bler'])} | {_n(h['noise_var'])} | {h['attempts']} | "
                      f"{'yes' if h['delivered'] else '**no**'} |")
     lines += ["", "## Compute", "", "| node | denoising steps | seconds |", "|---|---:|---:|"]
-    for node, c in result["compute"].items():
+    for node, c in result.compute.items():
         lines.append(f"| {node} | {c['steps']} | {c['seconds']:.3f} |")
     ratio = totals.get("symbols_ratio_to_centralized")
-    base = result.get("baseline", {}).get("totals", {})
+    base = (result.baseline or {}).get("totals", {})
     lines += [
         "", "## Quality (against the noiseless reference: same task, ideal links)", "",
-        f"- prompt match: {_yes(q['prompt_match'])} (reference: {_yes(result.get('reference', {}).get('prompt_match'))})",
-        f"- PSNR: {_n(q['psnr_db'])} dB, SSIM: {_n(q['ssim'])}",
+        f"- prompt match: {_yes(q.prompt_match)} (reference: {_yes((result.reference or {}).get('prompt_match'))})",
+        f"- PSNR: {_n(q.psnr_db)} dB, SSIM: {_n(q.ssim)}",
         "", "## On air", "",
         f"- {totals['bits']} bits, {totals['symbols']} channel symbols, {totals['airtime_s'] * 1e3:.3f} ms",
         f"- CENTRALIZED on the same task and links: {base.get('symbols', 'n/a')} symbols; "

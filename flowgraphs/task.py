@@ -2,13 +2,12 @@
 
 When no image is given, one is rendered from `meg_phy.scenes` with the prompt's attributes except the
 colour (the next colour of the vocabulary), so the edit the prompt asks for is visible. When no prompt is
-given, DEFAULT_PROMPT is used. The model is loaded once per process and shared (it is read-only).
+given, DEFAULT_PROMPT is used. The model comes from the run's Session (loaded once per session, read-only).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import torch
@@ -35,8 +34,9 @@ class Task:
     guidance: float
 
 
-def make_task(config) -> Task:
-    """The task of a RunConfig: prompt, input image and model."""
+def make_task(config, session=None) -> Task:
+    """The task of a RunConfig: prompt, input image and model (from `session`; None: a new Session)."""
+    from flowgraphs.session import Session
     from meg_phy import scenes
     from meg_phy.images import resize
 
@@ -47,7 +47,7 @@ def make_task(config) -> Task:
         if _is_default_model(config.model):
             raise
         attrs = None
-    ldm = load_model(config.model)
+    ldm = (session or Session()).model(config.model)
     if config.image is not None:
         image = _load_image(config.image, ldm)
         source = f"file:{config.image}"
@@ -61,22 +61,6 @@ def make_task(config) -> Task:
     guidance = ldm.default_guidance if config.guidance is None else config.guidance
     return Task(prompt=prompt, image=image, image_source=source, ldm=ldm, seed=config.seed,
                 steps=config.steps, strength=config.strength, guidance=guidance)
-
-
-@cache
-def load_model(path: str | None):
-    """The split LDM at `path` (None: the embedded default model), loaded once per process."""
-    from meg_phy.ldm import load_ldm
-
-    return load_ldm(path)
-
-
-@cache
-def load_scorer(path: str | None = None):
-    """The attribute evaluator at `path` (None: the embedded one), loaded once per process."""
-    from meg_phy.evaluator import load_evaluator
-
-    return load_evaluator(path)
 
 
 def _is_default_model(path: str | None) -> bool:

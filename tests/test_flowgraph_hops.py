@@ -102,16 +102,16 @@ def test_flowgraph_accounts_compute_per_node_and_sums_hops():
 
 @pytest.mark.parametrize("scheme", ["digital", "analog"])
 def test_a_reused_link_depends_only_on_its_configuration_and_seed(scheme):
-    from flowgraphs.hops import _built_link
+    from flowgraphs.session import Session
 
     spec = LinkSpec(scheme=scheme, snr_db=2.0, channel="tdl-a")
     payload = bytes(range(200)) if scheme == "digital" else torch.linspace(-2, 2, 300)
+    session = Session()
 
     def send(seed):
-        link = simulated_link(spec, seed)
+        link = session.link(spec, seed)
         return link.send_bytes(payload)[0] if scheme == "digital" else link.send_values(payload)[0]
 
-    _built_link.cache_clear()
     first = send(11)
     other = send(5)
     again = send(11)  # the cached link, after being used with another seed

@@ -26,27 +26,25 @@ def register(subparsers) -> None:
 
 
 def main(args) -> int:
-    import math
     import time
-
-    import torch
 
     from flowgraphs.config import config_from_dict
     from flowgraphs.experiments.case_study import tasks
     from flowgraphs.report import labelled_grid_png
+    from flowgraphs.result import RunResult, measure, summarise
     from flowgraphs.runner import run_protocol
-    from flowgraphs.task import load_scorer, make_task
+    from flowgraphs.session import Session
+    from flowgraphs.task import make_task
     from meg_common.errors import InputError
     from meg_common.io import atomic_write_bytes, atomic_write_json, atomic_write_text, prepare_out_dir
     from meg_common.provenance import versions
-    from meg_phy.metrics import ssim
 
     if not 1 <= args.tasks <= 64:
         raise InputError(f"--tasks {args.tasks}: give a number from 1 to 64")
     out = prepare_out_dir(args.out)
     start = time.perf_counter()
-    scorer = load_scorer(args.evaluator)
-    rows = {label: {"match": [], "mse": [], "ssim": [], "symbols": [], "down": [], "lost": 0} for label, _, _ in VARIANTS}
+    session = Session(evaluator=args.evaluator)
+    results: dict[str, list[RunResult]] = {label: [] for label, _, _ in VARIANTS}
     tiles = []
     for prompt, seed in tasks(args.tasks):
         shared = {"model": args.model, "prompt": prompt, "seed": seed}
@@ -56,29 +54,24 @@ def main(args) -> int:
         for label, protocol, scheme in VARIANTS:
             config = config_from_dict({"uplink": up, "downlink": {"scheme": scheme, "snr_db": args.snr_db}},
                                       protocol=protocol, **shared)
+            task = make_task(config, session)
             if reference is None:  # the noiseless reference: the unsplit generation (EIUG, analog, ideal links)
-                reference = run_protocol(config.ideal()).image
-                task_input = make_task(config).image
-            run = run_protocol(config)
-            r = rows[label]
-            r["match"].append(scorer.prompt_match(run.image, [prompt])[0])
-            r["mse"].append(float(torch.nn.functional.mse_loss(run.image, reference)))
-            r["ssim"].append(ssim(run.image, reference))
-            r["symbols"].append(run.graph.totals()["symbols"])
-            r["down"].append(sum(h.symbols for h in run.graph.records if h.direction == "downlink"))
-            r["lost"] += sum(not h.delivered for h in run.graph.records)
+                reference = run_protocol(config.ideal(), task, session).image
+            run = run_protocol(config, task, session)
+            quality = measure(run.image, reference, [prompt], session.scorer())[0]
+            results[label].append(RunResult.of(run, task, quality))
             images.append(run.image)
-        tiles.append([task_input, reference, *images])
+        tiles.append([task.image, reference, *images])
     seconds = time.perf_counter() - start
     summary = []
     for label, protocol, scheme in VARIANTS:
-        r = rows[label]
-        mse = sum(r["mse"]) / len(r["mse"])  # PSNR of the mean squared error over the tasks
+        runs = results[label]
+        pooled = summarise([r.quality for r in runs])
         summary.append({"variant": label, "protocol": protocol, "downlink": scheme,
-                        "prompt_accuracy": sum(map(bool, r["match"])) / args.tasks,
-                        "psnr_db": 10 * math.log10(1 / mse) if mse > 0 else None,
-                        "ssim": sum(r["ssim"]) / args.tasks, "symbols": sum(r["symbols"]) / args.tasks,
-                        "downlink_symbols": sum(r["down"]) / args.tasks, "payloads_lost": r["lost"]})
+                        "prompt_accuracy": pooled["prompt_accuracy"], "psnr_db": pooled["psnr_db"],
+                        "ssim": pooled["ssim"], "symbols": sum(r.symbols() for r in runs) / args.tasks,
+                        "downlink_symbols": sum(r.symbols("downlink") for r in runs) / args.tasks,
+                        "payloads_lost": sum(r.payloads_lost for r in runs)})
     prompts = [prompt for prompt, _ in tasks(args.tasks)]
     picture = labelled_grid_png(tiles, ["input", "noiseless reference", *(label for label, _, _ in VARIANTS)],
                                 [_wrap(p) for p in prompts])

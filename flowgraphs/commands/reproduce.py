@@ -35,7 +35,7 @@ def main(args) -> int:
 
     from flowgraphs.experiments import case_study as cs
     from flowgraphs.experiments import figures, paper
-    from flowgraphs.task import load_model
+    from flowgraphs.session import Session
     from meg_common.errors import InputError
     from meg_common.io import atomic_write_json, atomic_write_text, prepare_out_dir, read_json
     from meg_common.provenance import versions
@@ -60,12 +60,13 @@ def main(args) -> int:
     timing = out / "timing.json"
     spent = read_json(timing)["seconds"] if timing.exists() else 0.0
     start = time.perf_counter()
-    model = load_model(plan.model).describe()
+    session = Session(evaluator=plan.evaluator)
+    model = session.model(plan.model).describe()
     rows = []
     for series, snr in tqdm(cs.all_points(plan), desc="case study", unit="point", dynamic_ncols=True):
-        rows.append(cs.run_point(out, plan, series, snr))
+        rows.append(cs.run_point(out, plan, series, snr, session))
         atomic_write_json(timing, {"seconds": spent + time.perf_counter() - start})
-    table = cs.overhead_table(out, plan)
+    table = cs.overhead_table(out, plan, session)
     seconds = spent + time.perf_counter() - start
     atomic_write_json(timing, {"seconds": seconds})
     figures.curves(rows, out / "case_study.png", f"MEG case study: img2img, {plan.n_tasks} tasks, "

@@ -2,7 +2,8 @@
 
 Writes DIR/output.png, DIR/reference.png (same task, ideal links), DIR/result.json and DIR/report.md.
 Every option can also come from `--config FILE.toml` (options given on the command line win), which
-adds per-direction and per-hop link overrides (see flowgraphs.config).
+adds per-direction and per-hop link overrides (see flowgraphs.config). `--config runs/x/result.json` runs
+the configuration of an earlier run again (same images and numbers; only timings differ).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                       help="link: link_models simulation (default); sim/pluto: IQ radio via flowgraphs.radio_link")
     link.add_argument("--uri", help="Pluto URI, e.g. ip:192.168.2.1")
     parser.add_argument("--config", help="TOML file with any of these settings plus [link], [uplink], "
-                                         "[downlink], [backhaul], [hops.NAME] tables")
+                                         "[downlink], [backhaul], [hops.NAME] tables; or a result.json "
+                                         "to run its configuration again")
 
 
 def options(args) -> dict:
@@ -68,7 +70,8 @@ def main(args) -> int:
 
     from flowgraphs.config import load_config
     from flowgraphs.report import write_run
-    from flowgraphs.runner import evaluate, link_factory_for
+    from flowgraphs.runner import evaluate
+    from flowgraphs.session import Session
     from meg_common.errors import InputError
     from meg_common.io import prepare_out_dir
 
@@ -76,13 +79,17 @@ def main(args) -> int:
     if args.protocol is None and not args.config:
         raise InputError("--protocol is required (or a --config that sets protocol); see meg-phy protocols")
     out = prepare_out_dir(args.out)
-    result, run, reference = evaluate(config, link_factory_for(config))
+    result, run, reference = evaluate(config, Session())
     write_run(out, result, run.image, reference.image)
-    if result["unused_hop_overrides"]:
-        print(f"meg-phy run: note: {result['protocol']} has no hop {', '.join(result['unused_hop_overrides'])}; "
+    if result.unused_hop_overrides:
+        print(f"meg-phy run: note: {result.protocol} has no hop {', '.join(result.unused_hop_overrides)}; "
               f"those [hops.*] settings were not used", file=sys.stderr)
-    q, t = result["quality"], result["totals"]
+    q, t = result.quality, result.totals
     ratio = t["symbols_ratio_to_centralized"]
-    print(f"{result['protocol']}: prompt match {q['prompt_match']}, PSNR {q['psnr_db']:.2f} dB, SSIM {q['ssim']:.3f}; "
+    print(f"{result.protocol}: prompt match {q.prompt_match}, PSNR {_db(q.psnr_db)} dB, SSIM {q.ssim:.3f}; "
           f"{t['symbols']} symbols on air ({ratio:.3f} of CENTRALIZED); wrote {out}/")
     return 0
+
+
+def _db(value: float | None) -> str:
+    return "inf" if value is None else f"{value:.2f}"

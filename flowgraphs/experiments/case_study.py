@@ -7,15 +7,14 @@ quality is measured against each task's noiseless reference (same protocol, idea
 
 Link setup: the swept SNR is the downlink's (ES -> UE), whose scheme is the series'; uplink hops (prompt,
 input image or seed) are digital at a fixed good SNR, so the curves isolate what the downlink payload
-does. Every point is checkpointed atomically under DIR/points/, references under DIR/references/, so an
-interrupted sweep resumes where it stopped.
+does. Every point is checkpointed atomically under DIR/points/, references under DIR/references/ (as
+safetensors), so an interrupted sweep resumes where it stopped. One Session (model, evaluator, links) serves
+the whole sweep.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,10 @@ import torch
 
 from flowgraphs.config import RunConfig, config_from_dict
 from flowgraphs.protocols import PROTOCOLS
+from flowgraphs.result import RunResult, measure, summarise
 from flowgraphs.runner import run_protocol
+from flowgraphs.session import Session
+from flowgraphs.task import make_task
 from meg_common.io import atomic_write_bytes, atomic_write_json, read_json
 
 
@@ -96,64 +98,65 @@ def _name(series: Series, snr_db: float) -> str:
     return f"{series.key}_{snr_db:+.1f}dB.json"
 
 
-def reference(out: Path, plan: Plan, series: Series, i: int, prompt: str, seed: int) -> torch.Tensor:
-    """The noiseless reference image of task i for a series (cached under DIR/references/)."""
-    path = out / "references" / f"{series.key}_{i:03d}.pt"
+def reference(out: Path, plan: Plan, series: Series, i: int, prompt: str, seed: int,
+              session: Session | None = None) -> torch.Tensor:
+    """The noiseless reference image of task i for a series (cached exactly, as safetensors, under
+    DIR/references/: no pickle is ever loaded)."""
+    from safetensors.torch import load, save
+
+    path = out / "references" / f"{series.key}_{i:03d}.safetensors"
     if path.exists():
-        return torch.load(path)
-    image = run_protocol(point_config(plan, series, None, prompt, seed)).image
-    buffer = io.BytesIO()
-    torch.save(image, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+        return load(path.read_bytes())["image"]
+    image = run_protocol(point_config(plan, series, None, prompt, seed), session=session).image
+    atomic_write_bytes(path, save({"image": image.contiguous()}))
     return image
 
 
-def run_point(out: Path, plan: Plan, series: Series, snr_db: float) -> dict[str, Any]:
+def run_point(out: Path, plan: Plan, series: Series, snr_db: float, session: Session | None = None) -> dict[str, Any]:
     """One (series, SNR) point over every task; returns (and checkpoints) its row."""
-    from flowgraphs.task import load_scorer
-    from meg_phy.metrics import psnr_per_image, ssim_per_image
-
     path = out / "points" / _name(series, snr_db)
     if path.exists():
         return read_json(path)
-    scorer = load_scorer(plan.evaluator)
-    images, refs, prompts, records = [], [], [], []
+    session = session or Session(evaluator=plan.evaluator)
+    runs, refs, prompts = [], [], []
     for i, (prompt, seed) in enumerate(tasks(plan.n_tasks)):
-        result = run_protocol(point_config(plan, series, snr_db, prompt, seed))
-        images.append(result.image)
-        refs.append(reference(out, plan, series, i, prompt, seed))
+        config = point_config(plan, series, snr_db, prompt, seed)
+        task = make_task(config, session)
+        runs.append((run_protocol(config, task, session), task))
+        refs.append(reference(out, plan, series, i, prompt, seed, session))
         prompts.append(prompt)
-        records.append(result.graph.records)
-    images, refs = torch.cat(images), torch.cat(refs)
-    matches = scorer.prompt_match(images, prompts)
-    ref_matches = scorer.prompt_match(refs, prompts)
-    mse = float((images - refs).double().pow(2).mean())
-    down = [r for rec in records for r in rec if r.direction == "downlink"]
+    images, refs = torch.cat([run.image for run, _ in runs]), torch.cat(refs)
+    qualities = measure(images, refs, prompts, session.scorer(plan.evaluator))
+    results = [RunResult.of(run, task, q) for (run, task), q in zip(runs, qualities, strict=True)]
+    pooled = summarise(qualities)
+    reference_accuracy = summarise(measure(refs, refs, prompts, session.scorer(plan.evaluator)))["prompt_accuracy"]
+    down = [h for r in results for h in r.hops if h.direction == "downlink"]
     row = {
         "series": series.key, "label": series.label, "protocol": series.protocol, "payload": series.payload,
         "scheme": series.scheme, "resume": series.resume, "snr_db": snr_db, "n": len(prompts),
-        "prompt_accuracy": sum(map(bool, matches)) / len(prompts),
-        "reference_accuracy": sum(map(bool, ref_matches)) / len(prompts),
-        "psnr_db": 10 * math.log10(1 / mse) if mse > 0 else None,
-        "psnr_db_per_image": [p if math.isfinite(p) else None for p in psnr_per_image(images, refs)],
-        "ssim": sum(ssim_per_image(images, refs)) / len(prompts),
-        "symbols": sum(r.symbols for rec in records for r in rec) / len(records),
-        "bits": sum(r.bits or 0 for rec in records for r in rec) / len(records),
-        "downlink_symbols": sum(r.symbols for r in down) / len(records),
-        "downlink_attempts": sum(r.attempts for r in down) / len(down),
-        "downlink_delivered": sum(r.delivered for r in down) / len(down),
+        "prompt_accuracy": pooled["prompt_accuracy"],
+        "reference_accuracy": reference_accuracy,
+        "psnr_db": pooled["psnr_db"],
+        "psnr_db_per_image": pooled["psnr_db_per_image"],
+        "ssim": pooled["ssim"],
+        "symbols": sum(r.symbols() for r in results) / len(results),
+        "bits": sum(r.totals["bits"] for r in results) / len(results),
+        "downlink_symbols": sum(h.symbols for h in down) / len(results),
+        "downlink_attempts": sum(h.attempts for h in down) / len(down),
+        "downlink_delivered": sum(h.delivered for h in down) / len(down),
     }
     atomic_write_json(path, row)
     return row
 
 
-def overhead_table(out: Path, plan: Plan) -> list[dict[str, Any]]:
+def overhead_table(out: Path, plan: Plan, session: Session | None = None) -> list[dict[str, Any]]:
     """Bits and channel symbols of every protocol (n_es = 2; analog and digital; image at the UE or the ES),
     on the first task at the uplink SNR (no retransmissions), with the ratio to CENTRALIZED."""
     path = out / "overhead.json"
     if path.exists():
         return read_json(path)["rows"]
     prompt, seed = tasks(1)[0]
+    session = session or Session(evaluator=plan.evaluator)
     rows = []
     for scheme in ("analog", "digital"):
         for image_at in ("ue", "es"):
@@ -162,7 +165,7 @@ def overhead_table(out: Path, plan: Plan) -> list[dict[str, Any]]:
                                           strength=plan.strength, guidance=plan.guidance, model=plan.model,
                                           n_es=2, scheme=scheme,
                                           snr_db=plan.uplink_snr_db, channel=plan.channel, image_at=image_at)
-                graph = run_protocol(config).graph
+                graph = run_protocol(config, session=session).graph
                 by_payload: dict[str, int] = {}
                 for r in graph.records:
                     by_payload[r.payload] = by_payload.get(r.payload, 0) + r.symbols

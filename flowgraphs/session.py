@@ -1,0 +1,73 @@
+"""Session: the state that runs share, made explicit. Create one, pass it to every run.
+
+    session = Session(evaluator=None)                  # None: the embedded evaluator
+    outcome = run_protocol(config, session=session)    # flowgraphs.runner
+    result, run, reference = evaluate(config, session)
+
+A session holds what is expensive to build and safe to reuse: split LDMs and evaluators by folder, links
+built once per link configuration (`LinkSpec.link_config()`), and the radio link factories. Nothing lives
+in module-level caches, so two sessions share nothing, and inside one session a run cannot influence the
+next: every hop reseeds the link it gets (`Session.link`), and models and evaluators are only read.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flowgraphs.config import LinkSpec, RunConfig
+from flowgraphs.hops import LinkFactory, build_link, reseed
+
+
+class Session:
+    """Models, evaluator, links and radios of a process's runs; see the module docstring."""
+
+    def __init__(self, evaluator: str | None = None):
+        self.evaluator = evaluator
+        """Folder of the attribute evaluator that scores prompt matches (None: the embedded one)."""
+        self._models: dict[str | None, Any] = {}
+        self._scorers: dict[str | None, Any] = {}
+        self._links: dict[str, Any] = {}
+        self._radios: dict[tuple[str, str | None], LinkFactory] = {}
+
+    def model(self, path: str | None = None):
+        """The split LDM at `path` (None: the embedded default model), loaded once in this session."""
+        if path not in self._models:
+            from meg_phy.ldm import load_ldm
+
+            self._models[path] = load_ldm(path)
+        return self._models[path]
+
+    def scorer(self, path: str | None = None):
+        """The attribute evaluator at `path` (default: the session's), loaded once in this session."""
+        path = self.evaluator if path is None else path
+        if path not in self._scorers:
+            from meg_phy.evaluator import load_evaluator
+
+            self._scorers[path] = load_evaluator(path)
+        return self._scorers[path]
+
+    def link(self, spec: LinkSpec, seed: int):
+        """The simulated link of this hop configuration, built once per configuration and reseeded with `seed`
+        (a `LinkFactory`): a hop's draws depend only on its configuration and seed, never on earlier runs."""
+        key = spec.scheme + json.dumps(spec.link_config().to_dict(), sort_keys=True)
+        if key not in self._links:
+            self._links[key] = build_link(spec)
+        return reseed(self._links[key], seed)
+
+    @property
+    def links(self) -> dict[str, Any]:
+        """The links built so far, by configuration (a copy, for inspection)."""
+        return dict(self._links)
+
+    def link_factory(self, config: RunConfig) -> LinkFactory:
+        """How the hops of a run reach the air: simulated links, or radio links over a simulated or real radio
+        (one factory per radio and URI, so a Pluto is opened once per session)."""
+        if config.radio == "link":
+            return self.link
+        key = (config.radio, config.uri)
+        if key not in self._radios:
+            from flowgraphs.radio_link import radio_link_factory
+
+            self._radios[key] = radio_link_factory(config.radio, config.uri)
+        return self._radios[key]
