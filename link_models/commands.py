@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from meg_common.cli import number_list
+from meg_common.executors import add_executor_arguments, executor_from_args
 
 CHANNELS = ("ideal", "awgn", "rayleigh", *(f"tdl-{x}" for x in "abcde"), *(f"cdl-{x}" for x in "abcde"))
 DEFAULT_POINTS = {"digital": ("ebno_db", [0.0, 1.0, 2.0, 3.0, 4.0]),
@@ -18,7 +19,8 @@ def register(subparsers) -> None:
     sweep = sub.add_parser(
         "sweep", help="BER/BLER (digital) or NMSE (analog) vs SNR into DIR/sweep.{json,csv,png}; resumes",
         description="Monte-Carlo sweep over SNR. Writes DIR/sweep.json, DIR/sweep.csv and DIR/sweep.png after "
-                    "every point; run the same command again to resume an interrupted sweep.",
+                    "every point; run the same command again to resume an interrupted sweep. With --executor ray "
+                    "the points run in parallel on a Ray cluster (docs/distributed.md), with the same results.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sweep.add_argument("--out", required=True, help="output folder (created; resumed if it holds this sweep)")
     sweep.add_argument("--scheme", choices=("digital", "analog"), default="digital",
@@ -55,6 +57,7 @@ def register(subparsers) -> None:
     chan.add_argument("--ldpc-iterations", type=int, default=20, help="belief-propagation iterations")
     chan.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     chan.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_executor_arguments(sweep)
     sweep.set_defaults(func=run_sweep_command)
 
 
@@ -76,9 +79,11 @@ def run_sweep_command(args) -> int:
                      delay_spread_ns=args.delay_spread_ns, speed_mps=args.speed_mps,
                      carrier_frequency_hz=args.carrier_frequency_hz, repetition=args.repetition,
                      batch=args.batch, device=args.device, ldpc_iterations=args.ldpc_iterations)
+    executor = executor_from_args(args)
     out = prepare_out_dir(args.out)
     result = run_sweep(cfg, out, scheme=args.scheme, axis=axis, values=values, target_errors=args.target_errors,
-                       max_frames=args.max_frames, seed=args.seed, progress=not args.no_progress)
+                       max_frames=args.max_frames, seed=args.seed, progress=not args.no_progress,
+                       executor=executor)
     for p in result["points"]:
         if args.scheme == "digital":
             print(f"{axis}={p[axis]:g} dB: BER {p['ber']:.3e}  BLER {p['bler']:.3e}  "

@@ -4,7 +4,8 @@ Each point runs batched passes until `target_errors` errors (block errors when c
 uncoded) or `max_frames` frames. After every point `sweep.json`, `sweep.csv` and `sweep.png` are rewritten
 atomically, so an interrupted sweep started again with the same --out continues from its finished points.
 Each point has its own random stream (derived from the seed and the point's SNR), so a resumed sweep gives
-the same numbers as an uninterrupted one.
+the same numbers as an uninterrupted one. Points are units of a `meg_common.executors` executor: they run in
+this process or on a Ray cluster (`--executor ray`), and only this process (the driver) writes the files.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import csv
 import io
 import math
 import time
+from functools import partial
 from pathlib import Path
 
 from link_models.config import LinkConfig
 from meg_common.errors import InputError
+from meg_common.executors import Executor, LocalExecutor, Unit, UnitStore
 from meg_common.io import atomic_write_json, atomic_write_text, read_json
 
 POINT_FIELDS = ("ebno_db", "snr_db", "ber", "bler", "bit_errors", "bits", "block_errors", "blocks", "frames",
@@ -60,36 +63,60 @@ def check_resumable(saved: dict, config: dict, path: Path) -> None:
 
 def run_sweep(cfg: LinkConfig, out: Path, scheme: str = "digital", axis: str = "ebno_db",
               values: list[float] | None = None, target_errors: int = 100, max_frames: int = 1000,
-              seed: int = 0, progress: bool = True) -> dict:
-    """Run (or resume) a sweep into folder `out`; returns the result dict also written to out/sweep.json."""
+              seed: int = 0, progress: bool = True, executor: Executor | None = None) -> dict:
+    """Run (or resume) a sweep into folder `out`; returns the result dict also written to out/sweep.json.
+
+    Each SNR point is one unit of `executor` (default: this process, points in order); a worker builds one
+    link and reuses it for all its points, and every point draws from its own `point_seed`, so any executor
+    gives the same numbers.
+    """
     from meg_common.provenance import versions
 
     values = list(values or [])
     if not values:
         raise InputError("no SNR points to simulate; give --ebno-db or --snr-db")
     config = sweep_config(cfg, scheme, axis, values, target_errors, max_frames, seed)
-    json_path = Path(out) / "sweep.json"
-    done: dict[float, dict] = {}
-    if json_path.exists():
-        saved = read_json(json_path)
-        check_resumable(saved.get("config", {}), config, json_path)
-        done = {float(p[axis]): p for p in saved.get("points", [])}
-    result = {"config": config, "versions": versions(), "points": []}
-    todo = [v for v in values if float(v) not in done]
-    link = _build_link(cfg, scheme, axis, values[0], seed) if todo else None
-    from tqdm import tqdm
+    executor = executor or LocalExecutor()
+    store = SweepStore(out, {"config": config, "versions": versions(), "points": []}, axis, values)
+    inner_progress = progress and executor.in_process
+    units = [Unit(point_key(axis, v), _run_point,
+                  (scheme, axis, float(v), target_errors, max_frames, point_seed(seed, v), inner_progress))
+             for v in values]
+    executor.run(units, store, setup=partial(_build_link, cfg, scheme, axis, values[0], seed), progress=progress,
+                 desc=f"link sweep ({scheme})")
+    _write(out, store.result)
+    return store.result
 
-    bar = tqdm(values, desc=f"link sweep ({scheme})", unit="pt", disable=not progress, leave=True)
-    for value in bar:
-        point = done.get(float(value))
-        if point is None:
-            bar.set_postfix_str(f"{axis}={value:g}")
-            point = _run_point(link, scheme, axis, float(value), target_errors, max_frames,
-                               point_seed(seed, value), progress)
-        result["points"] = sorted([*result["points"], point], key=lambda p: p[axis])
-        _write(out, result)
-    bar.close()
-    return result
+
+def point_key(axis: str, value: float) -> str:
+    """The unit key (and checkpoint identity) of one SNR point."""
+    return f"{axis}={float(value)!r}"
+
+
+class SweepStore(UnitStore):
+    """The sweep's checkpoint is sweep.json itself (with csv and png): each finished point is added and the
+    three files rewritten atomically; points already there are the units a resumed sweep skips."""
+
+    def __init__(self, out: Path, result: dict, axis: str, values: list[float]):
+        self.out, self.result, self.axis = Path(out), result, axis
+        self.keys = {float(v): point_key(axis, v) for v in values}
+        json_path = self.out / "sweep.json"
+        self.saved: dict[str, dict] = {}
+        if json_path.exists():
+            saved = read_json(json_path)
+            check_resumable(saved.get("config", {}), result["config"], json_path)
+            for p in saved.get("points", []):
+                key = self.keys.get(float(p[axis]))
+                if key is not None:
+                    self.saved[key] = p
+        result["points"] = sorted(self.saved.values(), key=lambda p: p[axis])
+
+    def load(self) -> dict[str, dict]:
+        return dict(self.saved)
+
+    def save(self, key: str, point: dict) -> None:
+        self.result["points"] = sorted([*self.result["points"], point], key=lambda p: p[self.axis])
+        _write(self.out, self.result)
 
 
 def point_seed(seed: int, value: float) -> int:
@@ -107,6 +134,7 @@ def _build_link(cfg: LinkConfig, scheme: str, axis: str, value: float, seed: int
 
 def _run_point(link, scheme: str, axis: str, value: float, target_errors: int, max_frames: int,
                seed: int, progress: bool) -> dict:
+    """One SNR point on `link` (a unit of the sweep: the result depends on the arguments only)."""
     from tqdm import tqdm
 
     link.set_operating_point(**{axis: value})
