@@ -11,9 +11,10 @@ SNR conventions (see docs/link-models.md):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from meg_common import validate
+from meg_common.config import ConfigMixin
 from meg_common.errors import InputError
 
 MODULATIONS: dict[str, int] = {"bpsk": 1, "qpsk": 2, "16qam": 4, "64qam": 6, "256qam": 8}
@@ -30,7 +31,7 @@ LDPC_RATE_MIN, LDPC_RATE_MAX = 1 / 5, 0.95
 
 
 @dataclass
-class LinkConfig:
+class LinkConfig(ConfigMixin):
     """Settings of one OFDM link; validated on construction (InputError with a one-line fix).
 
     The frame is one Sionna ResourceGrid: `num_ofdm_symbols` x `fft_size` resource elements, one stream,
@@ -153,10 +154,6 @@ class LinkConfig:
         values.update(snr_db=snr_db, ebno_db=ebno_db)
         return LinkConfig(**values)
 
-    def to_dict(self) -> dict:
-        values = asdict(self)
-        values["pilot_symbols"] = list(self.pilot_symbols)
-        return values
 
 
 

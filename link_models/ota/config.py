@@ -9,18 +9,19 @@ element (link_models' convention): signal power in the 52 used subcarriers over 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
+from meg_common.config import ConfigMixin
 from meg_common.errors import InputError
 
 SCHEMES = ("digital", "analog")
 
 
 @dataclass(frozen=True)
-class FrameConfig:
+class FrameConfig(ConfigMixin):
     """Settings shared by the transmitter and the receiver of the OTA frame (both must agree)."""
 
     sample_rate: float = 2e6
@@ -122,11 +123,6 @@ class FrameConfig:
 
     def frame_length(self, data_symbols: int) -> int:
         return self.data_start + data_symbols * self.symbol_length
-
-    def to_dict(self) -> dict:
-        values = asdict(self)
-        values["guard_carriers"] = list(self.guard_carriers)
-        return values
 
 
 def check_scheme(scheme: str) -> str:

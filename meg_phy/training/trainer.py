@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from meg_common.config import ConfigMixin
 from meg_common.io import atomic_write, atomic_write_json, read_json
 from meg_phy.training import components
 from meg_phy.training.data import HELD_OUT_SEED, held_out_scenes, training_set
@@ -30,7 +31,7 @@ EVALUATOR_SEED_BASE = 20_000_000  # jitter seeds of the evaluator's on-the-fly t
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigMixin):
     out: Path
     stages: tuple[str, ...] = STAGES
     images: int = 36_000  # fixed training set: 360 combinations x 100 jitter seeds
