@@ -30,6 +30,7 @@ import torch
 from scipy.special import exp1
 from scipy.stats import norm
 
+from link_models.link import check_seed, not_carried
 from link_models.stats import LinkStats
 from meg_common import validate
 from meg_common.errors import InputError
@@ -146,26 +147,32 @@ class CapacityConfig:
 
 
 class CapacityLink:
-    """The bound as a link: `send_bytes(payload) -> (payload, stats)`, the payload sent as one block.
+    """The bound as a link (`link_models.link.Link`, scheme "digital"): `send_bytes(payload) -> (payload,
+    stats)`, the payload sent as one block over the fewest channel uses that could carry it.
 
     stats: `payload_bits` B, `data_symbols` = `total_symbols` = channel_uses(B) (no pilots, no CP), one
     codeword, `block_errors` (0 unless epsilon is set and the block was lost), `airtime_s`, `snr_db`, and
     `ebno_db` = snr_db - 10 log10(B / N).
     """
 
+    schemes = ("digital",)
+
     def __init__(self, cfg: CapacityConfig | None = None, seed: int | None = 0):
         if cfg is not None and not isinstance(cfg, CapacityConfig):
             raise InputError("CapacityLink needs a CapacityConfig; build one with CapacityConfig(...)")
         self.cfg = cfg or CapacityConfig()
         self.generator = torch.Generator()
-        self.reseed(seed)
-
-    def reseed(self, seed: int | None) -> None:
-        """Restart the random stream (used only to draw block losses when epsilon is set)."""
         if seed is None:
             self.generator.seed()
         else:
-            self.generator.manual_seed(int(seed))
+            self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the random stream (used only to draw block losses when epsilon is set)."""
+        self.generator.manual_seed(check_seed(seed))
+
+    def send_values(self, values: torch.Tensor):
+        raise not_carried(self, "values")
 
     def channel_uses(self, bits: int) -> int:
         return channel_uses(bits, self.cfg.snr_db, self.cfg.epsilon, self.cfg.channel)

@@ -8,6 +8,7 @@ import pytest
 from scipy import integrate
 from scipy.stats import norm
 
+from link_models import Link
 from link_models.capacity import CapacityConfig, CapacityLink, capacity, channel_uses, dispersion, max_bits
 from meg_common.errors import InputError
 
@@ -101,3 +102,11 @@ def test_bad_input_is_a_one_line_input_error():
         CapacityLink().send_bytes(b"")
     with pytest.raises(InputError):
         channel_uses(0, 10.0)
+    with pytest.raises(InputError, match="values"):
+        CapacityLink().send_values(None)
+    with pytest.raises(InputError, match="seed"):
+        CapacityLink().reseed(-1)
+
+
+def test_capacity_link_is_a_link():
+    assert isinstance(CapacityLink(), Link) and CapacityLink().schemes == ("digital",)
