@@ -26,7 +26,7 @@ CHAIN = ("frontend", "detect", "sync", "ofdm")
 
 
 def _stream(num_frames: int):
-    from flowgraphs.radio_link import RadioLink, shared_codec
+    from link_models.ota.radio_link import RadioLink, shared_codec
     from link_models.ota.config import FrameConfig
     from link_models.ota.frame import FrameBuilder
     from sdr_drivers.sim import SimRadio

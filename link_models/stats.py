@@ -4,6 +4,8 @@ Resource accounting (per transmission): `data_symbols` are the data resource ele
 (the zero-padded tail of the last frame included, since it occupies air time), `pilot_symbols` the pilot
 REs, `cp_samples` the cyclic-prefix samples, and `total_symbols` all time-domain samples on air
 (frames x OFDM symbols x (FFT size + CP)). `airtime_s` follows from the subcarrier spacing.
+`frames_lost` counts frames that never arrived (a radio link's receiver did not find them): their digital
+bits count as errors, their analog values come back as 0 with the prior variance (link_models.mapping).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class LinkStats:
     cp_samples: int = 0
     total_symbols: int = 0
     frames: int = 0
+    frames_lost: int = 0            # frames sent that the receiver never found (over the air; 0 in simulation)
     codewords: int = 0
     bit_errors: int | None = None
     ber: float | None = None

@@ -27,7 +27,7 @@ IMPAIRED = {"dc_offset": 0.03 - 0.02j, "iq_gain_db": 1.0, "iq_phase_deg": 5.0, "
 
 
 def detection_curve(snrs, buffers, codec, progress) -> dict:
-    from flowgraphs.radio_link import RadioLink
+    from link_models.ota.radio_link import RadioLink
     from link_models.ota.frame import FrameBuilder
     from link_models.ota.receiver import FrameReceiver
     from sdr_drivers.sim import SimRadio
@@ -78,7 +78,7 @@ def false_alarms(codec, count: int) -> dict:
 
 
 def bler_curves(snrs, codewords, progress) -> dict:
-    from flowgraphs.radio_link import RadioLink
+    from link_models.ota.radio_link import RadioLink
     from link_models import DigitalLink, LinkConfig
     from sdr_drivers.sim import SimRadio
 
@@ -161,7 +161,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("MPLBACKEND", "Agg")
     torch.set_num_threads(1)
-    from flowgraphs.radio_link import shared_codec
+    from link_models.ota.radio_link import shared_codec
     from link_models.ota.config import FrameConfig
     from meg_common.io import atomic_write_json, prepare_out_dir
     from meg_common.provenance import versions

@@ -19,6 +19,10 @@ class Radio(abc.ABC):
     """A source and/or sink of IQ samples."""
 
     hardware: str = "unknown"
+    cyclic_tx: bool = False
+    """True when the radio repeats a cyclic TX buffer in hardware while it captures (Pluto): a link then
+    sends each burst cyclically, so the capture is sure to hold every frame once. False: one-shot bursts
+    (the simulated pair and SigMF files queue what is sent and play it into the next capture)."""
 
     def configure(self, **settings) -> Radio:
         """Set several validated settings at once: radio.configure(sample_rate=2e6, center_frequency=2.4e9)."""
@@ -47,6 +51,9 @@ class Radio(abc.ABC):
     @abc.abstractmethod
     def receive(self, num_samples: int) -> np.ndarray:
         """Capture `num_samples` complex64 samples."""
+
+    def reseed(self, seed: int) -> None:  # noqa: B027 - hardware draws no random numbers of its own
+        """Restart the radio's own random draws (a simulated radio's noise and impairments) from `seed`."""
 
     def stop_transmit(self) -> None:  # noqa: B027 - a no-op for radios that never transmit cyclically
         """Stop a cyclic transmission (no-op when nothing is being sent)."""

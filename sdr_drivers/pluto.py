@@ -55,6 +55,7 @@ class PlutoRadio(Radio):
     """A Pluto (or a TX + RX pair). Construct with settings, use as a context manager."""
 
     hardware = "ADALM-Pluto (AD936x) via pyadi-iio"
+    cyclic_tx = True
 
     def __init__(self, uri: str = "ip:192.168.2.1", rx_uri: str | None = None, sample_rate: float = 2e6,
                  center_frequency: float = 2.4e9, tx_lo: float | None = None, rx_lo: float | None = None,

@@ -231,6 +231,13 @@ class RecordingRadio(Radio):
     def center_frequency(self) -> float:
         return self.radio.center_frequency
 
+    @property
+    def cyclic_tx(self) -> bool:
+        return self.radio.cyclic_tx
+
+    def reseed(self, seed: int) -> None:
+        self.radio.reseed(seed)
+
     def annotate_tx(self, start: int, length: int, info: dict) -> None:
         self._tx.annotate(self._tx.num_samples + start, length, info)
 

@@ -119,6 +119,12 @@ class SimRadio(Radio):
                 "channel": self.channel, "delay_spread_ns": self.delay_spread_ns, "seed": self._seed}
 
     # --- radio interface -------------------------------------------------------------------------------------
+    def reseed(self, seed: int) -> None:
+        """Draw everything from `seed` again: the radio then behaves exactly like SimRadio(..., seed=seed)."""
+        self._rng = np.random.default_rng(seed)
+        self._seed = seed
+        self.stop_transmit()
+
     def transmit(self, samples: np.ndarray, cyclic: bool = False) -> None:
         x = check_samples(samples).astype(np.complex128)
         if cyclic:

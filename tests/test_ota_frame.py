@@ -23,7 +23,7 @@ from meg_common.errors import InputError
 
 @pytest.fixture(scope="module")
 def codec():
-    from flowgraphs.radio_link import shared_codec
+    from link_models.ota.radio_link import shared_codec
 
     return shared_codec(FrameConfig(), 20)          # one codec per process, shared with the other OTA tests
 

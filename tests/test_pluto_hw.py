@@ -21,7 +21,7 @@ def radio(pluto_uri, request):
 
 
 def test_pluto_loopback_decodes_every_frame_and_measures_a_plausible_cfo(radio):
-    from flowgraphs.radio_link import RadioLink
+    from link_models.ota.radio_link import RadioLink
     from link_models import LinkConfig
 
     link = RadioLink(radio, LinkConfig(modulation="qpsk", k=1024, n=2048, snr_db=20.0))
@@ -35,7 +35,7 @@ def test_pluto_loopback_decodes_every_frame_and_measures_a_plausible_cfo(radio):
 
 
 def test_pluto_analog_values_arrive_with_calibrated_variance(radio):
-    from flowgraphs.radio_link import RadioLink
+    from link_models.ota.radio_link import RadioLink
     from link_models import LinkConfig
 
     link = RadioLink(radio, LinkConfig(snr_db=20.0))

@@ -5,6 +5,8 @@
     frames = FrameBuilder(codec, "qpsk", "ldpc", 1024, 2048).digital_frames(payload, msg_id=7)
     result = FrameReceiver(codec).receive(iq_buffer)   # every frame found in the buffer
     message = reassemble(result.frames, msg_id=7)      # payload bytes, missing frame numbers
+    link = RadioLink(radio, LinkConfig(...))           # the link contract (link_models.Link) over a radio
+    report = run_loopback(radio, cfg, frame, payload)  # `meg-phy ota` (link_models.ota.experiment)
 
 See docs/over-the-air.md for the frame layout, the receiver and the lab procedure.
 Importing this package does not import Sionna until a codec is built.
@@ -12,7 +14,8 @@ Importing this package does not import Sionna until a codec is built.
 
 from link_models.ota.config import FrameConfig
 
-__all__ = ["FrameConfig", "FrameCodec", "FrameBuilder", "FrameReceiver", "reassemble", "Message"]
+__all__ = ["FrameConfig", "FrameCodec", "FrameBuilder", "FrameReceiver", "reassemble", "Message", "RadioLink",
+           "shared_codec", "scale_burst"]
 
 
 def __getattr__(name: str):
@@ -24,6 +27,10 @@ def __getattr__(name: str):
         from link_models.ota.receiver import FrameReceiver
 
         return FrameReceiver
+    if name in ("RadioLink", "shared_codec", "scale_burst"):
+        from link_models.ota import radio_link
+
+        return getattr(radio_link, name)
     if name in ("reassemble", "Message"):
         from link_models.ota import reassembly
 

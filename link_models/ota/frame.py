@@ -8,8 +8,9 @@ One frame on air (N = 64, CP = 16 by default; lengths in samples):
 
 Every OFDM symbol (header and data) carries the same scattered pilots (link_models.ota.ofdm.OTAGrid).
 A digital frame carries up to `codewords_per_frame` LDPC codewords holding a chunk of the payload plus
-its CRC-32; an analog frame carries up to `values_per_frame` values, two per resource element, scaled
-to unit power exactly like link_models.AnalogLink (the scale travels in the header). A message longer
+its CRC-32; an analog frame carries up to `values_per_frame` values, two per resource element, through
+the unit-power mapping of link_models.mapping, like link_models.AnalogLink (the scale of the whole
+message, float32, travels in every frame's header). A message longer
 than one frame is split into frames numbered seq = 0 .. total-1 with a common msg_id.
 Samples come out with unit energy per resource element (mean power 52/64 per sample); radios scale them.
 """
@@ -26,6 +27,7 @@ from torch import nn
 
 from link_models.coding import build_code
 from link_models.config import MODULATIONS
+from link_models.mapping import power_scale, to_symbols
 from link_models.modulation import build_modem
 from link_models.ota.config import FrameConfig
 from link_models.ota.header import HEADER_BITS, FrameHeader
@@ -173,18 +175,17 @@ class FrameBuilder:
             raise InputError("nothing to send: the value vector is empty; give at least one value")
         if not torch.isfinite(values).all():
             raise InputError("values contain NaN or infinity; send finite values only")
-        scale = float(values.square().mean().sqrt()) or 1.0
+        scale = power_scale(values).double()      # float32, as the header carries it
         per = self.cfg.values_per_frame + self.cfg.values_per_frame % 2
         parts = [values[i:i + per] for i in range(0, values.numel(), per)]
         if len(parts) >= 1 << 16:
             raise InputError(f"{values.numel()} values need {len(parts)} frames (max 65535); send fewer")
         frames = []
         for seq, part in enumerate(parts):
-            u = torch.nn.functional.pad(part / scale, (0, part.numel() % 2))
-            symbols = (torch.complex(u[0::2], u[1::2]) / math.sqrt(2)).to(torch.complex64)
+            symbols = to_symbols(part, scale).to(torch.complex64)
             m = MODULATIONS[self.modulation]
             header = FrameHeader("analog", self.modulation, "none", m, m, part.numel(), 0, seq, len(parts),
-                                 msg_id % 256, scale=scale)
+                                 msg_id % 256, scale=float(scale))
             frames.append(self._frame(header, symbols))
         return frames
 

@@ -1,21 +1,21 @@
-"""RadioLink: the link_models link interface over a radio (simulated pair, Pluto, ...) with the OTA frame.
+"""RadioLink: the link contract (link_models.link.Link) over a radio (simulated pair, Pluto, ...) with the OTA frame.
 
-    from flowgraphs.radio_link import RadioLink
+    from link_models.ota import RadioLink
     from sdr_drivers.sim import SimRadio
     link = RadioLink(SimRadio(snr_db=10, cfo_ppm=20, sco_ppm=20), LinkConfig(modulation="qpsk", k=512, n=1024,
                      snr_db=10))
     received, stats = link.send_bytes(payload)             # same as DigitalLink.send_bytes
     est, noise_var, stats = link.send_values(values)        # same as AnalogLink.send_values
+    link.reseed(seed)                                       # message ids, random bits and a simulated radio
     stats.to_dict()                                         # the LinkStats keys, measured over the air
 
-A flowgraph hop swaps its link object for a RadioLink (`radio_link_factory("sim"|"pluto", uri)` gives the
-factory `flowgraphs.runner` expects). Each call builds the frames (link_models.ota), sends them as one burst
-per group of frames (cyclically on real hardware, so the capture is sure to hold every frame once),
-captures, decodes every frame found, and reassembles by sequence number. Nothing is invented for a frame
-that did not arrive: digital bytes of a missing or CRC-failed frame are what the decoder produced (zeros
-when the frame was not found) and count as errors; analog values of a missing frame come back as 0 (the
-prior mean) with the values' mean square as variance, so a downstream estimator treats them as unknown.
-`last_result` keeps the per-frame receiver output (CFO, SNR, constellations) for reports.
+Each call builds the frames (link_models.ota), sends them as one burst per group of frames (cyclically
+when the radio repeats a TX buffer in hardware, `radio.cyclic_tx`, so the capture is sure to hold every
+frame once), captures, decodes every frame found, and reassembles by sequence number. Nothing is invented
+for a frame that did not arrive: digital bytes of a missing or CRC-failed frame are what the decoder
+produced (zeros when the frame was not found) and count as errors; analog values of a missing frame come
+back as 0 with the prior variance (link_models.mapping.nothing_received); `stats.frames_lost` counts them.
+`last_transfer` keeps the per-frame receiver output (CFO, SNR, constellations) for reports.
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ import numpy as np
 import torch
 
 from link_models.config import MODULATIONS, LinkConfig
+from link_models.link import check_seed
+from link_models.mapping import nothing_received
 from link_models.ota.config import FrameConfig
 from link_models.stats import LinkStats
 from meg_common.errors import InputError
+from meg_common.rng import make_generator
 
 TX_LEVEL_DBFS = -12.0            # RMS of the burst; OFDM peaks stay below full scale (clipped at 1 otherwise)
 CAPTURE_MARGIN = 4000            # extra samples around a one-shot burst (the start time is unknown)
@@ -75,10 +78,14 @@ class Transfer:
 
 
 class RadioLink:
-    """`send_bytes` / `send_values` through `radio` using the OTA burst frame."""
+    """`send_bytes` / `send_values` through `radio` using the OTA burst frame (a link_models.link.Link).
+
+    `codec`: a FrameCodec for `frame` to use (default: the process-wide one of `shared_codec`)."""
+
+    schemes = ("digital", "analog")
 
     def __init__(self, radio, cfg: LinkConfig | None = None, frame: FrameConfig | None = None, seed: int = 0,
-                 cyclic: bool | None = None, tx_level_dbfs: float = TX_LEVEL_DBFS, recorder=None):
+                 cyclic: bool | None = None, tx_level_dbfs: float = TX_LEVEL_DBFS, recorder=None, codec=None):
         self.radio = radio
         self.cfg = cfg or LinkConfig(snr_db=getattr(radio, "snr_db", 20.0))
         if self.cfg.code not in ("ldpc", "none"):
@@ -87,12 +94,50 @@ class RadioLink:
         if abs(self.frame.sample_rate - float(radio.sample_rate)) > 1e-6 * self.frame.sample_rate:
             raise InputError(f"frame sample rate {self.frame.sample_rate:g} differs from the radio's "
                              f"{radio.sample_rate:g}; configure both alike")
-        self.codec = shared_codec(self.frame, self.cfg.ldpc_iterations)
-        self.cyclic = (type(radio).__name__ == "PlutoRadio") if cyclic is None else bool(cyclic)
+        if codec is not None and codec.cfg != self.frame:
+            raise InputError("the codec was built for another frame configuration; build it from this frame")
+        self.codec = codec if codec is not None else shared_codec(self.frame, self.cfg.ldpc_iterations)
+        self.cyclic = bool(getattr(radio, "cyclic_tx", False)) if cyclic is None else bool(cyclic)
         self.tx_level_dbfs = float(tx_level_dbfs)
         self.recorder = recorder
-        self._msg_id = int(np.random.default_rng(seed).integers(0, 256))
         self.last_transfer: Transfer | None = None
+        self._restart(check_seed(seed))
+
+    def _restart(self, seed: int) -> None:
+        self._msg_id = int(np.random.default_rng(seed).integers(0, 256))
+        self.generator = make_generator(seed, "cpu")
+
+    def reseed(self, seed: int) -> None:
+        """Restart every random draw from `seed`: message ids, `forward`'s random bits and the radio's own
+        (a simulated radio's noise and impairments; hardware has none). A RadioLink reseeded with s then
+        behaves like RadioLink(SimRadio(..., seed=s), seed=s)."""
+        seed = check_seed(seed)
+        self._restart(seed)
+        reseed_radio = getattr(self.radio, "reseed", None)
+        if reseed_radio is not None:
+            reseed_radio(seed)
+        self.last_transfer = None
+
+    def forward(self, batch_size: int, ebno_db: float | None = None,
+                snr_db: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`batch_size` random k-bit blocks over the air: (bits, decoded bits), both [batch_size, k].
+
+        The call every link shares (Sionna's `sim_ber` signature). The blocks are sent as one payload
+        (`send_bytes`), so each frame's codewords also carry its CRC. Given `ebno_db` or `snr_db`, a radio
+        with an `snr_db` setting (the simulated pair) moves there; hardware has the SNR of its channel."""
+        if ebno_db is not None or snr_db is not None:
+            self.cfg = self.cfg.with_snr(snr_db=None if snr_db is None else float(snr_db),
+                                         ebno_db=None if ebno_db is None else float(ebno_db))
+            if not isinstance(getattr(type(self.radio), "snr_db", None), property):
+                raise InputError(f"{type(self.radio).__name__} has no SNR setting: over the air the channel sets "
+                                 "it; call the link without ebno_db / snr_db")
+            self.radio.snr_db = self.cfg.es_no_db
+        k = self.cfg.k if self.cfg.code == "ldpc" else self.cfg.n
+        bits = torch.randint(0, 2, (int(batch_size), k), generator=self.generator, dtype=torch.uint8)
+        flat = bits.reshape(-1).numpy()
+        received, _ = self.send_bytes(np.packbits(flat).tobytes())
+        got = np.unpackbits(np.frombuffer(received, np.uint8))[:flat.size]
+        return bits.float(), torch.from_numpy(got.astype(np.float32)).reshape(bits.shape)
 
     # --- the two link calls ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -148,8 +193,9 @@ class RadioLink:
                 est.append(torch.from_numpy(got.values[:units]))
                 var.append(torch.from_numpy(got.value_var[:units]))
             else:
-                est.append(torch.zeros(units, dtype=torch.float64))
-                var.append(torch.full((units,), scale * scale, dtype=torch.float64))
+                lost_est, lost_var = nothing_received(units, scale, torch.float64)
+                est.append(lost_est)
+                var.append(lost_var)
         est_t, var_t = torch.cat(est), torch.cat(var)
         from link_models.ota.header import HEADER_BITS
 
@@ -208,13 +254,7 @@ class RadioLink:
         return transfer
 
     def _scale(self, burst: np.ndarray) -> np.ndarray:
-        active = burst[np.abs(burst) > 0]
-        rms = float(np.sqrt(np.mean(np.abs(active) ** 2))) if active.size else 1.0
-        x = burst * (10 ** (self.tx_level_dbfs / 20) / rms)
-        peak = np.abs(x)
-        over = peak > 1.0
-        x[over] = x[over] / peak[over]                 # clip the rare OFDM peaks at full scale
-        return x.astype(np.complex64)
+        return scale_burst(burst, self.tx_level_dbfs)
 
     def _next_msg_id(self) -> int:
         self._msg_id = (self._msg_id + 1) % 256
@@ -237,46 +277,22 @@ class RadioLink:
             payload_bits=payload_bits, data_symbols=data_res,
             pilot_symbols=grid_symbols * len(cfg.pilot_subcarriers),
             cp_samples=grid_symbols * cfg.cp_length + len(sent) * 2 * cfg.cp_length,
-            total_symbols=transfer.samples_on_air, frames=len(sent),
+            total_symbols=transfer.samples_on_air, frames=len(sent), frames_lost=len(transfer.missing),
             airtime_s=transfer.samples_on_air / cfg.sample_rate,
             snr_db=None if snr is None else float(snr),
             snr_est_db=(10 * math.log10(count / sq_err) if sq_err > 0 else math.inf) if count else None,
             noise_var=float(np.mean(no_eff)) if no_eff else None)
 
 
-def radio_link_factory(radio: str, uri: str | None = None, **sim_settings):
-    """(spec, seed) -> RadioLink, the factory flowgraphs.runner uses for `--radio sim|pluto`.
-
-    'sim': a fresh SimRadio per hop at the hop's SNR and channel, with realistic impairments (20 ppm CFO
-    and SCO, DC offset, IQ imbalance; override with keyword arguments). 'pluto': one PlutoRadio shared by
-    every hop (a cabled loopback, or TX/RX Plutos with `uri` 'ip:A,ip:B').
-    """
-    shared = {}
-
-    def factory(spec, seed: int) -> RadioLink:
-        cfg = LinkConfig(modulation=spec.modulation, code="ldpc", k=spec.info_bits, n=spec.codeword_bits,
-                         channel="awgn" if spec.channel == "ideal" else spec.channel, estimator="ls",
-                         snr_db=float(spec.snr_db))
-        if radio == "sim":
-            from sdr_drivers.sim import SimRadio
-
-            channel = spec.channel if spec.channel in ("awgn", "ideal") or spec.channel.startswith("tdl-") else None
-            if channel is None:
-                raise InputError(f"channel '{spec.channel}' is not simulated by the radio; use awgn, ideal or tdl-a..e")
-            settings = {"cfo_ppm": 20.0, "sco_ppm": 20.0, "dc_offset": 0.01 + 0.005j, "iq_gain_db": 0.5,
-                        "iq_phase_deg": 3.0, **sim_settings}
-            snr = 60.0 if spec.channel == "ideal" else float(spec.snr_db)
-            return RadioLink(SimRadio(snr_db=snr, channel=channel, seed=seed, **settings), cfg, seed=seed)
-        if radio == "pluto":
-            if "radio" not in shared:
-                from sdr_drivers.pluto import PlutoRadio
-
-                tx_uri, _, rx_uri = (uri or "").partition(",")
-                shared["radio"] = PlutoRadio(tx_uri or "ip:192.168.2.1", rx_uri=rx_uri or None)
-            return RadioLink(shared["radio"], cfg, seed=seed)
-        raise InputError(f"radio '{radio}': choose sim or pluto")
-
-    return factory
+def scale_burst(burst: np.ndarray, tx_level_dbfs: float = TX_LEVEL_DBFS) -> np.ndarray:
+    """Frame samples (unit energy per resource element) -> radio samples at `tx_level_dbfs` RMS, |x| <= 1."""
+    active = burst[np.abs(burst) > 0]
+    rms = float(np.sqrt(np.mean(np.abs(active) ** 2))) if active.size else 1.0
+    x = burst * (10 ** (tx_level_dbfs / 20) / rms)
+    peak = np.abs(x)
+    over = peak > 1.0
+    x[over] = x[over] / peak[over]                 # clip the rare OFDM peaks at full scale
+    return x.astype(np.complex64)
 
 
 def _groups(frames: list, limit: int) -> list[list]:

@@ -1,4 +1,8 @@
-"""Reassembly of a numbered multi-frame message; which frames are missing is reported, never guessed."""
+"""Reassembly of a numbered multi-frame message; which frames are missing is reported, never guessed.
+
+Analog values of a missing frame follow the one rule of every link (link_models.mapping.nothing_received):
+0 with the prior variance (the message's scale squared, from any received header), so they read as unknown.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
+from link_models.mapping import nothing_received
 from link_models.ota.receiver import DecodedFrame
 
 
@@ -17,8 +23,8 @@ class Message:
     received: list[int] = field(default_factory=list)   # seq numbers decoded (CRC ok), sorted
     missing: list[int] = field(default_factory=list)    # seq numbers never decoded
     payload: bytes | None = None            # digital: all frames present and CRC-ok
-    values: np.ndarray | None = None        # analog: estimates, NaN where a frame is missing
-    value_var: np.ndarray | None = None     # analog: variance, inf where a frame is missing
+    values: np.ndarray | None = None        # analog: estimates, 0 where a frame is missing
+    value_var: np.ndarray | None = None     # analog: variance, the prior scale^2 where a frame is missing
 
     @property
     def complete(self) -> bool:
@@ -47,7 +53,8 @@ def reassemble(frames: list[DecodedFrame], msg_id: int | None = None) -> Message
         return message
     per = max(f.header.units for f in by_seq.values())
     sizes = [by_seq[s].header.units if s in by_seq else per for s in range(total)]
-    values = [by_seq[s].values if s in by_seq else np.full(sizes[s], np.nan) for s in range(total)]
-    var = [by_seq[s].value_var if s in by_seq else np.full(sizes[s], np.inf) for s in range(total)]
+    lost = [nothing_received(sizes[s], first.scale, torch.float64) for s in range(total)]
+    values = [by_seq[s].values if s in by_seq else lost[s][0].numpy() for s in range(total)]
+    var = [by_seq[s].value_var if s in by_seq else lost[s][1].numpy() for s in range(total)]
     message.values, message.value_var = np.concatenate(values), np.concatenate(var)
     return message

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from link_models.config import MODULATIONS
+from link_models.mapping import from_symbols
 from link_models.ota.frame import PAYLOAD_CRC_BYTES, FrameCodec
 from link_models.ota.frontend import front_end
 from link_models.ota.header import FrameHeader
@@ -193,12 +194,10 @@ class FrameReceiver:
                 f.symbols, f.no_eff = xs, float(ne.mean())
             if scheme == "analog":
                 clock.lap("ofdm")
-                u = torch.view_as_real(x_hat).reshape(len(members), -1) * math.sqrt(2)
-                var = no_eff.repeat_interleave(2, dim=1)
-                for f, ui, vi in zip(members, u.numpy(), var.numpy(), strict=True):
-                    s = f.header.scale
-                    f.values = (ui[:units] * s).astype(np.float64)
-                    f.value_var = (vi[:units] * s * s).astype(np.float64)
+                scales = torch.tensor([[f.header.scale] for f in members], dtype=torch.float32)
+                values, var = from_symbols(x_hat, scales, units, no_eff)
+                for f, vi, var_i in zip(members, values.numpy(), var.numpy(), strict=True):
+                    f.values, f.value_var = vi.astype(np.float64), var_i.astype(np.float64)
                     f.crc_ok = True  # analog frames carry no CRC; the header's CRC vouches for the metadata
                 continue
             clock.lap("ofdm")
