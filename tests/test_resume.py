@@ -14,6 +14,7 @@ import pytest
 import torch
 from tiny_sd import tiny_ldm
 
+from flowgraphs.experiments import resume_study
 from meg_common.errors import InputError
 from meg_phy import resume
 from meg_phy.codecs import analog_to_seed, seed_to_analog
@@ -46,7 +47,7 @@ def test_awgn_noise_variance_follows_the_normalisation():
     values = torch.randn(200_000, generator=torch.Generator().manual_seed(0)) * 3 + 1
     power = values.pow(2).mean().item()
     for snr_db in (-10, 0, 20):
-        est, var = resume.analog_awgn(values, snr_db, torch.Generator().manual_seed(1))
+        est, var = resume_study.analog_awgn(values, snr_db, torch.Generator().manual_seed(1))
         expected = power / 10 ** (snr_db / 10)
         assert var.shape == values.shape and var[0].item() == pytest.approx(expected, rel=1e-6)
         assert (est - values).var().item() == pytest.approx(expected, rel=0.02)
@@ -105,7 +106,7 @@ def test_channel_aware_beats_naive_with_an_exact_denoiser(oracle, split):
     reference = oracle.denoise(seed, cond).latents
     for snr_db in (-10, -5, 0, 5, 10, 20):
         values, side = seed_to_analog(seed)
-        est, var = resume.analog_awgn(values, snr_db, torch.Generator().manual_seed(snr_db + 50))
+        est, var = resume_study.analog_awgn(values, snr_db, torch.Generator().manual_seed(snr_db + 50))
         received, latent_var = analog_to_seed(est, var, side)
         mse = {}
         for mode in ("naive", "channel-aware"):
@@ -156,7 +157,7 @@ def test_channel_aware_runs_end_to_end_on_random_weights(ldm):
     cond = ldm.encode_prompt("a red circle", 7.5)
     seed = ldm.denoise(ldm.start(cond, steps=10, generator=torch.Generator().manual_seed(0)), cond, until=5)
     values, side = seed_to_analog(seed)
-    est, var = resume.analog_awgn(values, 0.0, torch.Generator().manual_seed(0))
+    est, var = resume_study.analog_awgn(values, 0.0, torch.Generator().manual_seed(0))
     received, latent_var = analog_to_seed(est, var, side)
     out = resume.channel_aware(ldm, received, latent_var)
     assert int(out.timesteps[0]) > int(seed.timesteps[5])
@@ -165,14 +166,14 @@ def test_channel_aware_runs_end_to_end_on_random_weights(ldm):
 
 
 def test_comparison_tables_have_their_fields(ldm):
-    rows = resume.compare_seed_resume(ldm, ["a red circle", "a"], [0.0, 20.0], split=0.5, steps=6)
+    rows = resume_study.compare_seed_resume(ldm, ["a red circle", "a"], [0.0, 20.0], split=0.5, steps=6)
     assert [r["snr_db"] for r in rows] == [0.0, 20.0]
     assert rows[0]["latent_noise_var"] > rows[1]["latent_noise_var"] > 0
     for row in rows:
         assert row["naive"]["resume_timestep"] == row["timestep"]
         assert row["channel-aware"]["resume_timestep"] >= row["timestep"]
         assert set(row["naive"]) >= {"psnr_db", "ssim", "prompt_accuracy", "steps_run"}
-    sketch = resume.compare_sketch_completion(ldm, ["a", "b"], [0.0], sketch_steps=2, steps=6)
+    sketch = resume_study.compare_sketch_completion(ldm, ["a", "b"], [0.0], sketch_steps=2, steps=6)
     assert sketch[0]["naive"]["strength"] == 0.5 and sketch[0]["channel-aware"]["strength"] >= 0.5
 
 
@@ -195,7 +196,7 @@ def test_channel_aware_beats_naive_on_the_embedded_model(split):
     """The docs table: SNR -10..20 dB, 32 prompts. Where channel-aware moves to a new level it wins in PSNR
     and SSIM; below the schedule's resolution it is the naive run itself; prompt accuracy never drops."""
     ldm, evaluator, prompts = _default_model_or_skip()
-    rows = resume.compare_seed_resume(ldm, prompts, [-10, -5, 0, 5, 10, 15, 20], split=split, evaluator=evaluator)
+    rows = resume_study.compare_seed_resume(ldm, prompts, [-10, -5, 0, 5, 10, 15, 20], split=split, evaluator=evaluator)
     moved = 0
     for row in rows:
         naive, aware = row["naive"], row["channel-aware"]
@@ -211,7 +212,7 @@ def test_channel_aware_beats_naive_on_the_embedded_model(split):
 @pytest.mark.slow
 def test_sketch_strength_beats_the_base_strength_on_the_embedded_model():
     ldm, evaluator, prompts = _default_model_or_skip()
-    rows = resume.compare_sketch_completion(ldm, prompts, [-10, 0, 10, 20], evaluator=evaluator)
+    rows = resume_study.compare_sketch_completion(ldm, prompts, [-10, 0, 10, 20], evaluator=evaluator)
     for row in rows:
         naive, aware = row["naive"], row["channel-aware"]
         assert aware["psnr_db"] >= naive["psnr_db"] and aware["prompt_accuracy"] >= naive["prompt_accuracy"], row
