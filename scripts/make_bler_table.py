@@ -88,7 +88,7 @@ def curve_plan(m, n: int) -> dict:
             "spectral_efficiency": m.spectral_efficiency, "shannon_snr_db": m.shannon_snr_db, "k": k, "n": n,
             "link_k": k, "link_n": n, "snr_shift_db": 0.0, "method": "measured"}
     if m.code_rate < LDPC_RATE_MIN:
-        link_n = math.ceil(5 * k / m.bits_per_symbol) * m.bits_per_symbol
+        link_n = 5 * k // m.bits_per_symbol * m.bits_per_symbol  # rate >= 1/5
         plan.update(link_n=link_n, snr_shift_db=10 * math.log10(n / link_n), method="repetition-shift")
     return plan
 

@@ -1,0 +1,46 @@
+"""scripts/make_bler_table.py: a tiny table measured with DigitalLink, resumed, read by LinkAdaptation."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from link_models.mcs import BlerTable, LinkAdaptation, mcs
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_bler_table.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("make_bler_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_table_scans_from_shannon_threshold_resumes_and_feeds_link_adaptation(script, tmp_path):
+    out = tmp_path / "bler.json"
+    args = ["--out", str(out), "--tables", "1", "--mcs", "1,5", "--n", "240", "--max-codewords", "48",
+            "--target-errors", "20", "--batch", "1", "--no-progress"]
+    assert script.main(args) == 0
+    data = json.loads(out.read_text())
+    curves = data["curves"]
+    assert set(curves) == {mcs(1).key, mcs(5).key} and all(c["done"] for c in curves.values())
+    low = curves[mcs(1).key]  # R = 157/1024 < 1/5: measured at rate 1/5, shifted by the repetition gain
+    assert low["method"] == "repetition-shift" and 5 * low["k"] - 2 < low["link_n"] <= 5 * low["k"]
+    assert low["snr_shift_db"] == pytest.approx(10 * math.log10(low["n"] / low["link_n"]))
+    for key, curve in curves.items():
+        points = curve["points"]
+        snrs = [p["snr_db"] for p in points]
+        assert snrs == sorted(snrs) and all(abs(b - a - 0.5) < 1e-9 for a, b in zip(snrs, snrs[1:], strict=False))
+        assert min(snrs) <= curve["shannon_snr_db"] + 0.5         # the scan starts at the Shannon threshold
+        assert points[0]["bler"] >= 0.95 or min(snrs) < curve["shannon_snr_db"]
+        assert points[-1]["bler"] <= 0.01, key                       # ... and ends below 1 %
+    before = out.read_text()
+    assert script.main(args) == 0                                    # resumed: nothing to do, same numbers
+    assert json.loads(out.read_text())["curves"] == json.loads(before)["curves"]
+    assert script.main([*args[:-1], "--target-errors", "21", "--no-progress"]) == 2  # other settings: refused
+    la = LinkAdaptation(bler_table=BlerTable(out), table=1)
+    assert la.select(-20.0) == 1 and la.select(20.0) == 5
