@@ -37,18 +37,16 @@ def _direct(task, config):
             break
         except ValueError:
             continue
-    values, side = codecs.image_to_analog(task.image)
-    scale = codecs.image_info(side)["scale"]
-    est, var, _ = simulated_link(spec, hop_seed(config.seed, "UE-ES1-image")).send_values(values * scale)
-    image, _ = codecs.analog_to_image(est / scale, var / scale**2, side)
+    values, side = codecs.image_to_analog(task.image, normalise=False)   # the link normalises power
+    est, var, _ = simulated_link(spec, hop_seed(config.seed, "UE-ES1-image")).send_values(values)
+    image, _ = codecs.analog_to_image(est, var, side)
     cond = ldm.encode_prompt(prompt or "", guidance=task.guidance)
     seed = ldm.start(None, image, strength=task.strength, steps=task.steps,
                      generator=torch.Generator().manual_seed(task.seed))
     seed = ldm.denoise(seed, cond, until=round(seed.total * config.split))
-    values, side = codecs.seed_to_analog(seed)
-    scale = codecs.side_info(side).scale
-    est, var, _ = simulated_link(spec, hop_seed(config.seed, "ES1-UE-seed")).send_values(values * scale)
-    received, latent_var = codecs.analog_to_seed(est / scale, var / scale**2, side)
+    values, side = codecs.seed_to_analog(seed, normalise=False)
+    est, var, _ = simulated_link(spec, hop_seed(config.seed, "ES1-UE-seed")).send_values(values)
+    received, latent_var = codecs.analog_to_seed(est, var, side)
     received = resume(ldm, received, float(latent_var.mean()), mode=config.resume)
     cond = ldm.encode_prompt(task.prompt, guidance=task.guidance)
     return ldm.decode(ldm.denoise(received, cond))

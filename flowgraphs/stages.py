@@ -156,9 +156,8 @@ class Stages:
         hop = self.g.hop(src, dst, payload)
         if hop.spec.scheme == "analog":
             to_analog = codecs.sketch_to_analog if payload == "sketch" else codecs.image_to_analog
-            values, side = to_analog(image, size=size)
-            arrived = self._send_analog(hop, values, side, codecs.image_info(side)["scale"], codecs.image_info,
-                                        codecs.analog_to_image)
+            values, side = to_analog(image, size=size, normalise=False)
+            arrived = self._send_analog(hop, values, side, codecs.image_info, codecs.analog_to_image)
             if arrived is not None:
                 return arrived
         else:
@@ -169,15 +168,16 @@ class Stages:
                 return received, 0.0
         return torch.full_like(image, 0.5), 0.0
 
-    def _send_analog(self, hop, values, side, scale: float, decode_side, from_analog):
-        """Codec values at their natural `scale` over an analog hop: (what arrived, mean noise variance in
-        codec units), or None when the hop lost them. The side information rides on the link only when
+    def _send_analog(self, hop, values, side, decode_side, from_analog):
+        """Codec values as they are (not normalised: the link's mapping normalises their power, once, and
+        carries the scale in its header) over an analog hop: (what arrived, mean noise variance in payload
+        units), or None when the hop lost them. The rest of the side information rides on the link only when
         `side_info = "link"`; otherwise it is session state."""
         on_link = side if self.cfg.side_info == "link" else None
-        est, noise_var, record = hop.send_values(values * scale, side=on_link, decode_side=decode_side)
+        est, noise_var, record = hop.send_values(values, side=on_link, decode_side=decode_side)
         if not record.delivered:
             return None
-        received, var = from_analog(est / scale, noise_var / scale**2, side)
+        received, var = from_analog(est, noise_var, side)
         return received, float(var.mean())
 
     def send_seed(self, src: str, dst: str, seed) -> tuple[object, float]:
@@ -191,9 +191,8 @@ class Stages:
 
         hop = self.g.hop(src, dst, "seed")
         if hop.spec.scheme == "analog":
-            values, side = codec.seed_to_analog(seed)
-            arrived = self._send_analog(hop, values, side, codec.side_info(side).scale, codec.side_info,
-                                        codec.analog_to_seed)
+            values, side = codec.seed_to_analog(seed, normalise=False)
+            arrived = self._send_analog(hop, values, side, codec.side_info, codec.analog_to_seed)
             if arrived is not None:
                 return arrived
         else:

@@ -1,7 +1,8 @@
 """Payload codecs: what goes on a link between MEG stages.
 
 - seeds: `encode_seed`/`decode_seed` (digital: float32, float16, 8/4-bit with per-channel ranges),
-  `seed_to_analog`/`analog_to_seed` (values of unit average power + digital side information);
+  `seed_to_analog`/`analog_to_seed` (values + digital side information; unit average power unless
+  `normalise=False`, which a flowgraph uses because its links normalise power);
 - images and sketches: `encode_image`/`encode_sketch`/`decode_image` (PNG/JPEG/WebP bytes),
   `image_to_analog`/`sketch_to_analog`/`analog_to_image` (pixel values + side information);
 - `payload_bits`: what a payload costs on a link.

@@ -4,8 +4,9 @@ A final image (CENTRALIZED, UIEG, UIDG, UIDCG downlinks) travels at full resolut
 DCSUC) is a rough image sent at a lower resolution (`size`) that the receiver upsamples (bicubic) to the
 model resolution and completes with img2img. Digital payloads wrap the file bytes in the project's container
 (metadata + CRC32), so a corrupted image is detected instead of decoded into garbage. Analog payloads are
-the pixel values mapped to [-1, 1] and divided by their RMS (unit average power), with the side
-information as a small digital payload, like analog seeds.
+the pixel values mapped to [-1, 1], with the side information as a small digital payload, like analog
+seeds: divided by their RMS (unit average power) by default, or as they are with `normalise=False` for a
+link that normalises power itself (link_models.mapping; see meg_phy.codecs.seed).
 """
 
 from __future__ import annotations
@@ -103,19 +104,21 @@ def decode_image(payload: bytes) -> torch.Tensor:
     return resize(image, target)
 
 
-def image_to_analog(image: torch.Tensor, size: tuple[int, int] | None = None,
-                    kind: Kind = Kind.IMAGE) -> tuple[torch.Tensor, bytes]:
-    """Image -> (values, side): pixels at `size` mapped to [-1, 1] and divided by their RMS (unit power)."""
+def image_to_analog(image: torch.Tensor, size: tuple[int, int] | None = None, kind: Kind = Kind.IMAGE,
+                    normalise: bool = True) -> tuple[torch.Tensor, bytes]:
+    """Image -> (values, side): pixels at `size` mapped to [-1, 1] and divided by their RMS (unit power), or
+    not divided with `normalise=False` (scale 1 in the side information)."""
     image = _check_image(image)
     sent = _sent_size(image, size)
     centred = resize(image, sent) * 2 - 1
-    scale = float(centred.pow(2).mean().sqrt()) or 1.0
+    scale = (float(centred.pow(2).mean().sqrt()) or 1.0) if normalise else 1.0
     side = pack(kind, _META.pack(FORMATS["analog"], 0, *sent, *image.shape[-2:], scale), b"")
-    return (centred / scale).reshape(-1), side
+    return (centred / scale if normalise else centred).reshape(-1), side
 
 
-def sketch_to_analog(image: torch.Tensor, size: tuple[int, int] | None = SKETCH_SIZE) -> tuple[torch.Tensor, bytes]:
-    return image_to_analog(image, size=size, kind=Kind.SKETCH)
+def sketch_to_analog(image: torch.Tensor, size: tuple[int, int] | None = SKETCH_SIZE,
+                     normalise: bool = True) -> tuple[torch.Tensor, bytes]:
+    return image_to_analog(image, size=size, kind=Kind.SKETCH, normalise=normalise)
 
 
 def analog_to_image(values: torch.Tensor, noise_var: float | torch.Tensor,

@@ -7,10 +7,13 @@ current timestep, strength, scheduler, the remaining timestep schedule (steps al
 come back as -1), and the tile box for multi-ES tiles. A scheduler's internal history (DPM-Solver's past
 model outputs) is not sent: a multistep solver restarts at first order on the receiver.
 
-Analog (`seed_to_analog` / `analog_to_seed`): the latent values, divided by their RMS so they have unit
-average power, as a 1-D float tensor for an analog link; the side information (the same metadata, with
-the scale, no body) goes as a small digital payload. The receiver maps the received values and their
-noise variance back to a Seed and the noise variance in latent units, for channel-aware resume.
+Analog (`seed_to_analog` / `analog_to_seed`): the latent values as a 1-D float tensor for an analog link;
+the side information (the same metadata, with the scale, no body) goes as a small digital payload. The
+receiver maps the received values and their noise variance back to a Seed and the noise variance in latent
+units, for channel-aware resume. Power normalisation belongs to the link (link_models.mapping normalises
+whatever it is given, once, and carries the scale): a flowgraph asks for `normalise=False`, the latent
+as it is (scale 1 in the side information). The default, `normalise=True`, divides by the RMS (unit
+average power, the scale in the side information) for a channel that does not normalise by itself.
 """
 
 from __future__ import annotations
@@ -219,15 +222,16 @@ def quantisation_noise_var(payload: bytes) -> float:
 
 
 # ---- analog --------------------------------------------------------------------------------------------------
-def seed_to_analog(seed: Seed) -> tuple[torch.Tensor, bytes]:
-    """Seed -> (values, side): values are the latent / its RMS (unit average power), side is a digital payload."""
+def seed_to_analog(seed: Seed, normalise: bool = True) -> tuple[torch.Tensor, bytes]:
+    """Seed -> (values, side): values are the latent / its RMS (unit average power), or the latent as it is
+    with `normalise=False` (for a link that normalises, see the module doc); side is a digital payload."""
     latents = seed.latents.detach().float().cpu()
     if not bool(torch.isfinite(latents).all()):
         raise InputError("seed latents contain NaN or infinity")
-    scale = float(latents.pow(2).mean().sqrt())
+    scale = float(latents.pow(2).mean().sqrt()) if normalise else 1.0
     scale = scale if scale > 0 else 1.0
     side = pack(Kind.SEED, _pack_meta(_info(seed, "analog", scale)), b"")
-    return (latents / scale).reshape(-1), side
+    return (latents / scale if normalise else latents).reshape(-1), side
 
 
 def analog_to_seed(values: torch.Tensor, noise_var: float | torch.Tensor, side: bytes) -> tuple[Seed, torch.Tensor]:
