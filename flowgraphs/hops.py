@@ -169,21 +169,11 @@ def build_link(spec: LinkSpec):
     return (AnalogLink if spec.scheme == "analog" else DigitalLink)(spec.link_config(), seed=0)
 
 
-def reseed(link: Any, seed: int) -> Any:
-    """Point a (reused) link's randomness at `seed`, so what a hop gets depends only on its configuration
-    and seed (tested). Links with a `reseed` method do it themselves; the others get a fresh generator."""
-    if hasattr(link, "reseed"):
-        link.reseed(seed)
-    else:
-        from meg_common.rng import make_generator
-
-        link.generator = make_generator(seed, link.device)
-    return link
-
-
 def simulated_link(spec: LinkSpec, seed: int):
     """A link for one hop, built anew and seeded with `seed` (the same draws as a session's reused link)."""
-    return reseed(build_link(spec), seed)
+    link = build_link(spec)
+    link.reseed(seed)
+    return link
 
 
 def _stats_dict(stats: Any) -> dict[str, Any]:

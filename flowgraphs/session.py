@@ -5,7 +5,8 @@
     result, run, reference = evaluate(config, session)
 
 A session holds what is expensive to build and safe to reuse: split LDMs and evaluators by folder, links
-built once per link configuration (`LinkSpec.link_config()`), and the radio link factories. Nothing lives
+built once per link configuration (`LinkSpec.link_config()`), over-the-air frame codecs, and the radio link
+factories. Nothing lives
 in module-level caches, so two sessions share nothing, and inside one session a run cannot influence the
 next: every hop reseeds the link it gets (`Session.link`), and models and evaluators are only read.
 """
@@ -16,7 +17,7 @@ import json
 from typing import Any
 
 from flowgraphs.config import LinkSpec, RunConfig
-from flowgraphs.hops import LinkFactory, build_link, reseed
+from flowgraphs.hops import LinkFactory, build_link
 
 
 class Session:
@@ -29,6 +30,7 @@ class Session:
         self._scorers: dict[str | None, Any] = {}
         self._links: dict[str, Any] = {}
         self._radios: dict[tuple[str, str | None], LinkFactory] = {}
+        self._codecs: dict[tuple[Any, int], Any] = {}
 
     def model(self, path: str | None = None):
         """The split LDM at `path` (None: the embedded default model), loaded once in this session."""
@@ -53,12 +55,24 @@ class Session:
         key = spec.scheme + json.dumps(spec.link_config().to_dict(), sort_keys=True)
         if key not in self._links:
             self._links[key] = build_link(spec)
-        return reseed(self._links[key], seed)
+        link = self._links[key]
+        link.reseed(seed)
+        return link
 
     @property
     def links(self) -> dict[str, Any]:
         """The links built so far, by configuration (a copy, for inspection)."""
         return dict(self._links)
+
+    def frame_codec(self, frame, ldpc_iterations: int = 20):
+        """The over-the-air FrameCodec of a `FrameConfig` (its LDPC codes take a while to build), built once in
+        this session; radio links take it as `RadioLink(..., codec=...)`."""
+        key = (frame, int(ldpc_iterations))
+        if key not in self._codecs:
+            from link_models.ota.frame import FrameCodec
+
+            self._codecs[key] = FrameCodec(frame, ldpc_iterations=ldpc_iterations)
+        return self._codecs[key]
 
     def link_factory(self, config: RunConfig) -> LinkFactory:
         """How the hops of a run reach the air: simulated links, or radio links over a simulated or real radio

@@ -44,3 +44,13 @@ def test_runs_in_one_session_cannot_influence_each_other(model):
         assert [r.to_dict() for r in run.graph.records] == [r.to_dict() for r in first.graph.records]
     assert not torch.equal(other.image, first.image)
     assert session.model(model) is session.model(model)  # the model is loaded once per session
+
+
+def test_frame_codecs_are_per_session():
+    from link_models.ota.config import FrameConfig
+
+    session = Session()
+    codec = session.frame_codec(FrameConfig())
+    assert session.frame_codec(FrameConfig()) is codec and codec.cfg == FrameConfig()
+    assert session.frame_codec(FrameConfig(), ldpc_iterations=10) is not codec
+    assert Session().frame_codec(FrameConfig()) is not codec
