@@ -6,8 +6,8 @@
     est, noise_var, stats = link.send_values(values)     # analog: 1-D real tensor -> (estimates, variance, stats)
     link.reseed(seed)                                    # the link's random draws restart from `seed`
 
-A link carries bytes, values or both (`link.schemes`: "digital", "analog"); the call it does not carry
-raises InputError naming the link that does. `reseed` is the only way to change a built link's random
+A link carries bytes, values or both (the links here say which in `schemes`: "digital", "analog"); the
+call it does not carry raises InputError naming the link that does. `reseed` is the only way to change a built link's random
 stream: a reseeded link behaves exactly like one built with that seed, so a built link can serve many
 hops (building Sionna's LDPC code costs more than a small payload). `forward` (`link(batch_size, ebno_db)`)
 is Sionna's `sim_ber` Monte-Carlo call on every link: `batch_size` random blocks through the link,
@@ -32,10 +32,7 @@ from meg_common.errors import InputError
 
 @runtime_checkable
 class Link(Protocol):
-    """Structural type of every link (see the module docstring)."""
-
-    schemes: tuple[str, ...]
-    """What the link carries: ("digital",), ("analog",) or both."""
+    """Structural type of every link (see the module docstring): the three calls a hop may make."""
 
     def send_bytes(self, payload: bytes) -> tuple[bytes, LinkStats]:
         """Bytes through the link: (received bytes of the same length, stats)."""

@@ -139,6 +139,9 @@ class RadioLink:
         got = np.unpackbits(np.frombuffer(received, np.uint8))[:flat.size]
         return bits.float(), torch.from_numpy(got.astype(np.float32)).reshape(bits.shape)
 
+    def __call__(self, batch_size: int, ebno_db: float | None = None, snr_db: float | None = None):
+        return self.forward(batch_size, ebno_db, snr_db)
+
     # --- the two link calls ----------------------------------------------------------------------------------
     @torch.no_grad()
     def send_bytes(self, payload: bytes) -> tuple[bytes, LinkStats]:
