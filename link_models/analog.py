@@ -19,10 +19,10 @@ import torch
 
 from link_models.base import OFDMLink
 from link_models.config import LinkConfig
+from link_models.link import check_values
 from link_models.mapping import from_symbols, power_scale, to_symbols
 from link_models.ofdm import OFDMTransport
 from link_models.stats import LinkStats
-from meg_common.errors import InputError
 from meg_common.rng import sionna_rng
 
 HEADER_BITS = 64  # float32 scale + uint32 length
@@ -61,7 +61,7 @@ class AnalogLink(OFDMLink):
     @torch.no_grad()
     def send_values(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, LinkStats]:
         """values: 1-D real tensor -> (estimates, per-value noise variance, stats); same shape as values."""
-        values = self._check(values)
+        values = check_values(values).to(self.device)
         num = values.numel()
         scale = power_scale(values)  # sent as float32 in the header
         s = to_symbols(values.float(), scale)
@@ -84,17 +84,3 @@ class AnalogLink(OFDMLink):
             noise_var=float(var.mean()),
             nmse=float((estimates - values).square().mean() / values.square().mean().clamp(min=1e-30)))
         return estimates, noise_var, stats
-
-    def _check(self, values) -> torch.Tensor:
-        if not isinstance(values, torch.Tensor):
-            raise InputError(f"send_values needs a 1-D real torch tensor, got {type(values).__name__}")
-        if values.is_complex() or not values.is_floating_point():
-            raise InputError(f"send_values needs real floating-point values, got {values.dtype}")
-        if values.dim() != 1:
-            raise InputError(f"send_values needs a 1-D tensor, got shape {tuple(values.shape)}; flatten it first")
-        if values.numel() == 0:
-            raise InputError("nothing to send: the value vector is empty; give at least one value")
-        if not torch.isfinite(values).all():
-            bad = int((~torch.isfinite(values)).sum())
-            raise InputError(f"{bad} of {values.numel()} values are NaN or infinite; send finite values only")
-        return values.to(self.device)

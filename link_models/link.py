@@ -63,3 +63,20 @@ def not_carried(link, what: str) -> InputError:
     other = "a DigitalLink (scheme 'digital')" if what == "bytes" else "an AnalogLink (scheme 'analog')"
     return InputError(f"{type(link).__name__} carries {' and '.join(link.schemes) or 'nothing'} payloads, "
                       f"not {what}; send {what} over {other}")
+
+
+def check_values(values) -> torch.Tensor:
+    """What `send_values` takes: a non-empty 1-D real floating-point tensor of finite values (InputError
+    naming what is wrong otherwise)."""
+    if not isinstance(values, torch.Tensor):
+        raise InputError(f"send_values needs a 1-D real torch tensor, got {type(values).__name__}")
+    if values.is_complex() or not values.is_floating_point():
+        raise InputError(f"send_values needs real floating-point values, got {values.dtype}")
+    if values.dim() != 1:
+        raise InputError(f"send_values needs a 1-D tensor, got shape {tuple(values.shape)}; flatten it first")
+    if values.numel() == 0:
+        raise InputError("nothing to send: the value vector is empty; give at least one value")
+    if not torch.isfinite(values).all():
+        bad = int((~torch.isfinite(values)).sum())
+        raise InputError(f"{bad} of {values.numel()} values are NaN or infinite; send finite values only")
+    return values

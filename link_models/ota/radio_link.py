@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from link_models.config import MODULATIONS, LinkConfig
-from link_models.link import check_seed
+from link_models.link import check_seed, check_values
 from link_models.mapping import nothing_received
 from link_models.ota.config import FrameConfig
 from link_models.stats import LinkStats
@@ -182,7 +182,7 @@ class RadioLink:
     def send_values(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, LinkStats]:
         from link_models.ota.frame import FrameBuilder
 
-        values = _check_values(values)
+        values = check_values(values)
         flat = values.detach().to("cpu", torch.float64).reshape(-1)
         builder = FrameBuilder(self.codec, self.cfg.modulation, "none", self.cfg.k, self.cfg.n)
         frames = builder.analog_frames(flat, self._next_msg_id())
@@ -309,18 +309,6 @@ def _groups(frames: list, limit: int) -> list[list]:
     if current:
         groups.append(current)
     return groups
-
-
-def _check_values(values) -> torch.Tensor:
-    if not isinstance(values, torch.Tensor):
-        raise InputError(f"send_values needs a 1-D real torch tensor, got {type(values).__name__}")
-    if values.is_complex() or not values.is_floating_point():
-        raise InputError(f"send_values needs real floating-point values, got {values.dtype}")
-    if values.dim() != 1 or values.numel() == 0:
-        raise InputError(f"send_values needs a non-empty 1-D tensor, got shape {tuple(values.shape)}")
-    if not torch.isfinite(values).all():
-        raise InputError("values contain NaN or infinity; send finite values only")
-    return values
 
 
 def _maybe(value, fn):
