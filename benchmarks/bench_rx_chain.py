@@ -26,9 +26,9 @@ CHAIN = ("frontend", "detect", "sync", "ofdm")
 
 
 def _stream(num_frames: int):
-    from link_models.ota.radio_link import RadioLink, shared_codec
     from link_models.ota.config import FrameConfig
     from link_models.ota.frame import FrameBuilder
+    from link_models.ota.radio_link import RadioLink, shared_codec
     from sdr_drivers.sim import SimRadio
 
     frame = FrameConfig()

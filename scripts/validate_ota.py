@@ -27,8 +27,8 @@ IMPAIRED = {"dc_offset": 0.03 - 0.02j, "iq_gain_db": 1.0, "iq_phase_deg": 5.0, "
 
 
 def detection_curve(snrs, buffers, codec, progress) -> dict:
-    from link_models.ota.radio_link import RadioLink
     from link_models.ota.frame import FrameBuilder
+    from link_models.ota.radio_link import RadioLink
     from link_models.ota.receiver import FrameReceiver
     from sdr_drivers.sim import SimRadio
 
@@ -78,8 +78,8 @@ def false_alarms(codec, count: int) -> dict:
 
 
 def bler_curves(snrs, codewords, progress) -> dict:
-    from link_models.ota.radio_link import RadioLink
     from link_models import DigitalLink, LinkConfig
+    from link_models.ota.radio_link import RadioLink
     from sdr_drivers.sim import SimRadio
 
     out = {"snr_db": list(snrs), "ota": [], "link_perfect": [], "link_ls": [], "codewords": codewords}
@@ -161,8 +161,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("MPLBACKEND", "Agg")
     torch.set_num_threads(1)
-    from link_models.ota.radio_link import shared_codec
     from link_models.ota.config import FrameConfig
+    from link_models.ota.radio_link import shared_codec
     from meg_common.io import atomic_write_json, prepare_out_dir
     from meg_common.provenance import versions
 

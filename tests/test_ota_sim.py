@@ -16,9 +16,9 @@ IMPAIRED = {"dc_offset": 0.03 - 0.02j, "iq_gain_db": 1.0, "iq_phase_deg": 5.0, "
 
 @pytest.fixture(scope="module")
 def ota():
-    from link_models.ota.radio_link import RadioLink, shared_codec
     from link_models.ota.config import FrameConfig
     from link_models.ota.frame import FrameBuilder
+    from link_models.ota.radio_link import RadioLink, shared_codec
     from link_models.ota.receiver import FrameReceiver
 
     codec = shared_codec(FrameConfig(), 20)
@@ -89,8 +89,8 @@ def test_full_receiver_reports_nothing_on_noise(ota):
 
 
 def _ota_bler(snr_db, codewords, seed):
-    from link_models.ota.radio_link import RadioLink
     from link_models import LinkConfig
+    from link_models.ota.radio_link import RadioLink
 
     cfg = LinkConfig(modulation="qpsk", k=1024, n=2048, snr_db=snr_db)
     radio = SimRadio(snr_db=snr_db, cfo_ppm=40 if seed % 2 else -40, sco_ppm=-40 if seed % 2 else 40, seed=seed,
@@ -132,9 +132,9 @@ def test_bler_curve_within_2db_of_the_link_level_simulation():
 
 @pytest.mark.slow
 def test_detection_curve_stays_above_99_percent_from_3db():
-    from link_models.ota.radio_link import RadioLink, shared_codec
     from link_models.ota.config import FrameConfig
     from link_models.ota.frame import FrameBuilder
+    from link_models.ota.radio_link import RadioLink, shared_codec
     from link_models.ota.receiver import FrameReceiver
 
     codec = shared_codec(FrameConfig(), 20)

@@ -21,8 +21,8 @@ def radio(pluto_uri, request):
 
 
 def test_pluto_loopback_decodes_every_frame_and_measures_a_plausible_cfo(radio):
-    from link_models.ota.radio_link import RadioLink
     from link_models import LinkConfig
+    from link_models.ota.radio_link import RadioLink
 
     link = RadioLink(radio, LinkConfig(modulation="qpsk", k=1024, n=2048, snr_db=20.0))
     payload = bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8))
@@ -35,8 +35,8 @@ def test_pluto_loopback_decodes_every_frame_and_measures_a_plausible_cfo(radio):
 
 
 def test_pluto_analog_values_arrive_with_calibrated_variance(radio):
-    from link_models.ota.radio_link import RadioLink
     from link_models import LinkConfig
+    from link_models.ota.radio_link import RadioLink
 
     link = RadioLink(radio, LinkConfig(snr_db=20.0))
     values = torch.randn(8000)
