@@ -19,16 +19,17 @@ import torch
 TARGET = 0.05
 
 
-def _direct(task, config):
-    """EIUG written out by hand: prompt + image up, ES denoises to the split, analog seed down, UE finishes."""
+def _direct(task, config, session):
+    """EIUG written out by hand: prompt + image up, ES denoises to the split, analog seed down, UE finishes.
+
+    Links come from the same session as the flowgraph's (built once per configuration, reseeded per hop)."""
     from flowgraphs.graph import hop_seed
-    from flowgraphs.hops import simulated_link
     from flowgraphs.prompt_codec import decode_prompt, encode_prompt
     from meg_phy import codecs
     from meg_phy.resume import resume
 
     ldm, spec = task.ldm, config.link
-    link = simulated_link(replace(spec, scheme="digital"), hop_seed(config.seed, "UE-ES1-prompt"))
+    link = session.link(replace(spec, scheme="digital"), hop_seed(config.seed, "UE-ES1-prompt"))
     prompt = None
     for _ in range(spec.max_attempts):
         received, _ = link.send_bytes(encode_prompt(task.prompt))
@@ -38,14 +39,14 @@ def _direct(task, config):
         except ValueError:
             continue
     values, side = codecs.image_to_analog(task.image, normalise=False)   # the link normalises power
-    est, var, _ = simulated_link(spec, hop_seed(config.seed, "UE-ES1-image")).send_values(values)
+    est, var, _ = session.link(spec, hop_seed(config.seed, "UE-ES1-image")).send_values(values)
     image, _ = codecs.analog_to_image(est, var, side)
     cond = ldm.encode_prompt(prompt or "", guidance=task.guidance)
     seed = ldm.start(None, image, strength=task.strength, steps=task.steps,
                      generator=torch.Generator().manual_seed(task.seed))
     seed = ldm.denoise(seed, cond, until=round(seed.total * config.split))
     values, side = codecs.seed_to_analog(seed, normalise=False)
-    est, var, _ = simulated_link(spec, hop_seed(config.seed, "ES1-UE-seed")).send_values(values)
+    est, var, _ = session.link(spec, hop_seed(config.seed, "ES1-UE-seed")).send_values(values)
     received, latent_var = codecs.analog_to_seed(est, var, side)
     received = resume(ldm, received, float(latent_var.mean()), mode=config.resume)
     cond = ldm.encode_prompt(task.prompt, guidance=task.guidance)
@@ -59,6 +60,7 @@ def run(quick: bool = False) -> dict:
 
     from flowgraphs.config import config_from_dict
     from flowgraphs.runner import run_protocol
+    from flowgraphs.session import Session
     from flowgraphs.task import make_task
     from meg_phy.models import DEFAULT_MODEL_DIR
 
@@ -72,8 +74,10 @@ def run(quick: bool = False) -> dict:
         model_name = "tiny random SD folder (the embedded model is not there yet)"
     torch.set_num_threads(1)
     config = config_from_dict({}, protocol="EIUG", model=model, snr_db=5.0)
-    task = make_task(config)
-    fns = {"flowgraph": lambda: run_protocol(config, task).image, "direct": lambda: _direct(task, config)}
+    session = Session()
+    task = make_task(config, session)
+    fns = {"flowgraph": lambda: run_protocol(config, task, session).image,
+           "direct": lambda: _direct(task, config, session)}
     same = bool(torch.equal(fns["flowgraph"](), fns["direct"]()))
     repeats = 5 if quick else 20
     cpu: dict[str, list[float]] = {k: [] for k in fns}
