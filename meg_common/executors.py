@@ -25,6 +25,7 @@ import math
 import os
 import re
 import socket
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,10 +213,11 @@ class RayExecutor(Executor):
         """Import Ray and join (or start) the cluster; returns the `ray` module."""
         if self._ray is not None:
             return self._ray
+        if "ray" in sys.modules and sys.modules["ray"].is_initialized():  # the caller's own session: use it
+            self._ray = sys.modules["ray"]
+            return self._ray
+        _prepare_auth(private=self.address is None)
         ray = import_ray()
-        if ray.is_initialized():  # the caller's own Ray session: use it, leave it open
-            self._ray = ray
-            return ray
         import logging
 
         where = self.address or "a local Ray"
@@ -229,7 +231,9 @@ class RayExecutor(Executor):
         try:
             ray.init(**kwargs)
         except (ConnectionError, TimeoutError, OSError, RuntimeError, ValueError) as exc:
-            raise DeviceError(f"cannot use Ray at {where}: {_first_line(exc)}") from exc
+            hint = "" if os.environ.get("RAY_AUTH_MODE") == "token" else \
+                "; if the cluster uses token authentication, set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN"
+            raise DeviceError(f"cannot use Ray at {where}: {_first_line(exc)}{hint}") from exc
         self._ray, self._owns_session = ray, True
         if self.address is None:
             self._check_fits(ray)
@@ -333,6 +337,32 @@ def import_ray():
         raise InputError(f"--executor ray needs Ray, which is not installed ({exc.name or 'ray'}); "
                          f"install it with {RAY_EXTRA_HINT}") from None
     return ray
+
+
+def _prepare_auth(private: bool) -> None:
+    """Ray 2.5x+ token authentication without surprises.
+
+    `ray start` turns token authentication on when it finds a token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+    ~/.ray/auth_token), but `ray.init(address=...)` does not, so joining such a head fails after a long
+    wait: with a token at hand and RAY_AUTH_MODE unset, we turn it on too (harmless on a cluster without
+    authentication). A private local Ray gets a token for this run in the environment, instead of Ray
+    writing a new one into the home folder, which would switch on authentication for later `ray start`s.
+    """
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # no C++ warning lines while connecting
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    have_token = bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                      or (Path.home() / ".ray" / "auth_token").is_file())
+    if have_token:
+        os.environ["RAY_AUTH_MODE"] = "token"
+    elif private:
+        import secrets
+
+        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+    else:
+        return
+    if "ray._raylet" in sys.modules:  # Ray read its settings at import: let it read them again
+        sys.modules["ray._raylet"].Config.initialize("")
 
 
 def resolve_ray_address(address: str, timeout_s: float = 5.0) -> str:
