@@ -28,7 +28,7 @@ def plot_curves(log: dict, path: str | Path) -> Path:
     if evals:
         minutes = [e["minutes"] for e in evals]
         ax.plot(minutes, [e["prompt_accuracy"] for e in evals], "o-", label="prompt accuracy")
-        for attr in evals[0]["per_attribute"]:
+        for attr in evals[0].get("per_attribute", {}):
             ax.plot(minutes, [e["per_attribute"][attr] for e in evals], lw=0.8, alpha=0.7, label=attr)
         ax.legend(fontsize=7, loc="lower right")
     ax.set_ylim(0, 1.02)
