@@ -8,6 +8,7 @@ import torch
 from meg_common.errors import InputError
 from meg_phy.scenes import VOCABULARY, make_prompt, sample_attributes
 from meg_phy.training import components, trainer
+from meg_phy.training.checkpoint import load_checkpoint
 from meg_phy.training.trainer import TrainConfig, train
 
 STEPS = 12
@@ -83,7 +84,7 @@ def test_interrupted_unet_stage_resumes_to_the_same_weights(smoke_run, tmp_path,
     uninterrupted run ends (every step draws its data and noise from its own seeded generator)."""
     done, _ = smoke_run
     (tmp_path / "checkpoints").mkdir()
-    for name in ("evaluator.pt", "vae.pt"):
+    for name in ("evaluator.safetensors", "vae.safetensors"):
         shutil.copy(done / "checkpoints" / name, tmp_path / "checkpoints" / name)
     shutil.copytree(done / "evaluator", tmp_path / "evaluator")
     config = tiny_config(tmp_path, stages=("unet",), checkpoint_every_minutes=0.0)
@@ -101,12 +102,12 @@ def test_interrupted_unet_stage_resumes_to_the_same_weights(smoke_run, tmp_path,
     with pytest.raises(KeyboardInterrupt):
         train(config)
     monkeypatch.setattr(trainer.F, "mse_loss", real_mse)
-    state = torch.load(tmp_path / "checkpoints" / "unet.pt", weights_only=False)
+    state = load_checkpoint(tmp_path / "checkpoints" / "unet.safetensors")
     assert state["step"] == 7 and not state.get("done")
     log = train(config)
     assert [p[0] for p in log["stages"]["unet"]["loss"]] == list(range(1, STEPS + 1))
-    resumed = torch.load(tmp_path / "checkpoints" / "unet.pt", weights_only=False)
-    straight = torch.load(done / "checkpoints" / "unet.pt", weights_only=False)
+    resumed = load_checkpoint(tmp_path / "checkpoints" / "unet.safetensors")
+    straight = load_checkpoint(done / "checkpoints" / "unet.safetensors")
     assert resumed["step"] == straight["step"] == STEPS
     for key in ("ema_unet", "text_encoder"):
         for name, value in straight[key].items():
@@ -124,6 +125,6 @@ def test_train_command_rejects_bad_options_and_broken_checkpoints(tmp_path, caps
     assert main(["train", "--out", str(tmp_path), "--minutes", "-1"]) == 2
     assert "--minutes" in capsys.readouterr().err
     (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "evaluator.pt").write_bytes(b"truncated")
+    (tmp_path / "checkpoints" / "evaluator.safetensors").write_bytes(b"truncated")
     assert main(["train", "--out", str(tmp_path), "--stage", "evaluator", "--steps", "1"]) == 2
     assert "delete it" in capsys.readouterr().err

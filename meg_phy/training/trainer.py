@@ -2,7 +2,8 @@
 
 Stages run in order: the evaluator (so the later stages can measure themselves), the VAE, then the UNet
 and text encoder together on cached latents, then export of the diffusers folder. Each stage keeps one
-checkpoint (`checkpoints/<stage>.pt`, written atomically every few minutes and at its end); running the
+checkpoint (`checkpoints/<stage>.safetensors`: tensors, with counters and optimiser settings as JSON in its
+metadata and in `<stage>.json`; no pickle), written atomically every few minutes and at its end; running the
 same command again skips finished stages and continues an interrupted one from its checkpoint, with its
 time budget counting the time already spent.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import math
-import pickle
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from meg_common.config import ConfigMixin
-from meg_common.io import atomic_write, atomic_write_json, read_json
+from meg_common.io import atomic_write_json, read_json
 from meg_phy.training import components
+from meg_phy.training.checkpoint import load_checkpoint, save_checkpoint
 from meg_phy.training.data import HELD_OUT_SEED, held_out_scenes, training_set
 
 STAGES = ("evaluator", "vae", "evaluator_tune", "unet", "export")
@@ -104,22 +105,13 @@ class _Trainer:
             print(f"[train] could not plot curves: {exc}", file=sys.stderr)
 
     def ckpt_path(self, stage: str) -> Path:
-        return self.out / "checkpoints" / f"{stage}.pt"
+        return self.out / "checkpoints" / f"{stage}.safetensors"
 
     def load_ckpt(self, stage: str) -> dict | None:
-        path = self.ckpt_path(stage)
-        if not path.exists():
-            return None
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-            from meg_common.errors import InputError
-
-            raise InputError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it to redo stage "
-                             f"{stage}") from exc
+        return load_checkpoint(self.ckpt_path(stage))
 
     def save_ckpt(self, stage: str, state: dict) -> None:
-        atomic_write(self.ckpt_path(stage), lambda p: torch.save(state, p))
+        save_checkpoint(self.ckpt_path(stage), state)
 
     def stage_log(self, stage: str) -> dict:
         return self.log["stages"].setdefault(stage, {"loss": [], "eval": []})
@@ -453,9 +445,9 @@ class _Trainer:
 
     def cached_latents(self, vae) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaled VAE latents of the training set (computed once, saved next to the checkpoints)."""
-        path = self.out / "checkpoints" / "latents.pt"
-        if path.exists():
-            cached = torch.load(path, map_location="cpu")
+        path = self.out / "checkpoints" / "latents.safetensors"
+        cached = load_checkpoint(path)
+        if cached is not None:
             if cached["scaling_factor"] == vae.config.scaling_factor and len(cached["latents"]) == self.c.images:
                 return cached["latents"], cached["prompt_index"]
         images, _, prompt_index = self.data()
@@ -463,8 +455,8 @@ class _Trainer:
             latents = torch.cat([vae.encode(x.to(self.device) * 2 - 1).latent_dist.mode().cpu()
                                  for x in tqdm(images.split(512), desc="encode latents", file=sys.stderr, leave=False)])
         latents = latents * vae.config.scaling_factor
-        atomic_write(path, lambda p: torch.save({"latents": latents, "prompt_index": prompt_index,
-                                                 "scaling_factor": vae.config.scaling_factor}, p))
+        save_checkpoint(path, {"latents": latents, "prompt_index": prompt_index,
+                               "scaling_factor": vae.config.scaling_factor})
         return latents, prompt_index
 
     @torch.no_grad()
