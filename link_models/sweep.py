@@ -14,6 +14,7 @@ import csv
 import io
 import math
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -78,14 +79,24 @@ def run_sweep(cfg: LinkConfig, out: Path, scheme: str = "digital", axis: str = "
     config = sweep_config(cfg, scheme, axis, values, target_errors, max_frames, seed)
     executor = executor or LocalExecutor()
     store = SweepStore(out, {"config": config, "versions": versions(), "points": []}, axis, values)
-    inner_progress = progress and executor.in_process
-    units = [Unit(point_key(axis, v), _run_point,
-                  (scheme, axis, float(v), target_errors, max_frames, point_seed(seed, v), inner_progress))
-             for v in values]
-    executor.run(units, store, setup=partial(_build_link, cfg, scheme, axis, values[0], seed), progress=progress,
-                 desc=f"link sweep ({scheme})")
+    units, setup = sweep_units(cfg, scheme, axis, values, target_errors, max_frames, seed,
+                               progress=progress and executor.in_process)
+    executor.run(units, store, setup=setup, progress=progress, desc=f"link sweep ({scheme})")
     _write(out, store.result)
     return store.result
+
+
+def sweep_units(cfg: LinkConfig, scheme: str, axis: str, values: list[float], target_errors: int, max_frames: int,
+                seed: int, progress: bool = False) -> tuple[list[Unit], Callable[[], object]]:
+    """The sweep as executor units, one per SNR point, and the per-worker setup that builds the link.
+
+    Each unit is `_run_point(link, ...)` with the point's own seed; `progress` shows a per-point frame bar
+    (only useful when the units run in this process).
+    """
+    units = [Unit(point_key(axis, v), _run_point,
+                  (scheme, axis, float(v), target_errors, max_frames, point_seed(seed, v), progress))
+             for v in values]
+    return units, partial(_build_link, cfg, scheme, axis, values[0], seed)
 
 
 def point_key(axis: str, value: float) -> str:

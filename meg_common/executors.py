@@ -348,7 +348,6 @@ def _prepare_auth(private: bool) -> None:
     authentication). A private local Ray gets a token for this run in the environment, instead of Ray
     writing a new one into the home folder, which would switch on authentication for later `ray start`s.
     """
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # no C++ warning lines while connecting
     if "RAY_AUTH_MODE" in os.environ:
         return
     have_token = bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
