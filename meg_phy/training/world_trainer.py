@@ -70,6 +70,9 @@ class WorldTrainConfig:
     eval_steps: int = 20
     target_accuracy: float | None = 0.95  # stop the UNet after two evaluations at or above it
     steps: int | None = None  # cap every stage at this many steps (smoke runs); budgets still apply
+    tune_pool: int = 2048  # VAE reconstructions the reader's tuning mixes in
+    quality_images: int = 512  # held-out scenes for the VAE's PSNR and reconstruction accuracy
+    reader_images: int = 2000  # held-out clean renders for the reader's per-attribute accuracy
     checkpoint_every_minutes: float = 3.0
     log_every: int = 20
     threads: int | None = 2
@@ -308,7 +311,7 @@ class _Trainer:
             model.load_state_dict(self._need(start_from)["model"])
         batch = self.c.evaluator_batch
         seed_base = EVALUATOR_SEED_BASE + (5_000_000 if vae is not None else 0)
-        pool = self.reconstruction_pool(vae) if vae is not None else None
+        pool = self.reconstruction_pool(vae, self.c.tune_pool) if vae is not None else None
 
         def step_fn(step: int) -> float:
             gen = torch.Generator().manual_seed(self.c.seed * 1_000_003 + step + (7 if vae is not None else 0))
@@ -335,12 +338,12 @@ class _Trainer:
 
         self._loop(stage, state, minutes, step_fn, snapshot)
         model.eval().cpu()
-        accuracy = attribute_accuracy(Evaluator(model), 2000)
+        accuracy = attribute_accuracy(Evaluator(model), self.c.reader_images)
         self.stage_log(stage)["held_out"] = accuracy
         print(f"[train] {stage}: held-out clean accuracy {accuracy}", file=sys.stderr)
         save_evaluator(model, self.out / "evaluator")
         if vae is not None:
-            quality = self.vae_quality(vae)
+            quality = self.vae_quality(vae, self.c.quality_images)
             self.stage_log(stage)["vae_reconstructions"] = quality
             print(f"[train] {stage}: on VAE reconstructions {quality}", file=sys.stderr)
         model.to(self.device)
@@ -385,12 +388,12 @@ class _Trainer:
         self._loop("vae", state, self.c.vae_minutes, step_fn, snapshot)
         vae.eval()
         with torch.no_grad():
-            scene_list, seeds = held_out(1024, offset=600_000)
+            scene_list, seeds = held_out(2 * self.c.quality_images, offset=600_000)
             clean = scenes.render_batch(scene_list, seeds).to(self.device)
             latents = torch.cat([vae.encode(x * 2 - 1).latent_dist.mode() for x in clean.split(256)])
             scaling = float(1.0 / latents.std())
         vae.register_to_config(scaling_factor=round(scaling, 5))
-        quality = self.vae_quality(vae)
+        quality = self.vae_quality(vae, self.c.quality_images)
         self.stage_log("vae").update(scaling_factor=vae.config.scaling_factor, **quality)
         print(f"[train] vae: scaling factor {vae.config.scaling_factor}, {quality}", file=sys.stderr)
         snapshot()

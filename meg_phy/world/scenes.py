@@ -12,8 +12,9 @@ the prompt fixes the meaning and the seed fixes the layout. Attributes and layou
 streams of one seed, so `render(spec, s)` equals `render(complete(spec, s), s)`.
 
 Rendering is anti-aliased (4x4 supersampling inside each object's bounding box) and deterministic by seed.
-Objects sit in distinct cells of the 3x3 grid and may overlap their neighbours partially (centres are kept at
-least `_MIN_SEPARATION` times the sum of the two extents apart), so each stays readable.
+Objects sit in distinct cells of the 3x3 grid and may overlap their neighbours partially (centres are drawn
+until they are at least `_MIN_SEPARATION` times the sum of the two extents apart; in the rare scenes where 24
+draws fail, the best-separated draw is kept), so each stays readable.
 """
 
 from __future__ import annotations
@@ -382,13 +383,16 @@ def layout(scene: dict, seed: int | torch.Generator = 0) -> dict:
             a = max(k * cell + _MARGIN_PX, extent + 0.5)
             b = min((k + 1) * cell - _MARGIN_PX, IMAGE_SIZE - extent - 0.5)
             box.append((a, max(a, b)))
-        for _ in range(24):
+        best = None
+        for _ in range(24):  # rejection sampling; if no draw keeps the separation, the best-separated one
             x = box[0][0] + (box[0][1] - box[0][0]) * u()
             y = box[1][0] + (box[1][1] - box[1][0]) * u()
-            if all(math.hypot(x - p["x"], y - p["y"]) >= _MIN_SEPARATION * (extent + p["extent"]) for p in placed):
+            ratio = min([math.hypot(x - p["x"], y - p["y"]) / (extent + p["extent"]) for p in placed] + [9.0])
+            if best is None or ratio > best[0]:
+                best = (ratio, x, y)
+            if ratio >= _MIN_SEPARATION:
                 break
-        else:  # fall back to the cell's centre, which always keeps the separation
-            x, y = (col + 0.5) * cell, (row + 0.5) * cell
+        _, x, y = best
         rgb = [min(1.0, max(0.0, c + _JITTER_COLOUR * (2 * u() - 1))) for c in COLOURS_RGB[obj["colour"]]]
         placed.append({"shape": obj["shape"], "x": x, "y": y, "radius": radius, "extent": extent, "rgb": rgb})
     background = scene["background"]
