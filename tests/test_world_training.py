@@ -1,0 +1,146 @@
+"""World-v2 training: tokenizer, 48x compression, pickle-free checkpoints, a tiny run of every stage that
+ends in a standard SD folder, and resume after an interruption."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from meg_common.errors import InputError
+from meg_phy.training import world_components as components
+from meg_phy.training import world_trainer
+from meg_phy.training.checkpoint import load_checkpoint, save_checkpoint
+from meg_phy.training.world_trainer import WorldTrainConfig, train
+from meg_phy.world import scenes
+
+STEPS = 6
+
+
+def tiny_config(out, **changes) -> WorldTrainConfig:
+    config = WorldTrainConfig(out=out, images=24, steps=STEPS, evaluator_batch=8, vae_batch=4, unet_batch=8,
+                              unet_warmup=1, eval_prompts=2, eval_steps=2, eval_every_minutes=1e9,
+                              target_accuracy=None, tune_pool=8, quality_images=8, reader_images=8, log_every=1,
+                              threads=None, device="cpu", evaluator_minutes=1e6, vae_minutes=1e6,
+                              evaluator_tune_minutes=1e6, unet_minutes=1e6)
+    for key, value in changes.items():
+        setattr(config, key, value)
+    return config
+
+
+def test_tokenizer_gives_one_token_per_word_and_the_fast_path_agrees(tmp_path):
+    tokenizer = components.build_tokenizer()
+    ids = [tokenizer(word, add_special_tokens=False).input_ids for word in scenes.VOCABULARY + (",",)]
+    assert all(len(i) == 1 for i in ids) and len({i[0] for i in ids}) == len(ids)
+    gen = torch.Generator().manual_seed(0)
+    full = scenes.sample_attributes(gen, 50)
+    prompts = [scenes.make_prompt(s) for s in full] + [world_trainer.prompt_for(s, gen) for s in full] + [""]
+    slow = tokenizer(prompts, padding="max_length", max_length=components.MAX_TOKENS, truncation=True,
+                     return_tensors="pt").input_ids
+    assert torch.equal(components.FastTokenizer()(prompts), slow)
+    longest = max(len(scenes.make_prompt(s).replace(",", " ,").split()) for s in full)
+    assert longest + 2 <= components.MAX_TOKENS
+    assert not set(tokenizer("pink dog", add_special_tokens=False).input_ids) & {i[0] for i in ids}
+
+
+def test_vae_compresses_48x_like_stable_diffusion():
+    vae = components.build_vae().eval()
+    with torch.no_grad():
+        latent = vae.encode(torch.zeros(1, 3, 64, 64)).latent_dist.mode()
+    assert latent.shape == (1, 4, 8, 8)
+    config = components.VAE_CONFIG
+    factor = 2 ** (len(config["block_out_channels"]) - 1)
+    assert factor == 8 and 3 * 64 * 64 / (config["latent_channels"] * (64 // factor) ** 2) == 48
+
+
+def test_checkpoints_hold_models_and_optimisers_without_pickle(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99))
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.randn(4, 3)).sum().backward()
+        opt.step()
+    save_checkpoint(tmp_path / "s.safetensors", {"step": 2, "model": model.state_dict(), "opt": opt.state_dict(),
+                                                 "done": False, "nested": {"x": [1.5, None, "a"]}})
+    state = load_checkpoint(tmp_path / "s.safetensors")
+    assert state["step"] == 2 and state["nested"] == {"x": [1.5, None, "a"]}
+    twin = torch.nn.Linear(3, 2)
+    twin_opt = torch.optim.AdamW(twin.parameters(), lr=1e-3)
+    twin.load_state_dict(state["model"])
+    twin_opt.load_state_dict(state["opt"])
+    x = torch.randn(4, 3)
+    for m, o in ((model, opt), (twin, twin_opt)):
+        o.zero_grad()
+        m(x).sum().backward()
+        o.step()
+    assert torch.equal(model.weight, twin.weight)
+    assert json.loads((tmp_path / "s.json").read_text())["step"] == 2
+    assert load_checkpoint(tmp_path / "missing.safetensors") is None
+    (tmp_path / "s.safetensors").write_bytes(b"truncated")
+    with pytest.raises(InputError, match="delete it"):
+        load_checkpoint(tmp_path / "s.safetensors")
+    with pytest.raises(TypeError, match="without pickle"):
+        save_checkpoint(tmp_path / "t.safetensors", {"bad": object()})
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world_train")
+    return out, train(tiny_config(out))
+
+
+def test_tiny_run_writes_a_standard_sd_folder_of_the_right_size(smoke_run):
+    out, log = smoke_run
+    for stage in ("evaluator", "vae", "unet"):
+        assert [p[0] for p in log["stages"][stage]["loss"]] == list(range(1, STEPS + 1))
+    assert not list((out / "checkpoints").glob("*.pt"))
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(out / "model", safety_checker=None, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.vae.config.scaling_factor == pytest.approx(log["stages"]["vae"]["scaling_factor"])
+    source = scenes.render(scenes.parse_prompt("a red circle on a blue background"), 0)[None]
+    edited = pipe("a blue square", image=source, strength=0.5, num_inference_steps=4,
+                  generator=torch.Generator().manual_seed(0), output_type="pt").images
+    assert edited.shape == (1, 3, 64, 64) and torch.isfinite(edited).all()
+    size = sum(p.stat().st_size for p in (out / "model").rglob("*") if p.is_file())
+    assert size <= 30 * 2**20
+    from meg_phy.world.evaluator import load_evaluator
+
+    assert len(load_evaluator(out / "evaluator").read(edited)) == 1
+
+
+def test_interrupted_unet_stage_resumes_to_the_same_weights(smoke_run, tmp_path, monkeypatch):
+    done, _ = smoke_run
+    (tmp_path / "checkpoints").mkdir()
+    for name in ("vae.safetensors", "latents.safetensors"):
+        shutil.copy(done / "checkpoints" / name, tmp_path / "checkpoints" / name)
+    shutil.copytree(done / "evaluator", tmp_path / "evaluator")
+    config = tiny_config(tmp_path, stages=("unet",), checkpoint_every_minutes=0.0)
+    calls = {"n": 0}
+    real = world_trainer.F.mse_loss
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(world_trainer.F, "mse_loss", failing)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    monkeypatch.setattr(world_trainer.F, "mse_loss", real)
+    assert load_checkpoint(tmp_path / "checkpoints" / "unet.safetensors")["step"] == 3
+    log = train(config)
+    assert [p[0] for p in log["stages"]["unet"]["loss"]] == list(range(1, STEPS + 1))
+    resumed = load_checkpoint(tmp_path / "checkpoints" / "unet.safetensors")
+    straight = load_checkpoint(done / "checkpoints" / "unet.safetensors")
+    assert resumed["step"] == straight["step"] == STEPS
+    for key in ("ema_unet", "text_encoder"):
+        for name, value in straight[key].items():
+            torch.testing.assert_close(resumed[key][name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_unet_stage_needs_a_trained_vae(tmp_path):
+    with pytest.raises(InputError, match="stage vae is not finished"):
+        train(tiny_config(tmp_path, stages=("unet",)))
