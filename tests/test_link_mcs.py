@@ -103,3 +103,24 @@ def test_shipped_table_is_ordered_by_spectral_efficiency():
     assert picks[0] == min(table.indices(1)) and picks[-1] == max(table.indices(1))
     for index in table.indices(1):  # a code cannot beat capacity: BLER at the Shannon threshold is ~1
         assert table.bler(index, mcs(index, 1).shannon_snr_db - 0.01) > 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEFAULT_BLER_TABLE.is_file(), reason="BLER table not generated yet")
+@pytest.mark.parametrize("snr_db", [-5.0, 0.0, 5.0, 10.0, 20.0])
+def test_link_adaptation_holds_the_bler_target_on_the_link(snr_db):
+    # the MCS picked for an SNR, on the same link the table was measured with: BLER <= 10 % (+ sampling)
+    from link_models import DigitalLink, LinkConfig
+
+    table = BlerTable()
+    la = LinkAdaptation(bler_table=table)
+    m = la.mcs(snr_db)
+    if m.code_rate < 0.2:
+        pytest.skip(f"MCS {m.index} needs 5G bit repetition, which DigitalLink lacks")
+    k, n = m.block(table.settings["n"])
+    fields = {"decoder": table.settings["decoder"]} if "decoder" in LinkConfig.__dataclass_fields__ else {}
+    link = DigitalLink(LinkConfig(modulation=m.modulation, k=k, n=n, channel="awgn", estimator="perfect",
+                                  snr_db=snr_db, device="cpu", **fields), seed=11)
+    bits, bits_hat = link(400)
+    bler = float((bits != bits_hat).any(dim=1).float().mean())
+    assert bler <= 0.1 + 3 * math.sqrt(0.1 * 0.9 / 400), (m.index, bler)
