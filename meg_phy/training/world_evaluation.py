@@ -1,0 +1,191 @@
+"""Evaluation of an SD folder in world v2, through diffusers' own pipelines (what `meg-phy eval-model` reports
+once the default model is the world-v2 one).
+
+- Text-to-image: held-out prompts of 1-3 objects from the training prompt distribution (attributes left out
+  at random, objects in random order; scenes, render seeds and noise seeds that training never used).
+  Prompt accuracy = share of images the reader finds satisfying everything the prompt says.
+- Image-to-image edits: a held-out rendered scene and the full description of the same scene with one
+  object's colour (even tasks) or shape (odd tasks) changed; an edit succeeds when the result satisfies it.
+- VAE reconstructions: PSNR and prompt accuracy (full descriptions) of decode(encode(x)) on held-out renders.
+- Seeds: prompts naming one object's colour and shape only, generated with two seeds: PSNR and fidelity
+  between the two, against PSNR of reconstructions and fidelity of an image with itself (1).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import torch
+
+from meg_phy.training.evaluation import _run_batched, _wrap, load_pipelines
+from meg_phy.world import scenes
+
+EDIT_OFFSET = 700_000
+PROMPT_OFFSET = 800_000
+RECON_OFFSET = 850_000
+SEEDS_OFFSET = 880_000
+
+
+def edit_tasks(n: int) -> list[tuple[dict, dict, int]]:
+    """(source scene, target scene, render seed): one object's colour or shape changed, alternately."""
+    from meg_phy.training.world_trainer import held_out
+
+    sources, seeds = held_out(n, offset=EDIT_OFFSET)
+    gen = torch.Generator().manual_seed(EDIT_OFFSET)
+    tasks = []
+    for i, (src, seed) in enumerate(zip(sources, seeds, strict=True)):
+        key = "colour" if i % 2 == 0 else "shape"
+        k = int(torch.randint(len(src["objects"]), (1,), generator=gen))
+        taken = {o["colour"] for o in src["objects"]} | {src["background"]}
+        others = [v for v in scenes.ATTRIBUTES[key] if v != src["objects"][k][key] and (key != "colour" or
+                                                                                        v not in taken)]
+        target = {"objects": [dict(o) for o in src["objects"]], "background": src["background"]}
+        target["objects"][k][key] = others[int(torch.randint(len(others), (1,), generator=gen))]
+        tasks.append((src, target, seed))
+    return tasks
+
+
+def attribute_hits(reading: dict, spec: dict) -> tuple[int, int]:
+    """(named attributes the reading satisfies under the best object assignment, attributes named)."""
+    wanted = spec.get("objects", [])
+    total = sum(len(w) for w in wanted) + ("background" in spec)
+    bg = int("background" in spec and reading["background"] == spec["background"])
+    read = reading["objects"] + [{}] * max(0, len(wanted) - len(reading["objects"]))
+    best = max((sum(r.get(k) == v for r, w in zip(perm, wanted, strict=False) for k, v in w.items())
+                for perm in itertools.permutations(read, len(wanted))), default=0)
+    return best + bg, total
+
+
+@torch.no_grad()
+def evaluate_model(model=None, evaluator=None, n: int = 64, steps: int = 20, guidance: float = 4.0,
+                   strength: float = 0.7, seed: int = 0, batch: int = 16, progress=None) -> dict:
+    """All measures above, with the images they came from (keys starting with '_')."""
+    from meg_phy.training.world_trainer import held_out, held_out_prompts
+    from meg_phy.world.evaluator import load_evaluator
+
+    text_pipe, edit_pipe = load_pipelines(model)
+    reader = load_evaluator(evaluator)
+    prompts = held_out_prompts(n, offset=PROMPT_OFFSET)
+    images, t2i_s = _run_batched(text_pipe, prompts, seed * 1_000_000, batch, progress,
+                                 num_inference_steps=steps, guidance_scale=guidance)
+    readings = reader.read(images)
+    specs = [scenes.parse_prompt(p) for p in prompts]
+    matches = [bool(m) for m in reader.prompt_match(images, prompts)]
+    hits = [attribute_hits(r, s) for r, s in zip(readings, specs, strict=True)]
+    by_count = {}
+    for k in (1, 2, 3):
+        idx = [i for i, s in enumerate(specs) if len(s["objects"]) == k]
+        by_count[k] = round(sum(matches[i] for i in idx) / len(idx), 4) if idx else None
+
+    tasks = edit_tasks(n)
+    sources = scenes.render_batch([t[0] for t in tasks], [t[2] for t in tasks])
+    edit_prompts = [scenes.make_prompt(t[1]) for t in tasks]
+    edited, i2i_s = _run_batched(edit_pipe, edit_prompts, seed * 1_000_000 + EDIT_OFFSET, batch, progress,
+                                 images=sources, strength=strength, num_inference_steps=steps,
+                                 guidance_scale=guidance)
+    edit_matches = [bool(m) for m in reader.prompt_match(edited, edit_prompts)]
+    kinds = ["colour" if i % 2 == 0 else "shape" for i in range(n)]
+
+    vae = text_pipe.vae
+    recon_scenes, recon_seeds = held_out(n, offset=RECON_OFFSET)
+    clean = scenes.render_batch(recon_scenes, recon_seeds)
+    rec = torch.cat([((vae.decode(vae.encode(x * 2 - 1).latent_dist.mode()).sample + 1) / 2).clamp(0, 1)
+                     for x in clean.split(batch)])
+    recon_psnr = _psnr(rec, clean)
+    recon_matches = reader.prompt_match(rec, [scenes.make_prompt(s) for s in recon_scenes])
+
+    m = max(2, n // 4)
+    one_object = [scenes.make_prompt({"objects": [{k: o[k] for k in ("colour", "shape")}]})
+                  for o in (s["objects"][0] for s in held_out(m, offset=SEEDS_OFFSET)[0])]
+    first, _ = _run_batched(text_pipe, one_object, seed * 1_000_000 + SEEDS_OFFSET, batch, None,
+                            num_inference_steps=steps, guidance_scale=guidance)
+    second, _ = _run_batched(text_pipe, one_object, seed * 1_000_000 + SEEDS_OFFSET + 500_000, batch, None,
+                             num_inference_steps=steps, guidance_scale=guidance)
+    seeds_psnr = _psnr(first, second)
+    first_rec = torch.cat([((vae.decode(vae.encode(x * 2 - 1).latent_dist.mode()).sample + 1) / 2).clamp(0, 1)
+                           for x in first.split(batch)])
+    return {
+        "prompt_accuracy": sum(matches) / n,
+        "attribute_accuracy": sum(h for h, _ in hits) / max(1, sum(t for _, t in hits)),
+        "prompt_accuracy_by_objects": by_count, "n": n,
+        "edit_accuracy": sum(edit_matches) / n,
+        "edit_accuracy_by_kind": {k: sum(mm for mm, kk in zip(edit_matches, kinds, strict=True) if kk == k) /
+                                  max(1, kinds.count(k)) for k in ("colour", "shape")},
+        "recon_psnr_db": round(float(recon_psnr.mean()), 2),
+        "recon_prompt_accuracy": sum(recon_matches) / n,
+        "seeds": {"prompts": m, "psnr_between_seeds_db": _summary(seeds_psnr),
+                  "psnr_reconstruction_db": _summary(_psnr(first_rec, first)),
+                  "fidelity_between_seeds": _summary(reader.fidelity(first, second)),
+                  "fidelity_self": _summary(reader.fidelity(first, first)),
+                  "feature_distance_between_seeds": _summary(reader.feature_distance(first, second))},
+        "steps": steps, "guidance": guidance, "strength": strength, "seed": seed,
+        "seconds_per_text_image": round(t2i_s / n, 4), "seconds_per_edit": round(i2i_s / n, 4),
+        "prompts": prompts, "matches": matches, "edit_prompts": edit_prompts, "edit_matches": edit_matches,
+        "_images": images, "_sources": sources, "_edited": edited,
+    }
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    mse = ((a - b) ** 2).mean(dim=(1, 2, 3)).clamp_min(1e-10)
+    return 10 * torch.log10(1 / mse)
+
+
+def _summary(values: torch.Tensor) -> dict:
+    v = values.float()
+    return {"mean": round(float(v.mean()), 4), "min": round(float(v.min()), 4), "max": round(float(v.max()), 4)}
+
+
+def sample_grid(result: dict, path: str | Path, columns: int = 6, rows: int = 4) -> Path:
+    """PNG: text-to-image samples with their prompts (green = satisfied), then edits (source -> result)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from meg_common.io import atomic_write
+
+    n_t2i = min(len(result["prompts"]), columns * rows)
+    n_edit = min(len(result["edit_prompts"]), columns // 2 * 2)
+    edit_rows = (n_edit + columns // 2 - 1) // (columns // 2)
+    fig, axes = plt.subplots(rows + edit_rows, columns, figsize=(columns * 2.2, (rows + edit_rows) * 2.5))
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n_t2i):
+        ax = axes[i // columns][i % columns]
+        ax.imshow(result["_images"][i].permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(_wrap3(result["prompts"][i]), fontsize=5, color="green" if result["matches"][i] else "red")
+    for j in range(n_edit):
+        r, c = rows + j // (columns // 2), (j % (columns // 2)) * 2
+        axes[r][c].imshow(result["_sources"][j].permute(1, 2, 0).numpy(), interpolation="nearest")
+        axes[r][c].set_title("input", fontsize=5)
+        axes[r][c + 1].imshow(result["_edited"][j].permute(1, 2, 0).numpy(), interpolation="nearest")
+        axes[r][c + 1].set_title("edit: " + _wrap3(result["edit_prompts"][j]), fontsize=5,
+                                 color="green" if result["edit_matches"][j] else "red")
+    fig.suptitle(f"text-to-image (top) and image-to-image edits (bottom); {result['steps']} DDIM steps, "
+                 f"guidance {result['guidance']}, strength {result['strength']}; green = reader agrees", fontsize=7)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, dpi=80, format="png"))
+    plt.close(fig)
+    return Path(path)
+
+
+def _wrap3(prompt: str) -> str:
+    words = prompt.split()
+    third = max(1, (len(words) + 2) // 3)
+    return "\n".join(" ".join(words[i:i + third]) for i in range(0, len(words), third)) if len(words) > 6 \
+        else _wrap(prompt)
+
+
+def timing(model, prompt: str = "a red circle on a blue background", steps: int = 20, repeats: int = 3) -> float:
+    """Median seconds of one 20-step generation (batch 1, guidance 4) with the current torch threads."""
+    text_pipe, _ = load_pipelines(model)
+    text_pipe(prompt, num_inference_steps=2, output_type="pt")
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        text_pipe(prompt, num_inference_steps=steps, guidance_scale=4.0,
+                  generator=torch.Generator().manual_seed(i), output_type="pt")
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
