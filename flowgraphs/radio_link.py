@@ -9,23 +9,31 @@
 from __future__ import annotations
 
 from link_models.config import LinkConfig
+from link_models.ota.config import FrameConfig
 from link_models.ota.radio_link import RadioLink
 from meg_common.errors import InputError
 
 
-def radio_link_factory(radio: str, uri: str | None = None, **sim_settings):
+def radio_link_factory(radio: str, uri: str | None = None, frame_codec=None, **sim_settings):
     """(spec, seed) -> RadioLink, the factory flowgraphs.runner uses for `--radio sim|pluto`.
 
+    The link configuration is the hop's own (`spec.link_config()`); a radio link uses its modulation, code
+    and code length, while the OFDM numerology on air is the over-the-air frame's (FrameConfig).
     'sim': a fresh SimRadio per hop at the hop's SNR and channel, with realistic impairments (20 ppm CFO
     and SCO, DC offset, IQ imbalance; override with keyword arguments). 'pluto': one PlutoRadio shared by
-    every hop (a cabled loopback, or TX/RX Plutos with `uri` 'ip:A,ip:B').
+    every hop (a cabled loopback, or TX/RX Plutos with `uri` 'ip:A,ip:B'). `frame_codec(frame,
+    ldpc_iterations) -> FrameCodec` supplies the frame codecs (a Session's `frame_codec`); default: the
+    process-wide `link_models.ota.shared_codec`.
     """
     shared = {}
 
+    def build(radio_obj, cfg: LinkConfig, seed: int) -> RadioLink:
+        frame = FrameConfig(sample_rate=float(radio_obj.sample_rate))
+        codec = frame_codec(frame, cfg.ldpc_iterations) if frame_codec is not None else None
+        return RadioLink(radio_obj, cfg, frame, seed=seed, codec=codec)
+
     def factory(spec, seed: int) -> RadioLink:
-        cfg = LinkConfig(modulation=spec.modulation, code="ldpc", k=spec.info_bits, n=spec.codeword_bits,
-                         channel="awgn" if spec.channel == "ideal" else spec.channel, estimator="ls",
-                         snr_db=float(spec.snr_db))
+        cfg = spec.link_config()
         if radio == "sim":
             from sdr_drivers.sim import SimRadio
 
@@ -35,16 +43,14 @@ def radio_link_factory(radio: str, uri: str | None = None, **sim_settings):
             settings = {"cfo_ppm": 20.0, "sco_ppm": 20.0, "dc_offset": 0.01 + 0.005j, "iq_gain_db": 0.5,
                         "iq_phase_deg": 3.0, **sim_settings}
             snr = 60.0 if spec.channel == "ideal" else float(spec.snr_db)
-            return RadioLink(SimRadio(snr_db=snr, channel=channel, seed=seed, **settings), cfg, seed=seed)
+            return build(SimRadio(snr_db=snr, channel=channel, seed=seed, **settings), cfg, seed)
         if radio == "pluto":
             if "radio" not in shared:
                 from sdr_drivers.pluto import PlutoRadio
 
                 tx_uri, _, rx_uri = (uri or "").partition(",")
                 shared["radio"] = PlutoRadio(tx_uri or "ip:192.168.2.1", rx_uri=rx_uri or None)
-            return RadioLink(shared["radio"], cfg, seed=seed)
+            return build(shared["radio"], cfg, seed)
         raise InputError(f"radio '{radio}': choose sim or pluto")
 
     return factory
-
-
