@@ -7,7 +7,9 @@ in steady state, from the driver's arrival times of the results: after the first
 (which also pays each worker's one-time setup: importing Sionna and building the link) to the last result,
 (units - workers) / that time. The end-to-end campaign wall time (setup included) is reported as well.
 Target: ratio = 2 workers / 1 worker >= 1.6. On a machine whose 2 cores are shared with other jobs the
-ratio is bounded by what those jobs leave: the load average is recorded with the result.
+ratio is bounded by what those jobs leave: the load average is recorded with the result, and so is the
+executor's own share, `concurrency` (units computing at once in steady state: about 1 and 2 when the
+executor keeps every worker busy; contention from other jobs shows as longer `mean_unit_s` instead).
 """
 
 from __future__ import annotations
@@ -20,14 +22,20 @@ TARGET = 1.6
 
 def _campaign(executor, units, setup, workers: int) -> dict:
     executor.workers = workers
-    arrivals: list[float] = []
+    arrivals: list[tuple[float, float]] = []  # (arrival time at the driver, the unit's own compute wall_s)
     start = time.perf_counter()
-    executor.run(units, setup=setup, progress=False, on_result=lambda *_: arrivals.append(time.perf_counter()))
+    executor.run(units, setup=setup, progress=False,
+                 on_result=lambda key, point: arrivals.append((time.perf_counter(), point["wall_s"])))
     wall = time.perf_counter() - start
-    steady = arrivals[-1] - arrivals[workers - 1]
+    steady = arrivals[-1][0] - arrivals[workers - 1][0]
+    busy = sum(w for _, w in arrivals[workers:])
     return {"workers": workers, "units": len(units), "campaign_wall_s": round(wall, 2),
             "steady_s": round(steady, 2), "units_per_s": round((len(units) - workers) / steady, 4),
-            "campaign_units_per_s": round(len(units) / wall, 4)}
+            "campaign_units_per_s": round(len(units) / wall, 4),
+            "mean_unit_s": round(sum(w for _, w in arrivals) / len(arrivals), 3),
+            # units computing at once in steady state: about `workers` when the executor keeps every worker
+            # busy, whatever share of the cores other jobs leave (which shows in mean_unit_s instead)
+            "concurrency": round(busy / steady, 3)}
 
 
 def run(quick: bool = False) -> dict:

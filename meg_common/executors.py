@@ -114,6 +114,8 @@ class Executor:
         stored = store.load() if store is not None else {}
         results = {k: stored[k] for k in keys if k in stored}
         todo = [u for u in units if u.key not in results]
+        if todo:
+            self._open()
         from tqdm import tqdm
 
         bar = tqdm(total=len(units), initial=len(results), desc=desc, unit="unit", disable=not progress,
@@ -130,7 +132,15 @@ class Executor:
                 bar.update(1)
         finally:
             bar.close()
+            if todo:
+                self._release()
         return {k: results[k] for k in keys}
+
+    def _open(self) -> None:
+        """Get ready to run units (connect to a cluster); errors here come before any progress output."""
+
+    def _release(self) -> None:
+        """Undo `_open` unless the caller keeps the executor open (context manager)."""
 
     def _execute(self, units: list[Unit], setup: Callable[[], Any] | None) -> Iterator[tuple[str, Any]]:
         raise NotImplementedError
@@ -262,18 +272,19 @@ class RayExecutor(Executor):
         return max(1, int(math.floor(fits + 1e-9)))
 
     # -- execution ---------------------------------------------------------------------------------
+    def _open(self) -> None:
+        self.connect()
+
+    def _release(self) -> None:
+        if not self._entered:
+            self.close()
+
     def _execute(self, units, setup):
-        if not units:
-            return
         ray = self.connect()
-        try:
-            if setup is None:
-                yield from self._run_tasks(ray, units)
-            else:
-                yield from self._run_actors(ray, units, setup)
-        finally:
-            if not self._entered:
-                self.close()
+        if setup is None:
+            yield from self._run_tasks(ray, units)
+        else:
+            yield from self._run_actors(ray, units, setup)
 
     def _run_tasks(self, ray, units: list[Unit]) -> Iterator[tuple[str, Any]]:
         remote = ray.remote(num_cpus=self.cpus_per_unit, num_gpus=self.gpus_per_unit,

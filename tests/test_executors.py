@@ -279,6 +279,26 @@ def test_worker_killed_mid_unit_is_retried_and_counted_once(ray_head, tmp_path):
     assert setups <= 3, f"{setups} setups for 2 workers and one restart: state was rebuilt per unit"
 
 
+@pytest.mark.ray
+@pytest.mark.slow
+def test_private_local_ray_matches_local_and_writes_nothing_to_home(tmp_path):
+    """--executor ray without --address: a Ray started for the run, token in its environment only."""
+    pytest.importorskip("ray")
+    from meg_phy.cli import main
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in ENV.items() if not k.startswith("RAY_")} | {"HOME": str(home)}
+    proc = subprocess.run([sys.executable, "-m", "meg_phy.cli", "link", "sweep", "--out", str(tmp_path / "ray"),
+                           *FAST_SWEEP, "--executor", "ray"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert main(["link", "sweep", "--out", str(tmp_path / "local"), *FAST_SWEEP]) == 0
+    local, remote = (json.loads((tmp_path / d / "sweep.json").read_text())["points"] for d in ("local", "ray"))
+    assert [{k: v for k, v in p.items() if k != "wall_s"} for p in remote] == \
+        [{k: v for k, v in p.items() if k != "wall_s"} for p in local]
+    assert not (home / ".ray").exists()
+
+
 def test_unreachable_address_is_one_line_exit_3(tmp_path):
     port = _free_port()
     start = time.monotonic()
