@@ -39,9 +39,15 @@ def _campaign(executor, units, setup, workers: int) -> dict:
 
 
 def run(quick: bool = False) -> dict:
+    import importlib.util
+
     from link_models.config import LinkConfig
     from link_models.sweep import sweep_units
-    from meg_common.executors import RayExecutor
+    from meg_common.executors import RAY_EXTRA_HINT, RayExecutor
+
+    if importlib.util.find_spec("ray") is None:
+        return {"target": f"units/s with 2 workers / 1 worker >= {TARGET}",
+                "skipped": f"ray is not installed ({RAY_EXTRA_HINT})"}
 
     n_units, frames = (4, 48) if quick else (12, 128)
     values = [round(0.25 * i, 2) for i in range(n_units)]
