@@ -40,7 +40,8 @@ from meg_common.errors import InputError
 if TYPE_CHECKING:
     from link_models.config import LinkConfig
 
-SCHEMES = ("analog", "digital")
+SCHEMES = ("analog", "digital", "wired")
+"""wired: error-free bits at `rate_bps` plus `latency_s` (link_models.wired), the default for backhaul hops."""
 MODULATIONS = ("bpsk", "qpsk", "16qam", "64qam", "256qam")
 CHANNELS = ("ideal", "awgn", "rayleigh") + tuple(f"tdl-{c}" for c in "abcde") + tuple(f"cdl-{c}" for c in "abcde")
 ESTIMATORS = ("perfect", "ls")
@@ -51,7 +52,7 @@ RESUME_MODES = ("channel-aware", "naive")
 IMAGE_PLACES = ("ue", "es")
 RADIOS = ("link", "sim", "pluto")
 MAX_ES = 4
-HOP_NAME = re.compile(r"(UE|ES[1-4])-(UE|ES[1-4])(-(seed|sketch|image|prompt))?")
+HOP_NAME = re.compile(r"(UE|ES[1-4])-(UE|ES[1-4])(-(seed|sketch|image|prompt|border))?")
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,10 @@ class LinkSpec(ConfigMixin):
     cp_length: int = 1
     max_attempts: int = 3
     """Digital payloads that fail their CRC are sent again up to this many times in all (airtime counts every try)."""
+    rate_bps: float = 1e9
+    """Wired links: bit rate (1 Gbit/s backhaul by default)."""
+    latency_s: float = 1e-4
+    """Wired links: fixed delay of every transfer."""
 
     def validate(self, where: str) -> LinkSpec:
         validate.choice("scheme", self.scheme, SCHEMES, where=where)
@@ -90,6 +95,8 @@ class LinkSpec(ConfigMixin):
         validate.integer("num_ofdm_symbols", self.num_ofdm_symbols, 4, 28, where=where)
         validate.integer("cp_length", self.cp_length, 0, 1024, where=where)
         validate.integer("max_attempts", self.max_attempts, 1, 16, where=where)
+        validate.number("rate_bps", self.rate_bps, 1e3, 1e13, where=where)
+        validate.number("latency_s", self.latency_s, 0.0, 10.0, where=where)
         return self
 
     @property
@@ -153,6 +160,13 @@ class RunConfig(ConfigMixin):
     """Sketches are sent at 1/sketch_scale of the resolution per side (1 = full resolution)."""
     tile_overlap: int = 2
     """Overlap in latent pixels between the tiles of the parallel protocols."""
+    tile_context: int | None = None
+    """Latent pixels around its tile that an ES's denoiser sees (None: the whole latent, which the embedded
+    model's composition needs; 0: the tile alone, MultiDiffusion-style). Work grows with the context."""
+    exchange_every: int = 1
+    """Parallel protocols: the ESs exchange their tiles over backhaul hops every this many denoising steps."""
+    broadcast: bool = True
+    """Multi-ES uploads: one uplink transmission reaches every ES (counted once on air); False: one per ES."""
     model: str | None = None
     radio: Lowercase = "link"
     """'link': link_models simulation; 'sim' / 'pluto': a radio link over a simulated or real radio."""
@@ -221,6 +235,9 @@ class RunConfig(ConfigMixin):
         validate.integer("sketch_scale", self.sketch_scale, 1, 8, where="run")
         validate.number("sketch_strength", self.sketch_strength, 0.05, 1.0, where="run")
         validate.integer("tile_overlap", self.tile_overlap, 0, 16, where="run")
+        if self.tile_context is not None:
+            validate.integer("tile_context", self.tile_context, 0, 1024, where="run")
+        validate.integer("exchange_every", self.exchange_every, 1, 1000, where="run")
         if check_files and self.image is not None and not Path(self.image).is_file():
             raise InputError(f"image {self.image!r}: no such file; give a PNG/JPEG path or leave it out for a rendered scene")
         if self.radio == "pluto" and not self.uri:
@@ -229,6 +246,11 @@ class RunConfig(ConfigMixin):
         for direction, over in self.directions.items():
             validate.choice("direction", direction, DIRECTIONS, where="run")
             _apply(self.link, over, f"[{direction}]")
+        for where, scheme in [("[link]", self.link.scheme)] + [(f"[{d}]", self.directions.get(d, {}).get("scheme"))
+                                                               for d in ("uplink", "downlink")]:
+            if scheme == "wired":
+                raise InputError(f"config {where}: scheme 'wired' is for backhaul hops only ([backhaul] or "
+                                 f"[hops.ESi-ESj]); the air interface is 'analog' or 'digital'")
         for name, over in self.hops.items():
             _apply(self.link, over, f"[hops.{name}]")
         return replace(self, protocol=canonical_name(self.protocol))
@@ -242,11 +264,21 @@ class RunConfig(ConfigMixin):
         return replace(self, protocol=protocol, n_es=1 if protocol in SINGLE_ES else self.n_es)
 
     def hop_spec(self, name: str, direction: str) -> LinkSpec:
-        """The link configuration of hop SRC-DST-PAYLOAD: [link] < [direction] < [hops.SRC-DST] < [hops.NAME]."""
-        spec = _apply(self.link, self.directions.get(direction, {}), f"[{direction}]")
+        """The link configuration of hop SRC-DST-PAYLOAD: [link] < [direction] < [hops.SRC-DST] < [hops.NAME].
+
+        Backhaul hops are wired unless [backhaul] or a [hops.*] table of theirs sets a scheme; the air
+        interface (uplink, downlink) cannot be wired."""
+        base = self.link
+        if direction == "backhaul":
+            base = replace(base, scheme="wired")
+        spec = _apply(base, self.directions.get(direction, {}), f"[{direction}]")
         link_name = name.rsplit("-", 1)[0]
         spec = _apply(spec, self.hops.get(link_name, {}), f"[hops.{link_name}]")
-        return _apply(spec, self.hops.get(name, {}), f"[hops.{name}]")
+        spec = _apply(spec, self.hops.get(name, {}), f"[hops.{name}]")
+        if spec.scheme == "wired" and direction != "backhaul":
+            raise InputError(f"hop {name}: scheme 'wired' is for backhaul hops (ES to ES); the {direction} is "
+                             f"on air: use 'analog' or 'digital'")
+        return spec
 
     def with_link(self, **changes: Any) -> RunConfig:
         """A copy with the [link] defaults changed and every override kept."""

@@ -2,7 +2,11 @@
 
 A protocol module composes it in a few lines: `with g.on("ES1", steps=k): ...` runs a stage on a node and
 accounts its denoising steps and wall time; `g.hop("ES1", "UE", "seed")` opens a hop with the link
-configuration the run gives that hop (see flowgraphs.config) and records what it put on air.
+configuration the run gives that hop (see flowgraphs.config) and records what it put on air;
+`g.broadcast("UE", ["ES1", "ES2"], "prompt")` is one uplink transmission that every ES hears.
+
+Compute is accounted per node as denoising steps, work (latent elements the denoiser runs on, times steps:
+a tile costs what it covers, a context window what it covers) and wall seconds.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from flowgraphs.config import RunConfig
-from flowgraphs.hops import Hop, HopRecord, LinkFactory, direction_of
+from flowgraphs.hops import Broadcast, Hop, HopRecord, LinkFactory, direction_of
 from meg_common.errors import InputError
 
 
@@ -26,7 +30,7 @@ class Flowgraph:
         simulated links of a new Session)."""
         self.config = config
         self.nodes = ["UE"] + [f"ES{i + 1}" for i in range(config.n_es)]
-        self.compute = {node: {"steps": 0, "seconds": 0.0} for node in self.nodes}
+        self.compute = {node: {"steps": 0, "seconds": 0.0, "work": 0} for node in self.nodes}
         self.records: list[HopRecord] = []
         if link_factory is None:
             from flowgraphs.session import Session
@@ -39,8 +43,9 @@ class Flowgraph:
         return self.nodes[1:]
 
     @contextmanager
-    def on(self, node: str, steps: int = 0) -> Iterator[None]:
-        """Run the enclosed stage on `node`: its wall time and `steps` denoising steps are accounted there."""
+    def on(self, node: str, steps: int = 0, work: int = 0) -> Iterator[None]:
+        """Run the enclosed stage on `node`: its wall time, `steps` denoising steps and `work` (latent elements
+        x steps) are accounted there."""
         self._check_node(node)
         start = time.perf_counter()
         try:
@@ -48,23 +53,38 @@ class Flowgraph:
         finally:
             self.compute[node]["seconds"] += time.perf_counter() - start
             self.compute[node]["steps"] += int(steps)
+            self.compute[node]["work"] += int(work)
 
-    def hop(self, src: str, dst: str, payload: str) -> Hop:
+    def hop(self, src: str, dst: str, payload: str, record: bool = True) -> Hop:
         """A hop named `SRC-DST-PAYLOAD` with its configured link; what it sends is recorded in `records`."""
         self._check_node(src)
         self._check_node(dst)
         name = f"{src}-{dst}-{payload}"
         spec = self.config.hop_spec(name, direction_of(src, dst))
-        if payload == "prompt":  # text has no analog form: prompts always go digital
+        if payload == "prompt" and spec.scheme == "analog":  # text has no analog form: prompts go digital
             spec = replace(spec, scheme="digital")
         seed = hop_seed(self.config.seed, name, sum(r.name == name for r in self.records))
-        return Hop(name, src, dst, payload, spec, seed, self._factory, on_record=self.records.append)
+        return Hop(name, src, dst, payload, spec, seed, self._factory,
+                   on_record=self.records.append if record else None)
+
+    def broadcast(self, src: str, dsts: list[str], payload: str) -> Broadcast:
+        """One transmission from `src` that every node of `dsts` receives through its own hop `SRC-DST-PAYLOAD`
+        (own SNR and noise draw), its cost counted once (flowgraphs.hops.Broadcast)."""
+        return Broadcast([self.hop(src, dst, payload, record=False) for dst in dsts], on_record=self.records.append)
 
     def totals(self) -> dict[str, float | int]:
+        """Bits, symbols and airtime over every hop, and apart: `air_symbols` (uplink + downlink, what the
+        ratio to CENTRALIZED compares), `backhaul_bits`, `backhaul_symbols` (0 when wired) and
+        `backhaul_transfer_s` (wired transfer time)."""
+        backhaul = [r for r in self.records if r.direction == "backhaul"]
         return {
             "bits": sum(r.bits or 0 for r in self.records),
             "symbols": sum(r.symbols for r in self.records),
             "airtime_s": sum(r.airtime_s for r in self.records),
+            "air_symbols": sum(r.symbols for r in self.records if r.direction != "backhaul"),
+            "backhaul_bits": sum(r.bits or 0 for r in backhaul),
+            "backhaul_symbols": sum(r.symbols for r in backhaul),
+            "backhaul_transfer_s": sum(r.transfer_s for r in backhaul),
         }
 
     def _check_node(self, node: str) -> None:

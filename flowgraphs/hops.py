@@ -6,6 +6,12 @@ That is a `link_models.DigitalLink` / `AnalogLink` (simulation) or a radio link 
 does not care which. It gets its link from a `LinkFactory` (spec, seed) -> link, normally `Session.link`,
 which hands out a link built once per configuration and reseeded for this hop.
 
+Backhaul hops are wired by default (`link_models.wired.WiredLink`: error-free, no symbols on air, counted
+in bits and transfer time); the record says `medium = "wired"`. A `Broadcast` is one uplink transmission
+that several receivers hear, each through its own link draw (own SNR, noise and decoding): one record per
+receiver, and the transmission's cost (bits, symbols, airtime) is carried by the first receiver's record
+only, the others say `broadcast_of = <that hop>`, so sums over records count the air once.
+
 Digital payloads carry a CRC: the hop hands what arrived to the payload's decoder, and when the decoder
 rejects it the payload is sent again, up to `max_attempts` tries in all, every try counted on air. If the
 last try fails too, the hop says so (`delivered = False`) and returns None; the protocol decides whether
@@ -25,7 +31,10 @@ import torch
 from flowgraphs.config import LinkSpec
 from meg_common.errors import InputError
 
-PAYLOADS = ("seed", "sketch", "image", "prompt")
+PAYLOADS = ("seed", "sketch", "image", "prompt", "border")
+"""border: latent tile values the ESs of a parallel protocol exchange during joint denoising."""
+SHARED_WAVEFORM = ("channel", "snr_db", "estimator")
+"""The settings in which the receivers of one broadcast may differ (the rest is one waveform on air)."""
 T = TypeVar("T")
 
 
@@ -54,6 +63,13 @@ class HopRecord:
     noise_var: float | None
     attempts: int
     delivered: bool
+    medium: str = "air"
+    """'air' (a radio link: uplink, downlink, wireless backhaul) or 'wired' (backhaul by default)."""
+    transfer_s: float = 0.0
+    """Wired: bits / rate + latency, summed over tries; 0 on air (see airtime_s)."""
+    broadcast_of: str | None = None
+    """A receiver of a broadcast whose transmission is accounted on the named hop (its bits, symbols and
+    airtime are 0 here); None: this hop carries its own transmission."""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _finite_or_none(v) for k, v in asdict(self).items()}
@@ -112,7 +128,8 @@ class Hop:
         noise_var = torch.as_tensor(noise_var, dtype=torch.float32)
         stats, delivered = [_stats_dict(s)], True
         if side is not None:
-            side_link = self._factory(replace(self.spec, scheme="digital"), self.seed + 1)
+            side_spec = self.spec if self.spec.scheme == "wired" else replace(self.spec, scheme="digital")
+            side_link = self._factory(side_spec, self.seed + 1)
             delivered = False
             for _ in range(self.spec.max_attempts):
                 received, s = side_link.send_bytes(side)
@@ -133,6 +150,12 @@ class Hop:
         def total(key: str, among: list[dict[str, Any]] = stats) -> float:
             return float(sum(s.get(key) or 0 for s in among))
 
+        if self.spec.scheme == "wired":
+            return HopRecord(
+                name=self.name, src=self.src, dst=self.dst, direction=self.direction, payload=self.payload,
+                scheme="wired", channel="wired", bits=int(total("payload_bits")), values=None, symbols=0,
+                airtime_s=0.0, snr_db=None, snr_est_db=None, ber=None if analog else 0.0, bler=None, noise_var=None,
+                attempts=len(stats), delivered=delivered, medium="wired", transfer_s=total("transfer_s"))
         digital = [s for s in stats if s.get("codewords")]
         ests = [s["snr_est_db"] for s in stats if _finite_or_none(s.get("snr_est_db")) is not None]
         return HopRecord(
@@ -148,6 +171,63 @@ class Hop:
         )
 
 
+class Broadcast:
+    """One transmission from one sender heard by several receivers (`hops`, one per receiver, same payload).
+
+    Each receiver decodes its own draw of the channel (its hop's link, seed, SNR); the waveform (scheme,
+    modulation, code, frame) is one, so the receivers' settings may differ only in SHARED_WAVEFORM. A
+    digital payload is sent again until every receiver has it or `max_attempts` transmissions are spent:
+    the first receiver's record carries the transmissions (attempts, bits, symbols, airtime, counted once),
+    the others carry their own outcome (attempts = tries until they decoded it) and no cost.
+    """
+
+    def __init__(self, hops: list[Hop], on_record: Callable[[HopRecord], None] | None = None):
+        if not hops:
+            raise InputError("a broadcast needs at least one receiver")
+        first = hops[0].spec
+        for hop in hops[1:]:
+            differ = [k for k in LinkSpec.field_names() if k not in SHARED_WAVEFORM
+                      and getattr(hop.spec, k) != getattr(first, k)]
+            if differ or hop.payload != hops[0].payload or hop.src != hops[0].src:
+                raise InputError(f"broadcast {hops[0].name} / {hop.name}: the receivers of one transmission may "
+                                 f"differ only in {', '.join(SHARED_WAVEFORM)}, not {', '.join(differ) or 'payload'}; "
+                                 f"set the others in [{hop.direction}] or turn broadcast off (broadcast = false)")
+        self.hops = hops
+        self._on_record = on_record or (lambda record: None)
+
+    @property
+    def spec(self) -> LinkSpec:
+        return self.hops[0].spec
+
+    def send_bytes(self, data: bytes, decode: Callable[[bytes], T]) -> list[T | None]:
+        """What each receiver decoded (None where it never got the payload intact)."""
+        outcomes = [hop.send_bytes(data, decode) for hop in self.hops]
+        self._account([record for _, record in outcomes], transmissions=max(r.attempts for _, r in outcomes))
+        return [result for result, _ in outcomes]
+
+    def send_values(self, values: torch.Tensor, side: bytes | None = None,
+                    decode_side: Callable[[bytes], T] | None = None) -> list[tuple[torch.Tensor, torch.Tensor, HopRecord]]:
+        """(estimates, noise variance, record) at each receiver (one analog transmission)."""
+        outcomes = [hop.send_values(values, side=side, decode_side=decode_side) for hop in self.hops]
+        self._account([record for *_, record in outcomes], transmissions=None)
+        return outcomes
+
+    def _account(self, records: list[HopRecord], transmissions: int | None) -> None:
+        carrier = records[0]
+        if transmissions is not None and transmissions != carrier.attempts:
+            scale = transmissions / carrier.attempts  # every try of one payload costs the same
+            carrier.bits = int(round((carrier.bits or 0) * scale))
+            carrier.symbols = int(round(carrier.symbols * scale))
+            carrier.airtime_s *= scale
+            carrier.transfer_s *= scale
+            carrier.attempts = transmissions
+        for record in records[1:]:
+            record.bits, record.symbols, record.airtime_s, record.transfer_s = 0, 0, 0.0, 0.0
+            record.broadcast_of = carrier.name
+        for record in records:
+            self._on_record(record)
+
+
 def direction_of(src: str, dst: str) -> str:
     if src == "UE" and dst.startswith("ES"):
         return "uplink"
@@ -159,12 +239,18 @@ def direction_of(src: str, dst: str) -> str:
 
 
 def build_link(spec: LinkSpec):
-    """A new link_models link for this hop's configuration (`spec.link_config()`), its pilots drawn with seed 0.
+    """A new link_models link for this hop's configuration (`spec.link_config()`), its pilots drawn with seed 0;
+    a `WiredLink` for a wired hop.
 
     Building a link (Sionna's 5G LDPC code above all) costs more than sending a small payload through it:
     `flowgraphs.session.Session.link` builds one per configuration and reseeds it for every hop.
     """
     from link_models import AnalogLink, DigitalLink
+
+    if spec.scheme == "wired":
+        from link_models.wired import WiredLink
+
+        return WiredLink(spec.rate_bps, spec.latency_s)
 
     return (AnalogLink if spec.scheme == "analog" else DigitalLink)(spec.link_config(), seed=0)
 

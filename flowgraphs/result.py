@@ -105,9 +105,11 @@ class RunResult(ConfigMixin):
     task: TaskSummary
     hops: list[HopRecord]
     compute: dict[str, dict[str, Any]]
-    """Node -> {"steps": denoising steps, "seconds": wall time}."""
+    """Node -> {"steps": denoising steps, "seconds": wall time, "work": latent elements x denoising steps}."""
     totals: dict[str, Any]
-    """bits, symbols, airtime_s over every hop; symbols_ratio_to_centralized (None without a baseline)."""
+    """bits, symbols, airtime_s over every hop; air_symbols (uplink + downlink), backhaul_bits,
+    backhaul_symbols (0 when wired), backhaul_transfer_s; symbols_ratio_to_centralized: air symbols over
+    CENTRALIZED's (None without a baseline)."""
     quality: Quality
     reference: dict[str, Any] | None = None
     """The noiseless reference run: {"prompt_match", "totals"}."""
@@ -124,7 +126,7 @@ class RunResult(ConfigMixin):
         return self.config.protocol
 
     def symbols(self, direction: str | None = None) -> int:
-        """Channel symbols on air, over every hop or the hops of one direction."""
+        """Channel symbols on air, over every hop or the hops of one direction (a broadcast counted once)."""
         return sum(h.symbols for h in self.hops if direction is None or h.direction == direction)
 
     @property
@@ -152,12 +154,13 @@ class RunResult(ConfigMixin):
 
         graph = run.graph
         totals: dict[str, Any] = dict(graph.totals())
-        base_symbols = baseline.graph.totals()["symbols"] if baseline is not None else 0
-        totals["symbols_ratio_to_centralized"] = totals["symbols"] / base_symbols if base_symbols else None
+        base_symbols = baseline.graph.totals()["air_symbols"] if baseline is not None else 0
+        totals["symbols_ratio_to_centralized"] = totals["air_symbols"] / base_symbols if base_symbols else None
         used = {r.name for r in graph.records} | {r.name.rsplit("-", 1)[0] for r in graph.records}
         return cls(
             config=run.config, task=TaskSummary.of(task), hops=list(graph.records),
-            compute={n: {"steps": c["steps"], "seconds": round(c["seconds"], 4)} for n, c in graph.compute.items()},
+            compute={n: {"steps": c["steps"], "seconds": round(c["seconds"], 4), "work": c["work"]}
+                     for n, c in graph.compute.items()},
             totals=totals, quality=quality,
             reference=None if reference is None else {
                 "prompt_match": None if reference_quality is None else reference_quality.prompt_match,

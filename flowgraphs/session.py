@@ -52,7 +52,8 @@ class Session:
     def link(self, spec: LinkSpec, seed: int):
         """The simulated link of this hop configuration, built once per configuration and reseeded with `seed`
         (a `LinkFactory`): a hop's draws depend only on its configuration and seed, never on earlier runs."""
-        key = spec.scheme + json.dumps(spec.link_config().to_dict(), sort_keys=True)
+        key = (f"wired {spec.rate_bps} {spec.latency_s}" if spec.scheme == "wired"
+               else spec.scheme + json.dumps(spec.link_config().to_dict(), sort_keys=True))
         if key not in self._links:
             self._links[key] = build_link(spec)
         link = self._links[key]
@@ -76,7 +77,7 @@ class Session:
 
     def link_factory(self, config: RunConfig) -> LinkFactory:
         """How the hops of a run reach the air: simulated links, or radio links over a simulated or real radio
-        (one factory per radio and URI, so a Pluto is opened once per session)."""
+        (one factory per radio and URI, so a Pluto is opened once per session); wired backhaul hops stay wired."""
         if config.radio == "link":
             return self.link
         key = (config.radio, config.uri)
@@ -84,4 +85,5 @@ class Session:
             from flowgraphs.radio_link import radio_link_factory
 
             self._radios[key] = radio_link_factory(config.radio, config.uri)
-        return self._radios[key]
+        radio = self._radios[key]
+        return lambda spec, seed: self.link(spec, seed) if spec.scheme == "wired" else radio(spec, seed)

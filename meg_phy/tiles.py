@@ -1,7 +1,9 @@
 """Spatial tiles with overlap, and their blended merge, for the multi-ES parallel protocols (UIDG, DIUG, DSUC).
 
-Each ES denoises (or decodes) one tile with the full prompt; the UE merges the tiles. Where tiles overlap
-they are blended with raised-cosine windows normalised to sum to one, so seams fade instead of showing.
+Each ES owns one tile; where tiles overlap they are blended with raised-cosine windows normalised to sum to
+one (`blend_weights`), both when the ESs fuse their tiles during joint denoising and when the UE merges them.
+An ES's denoiser may see more than its tile: `context_box` grows a tile by a margin of context (the whole
+latent by default in the protocols), and `intersect` says which part of a neighbour's tile that context needs.
 The merge is an incremental weighted mean (`torch.lerp` towards each new tile by its share of the weight so
 far): identical tiles merge back to exactly the original values, bit for bit.
 """
@@ -77,6 +79,29 @@ def tile_layout(height: int, width: int, n: int, overlap: int = 2, multiple: int
     boxes = tuple((top, left, h, w) for top, h in _axis(height, rows, overlap, multiple)
                   for left, w in _axis(width, cols, overlap, multiple))
     return TileLayout(height, width, boxes, overlap)
+
+
+def context_box(layout: TileLayout, i: int, context: int | None, multiple: int = 2) -> Box:
+    """Tile i grown by `context` latent pixels on every side (clipped to the plane, sides kept on the UNet's
+    grid of `multiple`); None: the whole plane."""
+    if context is None:
+        return (0, 0, layout.height, layout.width)
+    top, left, h, w = layout.boxes[i]
+
+    def grow(start: int, size: int, length: int) -> tuple[int, int]:
+        lo = max(0, start - context) // multiple * multiple
+        hi = min(length, -(-(start + size + context) // multiple) * multiple)
+        return lo, hi - lo
+
+    (top, h), (left, w) = grow(top, h, layout.height), grow(left, w, layout.width)
+    return (top, left, h, w)
+
+
+def intersect(a: Box, b: Box) -> Box | None:
+    """The box both `a` and `b` cover (None when they do not meet)."""
+    top, left = max(a[0], b[0]), max(a[1], b[1])
+    bottom, right = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    return (top, left, bottom - top, right - left) if bottom > top and right > left else None
 
 
 def split(x: torch.Tensor, layout: TileLayout) -> list[torch.Tensor]:

@@ -50,7 +50,7 @@ def test_reference_config_is_noiseless_everywhere(tmp_path):
     for name, direction in [("UE-ES1-prompt", "uplink"), ("ES2-UE-seed", "downlink"), ("ES1-ES2-seed", "backhaul")]:
         spec = ideal.hop_spec(name, direction)
         assert (spec.channel, spec.estimator) == ("ideal", "perfect")
-        assert spec.scheme == "digital"  # what is sent stays the same, only the channel is ideal
+        assert spec.scheme == ("wired" if direction == "backhaul" else "digital")  # only the channel is ideal
 
 
 @pytest.mark.parametrize("text, fragment", [

@@ -92,7 +92,7 @@ def test_flowgraph_accounts_compute_per_node_and_sums_hops():
     with g.on("ES2", steps=3):
         pass
     assert g.compute["ES2"]["steps"] == 7 and g.compute["ES2"]["seconds"] >= 0.02
-    assert g.compute["UE"] == {"steps": 0, "seconds": 0.0}
+    assert g.compute["UE"] == {"steps": 0, "seconds": 0.0, "work": 0}
     g.hop("ES1", "ES2", "prompt").send_bytes(encode_prompt(PROMPT), decode_prompt)
     g.hop("ES3", "UE", "prompt").send_bytes(encode_prompt("x"), decode_prompt)
     assert [r.direction for r in g.records] == ["backhaul", "downlink"]

@@ -30,22 +30,31 @@ def cfg(model, **kw):
     return config_from_dict({}, **base)
 
 
-def expected_hops(name, n):
-    """(src, dst, payload) of every hop, in order, as protocols.md describes them."""
+def exchange_rounds(name, es_steps):
+    """Border exchange rounds of a parallel protocol at exchange_every = 1: one to start from a common latent,
+    then one after every step but the last (UIDG and DSUC decode with context: after the last too)."""
+    return {"UIDG": 1 + es_steps, "DIUG": es_steps, "DSUC": 1 + es_steps}.get(name, 0)
+
+
+def expected_hops(name, n, es_steps=0):
+    """(src, dst, payload) of every hop, in order, as protocols.md describes them (uploads to several ESs are
+    one broadcast: a record per receiver)."""
     es = [f"ES{i + 1}" for i in range(n)]
+    up = [lambda payload: [("UE", e, payload) for e in es]][0]
+    borders = [(a, b, "border") for a in es for b in es if a != b] * exchange_rounds(name, es_steps)
     table = {
         "CENTRALIZED": [("UE", "ES1", "prompt"), ("UE", "ES1", "image"), ("ES1", "UE", "image")],
         "UIEG": [("UE", "ES1", "seed"), ("UE", "ES1", "prompt"), ("ES1", "UE", "image")],
         "EIUG": [("UE", "ES1", "prompt"), ("UE", "ES1", "image"), ("ES1", "UE", "seed")],
         "CIAG": [("UE", "ES1", "seed"), ("UE", "ES1", "prompt"), ("ES1", "UE", "seed")],
         "ESUC": [("UE", "ES1", "prompt"), ("UE", "ES1", "image"), ("ES1", "UE", "sketch")],
-        "UIDG": [h for e in es for h in [("UE", e, "seed"), ("UE", e, "prompt"), (e, "UE", "image")]],
-        "DIUG": [h for e in es for h in [("UE", e, "prompt"), ("UE", e, "image"), (e, "UE", "seed")]],
-        "DSUC": [h for e in es for h in [("UE", e, "prompt"), ("UE", e, "image"), (e, "UE", "sketch")]],
-        "UIDCG": [("UE", "ES1", "seed"), ("UE", "ES1", "prompt")]
-        + [h for a, b in zip(es, es[1:], strict=False) for h in [(a, b, "seed"), (a, b, "prompt")]] + [(es[-1], "UE", "image")],
-        "DCSUC": [("UE", "ES1", "prompt"), ("UE", "ES1", "image")]
-        + [h for a, b in zip(es, es[1:], strict=False) for h in [(a, b, "seed"), (a, b, "prompt")]] + [(es[-1], "UE", "sketch")],
+        "UIDG": up("seed") + up("prompt") + borders + [(e, "UE", "image") for e in es],
+        "DIUG": up("prompt") + up("image") + borders + [(e, "UE", "seed") for e in es],
+        "DSUC": up("prompt") + up("image") + borders + [(e, "UE", "sketch") for e in es],
+        "UIDCG": [("UE", "ES1", "seed")] + up("prompt")
+        + [(a, b, "seed") for a, b in zip(es, es[1:], strict=False)] + [(es[-1], "UE", "image")],
+        "DCSUC": up("prompt") + [("UE", "ES1", "image")]
+        + [(a, b, "seed") for a, b in zip(es, es[1:], strict=False)] + [(es[-1], "UE", "sketch")],
     }
     return table[name]
 
@@ -54,10 +63,15 @@ def expected_hops(name, n):
 def test_each_protocol_runs_its_flowgraph_over_real_links(model, name):
     out = run_protocol(cfg(model, protocol=name))
     n = 1 if name in ("CENTRALIZED", "UIEG", "EIUG", "CIAG", "ESUC") else 2
-    assert [(r.src, r.dst, r.payload) for r in out.graph.records] == expected_hops(name, n)
+    steps = out.graph.compute["ES1"]["steps"]
+    assert [(r.src, r.dst, r.payload) for r in out.graph.records] == expected_hops(name, n, steps)
     assert out.image.shape == (1, 3, 32, 32) and 0 <= float(out.image.min()) <= float(out.image.max()) <= 1
     for r in out.graph.records:
-        assert r.symbols > 0 and r.airtime_s > 0 and r.snr_db == 5.0 and r.attempts >= 1
+        if r.direction == "backhaul":  # wired by default: bits and transfer time, nothing on air
+            assert r.medium == "wired" and r.scheme == "wired" and r.symbols == 0 and r.bits > 0 and r.transfer_s > 0
+            continue
+        assert r.medium == "air" and r.snr_db == 5.0 and r.attempts >= 1
+        assert (r.symbols > 0 and r.airtime_s > 0) == (r.broadcast_of is None)  # a broadcast is counted once
         assert r.scheme == ("digital" if r.payload == "prompt" else "analog")
         assert (r.noise_var is None) == (r.scheme == "digital") and (r.ber is None) == (r.scheme == "analog")
     assert set(out.graph.compute) == {"UE"} | {f"ES{i + 1}" for i in range(n)}
@@ -91,13 +105,17 @@ def test_runs_are_deterministic_given_a_seed(model):
 @pytest.mark.parametrize("n", [1, 4])
 def test_multi_es_protocols_scale_from_one_to_four_servers(model, name, n):
     out = run_protocol(cfg(model, protocol=name, n_es=n, scheme="digital", snr_db=20.0))
-    assert [(r.src, r.dst, r.payload) for r in out.graph.records] == expected_hops(name, n)
+    steps = out.graph.compute["ES1"]["steps"]
+    assert [(r.src, r.dst, r.payload) for r in out.graph.records] == expected_hops(name, n, steps)
     assert all(r.delivered for r in out.graph.records)
     es_steps = [out.graph.compute[f"ES{i + 1}"]["steps"] for i in range(n)]
     assert all(s > 0 for s in es_steps)
     if name in ("UIDCG", "DCSUC"):  # consecutive ranges: the chain shares one run of steps
         total = 7 if name == "UIDCG" else cfg(model).sketch_steps
         assert sum(es_steps) == total and max(es_steps) - min(es_steps) <= 1
+    else:  # joint tiles: every ES runs every step of its range on its window (the whole latent): work counts it
+        assert len(set(es_steps)) == 1
+        assert all(out.graph.compute[e]["work"] == 4 * 8 * 8 * es_steps[0] for e in out.graph.es)
 
 
 def test_the_digital_cliff_is_reported_not_hidden(model):

@@ -1,20 +1,20 @@
-"""DSUC, Distributed Sketching UE-Completing: n ESs sketch one tile each; the UE stitches and completes.
+"""DSUC, Distributed Sketching UE-Completing: n ESs sketch one image jointly, each its tile; the UE completes.
 
-    UE --prompt (+ image)--> ESi   ESi: few-step img2img on its latent tile, decode, downsample -> sketch tile
-    UE <---sketch tile i---- ESi   UE: stitch the tiles, img2img under the prompt at a strength set by the noise
+    UE ==prompt, image==> ES1..ESn   one broadcast each (image_at = "es": ES1 sends it over backhaul)
+    ESi: few-step img2img start; ESi <-border-> ESj: tiles fused, then the sketch steps, each ES advancing
+         its tile seeing the whole latent, tiles exchanged every `exchange_every` steps and after the last
+    UE <---sketch tile i---- ESi     ESi decodes with context, downsamples its tile
+    UE: stitch the tiles, img2img under the prompt at a strength set by the noise
 """
 
 
 def run(st):
-    ue, tiles = "UE", st.tiles()
-    parts, noise = [], []
-    for i, es in enumerate(st.g.es):
-        prompt = st.send_prompt(ue, es, st.task.prompt)
-        image = st.input_image(ue, es)
-        seed = st.crop(es, st.start_sketch(es, image), tiles, i)
-        sketch = st.render_sketch(es, st.denoise(es, seed, st.encode_prompt(es, prompt)))
-        part, noise_var = st.send_image(es, ue, sketch, payload="sketch")
-        parts.append(part)
-        noise.append(noise_var)
-    sketch = st.stitch(ue, parts, tiles)
+    ue, servers = "UE", st.g.es
+    conds = st.prompt_at(ue, servers)
+    images = st.upload_image(ue, servers)
+    joint = st.share_tiles([st.start_sketch(es, image) for es, image in zip(servers, images, strict=True)])
+    joint = st.denoise_jointly(joint, conds, last_exchange=True)
+    parts, noise = zip(*(st.send_image(es, ue, st.decode_tile(es, joint, i), payload="sketch")
+                         for i, es in enumerate(servers)), strict=True)
+    sketch = st.stitch(ue, list(parts), joint.layout)
     return st.complete(ue, sketch, st.encode_prompt(ue, st.task.prompt), sum(noise) / len(noise))

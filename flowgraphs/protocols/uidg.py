@@ -1,18 +1,20 @@
-"""UIDG, UE-Inferencing Distributed Generating: n ESs each generate one tile of the image.
+"""UIDG, UE-Inferencing Distributed Generating: n ESs generate one image jointly, each its own tile.
 
-    UE: encode image, noise to the strength -> seed
-    UE --seed, prompt--> ESi       ESi: resume, all denoising steps on its tile of the latent, decode the tile
-    UE <--image tile i-- ESi       UE: stitch the tiles (overlaps blended)
+    UE: encode its image, noise to the strength -> seed
+    UE ==seed, prompt==> ES1..ESn    one broadcast each: every ES hears its own noisy copy
+    ESi <-border-> ESj               the copies' tiles fused, one noise level agreed, resume; then every
+                                     step ESi advances its tile seeing the whole latent, and the tiles are
+                                     exchanged over backhaul every `exchange_every` steps
+    UE <--image tile i-- ESi         ESi decodes with context, sends its tile; the UE stitches
 """
 
 
 def run(st):
-    ue, tiles = "UE", st.tiles()
-    seed = st.start(ue, st.task.image)
-    parts = []
-    for i, es in enumerate(st.g.es):
-        received = st.resume(es, *st.send_seed(ue, es, seed))
-        cond = st.encode_prompt(es, st.send_prompt(ue, es, st.task.prompt))
-        part = st.decode(es, st.denoise(es, received, cond, tile=tiles.boxes[i]))
-        parts.append(st.send_image(es, ue, part)[0])
-    return st.stitch(ue, parts, tiles)
+    ue, servers = "UE", st.g.es
+    seed = st.start(ue, st.ue_image())
+    received = st.upload_seed(ue, servers, seed)
+    conds = st.prompt_at(ue, servers)
+    joint = st.share_tiles([s for s, _ in received], noise_vars=[v for _, v in received])
+    joint = st.denoise_jointly(joint, conds, last_exchange=True)
+    parts = [st.send_image(es, ue, st.decode_tile(es, joint, i))[0] for i, es in enumerate(servers)]
+    return st.stitch(ue, parts, joint.layout)

@@ -1,6 +1,6 @@
 """UIEG, UE-Inferencing ES-Generating: the UE turns its image into a seed; the ES generates the image.
 
-    UE: encode image, noise to the strength -> seed z_T
+    UE: encode image, noise to the strength -> seed z_T (the image must be at the UE)
     UE --seed, prompt--> ES1       ES1: resume from the received seed, all denoising steps, decode
     UE <-----image------ ES1
 """
@@ -8,7 +8,7 @@
 
 def run(st):
     ue, es = "UE", st.g.es[0]
-    seed = st.start(ue, st.task.image)
+    seed = st.start(ue, st.ue_image())
     received = st.resume(es, *st.send_seed(ue, es, seed))
     cond = st.encode_prompt(es, st.send_prompt(ue, es, st.task.prompt))
     final = st.decode(es, st.denoise(es, received, cond))

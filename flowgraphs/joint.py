@@ -1,0 +1,144 @@
+"""Joint tiled denoising across ESs: one latent, each ES advancing its own tile, tiles exchanged over backhaul.
+
+MultiDiffusion (Bar-Tal et al., 2023) denoises overlapping tiles of one latent with the prompt of the whole
+image and fuses the overlaps after every step. On the embedded model (a 4x8x8 latent, a UNet whose receptive
+field spans it) a tile alone loses the composition: the UNet takes a 6x8 tile for a whole image and places
+"at the left" inside the tile (measured: prompt accuracy 8-10/16 against 15/16 for the whole latent, fused
+every step or not). So each ES's denoiser sees a *context window* around its tile (`tile_context`, None =
+the whole latent, the default), and only the ES's own tile advances:
+
+- ES i holds a full-size copy of the latent (`Joint.copies[i]`). A step runs the UNet on its window and
+  keeps the result on its tile; outside its tile it keeps what the other ESs last sent (a step or more
+  behind between exchanges, like DistriFusion's stale activations, here on the latent).
+- Every `exchange_every` steps ES j receives from every ES i whose tile meets j's window the values of that
+  tile inside the window (one backhaul hop `ESi-ESj-border`, float32 values; wired by default), and sets its
+  window to the blend of the tiles (`meg_phy.tiles.blend_weights`, raised-cosine over the overlaps).
+- Exchanged every step with the whole latent as context, every ES feeds the UNet the same latent as a single
+  ES would, so the result is the single-ES result up to float rounding; fewer exchanges cost less backhaul
+  and make the context staler (docs/protocols.md has the measured trade-off).
+
+The cost is honest: a step costs its window (work = channels x window area, accounted per ES), so with the
+whole latent as context n ESs do n times the UNet work of one; the tiles split the output and its
+authority, not the UNet's work. A smaller context (`tile_context` = margin in latent pixels) pays off on
+latents much larger than the UNet's receptive field.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from meg_common.errors import InputError
+from meg_phy.tiles import Box, TileLayout, blend_weights, intersect
+
+if TYPE_CHECKING:
+    from flowgraphs.stages import Stages
+
+
+@dataclass
+class Joint:
+    """The ESs' copies of one latent during joint denoising: ES i owns `layout.boxes[i]` and sees `windows[i]`."""
+
+    es: list[str]
+    layout: TileLayout
+    windows: list[Box]
+    copies: list
+    """Full-size seeds, one per ES: its own tile fresh, the rest as last received."""
+    since: int = 0
+    """Steps since the last exchange."""
+
+    def tile(self, i: int):
+        """ES i's tile as a tile seed (what it sends to the UE)."""
+        return self.copies[i].crop(self.layout.boxes[i])
+
+    def view(self, i: int):
+        """What ES i's denoiser (or decoder) sees: its copy cut to its context window."""
+        window = self.windows[i]
+        if window == (0, 0, self.layout.height, self.layout.width):
+            return self.copies[i]
+        return self.copies[i].crop(window)
+
+
+def tile_step(st: Stages, joint: Joint, i: int, cond):
+    """One denoising step of ES i: the UNet on its window, the result kept on its tile (accounted there)."""
+    seed, window, (top, left, h, w) = joint.copies[i], joint.windows[i], joint.layout.boxes[i]
+    whole = window == (0, 0, joint.layout.height, joint.layout.width)
+    if not whole and st.ldm.scheduler_name != "ddim":
+        raise InputError(f"joint denoising with a context window needs the stateless DDIM scheduler, not "
+                         f"{st.ldm.scheduler_name}; leave tile_context unset (the whole latent)")
+    with st.g.on(joint.es[i], steps=1, work=seed.latents.shape[-3] * window[2] * window[3]):
+        out = st.ldm.denoise(joint.view(i), cond, until=seed.step + 1)
+        latents = seed.latents.clone()
+        latents[..., top:top + h, left:left + w] = out.latents[..., top - window[0]:top - window[0] + h,
+                                                               left - window[1]:left - window[1] + w]
+        return seed.replace(latents=latents, step=out.step, guidance=out.guidance, prompt=out.prompt,
+                            scheduler_state=out.scheduler_state if whole else {})
+
+
+def exchange(st: Stages, joint: Joint, levels: list[float] | None = None) -> list[float]:
+    """One exchange round: ES i sends ES j its tile's values inside j's window; every ES blends its window.
+
+    `levels` (noise-variance estimates of received seeds, one per ES) ride along as 32 bits of side
+    information; returns the level each ES then uses (the mean of those it has).
+    """
+    n, layout = len(joint.es), joint.layout
+    weights = blend_weights(layout)
+    heard: list[list[float]] = [[lv] for lv in levels] if levels is not None else [[] for _ in range(n)]
+    planes = [[None] * n for _ in range(n)]  # planes[j][i]: tile i as ES j knows it (full size)
+    for i in range(n):
+        for j in range(n):
+            box = intersect(layout.boxes[i], joint.windows[j])
+            if i == j or box is None:
+                continue
+            t, x, h, w = box
+            values = joint.copies[i].latents[..., t:t + h, x:x + w]
+            got, level = send_border(st, joint.es[i], joint.es[j], values, None if levels is None else levels[i])
+            plane = joint.copies[j].latents.clone()  # a lost border: ES j keeps its own stale values there
+            if got is not None:
+                plane[..., t:t + h, x:x + w] = got.to(plane)
+            planes[j][i] = plane
+            if level is not None:
+                heard[j].append(level)
+    for j in range(n):
+        t, x, h, w = joint.windows[j]
+        with st.g.on(joint.es[j]):
+            own = joint.copies[j].latents
+            fused = sum(weights[i].to(own) * (own if i == j else planes[j][i] if planes[j][i] is not None else own)
+                        for i in range(n))
+            latents = own.clone()
+            latents[..., t:t + h, x:x + w] = fused[..., t:t + h, x:x + w]
+            joint.copies[j] = joint.copies[j].replace(latents=latents)
+    joint.since = 0
+    return [sum(h) / len(h) if h else 0.0 for h in heard]
+
+
+def send_border(st: Stages, src: str, dst: str, values: torch.Tensor, level: float | None):
+    """Tile values (and optionally a noise level) over one backhaul hop: (values that arrived or None, level
+    that arrived or None). Wired and analog hops carry values; a digital hop carries float32 bytes + CRC32."""
+    hop = st.g.hop(src, dst, "border")
+    flat = values.detach().reshape(-1).float()
+    side = None if level is None else _pack(torch.tensor([level]))
+    if hop.spec.scheme == "digital":
+        data = _pack(torch.cat([torch.tensor([float("nan") if level is None else level]), flat]))
+        got, _ = hop.send_bytes(data, _unpack)
+        if got is None:
+            return None, None
+        return got[1:].reshape(values.shape), None if level is None else float(got[0])
+    est, _, record = hop.send_values(flat, side=side, decode_side=_unpack)
+    return est.reshape(values.shape), level if (level is not None and record.delivered) else None
+
+
+def _pack(values: torch.Tensor) -> bytes:
+    data = values.to(torch.float32).numpy().tobytes()
+    return data + struct.pack("<I", zlib.crc32(data))
+
+
+def _unpack(data: bytes) -> torch.Tensor:
+    body, crc = data[:-4], data[-4:]
+    if len(data) < 8 or struct.unpack("<I", crc)[0] != zlib.crc32(body):
+        raise ValueError("border payload: CRC mismatch")
+    return torch.frombuffer(bytearray(body), dtype=torch.float32).clone()
