@@ -49,7 +49,7 @@ class WorldTrainConfig:
     images: int = 60_000  # the UNet's fixed training set (latents); VAE and reader see fresh renders
     seed: int = 0
     # stage budgets in minutes of 2-core time: CPU time of this process / threads (wall time on a GPU)
-    evaluator_minutes: float = 8.0
+    evaluator_minutes: float = 10.0
     evaluator_batch: int = 128
     evaluator_lr: float = 2e-3
     evaluator_tune_minutes: float = 4.0
@@ -322,8 +322,9 @@ class _Trainer:
                 pick = torch.randint(len(pool[0]), (batch // 2,), generator=gen).tolist()
                 images[: batch // 2] = pool[0][pick]
                 scene_list[: batch // 2] = [pool[1][i] for i in pick]
+                seeds[: batch // 2] = [pool[2][i] for i in pick]
             images = augment(images, gen).to(self.device)
-            labels = {k: v.to(self.device) for k, v in batch_labels(scene_list).items()}
+            labels = {k: v.to(self.device) for k, v in batch_labels(scene_list, seeds).items()}
             model.train()
             loss = reader_loss(model(images), labels)
             for group in opt.param_groups:
@@ -408,8 +409,8 @@ class _Trainer:
         return vae.to(self.device).eval()
 
     @torch.no_grad()
-    def reconstruction_pool(self, vae, n: int = 2048) -> tuple[torch.Tensor, list[dict]]:
-        """VAE reconstructions (sampled latents) of `n` fresh scenes, with the scenes."""
+    def reconstruction_pool(self, vae, n: int = 2048) -> tuple[torch.Tensor, list[dict], list[int]]:
+        """VAE reconstructions (sampled latents) of `n` fresh scenes, with the scenes and their render seeds."""
         seeds = [EVALUATOR_SEED_BASE + 9_000_000 + i for i in range(n)]
         scene_list = scenes_for(seeds)
         generator = torch.Generator().manual_seed(self.c.seed + 3)
@@ -419,7 +420,7 @@ class _Trainer:
             post = vae.encode(x * 2 - 1).latent_dist
             z = post.mean + post.std * torch.randn(post.mean.shape, generator=generator).to(self.device)
             recs.append(((vae.decode(z).sample + 1) / 2).clamp(0, 1).cpu())
-        return torch.cat(recs), scene_list
+        return torch.cat(recs), scene_list, seeds
 
     @torch.no_grad()
     def vae_quality(self, vae, n: int = 512) -> dict:
@@ -608,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=None, help="UNet training set size (default 60000)")
     p.add_argument("--steps", type=int, default=None, help="cap every stage at this many steps (smoke runs)")
     p.add_argument("--minutes", type=float, default=None, help="scale factor for every stage's time budget: "
-                   "give the total of the defaults' stage minutes you want (default 110)")
+                   "give the total of the defaults' stage minutes you want (default 112)")
     p.add_argument("--threads", type=int, default=int(os.environ.get("MEG_PHY_THREADS", "2")))
     p.add_argument("--device", default=None)
     p.add_argument("--clock", choices=("cpu", "wall"), default="cpu",

@@ -1,8 +1,9 @@
 """The scene reader of world v2: reads every object (shape, colour, size class, cell) and the background.
 
-A small CNN with a per-cell grid head: for each of the nine cells of the 3x3 grid it predicts the shape
-(or "empty"), the colour and the size class of the object whose centre lies there, plus one background head.
-Because objects sit in distinct cells this is a complete reading of a scene, from which the harness gets:
+A small CNN with a dense per-location head (CenterNet-like): on an 8x8 map it predicts where object centres
+are and each object's shape, colour and size class; each location belongs to one cell of the 3x3 grid, so
+the reading is per cell. A second head reads the background. Because objects sit in distinct cells this is a
+complete reading of a scene, from which the harness gets:
 
 - `prompt_match(images, prompts)`: the image satisfies everything the prompt says (same number of objects,
   a one-to-one assignment of read objects to the prompt's objects agreeing on every named attribute, and the
@@ -34,18 +35,21 @@ N_CELLS = 9
 
 
 class SceneReader(nn.Module):
-    """Conv trunk (64 -> 32 -> 16 -> 8x8 map), then an MLP over the whole map to per-cell and background logits.
+    """Conv trunk (64 -> 32 -> 16 -> 8x8 map) with a dense head and a background head.
 
-    Input (B, 3, 64, 64) in [0, 1]; output dict: shape (B, 9, 1 + n_shapes) with class 0 = empty cell,
-    colour (B, 9, n_colours), size (B, 9, n_sizes), background (B, n_backgrounds).
+    At each of the 8x8 locations (8-pixel squares) the head predicts whether an object's centre lies there
+    and that object's shape, colour and size: convolutional, so what it learns at one place holds at every
+    place. Centres keep `scenes._MARGIN_PX` inside their cell, so each location belongs to exactly one cell
+    (columns/rows 0-2, 3-4, 5-7). Output dict: object (B, 8, 8) logits, shape (B, n_shapes, 8, 8), colour
+    (B, n_colours, 8, 8), size (B, n_sizes, 8, 8), background (B, n_backgrounds).
     """
 
-    def __init__(self, channels: tuple[int, int, int] = (32, 64, 128), hidden: int = 384,
+    def __init__(self, channels: tuple[int, int, int] = (32, 64, 128), hidden: int = 128,
                  image_size: int = scenes.IMAGE_SIZE):
         super().__init__()
         c1, c2, c3 = channels
         self.image_size = int(image_size)
-        self.n = {"shape": 1 + len(scenes.SHAPES), "colour": len(scenes.ATTRIBUTES["colour"]),
+        self.n = {"shape": len(scenes.SHAPES), "colour": len(scenes.ATTRIBUTES["colour"]),
                   "size": len(scenes.ATTRIBUTES["size"])}
         self.n_background = len(scenes.ATTRIBUTES["background"])
 
@@ -57,11 +61,12 @@ class SceneReader(nn.Module):
         self.stages = nn.ModuleList([
             nn.Sequential(block(3, c1, 2, 5), block(c1, c1, 1)),
             nn.Sequential(block(c1, c2, 2), block(c2, c2, 1)),
-            nn.Sequential(block(c2, c3, 2), block(c3, c3, 1)),
+            nn.Sequential(block(c2, c3, 2), block(c3, c3, 1), block(c3, c3, 1)),
         ])
-        side = self.image_size // 8
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(c3 * side * side, hidden), nn.ReLU(),
-                                  nn.Linear(hidden, N_CELLS * sum(self.n.values()) + self.n_background))
+        self.dense = nn.Sequential(nn.Conv2d(c3, hidden, 3, padding=1), nn.ReLU(),
+                                   nn.Conv2d(hidden, 1 + sum(self.n.values()), 1))
+        self.background = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c3, hidden), nn.ReLU(),
+                                        nn.Linear(hidden, self.n_background))
         self.config = {"channels": list(channels), "hidden": hidden, "image_size": self.image_size,
                        "attributes": {k: list(v) for k, v in scenes.ATTRIBUTES.items()}}
 
@@ -75,32 +80,45 @@ class SceneReader(nn.Module):
         return out
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        flat = self.head(self.features(images)[-1])
-        b = len(images)
-        cells, background = flat[:, : -self.n_background], flat[:, -self.n_background:]
-        cells = cells.view(b, N_CELLS, -1)
-        out, start = {}, 0
+        top = self.features(images)[-1]
+        dense = self.dense(top)
+        out, start = {"object": dense[:, 0]}, 1
         for name, n in self.n.items():
-            out[name] = cells[:, :, start:start + n]
+            out[name] = dense[:, start:start + n]
             start += n
-        out["background"] = background
+        out["background"] = self.background(top)
         return out
 
 
+GRID = 8  # side of the dense map
+_CELL_OF_INDEX = (0, 0, 0, 1, 1, 2, 2, 2)  # map row/column -> grid row/column (see SceneReader)
+
+
 def reader_loss(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Cross-entropy over cells (shape incl. empty; colour and size where an object is) and background."""
-    loss = F.cross_entropy(logits["shape"].flatten(0, 1), labels["shape"].flatten())
-    for name in ("colour", "size"):
-        target = labels[name].flatten()
-        if (target >= 0).any():
-            loss = loss + F.cross_entropy(logits[name].flatten(0, 1), target, ignore_index=-100)
+    """Objectness BCE at every location (positives weighted 4x: 1-3 of 64), attribute cross-entropy at the
+    objects' locations, background cross-entropy."""
+    target = labels["object"].float()
+    loss = F.binary_cross_entropy_with_logits(logits["object"], target, pos_weight=torch.tensor(4.0))
+    for name in ("shape", "colour", "size"):
+        loss = loss + F.cross_entropy(logits[name], labels[name], ignore_index=-100)
     return loss + F.cross_entropy(logits["background"], labels["background"])
 
 
-def batch_labels(scene_list: list[dict]) -> dict[str, torch.Tensor]:
-    """Stacked `scenes.cell_labels` of complete scenes."""
-    labels = [scenes.cell_labels(s) for s in scene_list]
-    return {k: torch.tensor([lab[k] for lab in labels]) for k in ("shape", "colour", "size", "background")}
+def batch_labels(scene_list: list[dict], seeds: list[int]) -> dict[str, torch.Tensor]:
+    """Dense targets of complete scenes rendered with `seeds`: object (B, 8, 8) in {0, 1}; shape, colour,
+    size (B, 8, 8) class indices at each object's centre location, -100 elsewhere; background (B,)."""
+    b = len(scene_list)
+    obj = torch.zeros(b, GRID, GRID, dtype=torch.long)
+    attrs = {k: torch.full((b, GRID, GRID), -100, dtype=torch.long) for k in ("shape", "colour", "size")}
+    step = scenes.IMAGE_SIZE / GRID
+    for i, (scene, seed) in enumerate(zip(scene_list, seeds, strict=True)):
+        for o, placed in zip(scene["objects"], scenes.layout(scene, seed)["objects"], strict=True):
+            gx, gy = min(GRID - 1, int(placed["x"] / step)), min(GRID - 1, int(placed["y"] / step))
+            obj[i, gy, gx] = 1
+            for k in ("shape", "colour", "size"):
+                attrs[k][i, gy, gx] = scenes.ATTRIBUTES[k].index(o[k])
+    background = torch.tensor([scenes.ATTRIBUTES["background"].index(s["background"]) for s in scene_list])
+    return {"object": obj, **attrs, "background": background}
 
 
 class Evaluator:
@@ -126,17 +144,29 @@ class Evaluator:
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
     def read(self, images: torch.Tensor) -> list[dict]:
-        """(B, 3, H, W) in [0, 1] -> one complete scene dict per image (objects in cell order)."""
+        """(B, 3, H, W) in [0, 1] -> one complete scene dict per image (objects in cell order).
+
+        In each cell, the location with the highest objectness holds an object when its probability is
+        above one half; its attributes are read at that location."""
         logits = self.logits(images)
-        shape = logits["shape"].argmax(-1)
-        colour, size = logits["colour"].argmax(-1), logits["size"].argmax(-1)
+        prob = torch.sigmoid(logits["object"])  # (B, 8, 8)
+        picks = {k: logits[k].argmax(1) for k in ("shape", "colour", "size")}
         background = logits["background"].argmax(-1)
+        rows = torch.tensor(_CELL_OF_INDEX)
+        cell_of = (rows[:, None] * 3 + rows[None, :]).flatten()  # (64,) cell of each location
         out = []
-        for i in range(len(shape)):
-            objects = [{"shape": scenes.SHAPES[int(shape[i, k]) - 1],
-                        "colour": scenes.ATTRIBUTES["colour"][int(colour[i, k])],
-                        "size": scenes.ATTRIBUTES["size"][int(size[i, k])],
-                        "position": scenes.POSITIONS[k]} for k in range(N_CELLS) if int(shape[i, k]) > 0]
+        for i in range(len(prob)):
+            p = prob[i].flatten()
+            objects = []
+            for cell in range(N_CELLS):
+                where = torch.nonzero(cell_of == cell).flatten()
+                best = where[int(p[where].argmax())]
+                if p[best] > 0.5:
+                    y, x = divmod(int(best), GRID)
+                    objects.append({"shape": scenes.SHAPES[int(picks["shape"][i, y, x])],
+                                    "colour": scenes.ATTRIBUTES["colour"][int(picks["colour"][i, y, x])],
+                                    "size": scenes.ATTRIBUTES["size"][int(picks["size"][i, y, x])],
+                                    "position": scenes.POSITIONS[cell]})
             out.append({"objects": objects, "background": scenes.ATTRIBUTES["background"][int(background[i])]})
         return out
 
