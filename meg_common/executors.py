@@ -26,6 +26,7 @@ import os
 import re
 import socket
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,7 +110,7 @@ class Executor:
         units = list(units)
         keys = [u.key for u in units]
         if len(set(keys)) != len(keys):
-            dup = sorted({k for k in keys if keys.count(k) > 1})
+            dup = sorted(k for k, n in Counter(keys).items() if n > 1)
             raise InputError(f"campaign has duplicate unit keys ({', '.join(dup[:3])}); every unit needs its own key")
         stored = store.load() if store is not None else {}
         results = {k: stored[k] for k in keys if k in stored}
@@ -120,8 +121,9 @@ class Executor:
 
         bar = tqdm(total=len(units), initial=len(results), desc=desc, unit="unit", disable=not progress,
                    leave=True, dynamic_ncols=True)
+        finished = self._execute(todo, setup)
         try:
-            for key, result in self._execute(todo, setup):
+            for key, result in finished:
                 if key in results:  # a unit counts once, whatever the retries
                     continue
                 if store is not None:
@@ -131,6 +133,7 @@ class Executor:
                     on_result(key, result)
                 bar.update(1)
         finally:
+            finished.close()  # an executor's own clean-up (its workers) before it lets go of the cluster
             bar.close()
             if todo:
                 self._release()
