@@ -424,12 +424,12 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
                             f"(needs {RAY_EXTRA_HINT})")
     group.add_argument("--address", default=None,
                        help="Ray cluster: HOST:PORT of its head, 'auto' (the cluster this machine is in) or "
-                            "ray://HOST:10001; default: a local Ray started for the run with this machine's cores")
+                            "ray://HOST:10001; None: a local Ray started for the run with this machine's cores")
     group.add_argument("--cpus-per-unit", type=float, default=1.0, help="CPUs each unit holds on Ray")
     group.add_argument("--gpus-per-unit", type=float, default=0.0,
                        help="GPUs each unit holds on Ray (fractions share a GPU, e.g. 0.25)")
     group.add_argument("--workers", type=int, default=None,
-                       help="Ray workers holding a model or link (default: as many as the cluster fits)")
+                       help="Ray workers holding a model or link; None: as many as the cluster fits")
 
 
 def executor_from_args(args: argparse.Namespace) -> Executor:
