@@ -40,7 +40,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     link.add_argument("--code-rate", type=float, help="LDPC code rate (default 0.5)")
     link.add_argument("--max-attempts", type=int, help="tries per digital payload before giving up (default 3)")
     link.add_argument("--radio", choices=("link", "sim", "pluto"),
-                      help="link: link_models simulation (default); sim/pluto: IQ radio via flowgraphs.radio_link")
+                      help="link: link_models simulation (default); sim/pluto: IQ radio via link_models.ota.RadioLink")
     link.add_argument("--uri", help="Pluto URI, e.g. ip:192.168.2.1")
     parser.add_argument("--config", help="TOML file with any of these settings plus [link], [uplink], "
                                          "[downlink], [backhaul], [hops.NAME] tables; or a result.json "
