@@ -239,11 +239,14 @@ def save_evaluator(model: SceneReader, folder: str | Path) -> Path:
     return out
 
 
-def load_evaluator(path: str | Path) -> Evaluator:
-    """The world-v2 evaluator in `path` (config.json + model.safetensors)."""
+def load_evaluator(path: str | Path | None = None) -> Evaluator:
+    """The world-v2 evaluator in `path` (config.json + model.safetensors; default: the embedded one in
+    meg_phy/models/evaluator, once the default model is the world-v2 one)."""
     from safetensors.torch import load_file
 
-    folder = Path(path)
+    from meg_phy.models import EVALUATOR_DIR
+
+    folder = Path(path) if path is not None else EVALUATOR_DIR
     config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     if not config_path.is_file() or not weights_path.is_file():
         raise InputError(f"evaluator folder {folder}: needs {CONFIG_NAME} and {WEIGHTS_NAME}; "
