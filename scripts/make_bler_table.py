@@ -49,7 +49,7 @@ def parse_args(argv=None):
                    help="only these MCS indices (default: all of each table)")
     p.add_argument("--n", type=int, default=3072, help="coded bits per codeword (default 3072)")
     p.add_argument("--target-errors", type=int, default=100)
-    p.add_argument("--max-codewords", type=int, default=2000)
+    p.add_argument("--max-codewords", type=int, default=1000)
     p.add_argument("--decoder", choices=("auto", "fast", "sionna"), default="auto",
                    help="LDPC decoder: fast (numba) when LinkConfig has it, else Sionna's (auto)")
     p.add_argument("--ldpc-iterations", type=int, default=20)
