@@ -55,6 +55,8 @@ def parse_args(argv=None):
     p.add_argument("--ldpc-iterations", type=int, default=20)
     p.add_argument("--batch", type=int, default=32, help="OFDM frames per batched pass")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", type=Path, default=None,
+                   help="also draw the curves and the link adaptation's throughput to this PNG")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -204,7 +206,57 @@ def run(args) -> int:
     bar.close()
     done = sum(store["curves"][k]["done"] for k in todo)
     print(f"{args.out}: {done} of {len(todo)} curves done ({settings['decoder']} decoder, n={args.n})")
+    if args.plot:
+        plot(store, args.out, args.plot, [int(t) for t in args.tables])
     return 0
+
+
+def plot(store: dict, table_path: Path, png: Path, tables: list[int]) -> None:
+    """Left: BLER against SNR per MCS of the first table; right: the link adaptation's spectral efficiency
+    m R (1 - BLER) at the BLER target against capacity log2(1 + SNR)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from link_models.mcs import BlerTable, LinkAdaptation
+    from meg_common.io import atomic_write
+
+    table = BlerTable(table_path)
+    colours = {"qpsk": "tab:blue", "16qam": "tab:orange", "64qam": "tab:green", "256qam": "tab:red"}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    first = tables[0]
+    for index in table.indices(first):
+        curve = store["curves"][store["tables"][str(first)][str(index)]]
+        pts = [p for p in curve["points"] if p["block_errors"] > 0]
+        ax1.semilogy([p["snr_db"] for p in pts], [p["bler"] for p in pts], ".-", lw=1,
+                     color=colours[curve["modulation"]], alpha=0.8)
+    for name, colour in colours.items():
+        ax1.plot([], [], color=colour, label=name)
+    ax1.axhline(0.1, color="k", ls=":", lw=1)
+    ax1.set(xlabel="Es/N0 per RE (dB)", ylabel="BLER", ylim=(1e-3, 1.1),
+            title=f"MCS table {first}: BLER, n = {store['settings']['n']}, AWGN, perfect CSI")
+    snr = np.arange(-10, 30.01, 0.1)
+    ax2.plot(snr, np.log2(1 + 10 ** (snr / 10)), "k-", label="capacity log2(1 + SNR)")
+    for t in tables:
+        if not table.indices(t):
+            continue
+        la = LinkAdaptation(table=t, bler_table=table)
+        se = []
+        for s in snr:
+            i = la.select(s)
+            info = store["mcs"][str(t)][str(i)]
+            se.append(info["spectral_efficiency"] * (1 - table.bler(i, s, t)))
+        ax2.plot(snr, se, label=f"link adaptation, table {t} (BLER <= 10 %)")
+    ax2.set(xlabel="Es/N0 per RE (dB)", ylabel="bits per channel use",
+            title="throughput m R (1 - BLER) of the selected MCS")
+    for ax in (ax1, ax2):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(png, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
 
 
 if __name__ == "__main__":
