@@ -1,84 +1,132 @@
-"""`meg-phy reproduce [--quick] --out DIR`: the paper's case study on the embedded model.
+"""`meg-phy reproduce [--quick] --out DIR`: the paper's case study as a harness whose verdicts can be negative.
 
-Text-guided img2img over a sweep of downlink SNRs for seeds (analog with channel-aware resume, analog naive,
-digital), sketches (analog, digital) and CENTRALIZED (digital compressed image, analog pixels); a table of
-bits and channel symbols of all ten protocols; plots; DIR/report.md written as the case-study section of a
-paper; DIR/results.json with every point. Interrupted? Run the same command again: it resumes.
+Every series, baseline (`prompt-only`, `ue-local`) and protocol is scored on the same tasks against one
+reference per task (the unsplit noiseless LDM output), with 95 % intervals, and the paper's two claims get
+verdicts (supported / not supported / inconclusive) computed from paired intervals. Writes DIR/results.json
+(rows, claims, config, versions), DIR/report.md, plots with error bars. Design points are independent units
+(`--executor local|ray`); interrupted? Run the same command again: it resumes.
 """
 
 from __future__ import annotations
 
+OUTPUT_FIELDS = ("series", "protocol", "payload", "scheme", "task_kind", "channel", "snr_db", "n_es", "n")
+
 
 def register(subparsers) -> None:
     from meg_common.cli import number_list
+    from meg_common.executors import add_executor_arguments
 
-    parser = subparsers.add_parser("reproduce", help="reproduce the paper's case study (curves vs SNR, overhead table)",
-                                   description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="6 SNRs x 8 tasks (about 10 min on 2 cores) "
-                                                             "instead of 11 SNRs x 24 tasks")
+    parser = subparsers.add_parser("reproduce", help="the paper's case study against doing nothing, with intervals "
+                                                     "and verdicts", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="32 tasks per point on a small grid (AWGN and TDL-A, "
+                                                             "-5 and 0 dB, every task kind) instead of the full run")
     parser.add_argument("--snr-db", type=number_list("--snr-db"), help="override the SNR list ('0,5' or 'a:b:step')")
     parser.add_argument("--tasks", type=int, help="override the number of tasks per point")
-    parser.add_argument("--series", help="comma-separated subset of the series (default: all): seed-analog-aware, "
-                                         "seed-analog-naive, seed-digital, sketch-analog, sketch-digital, "
-                                         "centralized-digital, centralized-analog")
+    parser.add_argument("--chunk", type=int, help="tasks per unit (default 32 quick, 50 full)")
+    parser.add_argument("--series", help="comma-separated subset of the series (baselines always run): "
+                                         "seed-analog-aware, seed-analog-naive, seed-digital, sketch-analog, "
+                                         "sketch-digital, centralized-digital, centralized-analog, proto-EIUG, ...")
+    parser.add_argument("--channels", help="comma-separated channels (e.g. awgn,tdl-a) instead of the plan's")
+    parser.add_argument("--kinds", help="comma-separated task kinds: text-to-image, img2img-es, img2img-ue")
+    parser.add_argument("--n-es", help="comma-separated ES counts for the multi-ES protocols (e.g. 1,2,4)")
+    parser.add_argument("--world", choices=("auto", "v1", "v2"), default=None,
+                        help="scene world of the tasks and the scoring (default auto: from the evaluator folder)")
     parser.add_argument("--model", help="Stable-Diffusion diffusers folder (default: the embedded model)")
-    parser.add_argument("--evaluator", help="attribute evaluator folder (default: the embedded one)")
+    parser.add_argument("--evaluator", help="evaluator folder (default: the embedded one)")
     parser.add_argument("--out", required=True, help="folder for results.json, report.md, plots and checkpoints")
+    add_executor_arguments(parser)
     parser.set_defaults(func=main)
 
 
-def main(args) -> int:
-    import time
-    from dataclasses import replace
+def _list(text: str | None, option: str, known, convert=str) -> tuple | None:
+    from meg_common.errors import InputError
 
-    from tqdm import tqdm
+    if text is None:
+        return None
+    try:
+        items = tuple(convert(k.strip()) for k in text.split(",") if k.strip())
+    except ValueError:
+        raise InputError(f"{option} {text!r}: expected a comma-separated list, e.g. {', '.join(map(str, known))}") from None
+    unknown = [k for k in items if k not in known]
+    if unknown or not items:
+        raise InputError(f"{option} {text!r}: unknown {unknown}; choose from {', '.join(map(str, known))}")
+    return items
+
+
+def plan_from_args(args):
+    """The Plan the options ask for (InputError for bad values)."""
+    from flowgraphs.config import CHANNELS, MAX_ES
+    from flowgraphs.experiments import case_study as cs
+    from meg_common.errors import InputError
+
+    plan = cs.Plan.quick(args.model) if args.quick else cs.Plan.full(args.model)
+    if args.tasks is not None and not 1 <= args.tasks <= 10000:
+        raise InputError(f"--tasks {args.tasks}: give a number from 1 to 10000")
+    if args.chunk is not None and not 1 <= args.chunk <= 10000:
+        raise InputError(f"--chunk {args.chunk}: give a number from 1 to 10000")
+    plan = cs.restrict(
+        plan, snrs=args.snr_db, tasks=args.tasks, chunk=args.chunk, evaluator=args.evaluator, world=args.world,
+        series=_list(args.series, "--series", tuple(cs.SERIES)),
+        channels=_list(args.channels, "--channels", tuple(c for c in CHANNELS if c != "ideal")),
+        kinds=_list(args.kinds, "--kinds", cs.KINDS),
+        n_es=_list(args.n_es, "--n-es", tuple(range(1, MAX_ES + 1)), int))
+    return plan
+
+
+def main(args) -> int:
+    import resource
+    import time
 
     from flowgraphs.experiments import case_study as cs
-    from flowgraphs.experiments import figures, paper
-    from flowgraphs.session import Session
-    from meg_common.errors import InputError
+    from flowgraphs.experiments import figures, paper, verdicts
+    from meg_common.executors import JsonUnitStore, executor_from_args
     from meg_common.io import atomic_write_json, atomic_write_text, prepare_out_dir, read_json
     from meg_common.provenance import versions
 
-    plan = cs.Plan.quick(args.model) if args.quick else cs.Plan.full(args.model)
-    if args.snr_db:
-        plan = replace(plan, snrs=tuple(args.snr_db))
-    plan = replace(plan, evaluator=args.evaluator)
-    if args.series:
-        known = [s.key for s in cs.SERIES]
-        chosen = tuple(k.strip() for k in args.series.split(",") if k.strip())
-        unknown = [k for k in chosen if k not in known]
-        if unknown or not chosen:
-            raise InputError(f"--series {args.series!r}: unknown {unknown}; choose from {', '.join(known)}")
-        plan = replace(plan, series=chosen)
-    if args.tasks is not None:
-        if not 1 <= args.tasks <= 1000:
-            raise InputError(f"--tasks {args.tasks}: give a number from 1 to 1000")
-        plan = replace(plan, n_tasks=args.tasks)
+    def cpu() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    plan = plan_from_args(args)
+    executor = executor_from_args(args)
     out = prepare_out_dir(args.out)
     cs.plan_matches(out, plan)
     timing = out / "timing.json"
-    spent = read_json(timing)["seconds"] if timing.exists() else 0.0
-    start = time.perf_counter()
+    spent = read_json(timing) if timing.exists() else {"seconds": 0.0, "cpu_seconds": 0.0}
+    start, cpu0 = time.perf_counter(), cpu()
+
+    def save_timing(*_):
+        atomic_write_json(timing, {"seconds": spent["seconds"] + time.perf_counter() - start,
+                                   "cpu_seconds": spent["cpu_seconds"] + cpu() - cpu0})
+
+    _, hooks = cs.points(plan)
+    results = executor.run(cs.campaign(plan), JsonUnitStore(out / "units"), setup=cs.make_setup(plan),
+                           on_result=save_timing, desc="case study")
+    merged, skipped = cs.collect(results)
+    rows = cs.rows(merged)
+    claims = verdicts.claims(merged)
+    save_timing()
+    took = read_json(timing)
+    from flowgraphs.experiments.world import load_world
+    from flowgraphs.session import Session
+
     session = Session(evaluator=plan.evaluator)
     model = session.model(plan.model).describe()
-    rows = []
-    for series, snr in tqdm(cs.all_points(plan), desc="case study", unit="point", dynamic_ncols=True):
-        rows.append(cs.run_point(out, plan, series, snr, session))
-        atomic_write_json(timing, {"seconds": spent + time.perf_counter() - start})
-    table = cs.overhead_table(out, plan, session)
-    seconds = spent + time.perf_counter() - start
-    atomic_write_json(timing, {"seconds": seconds})
-    figures.curves(rows, out / "case_study.png", f"MEG case study: img2img, {plan.n_tasks} tasks, "
-                                                  f"downlink over {plan.channel}")
-    figures.overhead_bars(table, out / "overhead.png")
-    keys = ("protocol", "payload", "scheme", "snr_db", "prompt_accuracy", "psnr_db", "ssim", "symbols", "bits")
+    world = load_world(plan.world, plan.evaluator, session).describe()
+    for kind in plan.kinds():
+        figures.curves(rows, out / f"case_study_{kind}.png", kind,
+                       f"MEG case study, {kind}: {plan.n_tasks} tasks per point, 95 % intervals")
+    figures.tradeoff(rows, out / "tradeoff.png", f"UE compute, air symbols and fidelity ({plan.n_tasks} tasks per point)")
+    ordered = [{**{k: r[k] for k in OUTPUT_FIELDS}, **{k: v for k, v in r.items() if k not in OUTPUT_FIELDS}}
+               for r in rows]
     atomic_write_json(out / "results.json", {
-        "rows": [{**{k: r[k] for k in keys}, **{k: v for k, v in r.items() if k not in keys}} for r in rows],
-        "overhead": table, "plan": plan.__dict__, "model": model, "versions": versions(), "seconds": seconds})
-    atomic_write_text(out / "report.md", paper.write(rows, table, plan, versions(), model, seconds, args.quick))
-    low = paper.low_snr(rows)
-    print(f"case study: {len(rows)} points in {seconds / 60:.1f} min; "
-          + (f"analog seeds at -5 dB keep {100 * low['ratio']:.0f} % of the noiseless prompt accuracy; " if low else "")
-          + f"wrote {out}/report.md")
+        "rows": ordered, "claims": claims, "config": {**plan.to_dict(), "executor": args.executor},
+        "versions": versions(), "model": model, "world": world, "skipped": skipped, "not_run": hooks,
+        "seconds": took["seconds"], "cpu_seconds": took["cpu_seconds"]})
+    atomic_write_text(out / "report.md", paper.write(rows, claims, plan, versions(), model, world, took["seconds"],
+                                                     took["cpu_seconds"], args.quick, hooks, skipped))
+    counts = {v: sum(c["verdict"] == v for c in claims) for v in ("supported", "not supported", "inconclusive")}
+    print(f"case study: {len(rows)} rows, {len(claims)} verdicts ("
+          + ", ".join(f"{v} {k}" for k, v in counts.items()) + f") in {took['seconds'] / 60:.1f} min; "
+          f"wrote {out}/report.md")
     return 0

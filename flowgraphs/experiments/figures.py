@@ -1,4 +1,10 @@
-"""Plots of the case study: prompt accuracy, PSNR and SSIM against SNR, one line per series."""
+"""Plots of the case study, every point with its 95 % interval as an error bar, the zero-transmission
+baselines in every panel (a line and a band: they use no channel, so they do not depend on the SNR).
+
+- `curves`: per task kind, one row per channel: prompt accuracy, fidelity, PSNR and air symbols against SNR.
+- `tradeoff`: the three-way trade-off MEG is about: UE denoising steps against fidelity, and air symbols
+  against fidelity, one marker per design point (baselines at 0 symbols).
+"""
 
 from __future__ import annotations
 
@@ -16,63 +22,120 @@ STYLE = {
     "sketch-digital": ("tab:green", "--", "v"),
     "centralized-digital": ("tab:red", "--", "D"),
     "centralized-analog": ("tab:red", "-", "d"),
+    "centralized-digital-mcs": ("tab:pink", "--", "P"),
+    "centralized-softcast": ("tab:purple", "-", "*"),
+    "centralized-capacity": ("k", ":", "_"),
+    "seed-analog-aware-sim": ("navy", "-.", "o"),
+    "centralized-digital-sim": ("darkred", "-.", "D"),
+    "prompt-only": ("tab:gray", "-", None),
+    "ue-local": ("tab:brown", "--", None),
 }
 IDENTICAL_PSNR = 60.0
-"""Where a PSNR of infinity (output identical to the reference) is drawn."""
+"""Where a PSNR of infinity (every output identical to its reference) is drawn."""
+METRICS = (("prompt_accuracy", "prompt accuracy"), ("fidelity", "fidelity to the reference"),
+           ("psnr_db", "PSNR vs reference (dB)"), ("air_symbols", "air symbols per run"))
 
 
-def curves(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
+def _value(row: dict[str, Any], metric: str) -> tuple[float, float, float] | None:
+    m = row.get(metric)
+    if m is None:
+        return None
+    v, lo, hi = m["value"], m["ci_low"], m["ci_high"]
+    if metric == "psnr_db":
+        v = IDENTICAL_PSNR if v is None else min(v, IDENTICAL_PSNR)
+        lo = v if lo is None else min(lo, IDENTICAL_PSNR)
+        hi = IDENTICAL_PSNR if hi is None else min(hi, IDENTICAL_PSNR)
+    if v is None:
+        return None
+    return v, v - (v if lo is None else lo), (v if hi is None else hi) - v
+
+
+def _label(row: dict[str, Any]) -> str:
+    extra = f", {row['n_es']} ESs" if row["n_es"] > 1 else ""
+    extra += ", uplink swept" if row.get("swept") == "uplink" else ""
+    return row["label"] + extra
+
+
+def curves(rows: list[dict[str, Any]], path: Path, kind: str, title: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
-    metrics = [("prompt_accuracy", "prompt accuracy"), ("psnr_db", "PSNR vs noiseless reference (dB)"),
-               ("ssim", "SSIM vs noiseless reference")]
-    for key in dict.fromkeys(r["series"] for r in rows):
-        points = sorted((r for r in rows if r["series"] == key), key=lambda r: r["snr_db"])
-        colour, line, marker = STYLE.get(key, ("k", "-", "."))
-        for ax, (metric, _) in zip(axes, metrics, strict=True):
-            ys = [(IDENTICAL_PSNR if r[metric] is None else min(r[metric], IDENTICAL_PSNR))
-                  if metric == "psnr_db" else r[metric] for r in points]
-            ax.plot([r["snr_db"] for r in points], ys, color=colour, linestyle=line, marker=marker, markersize=4,
-                    label=points[0]["label"])
-    for ax, (_, label) in zip(axes, metrics, strict=True):
-        ax.set_xlabel("downlink SNR (Es/N0, dB)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylim(-0.03, 1.03)
-    axes[1].axhline(IDENTICAL_PSNR, color="grey", linewidth=0.6, linestyle=":")
-    axes[1].text(axes[1].get_xlim()[0], IDENTICAL_PSNR, " identical (PSNR = inf)", va="bottom", fontsize=7,
-                 color="grey")
-    axes[0].legend(fontsize=7, loc="lower right")
+    mine = [r for r in rows if r["task_kind"] == kind]
+    base = [r for r in mine if r["snr_db"] is None]
+    swept = [r for r in mine if r["snr_db"] is not None]
+    channels = list(dict.fromkeys(r["channel"] for r in swept)) or ["-"]
+    fig, axes = plt.subplots(len(channels), len(METRICS), figsize=(17, 3.8 * len(channels)), squeeze=False)
+    for ci, channel in enumerate(channels):
+        here = [r for r in swept if r["channel"] == channel]
+        lines = dict.fromkeys((r["series"], r["n_es"], r["swept"]) for r in here)
+        for mi, (metric, label) in enumerate(METRICS):
+            ax = axes[ci][mi]
+            for series, n_es, direction in lines:
+                pts = sorted((r for r in here if (r["series"], r["n_es"], r["swept"]) == (series, n_es, direction)),
+                             key=lambda r: r["snr_db"])
+                vals = [(r["snr_db"], _value(r, metric)) for r in pts]
+                vals = [(x, v) for x, v in vals if v is not None]
+                if not vals:
+                    continue
+                colour, line, marker = STYLE.get(series, (None, "-", "."))
+                ax.errorbar([x for x, _ in vals], [v[0] for _, v in vals],
+                            yerr=[[v[1] for _, v in vals], [v[2] for _, v in vals]], color=colour,
+                            linestyle=line if n_es == 1 else ":", marker=marker or ".", markersize=4, capsize=2,
+                            label=_label(pts[0]))
+            for r in base:
+                v = _value(r, metric)
+                if v is None:
+                    continue
+                colour, line, _ = STYLE.get(r["series"], ("grey", "-", None))
+                ax.axhline(v[0], color=colour, linestyle=line, linewidth=1.2, label=r["label"])
+                ax.axhspan(v[0] - v[1], v[0] + v[2], color=colour, alpha=0.15)
+            ax.set_xlabel(f"SNR (dB), {channel}")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            if metric in ("prompt_accuracy", "fidelity"):
+                ax.set_ylim(-0.03, 1.03)
+            if metric == "air_symbols":
+                ax.set_yscale("symlog", linthresh=100)
+    axes[0][0].legend(fontsize=6, loc="lower right")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def overhead_bars(rows: list[dict[str, Any]], path: Path, image_at: str = "ue") -> Path:
-    """Channel symbols per protocol (analog and digital links), log scale, CENTRALIZED highlighted."""
+def tradeoff(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """UE steps vs fidelity and air symbols vs fidelity (error bars: 95 % intervals on both axes)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(dict.fromkeys(r["protocol"] for r in rows))
-    fig, ax = plt.subplots(figsize=(9, 3.6))
-    width = 0.4
-    for j, scheme in enumerate(("analog", "digital")):
-        values = [next(r["symbols"] for r in rows if r["protocol"] == n and r["scheme"] == scheme
-                       and r["image_at"] == image_at) for n in names]
-        ax.bar([i + (j - 0.5) * width for i in range(len(names))], values, width, label=f"{scheme} links",
-               color=("tab:blue" if scheme == "analog" else "tab:orange"))
-    ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
-    ax.set_yscale("log")
-    ax.set_ylabel("channel symbols on air (all hops)")
-    ax.set_title(f"Overhead per protocol (2 ESs, input image at the {image_at.upper()})", fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
+    seen = set()
+    for r in rows:
+        fid = _value(r, "fidelity")
+        if fid is None:
+            continue
+        colour, _, marker = STYLE.get(r["series"], (None, "-", "."))
+        label = r["label"] if r["series"] not in seen else None
+        seen.add(r["series"])
+        for ax, metric in zip(axes, ("ue_steps", "air_symbols"), strict=True):
+            x = _value(r, metric)
+            if x is None:
+                continue
+            ax.errorbar(x[0], fid[0], xerr=[[x[1]], [x[2]]], yerr=[[fid[1]], [fid[2]]], color=colour,
+                        marker=marker or "s", markersize=5 if r["snr_db"] is not None else 8, capsize=2,
+                        linestyle="none", alpha=0.8, label=label if ax is axes[0] else None)
+    axes[0].set_xlabel("UE denoising steps per run")
+    axes[1].set_xlabel("air symbols per run (uplink + downlink)")
+    axes[1].set_xscale("symlog", linthresh=100)
+    for ax in axes:
+        ax.set_ylabel("fidelity to the reference")
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=6, loc="lower right")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -81,6 +144,6 @@ def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     return atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,120 @@
+"""The paper's two claims as verdicts computed from paired intervals, never typed in (issue 10).
+
+Each verdict is `supported`, `not supported` or `inconclusive`, with the numbers that decided it. Both claims
+compare series on the same tasks (paired bootstrap of per-task differences, flowgraphs.experiments.stats):
+
+- **low-snr**, at each SNR <= 0 dB, channel and task kind (n_es = 1, downlink swept): does the seed series
+  (EIUG, analog, channel-aware resume) beat `prompt-only` in fidelity to the reference, and does its prompt
+  accuracy stay within `ACCURACY_MARGIN` of noiseless (the reference: EIUG over ideal links is the unsplit
+  run)?
+  beats: the interval of fidelity(seed) - fidelity(prompt-only) lies above 0 (yes), below 0 (no), or holds 0.
+  keeps: the interval of match(seed) - match(reference) lies above -0.1 (yes), below -0.1 (no), or holds it.
+  supported = beats and keeps; not supported = either is a clear no; otherwise inconclusive.
+- **less-communication**, at each SNR, channel and task kind: against the CENTRALIZED series with the best
+  mean fidelity there (the strongest comparison), is the seed series' fidelity equal or better (the interval
+  of the difference lies above -`FIDELITY_MARGIN`: yes; below it: no) and how many times fewer air symbols
+  does it use (ratio of means CENTRALIZED / seed, paired bootstrap), on the downlink and over the whole run?
+  supported = fidelity yes and the whole-run ratio's interval above 1; not supported = fidelity no or the
+  ratio's interval below 1; otherwise inconclusive.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowgraphs.experiments import stats
+from flowgraphs.experiments.case_study import NO_CHANNEL, SEED_SERIES, Point
+
+ACCURACY_MARGIN = 0.1
+FIDELITY_MARGIN = 0.05
+"""Equal fidelity, for less-communication: the paired difference is above -0.05 (on a 0..1 agreement scale)."""
+CENTRALIZED_PREFIX = "centralized-"
+
+
+def _f(ci: dict[str, Any], digits: int = 3, sign: bool = False) -> str:
+    def one(v):
+        if v is None:
+            return "n/a"
+        return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
+    return f"{one(ci['value'])} [{one(ci['ci_low'])}, {one(ci['ci_high'])}]"
+
+
+def _paired(a: list[dict[str, Any]], b: list[dict[str, Any]], key, other=None) -> dict[str, Any]:
+    """Paired difference of a per-task quantity between two series (tasks matched by index)."""
+    other = other or key
+    bb = {r["task"]: r for r in b}
+    common = [r for r in a if r["task"] in bb]
+    return stats.paired_difference([key(r) for r in common], [other(bb[r["task"]]) for r in common])
+
+
+def _decide(parts: list[int]) -> str:
+    if all(p == 1 for p in parts):
+        return "supported"
+    if any(p == -1 for p in parts):
+        return "not supported"
+    return "inconclusive"
+
+
+def low_snr(merged: dict[Point, list[dict[str, Any]]], series: str = SEED_SERIES) -> list[dict[str, Any]]:
+    claims = []
+    for point, records in sorted(merged.items(), key=lambda kv: (kv[0].kind, kv[0].channel, kv[0].snr_db or 0)):
+        if point.series != series or point.snr_db is None or point.snr_db > 0 or point.n_es != 1 \
+                or point.swept != "downlink":
+            continue
+        base = merged.get(Point(point.kind, "prompt-only", NO_CHANNEL, None, 0))
+        if not base:
+            continue
+        fid = _paired(records, base, lambda r: r["fidelity"])
+        acc = stats.paired_difference([float(bool(r["prompt_match"])) for r in records],
+                                      [float(bool(r["reference_match"])) for r in records])
+        beats = stats.excludes_zero(fid)
+        low, high = acc["ci_low"], acc["ci_high"]
+        keeps = 1 if low is not None and low > -ACCURACY_MARGIN else -1 if high is not None and high < -ACCURACY_MARGIN else 0
+        verdict = _decide([beats, keeps])
+        acc_seed = sum(bool(r["prompt_match"]) for r in records) / len(records)
+        acc_ref = sum(bool(r["reference_match"]) for r in records) / len(records)
+        words = {1: "yes", -1: "no", 0: "undecided"}
+        evidence = (f"fidelity minus prompt-only's {_f(fid, sign=True)} (beats: {words[beats]}); prompt accuracy "
+                    f"{acc_seed:.3f} vs noiseless {acc_ref:.3f}, difference {_f(acc, sign=True)} "
+                    f"(within {ACCURACY_MARGIN:g}: {words[keeps]}); n = {len(records)}")
+        claims.append({"claim": "low-snr", "channel": point.channel, "snr_db": point.snr_db, "task_kind": point.kind,
+                       "series": series, "verdict": verdict, "evidence": evidence,
+                       "fidelity_vs_prompt_only": fid, "accuracy_vs_noiseless": acc, "n": len(records)})
+    return claims
+
+
+def less_communication(merged: dict[Point, list[dict[str, Any]]], series: str = SEED_SERIES) -> list[dict[str, Any]]:
+    claims = []
+    for point, records in sorted(merged.items(), key=lambda kv: (kv[0].kind, kv[0].channel, kv[0].snr_db or 0)):
+        if point.series != series or point.snr_db is None or point.n_es != 1 or point.swept != "downlink":
+            continue
+        rivals = {p.series: r for p, r in merged.items() if p.series.startswith(CENTRALIZED_PREFIX) and p.kind == point.kind
+                  and p.channel == point.channel and p.snr_db == point.snr_db and p.n_es == 1}
+        if not rivals:
+            continue
+        name = max(sorted(rivals), key=lambda k: sum(r["fidelity"] for r in rivals[k]) / len(rivals[k]))
+        rival = rivals[name]
+        fid = _paired(records, rival, lambda r: r["fidelity"])
+        low, high = fid["ci_low"], fid["ci_high"]
+        equal = 1 if low is not None and low > -FIDELITY_MARGIN else -1 if high is not None and high < -FIDELITY_MARGIN else 0
+        common = {r["task"] for r in records} & {r["task"] for r in rival}
+        mine = [r for r in records if r["task"] in common]
+        theirs = {r["task"]: r for r in rival if r["task"] in common}
+        air = stats.ratio_of_means([theirs[r["task"]]["air"] for r in mine], [r["air"] for r in mine])
+        down = stats.ratio_of_means([theirs[r["task"]]["downlink"] for r in mine], [r["downlink"] for r in mine])
+        fewer = 1 if air["ci_low"] is not None and air["ci_low"] > 1 else \
+            -1 if air["ci_high"] is not None and air["ci_high"] < 1 else 0
+        verdict = _decide([equal, fewer])
+        words = {1: "yes", -1: "no", 0: "undecided"}
+        evidence = (f"against {name}: fidelity difference {_f(fid, sign=True)} (equal or better within "
+                    f"{FIDELITY_MARGIN:g}: {words[equal]}); {_f(air, 2)}x fewer air symbols over the whole run, "
+                    f"{_f(down, 2)}x fewer on the downlink; n = {len(mine)}")
+        claims.append({"claim": "less-communication", "channel": point.channel, "snr_db": point.snr_db,
+                       "task_kind": point.kind, "series": series, "against": name, "verdict": verdict,
+                       "evidence": evidence, "fidelity_difference": fid, "fewer_air": air, "fewer_downlink": down,
+                       "n": len(mine)})
+    return claims
+
+
+def claims(merged: dict[Point, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return low_snr(merged) + less_communication(merged)
