@@ -1,4 +1,4 @@
-"""A fast CPU decoder for 5G NR LDPC: layered normalised min-sum with early termination, compiled by numba.
+"""A fast CPU decoder for 5G NR LDPC: layered offset-normalised min-sum with early termination, compiled by numba.
 
 `LDPC5GFastDecoder(encoder)` is a drop-in for Sionna's `LDPC5GDecoder(encoder, hard_out=True)`: built from
 the same `LDPC5GEncoder`, it takes channel logits [..., n] (Sionna's convention: log p(1)/p(0), so LLR > 0
@@ -9,7 +9,7 @@ systematic bits (LLR 0), the shortened filler bits (known zeros) and the untrans
 Why it is fast (docs/link-models.md, "Fast LDPC decoder"):
 - layered schedule over the base-graph rows (one layer = Z check nodes that share no variable node), which
   converges in about half the iterations of Sionna's flooding schedule;
-- normalised min-sum check nodes (two minima, one sign) instead of boxplus-phi;
+- offset-normalised min-sum check nodes (two minima, one sign) instead of boxplus-phi;
 - each layer is processed as contiguous vectors of length Z (the lifted circulants are rotations), which
   LLVM vectorises; only the base-graph rows that carry transmitted bits are decoded;
 - per-codeword early termination when all parity checks hold; the mean number of iterations used is
@@ -36,7 +36,7 @@ _W = 32  # codewords decoded side by side: the vector dimension of every inner l
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _layered_sweep(app, r_msg, st, row_ptr, vidx, alpha, beta):
+def _layered_sweep(app, r_msg, st, row_ptr, vidx, row_alpha, beta):
     """One iteration over all check rows, in order, for _W codewords at once.
 
     app [num_vn, _W] a-posteriori LLRs and r_msg [num_edges, _W] check-to-variable messages, updated in
@@ -46,6 +46,7 @@ def _layered_sweep(app, r_msg, st, row_ptr, vidx, alpha, beta):
     zero = np.float32(0.0)
     for c in range(row_ptr.size - 1):
         p0, p1 = row_ptr[c], row_ptr[c + 1]
+        alpha = row_alpha[c]
         v = vidx[p0]
         for w in range(_W):
             x = app[v, w] - r_msg[p0, w]
@@ -93,7 +94,7 @@ def _syndrome_fails(app, row_ptr, vidx, bad, par):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _decode_stream(llr, out, iterations, first, last, row_ptr, vidx, alpha, beta, max_iter):
+def _decode_stream(llr, out, iterations, first, last, row_ptr, vidx, row_alpha, beta, max_iter):
     """Decode codewords first..last-1 of llr [B, num_vn] (LLR > 0: bit 0) in _W lanes.
 
     A lane takes the next codeword as soon as its own syndrome holds (or max_iter is reached), so the
@@ -117,7 +118,7 @@ def _decode_stream(llr, out, iterations, first, last, row_ptr, vidx, alpha, beta
             nxt += 1
             active += 1
     while active > 0:
-        _layered_sweep(app, r_msg, st, row_ptr, vidx, alpha, beta)
+        _layered_sweep(app, r_msg, st, row_ptr, vidx, row_alpha, beta)
         for w in range(_W):
             bad[w] = np.int32(lane_cw[w] < 0)
         _syndrome_fails(app, row_ptr, vidx, bad, par)
@@ -146,10 +147,11 @@ def _decode_stream(llr, out, iterations, first, last, row_ptr, vidx, alpha, beta
 
 
 @njit(cache=True, parallel=True)
-def _decode_parallel(llr, out, iterations, chunks, row_ptr, vidx, alpha, beta, max_iter):
+def _decode_parallel(llr, out, iterations, chunks, row_ptr, vidx, row_alpha, beta, max_iter):
     """chunks [T + 1]: codeword ranges, one streaming decoder per thread."""
     for t in prange(chunks.size - 1):
-        _decode_stream(llr, out, iterations, chunks[t], chunks[t + 1], row_ptr, vidx, alpha, beta, max_iter)
+        _decode_stream(llr, out, iterations, chunks[t], chunks[t + 1], row_ptr, vidx, row_alpha, beta,
+                       max_iter)
 
 
 class LDPC5GFastDecoder(nn.Module):
@@ -158,8 +160,9 @@ class LDPC5GFastDecoder(nn.Module):
     :param encoder: the `sionna.phy.fec.ldpc.LDPC5GEncoder` whose codewords are decoded (both base graphs,
         any lifting size and rate it builds; with `num_bits_per_symbol` its output interleaver is undone).
     :param num_iter: maximum iterations; a codeword stops as soon as its syndrome is zero.
-    :param alpha: normalisation of the check-node minimum (0.75 matches 20 flooding boxplus iterations).
-    :param beta: offset subtracted after normalisation (0: normalised min-sum).
+    :param alpha: normalisation of the check-node minimum;
+    :param beta: offset subtracted after it (in LLR units; 0 gives plain normalised min-sum). The defaults
+        (0.85, 0.25) were tuned on BG1/BG2, QPSK/16-QAM at BLER about 1e-2 (docs/link-models.md).
     :param hard_out: hard bits (default) or soft logits (log p(1)/p(0), as Sionna).
     :param return_infobits: the k information bits (default) or all n transmitted bits.
     :param llr_max: channel logits are clipped to +-llr_max first, as Sionna does.
@@ -170,7 +173,7 @@ class LDPC5GFastDecoder(nn.Module):
     :output: [..., k] (or [..., n]) float32 on the input's device.
     """
 
-    def __init__(self, encoder, num_iter: int = 20, alpha: float = 0.75, beta: float = 0.0,
+    def __init__(self, encoder, num_iter: int = 20, alpha: float = 0.85, beta: float = 0.25,
                  hard_out: bool = True, return_infobits: bool = True, llr_max: float = 20.0,
                  parallel: bool | None = None):
         super().__init__()
@@ -207,6 +210,7 @@ class LDPC5GFastDecoder(nn.Module):
             row_ptr.append(len(vidx))
         self._row_ptr = np.asarray(row_ptr, np.int32)
         self._vidx = np.asarray(vidx, np.int32)
+        self._row_alpha = np.full(len(rows), self.alpha, np.float32)
         self._num_vn = max(int(self._vidx.max()) + 1, self._end)
         self._deinterleave = None
         self._interleave = None
@@ -244,7 +248,7 @@ class LDPC5GFastDecoder(nn.Module):
         threads = numba.get_num_threads() if self.parallel in (None, True) else 1
         threads = max(1, min(threads, batch // _W))  # a thread per full set of lanes at least
         if batch:
-            args = (self._row_ptr, self._vidx, np.float32(self.alpha), np.float32(self.beta), max_iter)
+            args = (self._row_ptr, self._vidx, self._row_alpha, np.float32(self.beta), max_iter)
             if threads > 1:
                 chunks = np.linspace(0, batch, threads + 1).astype(np.int64)
                 _decode_parallel(app, out, iterations, chunks, *args)
