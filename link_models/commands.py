@@ -54,7 +54,9 @@ def register(subparsers) -> None:
     chan.add_argument("--speed-mps", type=float, default=0.0, help="TDL/CDL UE speed")
     chan.add_argument("--carrier-frequency-hz", type=float, default=3.5e9, help="TDL/CDL carrier")
     chan.add_argument("--repetition", type=int, default=1, help="analog bandwidth expansion by repetition")
-    chan.add_argument("--ldpc-iterations", type=int, default=20, help="belief-propagation iterations")
+    chan.add_argument("--ldpc-iterations", type=int, default=20, help="maximum LDPC decoder iterations")
+    chan.add_argument("--decoder", choices=("fast", "sionna"), default="fast",
+                      help="LDPC decoder: fast (layered min-sum, early stop; CPU) or sionna (BP; used on CUDA)")
     chan.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     chan.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_executor_arguments(sweep)
@@ -78,7 +80,8 @@ def run_sweep_command(args) -> int:
                      cp_length=args.cp_length, pilot_symbols=args.pilot_symbols,
                      delay_spread_ns=args.delay_spread_ns, speed_mps=args.speed_mps,
                      carrier_frequency_hz=args.carrier_frequency_hz, repetition=args.repetition,
-                     batch=args.batch, device=args.device, ldpc_iterations=args.ldpc_iterations)
+                     batch=args.batch, device=args.device, ldpc_iterations=args.ldpc_iterations,
+                     decoder=args.decoder)
     executor = executor_from_args(args)
     out = prepare_out_dir(args.out)
     result = run_sweep(cfg, out, scheme=args.scheme, axis=axis, values=values, target_errors=args.target_errors,

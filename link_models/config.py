@@ -23,6 +23,7 @@ ESTIMATORS = ("perfect", "ls")
 CHANNELS = ("ideal", "awgn", "rayleigh",
             *(f"tdl-{x}" for x in "abcde"), *(f"cdl-{x}" for x in "abcde"))
 DEVICES = ("cpu", "cuda")
+DECODERS = ("fast", "sionna")  # fast: link_models.ldpc_fast (CPU; Sionna's is used on CUDA devices)
 
 # 5G NR LDPC limits (TS 38.212 5.3.2 / 5.4.2.1): information block and code rate.
 LDPC_K_MIN, LDPC_K_MAX = 12, 8448
@@ -60,16 +61,19 @@ class LinkConfig(ConfigMixin):
     batch: int = 32
     device: str | None = None
     ldpc_iterations: int = 20
+    decoder: str = "fast"
 
     def __post_init__(self) -> None:
         self.modulation = str(self.modulation).lower()
         self.code = str(self.code).lower()
         self.channel = str(self.channel).lower()
         self.estimator = str(self.estimator).lower()
+        self.decoder = str(self.decoder).lower()
         validate.choice("modulation", self.modulation, tuple(MODULATIONS))
         validate.choice("code", self.code, CODES)
         validate.choice("channel", self.channel, CHANNELS)
         validate.choice("estimator", self.estimator, ESTIMATORS)
+        validate.choice("decoder", self.decoder, DECODERS)
         for name in ("k", "n", "fft_size", "num_ofdm_symbols", "repetition", "batch", "ldpc_iterations"):
             validate.positive_int(name, getattr(self, name))
         validate.non_negative_int("cp_length", self.cp_length)

@@ -46,7 +46,7 @@ class DigitalLink(OFDMLink):
 
     def build(self, cfg: LinkConfig) -> None:
         self.encoder, self.decoder = build_code(cfg.code, cfg.k, cfg.n, cfg.bits_per_symbol, self.device,
-                                                num_iter=cfg.ldpc_iterations)
+                                                num_iter=cfg.ldpc_iterations, decoder=cfg.decoder)
         self.mapper, self.demapper = build_modem(cfg.modulation, self.device)
         self.transport = OFDMTransport(cfg, self.device)
 
