@@ -1,5 +1,5 @@
-"""`meg-phy demo` end to end on a tiny random SD folder and a random evaluator: comparison printed, report and
-side-by-side picture written, the digital downlink's losses reported."""
+"""`meg-phy demo` end to end on a tiny random SD folder and a random evaluator: the comparison printed with the
+prompt-only baseline beside the protocols, report and side-by-side picture written."""
 
 import json
 import sys
@@ -14,7 +14,7 @@ from tiny_sd import make_tiny_sd  # noqa: E402
 from meg_phy.cli import main  # noqa: E402
 
 
-def test_demo_compares_analog_and_digital_seeds_with_centralized(tmp_path, capsys):
+def test_demo_shows_protocols_beside_the_prompt_only_baseline(tmp_path, capsys):
     from meg_phy.evaluator import AttributeClassifier, save_evaluator
     from meg_phy.scenes import ATTRIBUTES
 
@@ -26,10 +26,15 @@ def test_demo_compares_analog_and_digital_seeds_with_centralized(tmp_path, capsy
                  "--snr-db", "-8", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "EIUG, analog seed" in printed and "CENTRALIZED, digital image" in printed
+    assert "prompt-only" in printed and "nothing on air" in printed
     summary = json.loads((out / "demo.json").read_text())["variants"]
-    analog, digital, central = summary
-    assert analog["payloads_lost"] == 0 and digital["payloads_lost"] == 2  # the digital seed falls off its cliff at -8 dB
+    analog, digital, central, alone = summary
+    assert analog["payloads_lost"] == 0
     assert analog["downlink_symbols"] * 10 < central["downlink_symbols"]
+    assert alone["series"] == "prompt-only" and alone["symbols"] == 0 and alone["downlink_symbols"] == 0
+    assert alone["ue_steps"] > analog["ue_steps"] > 0  # the UE alone runs every step
+    assert all(0 <= s["fidelity"] <= 1 for s in summary)
     picture = Image.open(out / "demo.png")
-    assert picture.size[0] > 4 * picture.size[1] / 2  # five images per row, two rows
-    assert "| EIUG, analog seed |" in (out / "report.md").read_text()
+    assert picture.size[0] > 5 * picture.size[1] / 2  # six images per row, two rows
+    report = (out / "report.md").read_text()
+    assert "| EIUG, analog seed |" in report and "| prompt-only (UE alone, 0 symbols) |" in report

@@ -1,9 +1,11 @@
-"""`meg-phy reproduce` on a tiny random SD folder and a random evaluator (the wiring, not the numbers):
-every series and SNR becomes a row, all ten protocols get an overhead row, plots and report are written,
-and an interrupted sweep resumes from its checkpoints."""
+"""`meg-phy reproduce` on a tiny random SD folder and a random evaluator (the wiring, not the numbers): the
+results.json contract (rows with intervals, both baselines in every task kind, claims with verdicts), one
+reference per task that an ideal split run reproduces, zero-transmission baselines, plots and report, resume
+from the stored units, and (marked `ray`) identical results with the Ray executor."""
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,10 +15,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_sd import make_tiny_sd  # noqa: E402
 
-from flowgraphs.experiments import case_study  # noqa: E402
+from flowgraphs.experiments import case_study as cs  # noqa: E402
 from meg_phy.cli import main  # noqa: E402
 
-ROW_KEYS = {"protocol", "payload", "scheme", "snr_db", "prompt_accuracy", "psnr_db", "ssim", "symbols", "bits"}
+ROW_KEYS = {"series", "protocol", "payload", "scheme", "task_kind", "channel", "snr_db", "n_es", "n",
+            "prompt_accuracy", "fidelity", "psnr_db", "ssim", "ue_steps", "symbols"}
+CI_KEYS = {"value", "ci_low", "ci_high"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLCONFIGDIR": os.environ.get("MPLCONFIGDIR", "/tmp/mpl"),
+       "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
 
 
 @pytest.fixture(scope="module")
@@ -30,52 +36,129 @@ def assets(tmp_path_factory):
     return str(make_tiny_sd(root / "tiny")), str(root / "evaluator")
 
 
-def test_reproduce_writes_every_point_and_resumes(assets, tmp_path, capsys):
+def small(model, evaluator, out, *extra):
+    return ["reproduce", "--model", model, "--evaluator", evaluator, "--tasks", "2", "--snr-db=-10,20",
+            "--series", "seed-analog-aware,centralized-digital", "--channels", "awgn",
+            "--kinds", "text-to-image,img2img-ue", "--out", str(out), *extra]
+
+
+def test_reproduce_contract_baselines_verdicts_and_resume(assets, tmp_path, capsys):
     model, evaluator = assets
     out = tmp_path / "case"
-    series = "seed-analog-aware,seed-digital,sketch-analog,centralized-digital"
-    args = ["reproduce", "--model", model, "--evaluator", evaluator, "--snr-db=-10,20", "--tasks", "1",
-            "--series", series, "--out", str(out)]
-    assert main(args) == 0
+    assert main(small(model, evaluator, out)) == 0
     results = json.loads((out / "results.json").read_text())
+    assert {"rows", "claims", "config", "versions"} <= set(results)
     rows = results["rows"]
-    assert len(rows) == 4 * 2 and all(ROW_KEYS <= set(r) for r in rows)
-    assert {(r["payload"], r["scheme"]) for r in rows} == {("seed", "analog"), ("seed", "digital"), ("sketch", "analog"),
-                                                            ("image", "digital")}
-    assert {s.key for s in case_study.SERIES} >= set(series.split(","))
-    by = {(r["series"], r["snr_db"]): r for r in rows}
-    # the digital cliff: at -10 dB the seed does not arrive (and says so); at 20 dB it arrives exactly
-    assert by[("seed-digital", -10.0)]["downlink_delivered"] == 0
-    assert by[("seed-digital", 20.0)]["downlink_delivered"] == 1 and by[("seed-digital", 20.0)]["psnr_db"] is None
-    assert by[("seed-digital", -10.0)]["symbols"] > by[("seed-digital", 20.0)]["symbols"]  # retries cost air time
-    table = results["overhead"]
-    assert len(table) == 40 and {r["protocol"] for r in table} == {"CENTRALIZED", "UIEG", "EIUG", "CIAG", "ESUC", "UIDG",
-                                                                   "DIUG", "DSUC", "UIDCG", "DCSUC"}
-    assert all(r["ratio_to_centralized"] == 1 for r in table if r["protocol"] == "CENTRALIZED")
+    assert all(ROW_KEYS <= set(r) for r in rows)
+    for r in rows:
+        assert r["n"] == 2
+        for key in ("prompt_accuracy", "fidelity", "psnr_db", "ssim", "ue_steps"):
+            assert CI_KEYS <= set(r[key])
+        assert 0 <= r["prompt_accuracy"]["k"] <= 2 and set(r["symbols"]) == {"uplink", "downlink", "backhaul", "air"}
+        lo, hi = r["prompt_accuracy"]["ci_low"], r["prompt_accuracy"]["ci_high"]
+        assert lo <= r["prompt_accuracy"]["value"] <= hi
+    by = {(r["task_kind"], r["series"], r["snr_db"]): r for r in rows}
+    for kind in ("text-to-image", "img2img-ue"):
+        for base in ("prompt-only", "ue-local"):  # both baselines in every task kind, nothing on air
+            row = by[(kind, base, None)]
+            assert row["symbols"] == {"uplink": 0, "downlink": 0, "backhaul": 0, "air": 0}
+            assert row["ue_steps"]["value"] > 0 and row["es_steps"]["value"] == 0
+        seed = by[(kind, "seed-analog-aware", -10.0)]
+        assert seed["symbols"]["downlink"] > 0 and seed["es_steps"]["value"] > 0
+        assert seed["symbols"]["air"] == seed["symbols"]["uplink"] + seed["symbols"]["downlink"]
+        assert "fidelity" in seed["paired"]["prompt-only"]
+    # prompt-only ignores the input image: the same run in both kinds; ue-local of text-to-image is prompt-only
+    t2i, i2i = by[("text-to-image", "prompt-only", None)], by[("img2img-ue", "prompt-only", None)]
+    assert t2i["ue_steps"] == i2i["ue_steps"] and t2i["symbols"] == i2i["symbols"]
+    assert by[("text-to-image", "ue-local", None)]["ssim"] == t2i["ssim"]
+    assert by[("img2img-ue", "ue-local", None)]["ue_steps"]["value"] < t2i["ue_steps"]["value"]  # img2img: fewer steps
+    claims = results["claims"]
+    kinds = {(c["claim"], c["task_kind"], c["snr_db"]) for c in claims}
+    assert ("low-snr", "img2img-ue", -10.0) in kinds and ("low-snr", "img2img-ue", 20.0) not in kinds
+    assert ("less-communication", "text-to-image", 20.0) in kinds
+    assert all(c["verdict"] in ("supported", "not supported", "inconclusive") and c["evidence"] for c in claims)
     report = (out / "report.md").read_text()
-    assert results["versions"]["commit"].split("-")[0] in report and "## Overhead of every protocol" in report
-    for png in ("case_study.png", "overhead.png"):
+    assert "## Verdicts" in report and results["versions"]["commit"].split("-")[0] in report
+    assert "prompt-only" in report and "ue-local" in report
+    for png in ("case_study_text-to-image.png", "case_study_img2img-ue.png", "tradeoff.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
-    assert "wrote" in capsys.readouterr().out
+    assert "verdicts" in capsys.readouterr().out
 
-    # interrupted after some points: only the missing ones are run again, with the same numbers
-    points = sorted((out / "points").iterdir())
-    victim = points[3]
-    kept = {p: p.stat().st_mtime_ns for p in points if p != victim}
+    # interrupted after some units: only the missing ones run again, with the same numbers
+    units = sorted((out / "units").iterdir())
+    victim = units[len(units) // 2]
+    kept = {p: p.stat().st_mtime_ns for p in units if p != victim}
     before = json.loads(victim.read_text())
     victim.unlink()
     os.remove(out / "results.json")
-    assert main(args) == 0
+    assert main(small(model, evaluator, out)) == 0
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
-    assert json.loads(victim.read_text()) == before
+    again = json.loads(victim.read_text())
+    strip = lambda unit: [{k: v for k, v in r.items() if not k.endswith("seconds")}  # noqa: E731
+                          for r in unit["result"].get("records", [])]
+    assert strip(again) == strip(before)
+    assert json.loads((out / "results.json").read_text())["claims"] == claims
 
 
-def test_a_folder_of_another_sweep_is_not_mixed_in(assets, tmp_path, capsys):
+def test_one_reference_per_task_and_an_ideal_split_run_reproduces_it(assets):
+    from flowgraphs.runner import run_protocol
+    from meg_phy.metrics import psnr_per_image
+
+    model, evaluator = assets
+    plan = cs.Plan(grids=(), n_tasks=2, chunk=2, model=model, evaluator=evaluator, steps=8)
+    h = cs.setup(plan.to_dict())
+    for kind in ("img2img-es", "text-to-image"):  # (img2img-ue uploads a WebP copy of the image: not identical)
+        ref, _ = h.reference(kind, 1)
+        assert h.reference(kind, 1)[0] is ref  # one reference per task, computed once
+        point = cs.Point(kind, "seed-analog-aware", "awgn", 20.0, 1)
+        config = h.config(point, 1, "es").ideal()
+        ideal = run_protocol(config, h.task(kind, 1), h.session).image
+        assert psnr_per_image(ideal, ref)[0] > 60  # the unsplit noiseless output, up to float rounding
+    assert torch.equal(h.reference("img2img-es", 1)[0], h.reference("img2img-ue", 1)[0])  # same task, same reference
+
+
+def test_plan_errors_are_one_line(assets, tmp_path, capsys):
     model, evaluator = assets
     out = tmp_path / "case"
-    (out).mkdir()
-    (out / "plan.json").write_text(json.dumps({"snrs": [1.0]}))
-    assert main(["reproduce", "--model", model, "--evaluator", evaluator, "--tasks", "1", "--out", str(out)]) == 2
+    out.mkdir()
+    (out / "plan.json").write_text(json.dumps({"grids": []}))
+    assert main(small(model, evaluator, out)) == 2
     assert "another configuration" in capsys.readouterr().err
     assert main(["reproduce", "--series", "seed-quantum", "--out", str(tmp_path / "x")]) == 2
     assert "unknown ['seed-quantum']" in capsys.readouterr().err
+    assert main(["reproduce", "--kinds", "video", "--out", str(tmp_path / "y")]) == 2
+    assert "unknown ['video']" in capsys.readouterr().err
+
+
+def test_quick_plan_has_enough_tasks_and_both_channels():
+    plan = cs.Plan.quick()
+    points, _ = cs.points(plan)
+    assert plan.n_tasks >= 32 and {p.channel for p in points} >= {"awgn", "tdl-a"}
+    assert {p.kind for p in points} == set(cs.KINDS)
+    assert {p.series for p in points if p.snr_db is None} == {"prompt-only", "ue-local"}
+    full = cs.Plan.full()
+    full_points, hooks = cs.points(full)
+    assert full.n_tasks >= 200 and {p.n_es for p in full_points} >= {1, 2, 4}
+    assert {p.channel for p in full_points} >= {"awgn", "tdl-a", "cdl-a"}
+    assert {p.series for p in full_points} >= {f"proto-{name}" for name in ("CENTRALIZED", "EIUG", "DSUC", "DCSUC")}
+    assert all(h["why"] for h in hooks)
+
+
+@pytest.mark.ray
+def test_small_reproduce_subset_local_vs_ray_identical(assets, tmp_path):
+    pytest.importorskip("ray")
+    model, evaluator = assets
+    args = ["--tasks", "2", "--chunk", "1", "--snr-db=-5", "--series", "seed-analog-aware", "--channels", "awgn",
+            "--kinds", "img2img-ue"]
+    base = ["reproduce", "--model", model, "--evaluator", evaluator, *args]
+    assert main([*base, "--out", str(tmp_path / "local")]) == 0
+    env = {k: v for k, v in ENV.items() if not k.startswith("RAY_")} | {"HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "meg_phy.cli", *base, "--out", str(tmp_path / "ray"),
+                           "--executor", "ray", "--workers", "2"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    local, remote = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("local", "ray"))
+
+    def plain(rows):
+        return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]
+
+    assert plain(remote["rows"]) == plain(local["rows"]) and remote["claims"] == local["claims"]

@@ -127,7 +127,8 @@ class Plan:
     uplink_snr_db: float = 20.0
     steps: int = 20
     strength: float = 0.7
-    guidance: float = 3.0
+    guidance: float | None = 3.0
+    """None: the model's own default."""
     model: str | None = None
     evaluator: str | None = None
     world: str = "auto"
@@ -325,7 +326,7 @@ def graph_numbers(graph) -> dict[str, Any]:
         "uplink": by["uplink"], "downlink": by["downlink"], "backhaul": by["backhaul"],
         "air": by["uplink"] + by["downlink"], "backhaul_bits": totals["backhaul_bits"],
         "airtime_s": totals["airtime_s"], "bits": totals["bits"],
-        "delivered": all(r.delivered for r in records),
+        "delivered": all(r.delivered for r in records), "payloads_lost": sum(not r.delivered for r in records),
         "downlink_delivered": (sum(r.delivered for r in down) / len(down)) if down else None,
     }
 

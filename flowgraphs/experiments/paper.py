@@ -54,7 +54,7 @@ def write(rows: list[dict[str, Any]], claims: list[dict[str, Any]], plan, versio
            if world.get("partial_prompts") else
            "prompts name every attribute (the old 32x32 world has no partial prompts), so the prompt alone "
            "fixes what the evaluator reads. ")
-        + f"{plan.steps} DDIM steps, img2img at strength {plan.strength:g}, guidance {plan.guidance:g}.",
+        + f"{plan.steps} DDIM steps, img2img at strength {plan.strength:g}, guidance {plan.guidance if plan.guidance is not None else '(model default)'}.",
         "",
         "One reference per task: the unsplit, noiseless, uncompressed output of the LDM. Every series, "
         "baseline and protocol is scored against it: prompt accuracy (the evaluator reads back what the "
