@@ -40,11 +40,17 @@ from meg_common.errors import InputError
 if TYPE_CHECKING:
     from link_models.config import LinkConfig
 
-SCHEMES = ("analog", "digital", "wired")
-"""wired: error-free bits at `rate_bps` plus `latency_s` (link_models.wired), the default for backhaul hops."""
+SCHEMES = ("analog", "digital", "wired", "capacity", "softcast")
+"""wired: error-free bits at `rate_bps` plus `latency_s` (link_models.wired), the default for backhaul hops.
+capacity: digital payloads over the fewest channel uses the channel's capacity allows (link_models.capacity:
+the bound no digital scheme can beat; awgn, rayleigh or ideal channels, simulated links only).
+softcast: an analog hop whose images and sketches go as SoftCast (meg_phy.codecs.softcast: DCT chunks, power
+allocation, LLSE decoding) in `softcast_uses` channel uses, the metadata digitally on the same hop and
+counted there; other payloads go as on an analog hop."""
+ANALOG_SCHEMES = ("analog", "softcast")
 MODULATIONS = ("bpsk", "qpsk", "16qam", "64qam", "256qam")
 CHANNELS = ("ideal", "awgn", "rayleigh") + tuple(f"tdl-{c}" for c in "abcde") + tuple(f"cdl-{c}" for c in "abcde")
-ESTIMATORS = ("perfect", "ls")
+ESTIMATORS = ("perfect", "ls", "lmmse")
 DIRECTIONS = ("uplink", "downlink", "backhaul")
 SEED_FORMATS = ("float32", "float16", "int8", "int4")
 IMAGE_FORMATS = ("webp", "jpeg", "png")
@@ -64,19 +70,29 @@ class LinkSpec(ConfigMixin):
     channel: Lowercase = "awgn"
     snr_db: float = 10.0
     """Es/N0 per resource element, dB (the link models' definition)."""
+    mcs: str | int = "auto"
+    """Digital hops: 'auto' (link adaptation: the highest TS 38.214 MCS whose BLER at snr_db is at most 10 % in
+    the shipped BLER table), an MCS index (table 1), or 'none' (modulation and code_rate as given)."""
     modulation: Lowercase = "qpsk"
+    """Used with mcs = 'none' (otherwise the MCS sets it)."""
     code_rate: float = 0.5
-    """LDPC rate k/n for digital hops; k is rounded to a whole number of bits."""
+    """LDPC rate k/n for digital hops with mcs = 'none'; k is rounded to a whole number of bits."""
     codeword_bits: int = 1024
-    """LDPC codeword length n."""
-    estimator: Lowercase = "ls"
+    """LDPC codeword length n (with an MCS: rounded down to a multiple of 24 bits)."""
+    estimator: Lowercase = "lmmse"
+    """perfect (true channel and N0), ls or lmmse (channel and N0 estimated from the pilots)."""
     subcarrier_spacing_khz: float = 30.0
     fft_size: int = 12
     """Subcarriers (one 5G resource block by default: small payloads fill their frames)."""
     num_ofdm_symbols: int = 14
     cp_length: int = 1
-    max_attempts: int = 3
-    """Digital payloads that fail their CRC are sent again up to this many times in all (airtime counts every try)."""
+    max_attempts: int = 4
+    """Transmissions per digital payload: with `harq` the HARQ limit per codeword (chase combining); without,
+    or on a link that cannot combine (a radio link), whole-payload retries after a failed CRC. Airtime
+    counts every transmission."""
+    harq: bool = True
+    """Digital hops: HARQ with chase combining inside the link (a CRC24B per codeword); False: blind retries of
+    the whole payload, each decoded on its own (the behaviour before link adaptation)."""
     rate_bps: float = 1e9
     """Wired links: bit rate (1 Gbit/s backhaul by default)."""
     latency_s: float = 1e-4
@@ -87,6 +103,7 @@ class LinkSpec(ConfigMixin):
         validate.choice("channel", self.channel, CHANNELS, where=where)
         validate.choice("modulation", self.modulation, MODULATIONS, where=where)
         validate.choice("estimator", self.estimator, ESTIMATORS, where=where)
+        _mcs_of(self.mcs, where)
         validate.number("snr_db", self.snr_db, -40, 60, where=where)
         validate.number("code_rate", self.code_rate, 0.1, 0.95, where=where)
         validate.integer("codeword_bits", self.codeword_bits, 64, 8448, where=where)
@@ -106,14 +123,18 @@ class LinkSpec(ConfigMixin):
 
     def link_config(self) -> LinkConfig:
         """The link_models configuration of this hop: the one place a hop's settings become a LinkConfig, for
-        simulated links and radio links alike (the ideal channel is noiseless: snr_db = inf)."""
+        simulated links and radio links alike (the ideal channel is noiseless: snr_db = inf). Digital hops
+        carry the MCS (resolved for snr_db by LinkConfig) and, with `harq`, max_attempts transmissions."""
         from link_models.config import LinkConfig
 
+        digital = self.scheme == "digital"
         return LinkConfig(modulation=self.modulation, code="ldpc", k=self.info_bits, n=self.codeword_bits,
                           channel=self.channel, estimator=self.estimator,
                           snr_db=math.inf if self.channel == "ideal" else float(self.snr_db),
                           fft_size=self.fft_size, num_ofdm_symbols=self.num_ofdm_symbols,
-                          subcarrier_spacing_khz=self.subcarrier_spacing_khz, cp_length=self.cp_length)
+                          subcarrier_spacing_khz=self.subcarrier_spacing_khz, cp_length=self.cp_length,
+                          mcs=_mcs_of(self.mcs, "link") if digital else None,
+                          max_transmissions=self.max_attempts if digital and self.harq else 1)
 
     def ideal(self) -> LinkSpec:
         """The same hop with a noiseless channel (for the reference run)."""
@@ -152,6 +173,8 @@ class RunConfig(ConfigMixin):
     its cost added to the hop)."""
     image_format: Lowercase = "webp"
     image_quality: int = 75
+    softcast_uses: int = 512
+    """Channel uses of an image on a 'softcast' hop (a sketch gets 1/sketch_scale^2 of them)."""
     sketch_steps: int = 4
     """Denoising steps an ES spends on a sketch (fewer steps = rougher sketch)."""
     sketch_strength: float = 0.5
@@ -222,6 +245,7 @@ class RunConfig(ConfigMixin):
         validate.choice("seed_format", self.seed_format, SEED_FORMATS, where="run")
         validate.choice("side_info", self.side_info, ("session", "link"), where="run")
         validate.choice("image_format", self.image_format, IMAGE_FORMATS, where="run")
+        validate.integer("softcast_uses", self.softcast_uses, 8, 1 << 20, where="run")
         validate.choice("radio", self.radio, RADIOS, where="run")
         validate.number("strength", self.strength, 0.05, 1.0, where="run")
         validate.integer("steps", self.steps, 2, 1000, where="run")
@@ -290,6 +314,17 @@ class RunConfig(ConfigMixin):
         return replace(self, link=self.link.ideal(), radio="link",
                        directions={d: {k: v for k, v in o.items() if k not in strip} for d, o in self.directions.items()},
                        hops={h: {k: v for k, v in o.items() if k not in strip} for h, o in self.hops.items()})
+
+
+def _mcs_of(value: Any, where: str) -> str | int | None:
+    """A LinkSpec's mcs as LinkConfig takes it: 'auto', an index, or None for 'none' (InputError otherwise)."""
+    from link_models.config import _mcs_setting
+    from link_models.mcs import MAX_INDEX
+
+    mcs = _mcs_setting(value)
+    if isinstance(mcs, int):
+        validate.integer("mcs", mcs, 0, MAX_INDEX[1], where=where)
+    return mcs
 
 
 def load_config(path: str | Path | None = None, **options: Any) -> RunConfig:

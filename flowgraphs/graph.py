@@ -61,7 +61,7 @@ class Flowgraph:
         self._check_node(dst)
         name = f"{src}-{dst}-{payload}"
         spec = self.config.hop_spec(name, direction_of(src, dst))
-        if payload == "prompt" and spec.scheme == "analog":  # text has no analog form: prompts go digital
+        if payload == "prompt" and spec.scheme in ("analog", "softcast"):  # text has no analog form: prompts go digital
             spec = replace(spec, scheme="digital")
         seed = hop_seed(self.config.seed, name, sum(r.name == name for r in self.records))
         return Hop(name, src, dst, payload, spec, seed, self._factory,

@@ -12,10 +12,16 @@ that several receivers hear, each through its own link draw (own SNR, noise and 
 receiver, and the transmission's cost (bits, symbols, airtime) is carried by the first receiver's record
 only, the others say `broadcast_of = <that hop>`, so sums over records count the air once.
 
-Digital payloads carry a CRC: the hop hands what arrived to the payload's decoder, and when the decoder
-rejects it the payload is sent again, up to `max_attempts` tries in all, every try counted on air. If the
-last try fails too, the hop says so (`delivered = False`) and returns None; the protocol decides whether
-it can proceed with something else. Nothing is ever reported as delivered that was not.
+Digital payloads carry a CRC: the hop hands what arrived to the payload's decoder. A link that does HARQ
+itself (`link.harq`: a DigitalLink with max_transmissions > 1, the default for digital hops, see LinkSpec.harq)
+gets the payload once and retransmits failed codewords with chase combining, up to `max_attempts`
+transmissions each; any other link (a radio link, `harq = false`) gets the whole payload again when the
+decoder rejects it, up to `max_attempts` tries. Every transmission is counted on air. If the payload is still
+corrupt the hop says so (`delivered = False`) and returns None; the protocol decides whether it can proceed
+with something else. Nothing is ever reported as delivered that was not. Digital records carry the MCS the
+link used (`mcs_index`, `modulation`, `code_rate`) and `transmissions` (HARQ: the most any codeword needed).
+A `capacity` hop (link_models.capacity.CapacityLink) moves digital payloads over the fewest channel uses the
+channel's capacity allows; a `softcast` hop is an analog hop whose images go as SoftCast (flowgraphs.stages).
 """
 
 from __future__ import annotations
@@ -70,6 +76,14 @@ class HopRecord:
     broadcast_of: str | None = None
     """A receiver of a broadcast whose transmission is accounted on the named hop (its bits, symbols and
     airtime are 0 here); None: this hop carries its own transmission."""
+    mcs_index: int | None = None
+    """Digital: the TS 38.214 MCS of the payload's link (None: modulation and code as configured)."""
+    modulation: str | None = None
+    """Digital: the constellation of the payload's link."""
+    code_rate: float | None = None
+    """Digital: information bits per coded bit sent (k / n)."""
+    transmissions: int | None = None
+    """Digital: transmissions on air, summed over payload tries (with HARQ: the most any codeword needed)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _finite_or_none(v) for k, v in asdict(self).items()}
@@ -100,7 +114,7 @@ class Hop:
         stats: list[dict[str, Any]] = []
         result: T | None = None
         delivered = False
-        for _ in range(self.spec.max_attempts):
+        for _ in range(1 if getattr(link, "harq", False) else self.spec.max_attempts):
             received, s = link.send_bytes(data)
             stats.append(_stats_dict(s))
             try:
@@ -131,7 +145,7 @@ class Hop:
             side_spec = self.spec if self.spec.scheme == "wired" else replace(self.spec, scheme="digital")
             side_link = self._factory(side_spec, self.seed + 1)
             delivered = False
-            for _ in range(self.spec.max_attempts):
+            for _ in range(1 if getattr(side_link, "harq", False) else self.spec.max_attempts):
                 received, s = side_link.send_bytes(side)
                 stats.append(_stats_dict(s))
                 try:
@@ -158,16 +172,21 @@ class Hop:
                 attempts=len(stats), delivered=delivered, medium="wired", transfer_s=total("transfer_s"))
         digital = [s for s in stats if s.get("codewords")]
         ests = [s["snr_est_db"] for s in stats if _finite_or_none(s.get("snr_est_db")) is not None]
+        tries = int(sum(s.get("transmissions") or 1 for s in digital))
+        last = digital[-1] if digital and not analog else {}
         return HopRecord(
             name=self.name, src=self.src, dst=self.dst, direction=self.direction, payload=self.payload,
-            scheme="analog" if analog else "digital", channel=self.spec.channel,
+            scheme=("softcast" if self.spec.scheme == "softcast" else "analog") if analog
+            else ("capacity" if self.spec.scheme == "capacity" else "digital"),
+            channel=self.spec.channel, mcs_index=last.get("mcs_index"), modulation=last.get("modulation"),
+            code_rate=last.get("code_rate"), transmissions=tries if last else None,
             bits=int(total("payload_bits")), values=None,
             symbols=int(total("total_symbols")), airtime_s=total("airtime_s"),
             snr_db=None if self.spec.channel == "ideal" else float(self.spec.snr_db),
             snr_est_db=float(sum(ests) / len(ests)) if ests else None,
             ber=_ratio(total("bit_errors", digital), total("payload_bits", digital)) if digital else None,
             bler=_ratio(total("block_errors", digital), total("codewords", digital)) if digital else None,
-            noise_var=None, attempts=max(1, len(digital)), delivered=delivered,
+            noise_var=None, attempts=max(1, tries), delivered=delivered,
         )
 
 
@@ -251,8 +270,22 @@ def build_link(spec: LinkSpec):
         from link_models.wired import WiredLink
 
         return WiredLink(spec.rate_bps, spec.latency_s)
+    if spec.scheme == "capacity":
+        return capacity_link(spec)
 
-    return (AnalogLink if spec.scheme == "analog" else DigitalLink)(spec.link_config(), seed=0)
+    return (AnalogLink if spec.scheme in ("analog", "softcast") else DigitalLink)(spec.link_config(), seed=0)
+
+
+def capacity_link(spec: LinkSpec):
+    """The capacity bound as this hop's link: awgn and rayleigh at the hop's SNR; ideal as awgn at 100 dB."""
+    from link_models.capacity import CapacityConfig, CapacityLink
+
+    if spec.channel not in ("awgn", "rayleigh", "ideal"):
+        raise InputError(f"scheme 'capacity' knows the capacity of awgn and rayleigh (and ideal) channels, not "
+                         f"'{spec.channel}'; use one of those or scheme 'digital'")
+    channel, snr = ("awgn", 100.0) if spec.channel == "ideal" else (spec.channel, float(spec.snr_db))
+    rate = spec.fft_size * spec.subcarrier_spacing_khz * 1e3  # resource elements per second of the OFDM links
+    return CapacityLink(CapacityConfig(snr_db=snr, channel=channel, symbol_rate_hz=rate), seed=0)
 
 
 def simulated_link(spec: LinkSpec, seed: int):

@@ -255,6 +255,8 @@ class Stages:
         if payload == "sketch":
             size = tuple(max(1, d // self.cfg.sketch_scale) for d in image.shape[-2:])
         lost = (torch.full_like(image, 0.5), 0.0)
+        if channel.spec.scheme == "softcast":
+            return self._send_softcast(channel, image, size, lost)
         if channel.spec.scheme == "analog":
             to_analog = codecs.sketch_to_analog if payload == "sketch" else codecs.image_to_analog
             values, side = to_analog(image, size=size, normalise=False)
@@ -264,10 +266,35 @@ class Stages:
         data = encode(image, fmt=self.cfg.image_format, quality=self.cfg.image_quality, size=size)
         return [lost if r is None else (r, 0.0) for r in channel.send_bytes(data, codecs.decode_image)]
 
+    def _send_softcast(self, channel, image: torch.Tensor, size, lost) -> list[tuple[torch.Tensor, float]]:
+        """An image as SoftCast values in `softcast_uses` channel uses (a sketch: 1/sketch_scale^2 of them) on
+        the analog link, its metadata digitally on the same hop; per receiver (image, the LLSE decoder's
+        expected pixel MSE of the sent chunks, from the reported noise variance: what channel-aware sketch
+        completion needs)."""
+        from meg_phy.codecs.softcast import SoftCastDecoder, SoftCastEncoder, unpack_meta
+
+        small = image if size is None else resize(image, size)
+        uses = self.cfg.softcast_uses // (self.cfg.sketch_scale ** 2 if size is not None else 1)
+        values, meta = SoftCastEncoder()(small.detach().cpu().float(), channel_uses=max(8, uses))
+        info = unpack_meta(meta)
+        out = []
+        for est, noise_var, record in channel.send_values(values, side=meta, decode_side=unpack_meta):
+            if not record.delivered:
+                out.append(lost)
+                continue
+            received = SoftCastDecoder()(est, noise_var, meta).to(image)
+            if size is not None:
+                received = resize(received, tuple(image.shape[-2:]))
+            g, lam = info.gains[info.kept], info.energy_hat[info.kept]
+            s2 = float(noise_var.double().mean())
+            mse = float((lam * s2 / (g.square() * lam + s2)).sum()) * info.chunk_len / (3 * info.size[0] * info.size[1])
+            out.append((received, mse))
+        return out
+
     def _send_seed(self, channel, seed) -> list[tuple[object, float]]:
         from meg_phy.codecs import seed as codec
 
-        if channel.spec.scheme in ("analog", "wired"):
+        if channel.spec.scheme in ("analog", "wired", "softcast"):
             values, side = codec.seed_to_analog(seed, normalise=False)
             arrived = self._send_analog(channel, values, side, codec.side_info, codec.analog_to_seed)
         else:

@@ -6,7 +6,9 @@ complex symbol, unit mean symbol energy like the digital constellations, over th
 With `repetition` R > 1 the symbol stream is sent R times (bandwidth expansion); the copies lie a whole
 stream apart, so they see different channel, and are combined with maximum-ratio weights 1 / no_eff.
 The LMMSE equaliser output is unbiased, so each value estimate is unbiased too, and its variance is the
-equaliser's effective noise variance of its symbol times the scale squared (link_models.mapping).
+equaliser's effective noise variance of its symbol times the scale squared (link_models.mapping). With the
+ls and lmmse estimators that variance rests on the receiver's own N0 estimate (link_models.ofdm), never on
+the configured SNR.
 `link(batch_size)` (the `sim_ber` call of every link) sends `batch_size` random N(0, 1) values:
 (values, estimates), both [batch_size].
 """
@@ -82,5 +84,6 @@ class AnalogLink(OFDMLink):
             snr_db=self.cfg.es_no_db,
             snr_est_db=10 * math.log10(s.numel() / sq_error) if sq_error > 0 else math.inf,
             noise_var=float(var.mean()),
-            nmse=float((estimates - values).square().mean() / values.square().mean().clamp(min=1e-30)))
+            nmse=float((estimates - values).square().mean() / values.square().mean().clamp(min=1e-30)),
+            no_est=t.no_est)
         return estimates, noise_var, stats

@@ -30,8 +30,15 @@ def register(subparsers) -> None:
     sweep.add_argument("--n", type=int, default=2048, help="coded bits per codeword (ignored when uncoded)")
     sweep.add_argument("--modulation", choices=("bpsk", "qpsk", "16qam", "64qam", "256qam"), default="qpsk")
     sweep.add_argument("--channel", choices=CHANNELS, default="awgn")
-    sweep.add_argument("--estimator", choices=("perfect", "ls"), default="perfect",
-                       help="perfect CSI or LS estimation from the pilots with linear interpolation")
+    sweep.add_argument("--estimator", choices=("perfect", "ls", "lmmse"), default="perfect",
+                       help="perfect CSI and N0; ls (linear interpolation) or lmmse (across the frame, with the "
+                            "channel model's covariances) from the pilots, with N0 estimated by the receiver")
+    sweep.add_argument("--mcs", default=None,
+                       help="digital: 'auto' (the MCS the shipped BLER table allows at each SNR; needs --snr-db) "
+                            "or a TS 38.214 MCS index; sets --modulation and --k, --n is the codeword length "
+                            "(default: --modulation/--k/--n as given)")
+    sweep.add_argument("--mcs-table", type=int, default=1, help="TS 38.214 MCS table for --mcs (1, 2, 3)")
+    sweep.add_argument("--bler-target", type=float, default=0.1, help="BLER target of --mcs auto")
     snr = sweep.add_mutually_exclusive_group()
     snr.add_argument("--ebno-db", type=number_list("--ebno-db"), default=None,
                      help="Eb/N0 per information bit [dB]: '0,2,4' or 'start:stop:step' (stop inclusive); "
@@ -81,7 +88,7 @@ def run_sweep_command(args) -> int:
                      delay_spread_ns=args.delay_spread_ns, speed_mps=args.speed_mps,
                      carrier_frequency_hz=args.carrier_frequency_hz, repetition=args.repetition,
                      batch=args.batch, device=args.device, ldpc_iterations=args.ldpc_iterations,
-                     decoder=args.decoder)
+                     decoder=args.decoder, mcs=args.mcs, mcs_table=args.mcs_table, bler_target=args.bler_target)
     executor = executor_from_args(args)
     out = prepare_out_dir(args.out)
     result = run_sweep(cfg, out, scheme=args.scheme, axis=axis, values=values, target_errors=args.target_errors,
@@ -89,9 +96,12 @@ def run_sweep_command(args) -> int:
                        executor=executor)
     for p in result["points"]:
         if args.scheme == "digital":
-            print(f"{axis}={p[axis]:g} dB: BER {p['ber']:.3e}  BLER {p['bler']:.3e}  "
+            mcs = f"MCS {p['mcs_index']} ({p['modulation']}, rate {p['code_rate']:.3f})  " \
+                if p.get("mcs_index") is not None else ""
+            print(f"{axis}={p[axis]:g} dB: {mcs}BER {p['ber']:.3e}  BLER {p['bler']:.3e}  "
                   f"({p['bit_errors']} bit / {p['block_errors']} block errors, {p['frames']} frames)")
         else:
-            print(f"{axis}={p[axis]:g} dB: NMSE {p['nmse']:.3e}  ({p['frames']} frames)")
+            print(f"{axis}={p[axis]:g} dB: NMSE {p['nmse']:.3e}  reported {p['noise_var_reported']:.3e}  "
+                  f"median/mean {p.get('mse_median_to_mean') or float('nan'):.2f}  ({p['frames']} frames)")
     print(f"wrote {out / 'sweep.json'}, {out / 'sweep.csv'}, {out / 'sweep.png'}")
     return 0

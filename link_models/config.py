@@ -10,6 +10,7 @@ SNR conventions (see docs/link-models.md):
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from meg_common.errors import InputError
 
 MODULATIONS: dict[str, int] = {"bpsk": 1, "qpsk": 2, "16qam": 4, "64qam": 6, "256qam": 8}
 CODES = ("ldpc", "none")
-ESTIMATORS = ("perfect", "ls")
+ESTIMATORS = ("perfect", "ls", "lmmse")
 CHANNELS = ("ideal", "awgn", "rayleigh",
             *(f"tdl-{x}" for x in "abcde"), *(f"cdl-{x}" for x in "abcde"))
 DEVICES = ("cpu", "cuda")
@@ -29,6 +30,9 @@ DECODERS = ("fast", "sionna")  # fast: link_models.ldpc_fast (CPU; Sionna's is u
 LDPC_K_MIN, LDPC_K_MAX = 12, 8448
 LDPC_N_MAX = 316 * 384
 LDPC_RATE_MIN, LDPC_RATE_MAX = 1 / 5, 0.95
+MCS_BLOCK = 24  # MCS codewords: a multiple of every modulation order (2, 4, 6, 8), so n never moves with the MCS
+CRC_BITS = 24   # HARQ: CRC24B per codeword (TS 38.212 5.1), the ACK/NACK the receiver sends back
+MAX_TRANSMISSIONS = 16
 
 
 @dataclass
@@ -39,6 +43,15 @@ class LinkConfig(ConfigMixin):
     pilots on every subcarrier of the OFDM symbols in `pilot_symbols` (Kronecker pattern).
     With `code="none"` a block is `k` uncoded bits (`n` is set to `k`; the bit stream is zero-padded to whole
     symbols).
+
+    Link adaptation (`mcs`): None uses `modulation`, `k` and `n` as given. An MCS index of TS 38.214 table
+    `mcs_table`, or "auto" (the highest MCS whose BLER at `snr_db` is at most `bler_target` in the shipped
+    BLER table, or the file `bler_table`; link_models.mcs.LinkAdaptation), sets `modulation` and `k` from the MCS and keeps `n` as the
+    codeword length, rounded down to a multiple of 24 bits; `mcs_index` tells which MCS was chosen. Rates
+    below 1/5 (the lowest MCSs) use the rate-1/5 LDPC mother code (`ldpc_n` bits) and repeat its bits
+    cyclically up to `n`, as 5G's circular buffer does. `max_transmissions` > 1 turns on HARQ (chase
+    combining, link_models.digital): each codeword carries a CRC24B and is sent again until it passes.
+    Estimators: perfect (true channel and true N0), ls, lmmse (both estimate N0 from the pilots).
     """
 
     modulation: str = "qpsk"
@@ -62,6 +75,11 @@ class LinkConfig(ConfigMixin):
     device: str | None = None
     ldpc_iterations: int = 20
     decoder: str = "fast"
+    mcs: str | int | None = None
+    mcs_table: int = 1
+    bler_target: float = 0.1
+    bler_table: str | None = None
+    max_transmissions: int = 1
 
     def __post_init__(self) -> None:
         self.modulation = str(self.modulation).lower()
@@ -77,10 +95,24 @@ class LinkConfig(ConfigMixin):
         for name in ("k", "n", "fft_size", "num_ofdm_symbols", "repetition", "batch", "ldpc_iterations"):
             validate.positive_int(name, getattr(self, name))
         validate.non_negative_int("cp_length", self.cp_length)
+        self.max_transmissions = validate.integer("max_transmissions", self.max_transmissions, 1, MAX_TRANSMISSIONS)
+        self.mcs = _mcs_setting(self.mcs)
+        self.mcs_index: int | None = None
         if self.code == "none":
+            if self.mcs is not None:
+                raise InputError(f"mcs={self.mcs!r} needs code 'ldpc' (an MCS is a modulation and an LDPC rate); "
+                                 "use code='ldpc' or mcs=None")
             self.n = self.k
-        else:
+        elif self.mcs is not None:
+            self._resolve_mcs()
+        self.ldpc_n = self.n
+        if self.code == "ldpc":
+            if self.mcs is not None and self.k < LDPC_RATE_MIN * self.n:  # repeat the rate-1/5 mother code
+                self.ldpc_n = 5 * self.k // self.bits_per_symbol * self.bits_per_symbol
             self._check_ldpc()
+        if self.max_transmissions > 1 and self.k <= CRC_BITS:
+            raise InputError(f"k={self.k}: HARQ puts a {CRC_BITS}-bit CRC in every codeword, so k must exceed "
+                             f"{CRC_BITS}; use a longer codeword or max_transmissions=1")
         m = self.bits_per_symbol
         if self.code == "ldpc" and self.n % m:
             raise InputError(f"n={self.n} is not a multiple of the {m} bits per {self.modulation} symbol; "
@@ -88,8 +120,12 @@ class LinkConfig(ConfigMixin):
         self.pilot_symbols = _pilot_indices(self.pilot_symbols, self.num_ofdm_symbols)
         if len(self.pilot_symbols) >= self.num_ofdm_symbols:
             raise InputError("pilot_symbols leave no OFDM symbol for data; use fewer pilot symbols")
-        if self.estimator == "ls" and not self.pilot_symbols:
-            raise InputError("estimator 'ls' needs pilot_symbols; give e.g. --pilot-symbols 2,11 or use --estimator perfect")
+        if self.estimator != "perfect" and not self.pilot_symbols:
+            raise InputError(f"estimator '{self.estimator}' needs pilot_symbols; give e.g. --pilot-symbols 2,11 "
+                             "or use --estimator perfect")
+        if self.estimator != "perfect" and self.fft_size < 3:
+            raise InputError(f"estimator '{self.estimator}' estimates the noise from the pilots of >= 3 "
+                             f"subcarriers; fft_size={self.fft_size} is too small (or use --estimator perfect)")
         for name in ("subcarrier_spacing_khz", "carrier_frequency_hz"):
             validate.positive_float(name, getattr(self, name))
         for name in ("delay_spread_ns", "speed_mps"):
@@ -110,8 +146,36 @@ class LinkConfig(ConfigMixin):
             if self.device.split(":")[0] not in DEVICES:
                 raise InputError(f"device '{self.device}': use 'cpu', 'cuda', 'cuda:N' or None (automatic)")
 
+    def _resolve_mcs(self) -> None:
+        """modulation and k from the MCS (fixed, or chosen for snr_db); n rounded to MCS_BLOCK bits."""
+        from link_models.mcs import mcs
+
+        self.mcs_table = validate.integer("mcs_table", self.mcs_table, 1, 4)
+        self.bler_target = validate.number("bler_target", self.bler_target, 0, 1)
+        if not 0 < self.bler_target < 1:
+            raise InputError(f"bler_target={self.bler_target}: give a BLER target between 0 and 1 (e.g. 0.1)")
+        if self.n < MCS_BLOCK:
+            raise InputError(f"n={self.n}: an MCS codeword needs at least {MCS_BLOCK} coded bits; choose a larger n")
+        if self.mcs == "auto":
+            if self.snr_db is None and not (self.channel == "ideal" and self.ebno_db is None):
+                raise InputError("mcs 'auto' picks the MCS for snr_db (Es/N0 per resource element); give snr_db "
+                                 "instead of ebno_db, or a fixed MCS index")
+            snr = math.inf if self.snr_db is None else self.snr_db
+            if not validate.is_real(snr) or math.isnan(snr):
+                raise InputError(f"snr_db={snr!r}: must be a number of dB")
+            snr = float(snr)
+            adaptation = link_adaptation(self.mcs_table, self.bler_target, self.bler_table)
+            index = adaptation.select(min(max(snr, -100.0), 100.0))
+        else:
+            index = self.mcs
+        row = mcs(index, self.mcs_table)
+        self.mcs_index = row.index
+        self.modulation = row.modulation
+        self.n = self.n // MCS_BLOCK * MCS_BLOCK
+        self.k = max(LDPC_K_MIN, round(row.code_rate * self.n))
+
     def _check_ldpc(self) -> None:
-        k, n = self.k, self.n
+        k, n = self.k, self.ldpc_n
         if not LDPC_K_MIN <= k <= LDPC_K_MAX:
             raise InputError(f"k={k}: 5G LDPC supports {LDPC_K_MIN} <= k <= {LDPC_K_MAX} information bits; "
                              "choose k in that range (or --code none)")
@@ -163,6 +227,31 @@ class LinkConfig(ConfigMixin):
 
 
 
+
+
+@functools.cache
+def link_adaptation(table: int, target: float, bler_table: str | None = None):
+    """The LinkAdaptation of a BLER table file (None: the shipped one) for `table` and `target`, read once per
+    process (a table regenerated while a process runs is seen by the next process)."""
+    from link_models.mcs import LinkAdaptation
+
+    return LinkAdaptation(table=table, target=target, bler_table=bler_table)
+
+
+def _mcs_setting(value) -> str | int | None:
+    """None | 'auto' | an MCS index (int, or digits as text from a command line)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "")):
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        if text.isdigit():
+            return int(text)
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    raise InputError(f"mcs={value!r}: give 'auto' (link adaptation), an MCS index 0..28, or none "
+                     "(modulation, k and n as given)")
 
 
 def _pilot_indices(value, num_ofdm_symbols: int) -> tuple[int, ...]:

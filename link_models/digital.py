@@ -8,6 +8,17 @@ Two ways in:
 
 Codewords are packed back to back over the data resource elements of consecutive frames (a codeword may
 straddle two frames); each call of `cfg.batch` frames' worth of codewords is one batched pass.
+
+Link adaptation: with `cfg.mcs` set, the modulation and code come from the MCS (LinkConfig resolves it);
+`set_operating_point` picks again for the new SNR and rebuilds the code when the MCS changes. Codes of rate
+below 1/5 send the rate-1/5 mother code (`cfg.ldpc_n` bits) repeated cyclically to `cfg.n` bits; the
+receiver adds the LLRs of the copies.
+
+HARQ (`cfg.max_transmissions` > 1, `send_bits` / `send_bytes`): every codeword carries `cfg.k - 24` payload
+bits and a CRC24B. After each transmission the receiver adds the new LLRs to those it kept (chase
+combining), decodes, and checks the CRC; codewords that fail are sent again (packed into fresh frames), up
+to `max_transmissions` times. Every transmission is counted in frames, symbols and airtime; `transmissions`
+in the statistics is the most any codeword needed, `codeword_transmissions` their sum.
 """
 
 from __future__ import annotations
@@ -20,12 +31,12 @@ import torch
 
 from link_models.base import OFDMLink
 from link_models.coding import build_code
-from link_models.config import LinkConfig
+from link_models.config import CRC_BITS, LinkConfig
 from link_models.modulation import build_modem
 from link_models.ofdm import OFDMTransport
 from link_models.stats import LinkStats
 from meg_common.errors import InputError
-from meg_common.rng import sionna_rng
+from meg_common.rng import import_sionna, sionna_rng
 
 
 @dataclass
@@ -33,10 +44,12 @@ class Pass:
     """What one batched pass through the link measured."""
 
     bits_hat: torch.Tensor  # [codewords, k]
+    llr: torch.Tensor       # [codewords, ldpc_n] channel LLRs (copies and the prior added), before decoding
     frames: int
     symbols: int            # data symbols that carried coded bits
     sq_error: float         # sum |x_hat - x|^2 over those symbols
     no_eff: float           # sum of the equaliser's effective noise variance over those symbols
+    no_est: float | None = None  # the N0 the receiver used (estimated unless the estimator is perfect)
 
 
 class DigitalLink(OFDMLink):
@@ -45,10 +58,38 @@ class DigitalLink(OFDMLink):
     schemes = ("digital",)
 
     def build(self, cfg: LinkConfig) -> None:
-        self.encoder, self.decoder = build_code(cfg.code, cfg.k, cfg.n, cfg.bits_per_symbol, self.device,
+        self.build_code(cfg)
+        self.transport = OFDMTransport(cfg, self.device)
+
+    def build_code(self, cfg: LinkConfig) -> None:
+        """Encoder, decoder, modem, rate matching and CRC for cfg's modulation and (k, n)."""
+        self.encoder, self.decoder = build_code(cfg.code, cfg.k, cfg.ldpc_n, cfg.bits_per_symbol, self.device,
                                                 num_iter=cfg.ldpc_iterations, decoder=cfg.decoder)
         self.mapper, self.demapper = build_modem(cfg.modulation, self.device)
-        self.transport = OFDMTransport(cfg, self.device)
+        self.repeat = (torch.arange(cfg.n, device=self.device) % cfg.ldpc_n) if cfg.ldpc_n < cfg.n else None
+        self.crc_encoder = self.crc_decoder = None
+        if cfg.max_transmissions > 1:
+            crc = import_sionna().fec.crc
+            self.crc_encoder = crc.CRCEncoder("CRC24B", k=cfg.k - CRC_BITS, device=self.device)
+            self.crc_decoder = crc.CRCDecoder(self.crc_encoder, device=self.device)
+        self._code_key = (cfg.modulation, cfg.k, cfg.n, cfg.ldpc_n, cfg.max_transmissions)
+
+    @property
+    def harq(self) -> bool:
+        """True when the link retransmits by itself (HARQ); a hop then sends a payload once."""
+        return self.cfg.max_transmissions > 1
+
+    @property
+    def payload_bits_per_codeword(self) -> int:
+        """Payload bits one codeword carries: k, less the CRC when HARQ is on."""
+        return self.cfg.k - (CRC_BITS if self.harq else 0)
+
+    def set_operating_point(self, snr_db: float | None = None, ebno_db: float | None = None) -> None:
+        """Move to another SNR; with `mcs="auto"` the MCS is chosen again and the code rebuilt if it changed."""
+        super().set_operating_point(snr_db=snr_db, ebno_db=ebno_db)
+        cfg = self.cfg
+        if (cfg.modulation, cfg.k, cfg.n, cfg.ldpc_n, cfg.max_transmissions) != self._code_key:
+            self.build_code(cfg)  # deterministic: the 5G code and modem draw nothing
 
     @property
     def codewords_per_batch(self) -> int:
@@ -74,18 +115,31 @@ class DigitalLink(OFDMLink):
         return bits, self.transmit(bits).bits_hat
 
     @torch.no_grad()
-    def transmit(self, bits: torch.Tensor) -> Pass:
-        """One batched pass of information bits [codewords, k] (float 0/1) at the current operating point."""
+    def transmit(self, bits: torch.Tensor, prior: torch.Tensor | None = None) -> Pass:
+        """One batched pass of codeword bits [codewords, k] (float 0/1) at the current operating point.
+
+        `prior` [codewords, ldpc_n]: LLRs kept from earlier transmissions of the same codewords (HARQ chase
+        combining), added to this pass's LLRs before decoding."""
+        num_cw = bits.shape[0]
         with sionna_rng(self.generator):
-            coded = self.encoder(bits).reshape(-1)
+            coded = self.encoder(bits)
+            if self.repeat is not None:
+                coded = coded[:, self.repeat]
+            coded = coded.reshape(-1)
             num_coded = coded.numel()  # uncoded blocks need not fill whole symbols: pad the stream
             coded = torch.nn.functional.pad(coded, (0, -num_coded % self.cfg.bits_per_symbol))
             x = self.mapper(coded)
             x_hat, no_eff, frames = self.transport(x, self.no)
-            llr = self.demapper(x_hat, no_eff)[:num_coded]
-            bits_hat = self.decoder(llr.reshape(bits.shape[0], self.cfg.n))
-        return Pass(bits_hat=bits_hat, frames=frames, symbols=x.shape[0],
-                    sq_error=float((x_hat - x).abs().square().sum()), no_eff=float(no_eff.sum()))
+            llr = self.demapper(x_hat, no_eff)[:num_coded].reshape(num_cw, -1)
+            if self.repeat is not None:
+                llr = torch.zeros(num_cw, self.cfg.ldpc_n, dtype=llr.dtype, device=llr.device) \
+                    .index_add_(1, self.repeat, llr)
+            if prior is not None:
+                llr = llr + prior
+            bits_hat = self.decoder(llr)
+        return Pass(bits_hat=bits_hat, llr=llr, frames=frames, symbols=x.shape[0],
+                    sq_error=float((x_hat - x).abs().square().sum()), no_eff=float(no_eff.sum()),
+                    no_est=self.transport.no_est)
 
     # --- payloads --------------------------------------------------------------------------------------------
     def send_bits(self, bits: torch.Tensor) -> tuple[torch.Tensor, LinkStats]:
@@ -96,14 +150,36 @@ class DigitalLink(OFDMLink):
             raise InputError("nothing to send: the payload is empty; give at least one byte")
         if ((bits != 0) & (bits != 1)).any():
             raise InputError("send_bits needs bits: every element must be 0 or 1")
-        k = self.cfg.k
+        k = self.payload_bits_per_codeword
         codewords = math.ceil(num / k)
         blocks = torch.nn.functional.pad(bits, (0, codewords * k - num)).reshape(codewords, k)
+        words = blocks if self.crc_encoder is None else self.crc_encoder(blocks)
         step = self.codewords_per_batch
-        passes = [self.transmit(blocks[i:i + step]) for i in range(0, codewords, step)]
-        blocks_hat = torch.cat([p.bits_hat for p in passes])
+        words_hat = torch.zeros_like(words)
+        llr = None
+        pending = torch.arange(codewords, device=self.device)
+        passes: list[Pass] = []
+        transmissions = 0
+        while pending.numel() and transmissions < self.cfg.max_transmissions:
+            transmissions += 1
+            for i in range(0, pending.numel(), step):
+                idx = pending[i:i + step]
+                p = self.transmit(words[idx], None if llr is None else llr[idx])
+                if self.harq:
+                    if llr is None:
+                        llr = torch.zeros(codewords, p.llr.shape[1], dtype=p.llr.dtype, device=self.device)
+                    llr[idx] = p.llr
+                words_hat[idx] = p.bits_hat
+                p.llr = None  # keep only the combined LLRs
+                passes.append(p)
+            if not self.harq:
+                break
+            crc_ok = self.crc_decoder(words_hat[pending])[1].reshape(-1)
+            pending = pending[~crc_ok]
+        blocks_hat = words_hat if self.crc_decoder is None else words_hat[:, :k]
         bits_hat = blocks_hat.reshape(-1)[:num]
         stats = self._stats(passes, payload_bits=num, codewords=codewords)
+        stats.transmissions = transmissions
         stats.padding_bits = codewords * k - num
         stats.bit_errors = int((bits_hat != bits).sum())
         stats.ber = stats.bit_errors / num
@@ -128,8 +204,13 @@ class DigitalLink(OFDMLink):
         frames = sum(p.frames for p in passes)
         symbols = sum(p.symbols for p in passes)
         sq_error = sum(p.sq_error for p in passes)
+        sent = sum(p.bits_hat.shape[0] for p in passes)
+        estimates = [p.no_est for p in passes if p.no_est is not None]
+        cfg = self.cfg
         return LinkStats(
-            payload_bits=payload_bits, coded_bits=codewords * self.cfg.n,
+            mcs_index=cfg.mcs_index, modulation=cfg.modulation, code_rate=cfg.code_rate, transmissions=1,
+            codeword_transmissions=sent, no_est=sum(estimates) / len(estimates) if estimates else None,
+            payload_bits=payload_bits, coded_bits=sent * self.cfg.n,
             data_symbols=frames * t.data_symbols_per_frame, pilot_symbols=frames * t.pilot_symbols_per_frame,
             cp_samples=frames * self.cfg.num_ofdm_symbols * self.cfg.cp_length,
             total_symbols=frames * t.samples_per_frame, frames=frames, codewords=codewords,

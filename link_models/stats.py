@@ -4,6 +4,7 @@ Resource accounting (per transmission): `data_symbols` are the data resource ele
 (the zero-padded tail of the last frame included, since it occupies air time), `pilot_symbols` the pilot
 REs, `cp_samples` the cyclic-prefix samples, and `total_symbols` all time-domain samples on air
 (frames x OFDM symbols x (FFT size + CP)). `airtime_s` follows from the subcarrier spacing.
+HARQ retransmissions are counted like first transmissions (`codeword_transmissions`, frames, symbols).
 `frames_lost` counts frames that never arrived (a radio link's receiver did not find them): their digital
 bits count as errors, their analog values come back as 0 with the prior variance (link_models.mapping).
 """
@@ -37,6 +38,12 @@ class LinkStats:
     header_bits: int = 0            # side information (analog: scale and length)
     values: int = 0                 # analog values sent
     nmse: float | None = None       # analog: mean squared error / mean square of the values
+    no_est: float | None = None     # the N0 the receiver used: estimated from the pilots (ls, lmmse) or true (perfect)
+    mcs_index: int | None = None    # digital: the TS 38.214 MCS (None: modulation and code as configured)
+    modulation: str | None = None   # digital: the constellation used
+    code_rate: float | None = None  # digital: k / n, information bits per coded bit sent
+    transmissions: int | None = None  # digital: HARQ transmissions the worst codeword needed (1 without HARQ)
+    codeword_transmissions: int = 0   # digital: codewords sent, retransmissions included
 
     def to_dict(self) -> dict:
         return asdict(self)

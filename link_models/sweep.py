@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import statistics
 import time
 from collections.abc import Callable
 from functools import partial
@@ -24,7 +25,14 @@ from meg_common.executors import Executor, LocalExecutor, Unit, UnitStore
 from meg_common.io import atomic_write_json, atomic_write_text, read_json
 
 POINT_FIELDS = ("ebno_db", "snr_db", "ber", "bler", "bit_errors", "bits", "block_errors", "blocks", "frames",
-                "nmse", "snr_est_db", "noise_var", "wall_s")
+                "nmse", "snr_est_db", "noise_var", "wall_s", "noise_var_reported", "nmse_median",
+                "mse_median_to_mean", "no_est", "mcs_index", "modulation", "code_rate")
+"""Analog points: `noise_var_reported` is the mean per-value variance the receiver reported, on the scale of
+`nmse` (divided by the mean square of the values); `nmse_median` the median over frames of each frame's
+squared error on that scale, `mse_median_to_mean` = nmse_median / nmse (heavy tails: far below the 0.9-1 of
+equal frames). `no_est` is the mean N0 the receiver used (estimated unless the estimator is perfect).
+Digital points record the MCS (`mcs_index`, None without link adaptation), `modulation` and `code_rate`;
+their BLER is that of first transmissions (no HARQ), what link adaptation targets."""
 # Settings that may change between a run and its resumption without invalidating finished points.
 RESUMABLE_KEYS = ("points_db", "device")
 
@@ -43,8 +51,9 @@ def sweep_config(cfg: LinkConfig, scheme: str, axis: str, values: list[float], t
     link = cfg.to_dict()
     link.pop("snr_db"), link.pop("ebno_db")
     if scheme == "analog":
-        for key in ("code", "k", "n", "modulation", "ldpc_iterations"):
-            link.pop(key)
+        for key in ("code", "k", "n", "modulation", "ldpc_iterations", "mcs", "mcs_table", "bler_target",
+                    "bler_table", "max_transmissions"):
+            link.pop(key, None)
     return {"scheme": scheme, "axis": axis, "points_db": [float(v) for v in values], "link": link,
             "target_errors": int(target_errors), "max_frames": int(max_frames), "seed": int(seed)}
 
@@ -155,7 +164,9 @@ def _run_point(link, scheme: str, axis: str, value: float, target_errors: int, m
     bits = bit_errors = blocks = block_errors = 0
     sq_err = sig = 0.0
     symbols = 0
-    sym_err = no_eff = 0.0
+    sym_err = no_eff = reported = 0.0
+    frame_sq_err: list[float] = []
+    no_est: list[float] = []
     coded = scheme == "digital" and link.cfg.code != "none"
     inner = tqdm(total=max_frames, desc=f"  {axis}={value:g}", unit="frame", leave=False, disable=not progress)
     while frames < max_frames:
@@ -169,11 +180,18 @@ def _run_point(link, scheme: str, axis: str, value: float, target_errors: int, m
             blocks += b.shape[0]
             n_frames, symbols, sym_err, no_eff = p.frames, symbols + p.symbols, sym_err + p.sq_error, \
                 no_eff + p.no_eff
+            no_est.append(p.no_est)
             reached = (block_errors if coded else bit_errors) >= target_errors
         else:
             v = link.random_values(link.values_per_batch)
-            est, _, stats = link.send_values(v)
-            sq_err += float((est - v).square().sum())
+            est, var, stats = link.send_values(v)
+            err = (est - v).square()
+            sq_err += float(err.sum())
+            reported += float(var.sum())
+            per_frame = max(1, 2 * link.transport.data_symbols_per_frame // link.cfg.repetition)
+            whole = err.numel() // per_frame * per_frame
+            frame_sq_err += err[:whole].reshape(-1, per_frame).mean(1).tolist()
+            no_est.append(stats.no_est)
             sig += float(v.square().sum())
             n_frames = stats.frames
             symbols += v.numel()  # analog: counts values
@@ -188,12 +206,18 @@ def _run_point(link, scheme: str, axis: str, value: float, target_errors: int, m
     cfg = link.cfg
     point.update(snr_db=cfg.es_no_db, frames=frames, wall_s=round(time.perf_counter() - start, 3),
                  snr_est_db=10 * math.log10(symbols / sym_err) if sym_err > 0 else None,
-                 noise_var=no_eff / symbols if symbols else None)
+                 noise_var=no_eff / symbols if symbols else None,
+                 no_est=sum(no_est) / len(no_est) if no_est and None not in no_est else None)
     if scheme == "digital":
         point.update(ebno_db=cfg.eb_no_db, bits=bits, bit_errors=bit_errors, ber=bit_errors / bits,
-                     blocks=blocks, block_errors=block_errors, bler=block_errors / blocks)
+                     blocks=blocks, block_errors=block_errors, bler=block_errors / blocks,
+                     mcs_index=cfg.mcs_index, modulation=cfg.modulation, code_rate=cfg.code_rate)
     else:  # values are unit power on average, so NMSE is the post-combining symbol error: SNR_est = 1/NMSE
-        point.update(nmse=sq_err / sig, snr_est_db=-10 * math.log10(sq_err / sig) if sq_err > 0 else None)
+        point.update(nmse=sq_err / sig, snr_est_db=-10 * math.log10(sq_err / sig) if sq_err > 0 else None,
+                     noise_var_reported=reported / sig)
+        if frame_sq_err:
+            median = statistics.median(frame_sq_err) * symbols / sig  # per-frame mean -> the nmse scale
+            point.update(nmse_median=median, mse_median_to_mean=median / (sq_err / sig) if sq_err > 0 else None)
     return point
 
 

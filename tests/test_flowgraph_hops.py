@@ -22,11 +22,13 @@ def hop(spec, payload="prompt", factory=simulated_link, records=None):
 
 def test_digital_hop_on_a_clean_link_delivers_once_with_full_accounting():
     records = []
-    text, rec = hop(LinkSpec(scheme="digital", channel="ideal"), records=records).send_bytes(encode_prompt(PROMPT), decode_prompt)
+    fixed = {"mcs": "none", "harq": False}  # QPSK rate 1/2 as configured (link adaptation: test_hop_adaptation.py)
+    text, rec = hop(LinkSpec(scheme="digital", channel="ideal", **fixed), records=records).send_bytes(
+        encode_prompt(PROMPT), decode_prompt)
     assert text == PROMPT and rec.delivered and rec.attempts == 1 and records == [rec]
     payload_bits = 8 * len(encode_prompt(PROMPT))
     assert rec.bits == payload_bits and rec.ber == 0 and rec.bler == 0
-    spec = LinkSpec()
+    spec = LinkSpec(**fixed)
     coded_symbols = math.ceil(payload_bits / spec.info_bits) * spec.codeword_bits / 2  # QPSK
     data_per_frame = spec.fft_size * (spec.num_ofdm_symbols - 2)  # two pilot OFDM symbols
     frames = math.ceil(coded_symbols / data_per_frame)
@@ -37,9 +39,11 @@ def test_digital_hop_on_a_clean_link_delivers_once_with_full_accounting():
 
 
 def test_failed_crc_is_retried_every_try_counted_and_never_pretended():
-    spec = LinkSpec(scheme="digital", snr_db=-10.0, max_attempts=3)
+    blind = {"mcs": "none", "harq": False}  # whole-payload retries (HARQ: test_hop_adaptation.py)
+    spec = LinkSpec(scheme="digital", snr_db=-10.0, max_attempts=3, **blind)
     text, rec = hop(spec).send_bytes(encode_prompt(PROMPT), decode_prompt)
-    _, once = hop(LinkSpec(scheme="digital", snr_db=-10.0, max_attempts=1)).send_bytes(encode_prompt(PROMPT), decode_prompt)
+    _, once = hop(LinkSpec(scheme="digital", snr_db=-10.0, max_attempts=1, **blind)).send_bytes(
+        encode_prompt(PROMPT), decode_prompt)
     assert text is None and not rec.delivered and rec.attempts == 3
     assert rec.symbols == 3 * once.symbols and rec.airtime_s == pytest.approx(3 * once.airtime_s)
     assert rec.bits == 3 * once.bits and rec.bler > 0 and rec.ber > 0.01
@@ -104,7 +108,7 @@ def test_flowgraph_accounts_compute_per_node_and_sums_hops():
 def test_a_reused_link_depends_only_on_its_configuration_and_seed(scheme):
     from flowgraphs.session import Session
 
-    spec = LinkSpec(scheme=scheme, snr_db=2.0, channel="tdl-a")
+    spec = LinkSpec(scheme=scheme, snr_db=2.0, channel="tdl-a", mcs="none", harq=False)  # errors to tell seeds apart
     payload = bytes(range(200)) if scheme == "digital" else torch.linspace(-2, 2, 300)
     session = Session()
 

@@ -33,12 +33,22 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     proto.add_argument("--image-format", choices=("webp", "jpeg", "png"), help="codec of digital images and sketches")
     proto.add_argument("--image-quality", type=int, help="image codec quality 1..100 (default 75)")
     link = parser.add_argument_group("links (defaults for every hop; per-hop settings in --config)")
-    link.add_argument("--scheme", choices=("analog", "digital"), help="analog values or coded bytes (default analog)")
+    link.add_argument("--scheme", choices=("analog", "digital", "capacity", "softcast"),
+                      help="analog values, coded bytes, the capacity bound (digital payloads over the fewest channel "
+                           "uses), or softcast (analog; images as SoftCast) (default analog)")
     link.add_argument("--snr-db", type=float, help="Es/N0 per resource element, dB (default 10)")
     link.add_argument("--channel", help="ideal, awgn, rayleigh, tdl-a..e, cdl-a..e (default awgn)")
-    link.add_argument("--modulation", choices=("bpsk", "qpsk", "16qam", "64qam", "256qam"))
-    link.add_argument("--code-rate", type=float, help="LDPC code rate (default 0.5)")
-    link.add_argument("--max-attempts", type=int, help="tries per digital payload before giving up (default 3)")
+    link.add_argument("--mcs", help="digital hops: 'auto' (link adaptation per SNR, the default), a TS 38.214 MCS "
+                                    "index, or 'none' (--modulation and --code-rate as given)")
+    link.add_argument("--modulation", choices=("bpsk", "qpsk", "16qam", "64qam", "256qam"),
+                      help="with --mcs none (default qpsk)")
+    link.add_argument("--code-rate", type=float, help="LDPC code rate with --mcs none (default 0.5)")
+    link.add_argument("--estimator", choices=("perfect", "ls", "lmmse"),
+                      help="channel estimation: perfect (true channel and N0), ls or lmmse (N0 estimated from the "
+                           "pilots) (default lmmse)")
+    link.add_argument("--max-attempts", type=int, help="HARQ transmissions per codeword of a digital payload "
+                                                       "(whole-payload tries on a radio link) (default 4)")
+    link.add_argument("--softcast-uses", type=int, help="channel uses of an image on a softcast hop (default 512)")
     link.add_argument("--radio", choices=("link", "sim", "pluto"),
                       help="link: link_models simulation (default); sim/pluto: IQ radio via link_models.ota.RadioLink")
     link.add_argument("--uri", help="Pluto URI, e.g. ip:192.168.2.1")
@@ -51,7 +61,7 @@ def options(args) -> dict:
     """The run settings given on the command line (argparse dest -> RunConfig/LinkSpec field)."""
     keys = ("protocol", "prompt", "image", "strength", "steps", "guidance", "seed", "model", "image_at", "n_es",
             "split", "resume", "seed_format", "image_format", "image_quality", "scheme", "snr_db", "channel",
-            "modulation", "code_rate", "max_attempts", "radio", "uri")
+            "mcs", "modulation", "code_rate", "estimator", "max_attempts", "softcast_uses", "radio", "uri")
     return {k: getattr(args, k, None) for k in keys}
 
 
