@@ -22,7 +22,7 @@ STYLE = {
     "sketch-digital": ("tab:green", "--", "v"),
     "centralized-digital": ("tab:red", "--", "D"),
     "centralized-analog": ("tab:red", "-", "d"),
-    "centralized-digital-mcs": ("tab:pink", "--", "P"),
+    "centralized-digital-fixed": ("tab:pink", "--", "P"),
     "centralized-softcast": ("tab:purple", "-", "*"),
     "centralized-capacity": ("k", ":", "_"),
     "seed-analog-aware-sim": ("navy", "-.", "o"),

@@ -64,8 +64,11 @@ def write(rows: list[dict[str, Any]], claims: list[dict[str, Any]], plan, versio
         "",
         f"Links: OFDM {spec.fft_size} subcarriers x {spec.num_ofdm_symbols} symbols at "
         f"{spec.subcarrier_spacing_khz:g} kHz, {spec.estimator.upper()} estimation; digital: 5G LDPC "
-        f"n = {spec.codeword_bits}, rate {spec.code_rate}, {spec.modulation.upper()}, up to {spec.max_attempts} "
-        f"tries; analog: two values per complex symbol. The swept SNR is the downlink's unless a row says "
+        + (f"with MCS {spec.mcs} (link adaptation), " if hasattr(spec, "mcs") else
+           f"n = {spec.codeword_bits}, rate {spec.code_rate}, {spec.modulation.upper()}, ")
+        + f"up to {spec.max_attempts} transmissions"
+        + (" (HARQ, chase combining)" if getattr(spec, "harq", False) else "")
+        + "; analog: two values per complex symbol. The swept SNR is the downlink's unless a row says "
         f"'uplink swept'; the other direction is at {plan.uplink_snr_db:g} dB. Symbols count every resource "
         "element on air (data, pilots, cyclic prefix, padding), every try; backhaul apart.",
         "",

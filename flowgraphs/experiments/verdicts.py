@@ -31,6 +31,12 @@ FIDELITY_MARGIN = 0.05
 CENTRALIZED_PREFIX = "centralized-"
 
 
+def is_rival(series: str) -> bool:
+    """CENTRALIZED systems on the same kind of link as the seed series: not the capacity bound (no system
+    reaches it; its rows show how far each is from it), not the over-the-air (--radio sim) series."""
+    return series.startswith(CENTRALIZED_PREFIX) and not series.endswith(("-capacity", "-sim"))
+
+
 def _f(ci: dict[str, Any], digits: int = 3, sign: bool = False) -> str:
     def one(v):
         if v is None:
@@ -88,7 +94,7 @@ def less_communication(merged: dict[Point, list[dict[str, Any]]], series: str = 
     for point, records in sorted(merged.items(), key=lambda kv: (kv[0].kind, kv[0].channel, kv[0].snr_db or 0)):
         if point.series != series or point.snr_db is None or point.n_es != 1 or point.swept != "downlink":
             continue
-        rivals = {p.series: r for p, r in merged.items() if p.series.startswith(CENTRALIZED_PREFIX) and p.kind == point.kind
+        rivals = {p.series: r for p, r in merged.items() if is_rival(p.series) and p.kind == point.kind
                   and p.channel == point.channel and p.snr_db == point.snr_db and p.n_es == 1}
         if not rivals:
             continue
