@@ -236,9 +236,12 @@ class Harness:
         self._references: dict[tuple[str, int], tuple[torch.Tensor, bool | None]] = {}
         self._baselines: dict[tuple[str, str, int], tuple[torch.Tensor, dict[str, Any]]] = {}
         self.threads = torch.get_num_threads()
-        """PyTorch's threads as the worker started: restored after every run, because the numba LDPC decoder's
-        parallel region resets the OpenMP runtime that PyTorch shares (measured: 1 -> 2 threads, about 10x
-        the CPU time per denoising step on busy cores)."""
+        """PyTorch's threads as the worker started: restored after every run, because starting numba's OpenMP
+        threads (the fast LDPC decoder's parallel region) resets the OpenMP runtime that PyTorch shares
+        (measured: 1 -> 2 threads, about 10x the CPU time per denoising step on busy cores, and float results
+        that depend on which run came first in a process). So numba's threads start here, once."""
+        _start_numba_threads()
+        torch.set_num_threads(self.threads)
 
     def task(self, kind: str, i: int):
         from flowgraphs.task import Task
@@ -306,6 +309,16 @@ class Harness:
         return run.image, graph_numbers(run.graph)
 
 
+def _start_numba_threads() -> None:
+    try:
+        from numba.np.ufunc import parallel
+    except ImportError:  # no numba: nothing resets the OpenMP runtime
+        return
+    launch = getattr(parallel, "_launch_threads", None)
+    if launch is not None:
+        launch()
+
+
 def reference_image(task) -> torch.Tensor:
     """(1, 3, H, W): the task run whole on one node over no link (unsplit, noiseless, uncompressed), with the
     model calls and noise of the protocols' stages, so an ideal split run reproduces it."""
@@ -354,6 +367,12 @@ def run_unit(harness: Harness, point_data: dict[str, Any], indices: list[int]) -
         outs = [harness.outcome(point, i) for i in indices]
     except InputError as exc:  # e.g. a protocol that needs the image where this task kind does not have it
         return {"point": point_data, "skipped": str(exc)}
+    except (AttributeError, TypeError) as exc:
+        if point.kind != "text-to-image" or "NoneType" not in str(exc):
+            raise
+        # stages that size or copy the input image (sketch completion, multi-ES image copies) need one
+        return {"point": point_data, "skipped": f"{SERIES[point.series].protocol} has no text-to-image form in "
+                                                f"flowgraphs.stages yet (no input image: {exc})"}
     images = torch.cat([image for image, _ in outs])
     refs_and_matches = [harness.reference(point.kind, i) for i in indices]
     refs = torch.cat([r for r, _ in refs_and_matches])
