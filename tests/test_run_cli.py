@@ -42,15 +42,22 @@ def test_run_writes_the_four_files_with_the_documented_fields(model, tmp_path, c
     assert {p.name for p in out.iterdir()} >= {"output.png", "reference.png", "result.json", "report.md"}
     result = json.loads((out / "result.json").read_text())
     assert result["protocol"] == "UIDG" and result["config"]["n_es"] == 3 and result["config"]["link"]["channel"] == "tdl-a"
-    assert len(result["hops"]) == 9 and all(HOP_KEYS <= set(h) for h in result["hops"])
-    for h in result["hops"]:
-        assert h["scheme"] == "digital" and h["noise_var"] is None and h["bits"] > 0 and h["snr_db"] == 3.0
+    air = [h for h in result["hops"] if h["direction"] != "backhaul"]
+    assert len(air) == 9 and all(HOP_KEYS <= set(h) for h in result["hops"])
+    for h in air:  # seed and prompt go up as one broadcast each: the first receiver's record carries the cost
+        assert h["scheme"] == "digital" and h["noise_var"] is None and h["snr_db"] == 3.0
+        assert (h["bits"] > 0) == (h["broadcast_of"] is None)
+    borders = [h for h in result["hops"] if h["direction"] == "backhaul"]
+    assert borders and all(h["payload"] == "border" and h["medium"] == "wired" and h["symbols"] == 0 for h in borders)
     assert set(result["compute"]) == {"UE", "ES1", "ES2", "ES3"}
     assert set(result["quality"]) >= {"prompt_match", "psnr_db", "ssim"}
     totals = result["totals"]
     assert totals["symbols"] == sum(h["symbols"] for h in result["hops"])
     assert totals["bits"] == sum(h["bits"] for h in result["hops"])
-    assert totals["symbols_ratio_to_centralized"] == pytest.approx(totals["symbols"] / result["baseline"]["totals"]["symbols"])
+    assert totals["air_symbols"] == sum(h["symbols"] for h in air) and totals["backhaul_symbols"] == 0
+    assert totals["backhaul_bits"] == sum(h["bits"] for h in borders) > 0
+    assert totals["symbols_ratio_to_centralized"] == pytest.approx(totals["air_symbols"]
+                                                                   / result["baseline"]["totals"]["air_symbols"])
     assert result["versions"]["torch"]
     assert "| UE-ES1-seed | seed | digital |" in (out / "report.md").read_text()
     assert "UIDG:" in capsys.readouterr().out

@@ -19,16 +19,19 @@ PROTOCOLS: dict[str, str] = {
     "EIUG": "ES-Inferencing, UE-Generating: the ES denoises to the split step, the seed comes down, the UE finishes and decodes",
     "CIAG": "Collaborative Inferencing And Generating: seed up, the ES runs the middle steps, seed down, the UE finishes",
     "ESUC": "ES-Sketching, UE-Completing: the ES makes a rough few-step, low-resolution sketch, the UE completes it with img2img",
-    "UIDG": "UE-Inferencing, Distributed Generating: the seed goes up to n ESs, each generates one tile to pixels, the UE stitches",
-    "DIUG": "Distributed Inferencing, UE-Generating: n ESs denoise one latent tile each, seed tiles come down, the UE merges and finishes",
-    "DSUC": "Distributed Sketching, UE-Completing: n ESs sketch one tile each, sketch tiles come down, the UE stitches and completes",
-    "UIDCG": "UE-Inferencing, Distributed Cooperative Generating: seed up, ES1..ESn run consecutive step ranges over backhaul, the image comes down",
+    "UIDG": "UE-Inferencing, Distributed Generating: the seed goes up to n ESs (one broadcast), they denoise it jointly, each its tile, and send image tiles",
+    "DIUG": "Distributed Inferencing, UE-Generating: n ESs denoise one latent jointly to the split, each its tile; the tiles come down, the UE merges and finishes",
+    "DSUC": "Distributed Sketching, UE-Completing: n ESs sketch one latent jointly, each its tile; sketch tiles come down, the UE stitches and completes",
+    "UIDCG": "UE-Inferencing, Distributed Cooperative Generating: seed up, ES1..ESn run consecutive step ranges over (wired) backhaul, the image comes down",
     "DCSUC": "Distributed Cooperative Sketching, UE-Completing: ES1..ESn sketch in consecutive step ranges, the sketch comes down, the UE completes",
 }
 """Protocol name -> one-line description (`meg-phy protocols`)."""
 
 SINGLE_ES = ("CENTRALIZED", "UIEG", "EIUG", "CIAG", "ESUC")
 """Protocols that use one ES whatever n_es says."""
+
+IMAGE_AT_UE = ("UIEG", "CIAG", "UIDG", "UIDCG")
+"""Protocols that make their seed from the input image at the UE: they refuse image_at = "es"."""
 
 
 def canonical_name(name: str) -> str:
