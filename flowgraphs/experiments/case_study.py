@@ -495,8 +495,8 @@ def restrict(plan: Plan, *, snrs=None, series=None, channels=None, kinds=None, n
             base = plan.grids[0]
             grids.append(Grid(tuple(kinds) if kinds else base.kinds, extra, tuple(channels) if channels else base.channels,
                               tuple(snrs) if snrs else base.snrs, tuple(n_es) if n_es else base.n_es))
-    if not grids and kinds:
-        grids.append(Grid(tuple(kinds), (), (), ()))
+    if not grids:  # only baselines asked for: they run for the kinds asked for (or the plan's)
+        grids.append(Grid(tuple(kinds) if kinds else plan.kinds(), (), (), ()))
     changes: dict[str, Any] = {"grids": tuple(grids)}
     if tasks is not None:
         changes["n_tasks"] = tasks
