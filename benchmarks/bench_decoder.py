@@ -10,8 +10,10 @@ code) at 1.5 dB, the same (k, n) forced onto BG1 (Z=48), and k=500 n=1500 (BG2, 
 16-QAM and the 5G output interleaver.
 
 `ratio`: fast / Sionna information bits per CPU second of this process (all threads) for k=1024 n=2048
-QPSK at 1.5 dB; `ratios` for every case (wall-clock ratios are reported too). Targets: every ratio >= 30,
-and the fast decoder's BLER at most 1.3x Sionna's (plus 3 block errors of statistical slack) in every case.
+QPSK at 1.5 dB; `ratios` for every case (wall-clock ratios are reported too). On a loaded machine torch's
+OpenMP threads spin while they wait, which inflates Sionna's CPU time with 2 threads, so the headline case
+is measured once more with one thread each (`ratio_1thread`). Targets: every ratio >= 30 (both thread
+counts), and the fast decoder's BLER at most 1.3x Sionna's (plus 3 block errors of statistical slack).
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def run_case(sn, name: str, codewords: int, seed: int) -> dict:
     sionna = sn.fec.ldpc.LDPC5GDecoder(enc, num_iter=20, hard_out=True)
     fast = LDPC5GFastDecoder(enc, num_iter=20)
     bits, llr = noisy_codewords(sn, enc, m, ebno_db, codewords, seed)
-    sionna(llr[:8]), fast(llr[:8])  # build / compile outside the timing
+    sionna(llr[:8]), fast(llr[:128])  # build / compile (the threaded kernel too) outside the timing
     with torch.no_grad():
         ref, wall_s, cpu_s = _timed(lambda: torch.cat([sionna(c) for c in llr.split(SIONNA_BATCH)]))
     out, wall_f, cpu_f = _timed(lambda: fast(llr))
@@ -91,17 +93,23 @@ def run(quick: bool = False) -> dict:
     threads = torch.get_num_threads(), numba.get_num_threads()
     torch.set_num_threads(THREADS)
     numba.set_num_threads(min(THREADS, numba.config.NUMBA_NUM_THREADS))
-    codewords = 500 if quick else 2000
+    codewords = 300 if quick else 1200
     try:
         with preserved_global_rng():
             cases = {name: run_case(sn, name, codewords, seed=i) for i, name in enumerate(CASES)}
+            torch.set_num_threads(1)
+            numba.set_num_threads(1)
+            single = run_case(sn, HEADLINE, codewords // 2, seed=100)
     finally:
         torch.set_num_threads(threads[0])
         numba.set_num_threads(threads[1])
     ratio = cases[HEADLINE]["ratio"]
-    passed = all(c["ratio"] >= TARGET_RATIO and c["bler_ok"] for c in cases.values())
+    passed = single["ratio"] >= TARGET_RATIO and all(
+        c["ratio"] >= TARGET_RATIO and c["bler_ok"] for c in cases.values())
     return {
         "ratio": ratio,
+        "ratio_1thread": single["ratio"],
+        "single_thread": single,
         "ratios": {name: c["ratio"] for name, c in cases.items()},
         "bler_fast": {name: c["bler_fast"] for name, c in cases.items()},
         "bler_sionna": {name: c["bler_sionna"] for name, c in cases.items()},
@@ -110,7 +118,8 @@ def run(quick: bool = False) -> dict:
         "config": {"codewords_per_case": codewords, "max_iterations": 20, "sionna_batch": SIONNA_BATCH,
                    "torch_threads": THREADS, "numba_threads": min(THREADS, numba.config.NUMBA_NUM_THREADS),
                    "numba_threading_layer": _threading_layer()},
-        "target": f"fast/Sionna info bits per CPU second >= {TARGET_RATIO} in every case (headline {HEADLINE}); "
+        "target": f"fast/Sionna info bits per CPU second >= {TARGET_RATIO} in every case (headline {HEADLINE}, "
+                  "also with 1 thread); "
                   f"BLER <= {TARGET_BLER}x Sionna's + 3 block errors",
         "passed": passed,
     }

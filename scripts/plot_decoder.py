@@ -27,7 +27,7 @@ from meg_common.provenance import versions  # noqa: E402
 # label: (k, n, base graph or None for 5G's choice)
 CODES = {"k=1024 n=2048 (BG2, Z=104)": (1024, 2048, None), "k=1024 n=2048 (BG1, Z=48)": (1024, 2048, "bg1"),
          "k=500 n=1500 (BG2, Z=64)": (500, 1500, None)}
-POINTS = {2: [0.75, 1.0, 1.25, 1.5, 1.75, 2.0], 4: [2.75, 3.0, 3.25, 3.5, 3.75, 4.0, 4.25]}
+POINTS = {2: [1.0, 1.25, 1.5, 1.75], 4: [3.25, 3.5, 3.75, 4.0]}
 BATCH = 250
 
 
@@ -88,8 +88,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="docs/figures", help="folder for ldpc-fast-vs-sionna.png/.json")
     parser.add_argument("--work", default="runs/plot_decoder", help="folder for the resumable points")
-    parser.add_argument("--target-errors", type=int, default=50, help="Sionna block errors per point")
-    parser.add_argument("--max-codewords", type=int, default=2000, help="Sionna codewords per point")
+    parser.add_argument("--target-errors", type=int, default=30, help="Sionna block errors per point")
+    parser.add_argument("--max-codewords", type=int, default=1000, help="Sionna codewords per point")
     args = parser.parse_args(argv)
     from meg_common.rng import import_sionna
 
