@@ -35,7 +35,9 @@ def test_every_protocol_at_every_snr(model_args, tmp_path, name, channel, n):
                      *model_args, "--out", str(out)]) == 0
         result = json.loads((out / "result.json").read_text())
         hops = result["hops"]
-        assert hops and all(h["snr_db"] == snr and h["channel"] == channel and h["attempts"] >= 1 for h in hops)
+        air = [h for h in hops if h["medium"] == "air"]  # backhaul hops are wired: no channel, no SNR
+        assert air and all(h["snr_db"] == snr and h["channel"] == channel and h["attempts"] >= 1 for h in air)
+        assert all(h["direction"] == "backhaul" and h["symbols"] == 0 for h in hops if h["medium"] == "wired")
         assert result["totals"]["symbols"] == sum(h["symbols"] for h in hops)
         assert sum(c["steps"] for c in result["compute"].values()) > 0
         assert len(result["compute"]) == 1 + (1 if name in SINGLE_ES else n)
