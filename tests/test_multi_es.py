@@ -142,9 +142,9 @@ def test_a_digital_broadcast_is_sent_again_until_every_receiver_has_it_counted_o
 
 
 def test_receivers_of_one_broadcast_share_the_waveform(model):
-    data = {"hops": {"UE-ES2": {"modulation": "16qam"}}, "uplink": {"scheme": "digital"}}
+    data = {"hops": {"UE-ES2": {"codeword_bits": 2048}}, "uplink": {"scheme": "digital"}}
     with pytest.raises(InputError, match="broadcast = false"):
-        run_protocol(cfg(model, data, protocol="DIUG", n_es=2, mcs="none"))
+        run_protocol(cfg(model, data, protocol="DIUG", n_es=2))
     near = {"hops": {"UE-ES2": {"snr_db": 25.0, "channel": "tdl-a"}}}  # SNR and channel may differ
     out = run_protocol(cfg(model, near, protocol="DIUG", n_es=2))
     assert {r.name: r.snr_db for r in out.graph.records if r.direction == "uplink"}["UE-ES2-image"] == 25.0
