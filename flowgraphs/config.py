@@ -318,10 +318,10 @@ class RunConfig(ConfigMixin):
 
 def _mcs_of(value: Any, where: str) -> str | int | None:
     """A LinkSpec's mcs as LinkConfig takes it: 'auto', an index, or None for 'none' (InputError otherwise)."""
-    from link_models.config import _mcs_setting
+    from link_models.config import parse_mcs
     from link_models.mcs import MAX_INDEX
 
-    mcs = _mcs_setting(value)
+    mcs = parse_mcs(value)
     if isinstance(mcs, int):
         validate.integer("mcs", mcs, 0, MAX_INDEX[1], where=where)
     return mcs

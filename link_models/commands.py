@@ -80,7 +80,7 @@ def run_sweep_command(args) -> int:
     elif args.snr_db is not None:
         axis, values = "snr_db", args.snr_db
     else:
-        axis, values = DEFAULT_POINTS[args.scheme]
+        axis, values = DEFAULT_POINTS["analog" if args.mcs is not None else args.scheme]  # an MCS sets Eb/N0
     cfg = LinkConfig(modulation=args.modulation, code=args.code, k=args.k, n=args.n, channel=args.channel,
                      estimator=args.estimator, **{axis: values[0]}, fft_size=args.fft_size,
                      num_ofdm_symbols=args.num_ofdm_symbols, subcarrier_spacing_khz=args.subcarrier_spacing_khz,

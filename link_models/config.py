@@ -96,7 +96,7 @@ class LinkConfig(ConfigMixin):
             validate.positive_int(name, getattr(self, name))
         validate.non_negative_int("cp_length", self.cp_length)
         self.max_transmissions = validate.integer("max_transmissions", self.max_transmissions, 1, MAX_TRANSMISSIONS)
-        self.mcs = _mcs_setting(self.mcs)
+        self.mcs = parse_mcs(self.mcs)
         self.mcs_index: int | None = None
         if self.code == "none":
             if self.mcs is not None:
@@ -238,7 +238,7 @@ def link_adaptation(table: int, target: float, bler_table: str | None = None):
     return LinkAdaptation(table=table, target=target, bler_table=bler_table)
 
 
-def _mcs_setting(value) -> str | int | None:
+def parse_mcs(value) -> str | int | None:
     """None | 'auto' | an MCS index (int, or digits as text from a command line)."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "")):
         return None
