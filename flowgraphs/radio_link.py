@@ -34,6 +34,8 @@ def radio_link_factory(radio: str, uri: str | None = None, frame_codec=None, **s
 
     def factory(spec, seed: int) -> RadioLink:
         cfg = spec.link_config()
+        if cfg.ldpc_n < cfg.n:  # the frame cannot repeat coded bits (MCS rate < 1/5): the rate-1/5 code, once
+            cfg = LinkConfig(**{**cfg.to_dict(), "mcs": None, "n": cfg.ldpc_n})
         if radio == "sim":
             from sdr_drivers.sim import SimRadio
 
