@@ -166,7 +166,9 @@ class LDPC5GFastDecoder(nn.Module):
     :param hard_out: hard bits (default) or soft logits (log p(1)/p(0), as Sionna).
     :param return_infobits: the k information bits (default) or all n transmitted bits.
     :param llr_max: channel logits are clipped to +-llr_max first, as Sionna does.
-    :param parallel: spread codewords over numba's threads (None: when numba has more than one thread).
+    :param parallel: spread codewords over numba's threads. Off by default: numba's OpenMP threading layer
+        is not fork-safe (a process that forks after using it aborts in the child), and a link's batch
+        (48-96 codewords) fills only a few sets of lanes.
 
     :input llr_ch: [..., n] channel logits (any float dtype/device; decoding runs on the CPU).
     :input num_iter: optional maximum iterations for this call.
@@ -175,7 +177,7 @@ class LDPC5GFastDecoder(nn.Module):
 
     def __init__(self, encoder, num_iter: int = 20, alpha: float = 0.85, beta: float = 0.25,
                  hard_out: bool = True, return_infobits: bool = True, llr_max: float = 20.0,
-                 parallel: bool | None = None):
+                 parallel: bool = False):
         super().__init__()
         if int(num_iter) < 1:
             raise ValueError(f"num_iter={num_iter}: must be >= 1")
@@ -184,7 +186,7 @@ class LDPC5GFastDecoder(nn.Module):
         self.alpha, self.beta = float(alpha), float(beta)
         self.hard_out, self.return_infobits = bool(hard_out), bool(return_infobits)
         self.llr_max = float(llr_max)
-        self.parallel = parallel
+        self.parallel = bool(parallel)
         self.last_mean_iterations = math.nan
         self.last_iterations: np.ndarray | None = None
         self._setup(encoder)
@@ -245,7 +247,7 @@ class LDPC5GFastDecoder(nn.Module):
         if max_iter < 1:
             raise ValueError(f"num_iter={max_iter}: must be >= 1")
         out = np.empty_like(app)
-        threads = numba.get_num_threads() if self.parallel in (None, True) else 1
+        threads = numba.get_num_threads() if self.parallel else 1
         threads = max(1, min(threads, batch // _W))  # a thread per full set of lanes at least
         if batch:
             args = (self._row_ptr, self._vidx, self._row_alpha, np.float32(self.beta), max_iter)

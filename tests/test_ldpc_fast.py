@@ -104,3 +104,30 @@ def test_link_config_selects_the_decoder():
     assert fast.send_bytes(payload)[0] == payload == ref.send_bytes(payload)[0]
     with pytest.raises(InputError, match="decoder"):
         LinkConfig(decoder="bp")
+
+
+@pytest.mark.slow
+def test_threaded_decoding_gives_the_same_bits():
+    """parallel=True (numba threads over codeword ranges) decodes each codeword exactly as one thread does.
+
+    Run in a subprocess: numba's OpenMP layer must not be used in a process that forks later (pytest's)."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import numba, torch
+from meg_common.rng import import_sionna
+from link_models.ldpc_fast import LDPC5GFastDecoder
+sn = import_sionna()
+numba.set_num_threads(2)
+enc = sn.fec.ldpc.LDPC5GEncoder(500, 1000, num_bits_per_symbol=2)
+llr = 1.2 * (2 * enc(torch.randint(0, 2, (300, 500), generator=torch.Generator().manual_seed(0)).float()) - 1)
+llr = llr + 1.5 * torch.randn(llr.shape, generator=torch.Generator().manual_seed(1))
+one, two = LDPC5GFastDecoder(enc), LDPC5GFastDecoder(enc, parallel=True)
+assert torch.equal(one(llr), two(llr)) and (one.last_iterations == two.last_iterations).all()
+assert numba.threading_layer() in ("omp", "tbb", "workqueue")
+"""
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
