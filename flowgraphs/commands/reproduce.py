@@ -29,6 +29,8 @@ def register(subparsers) -> None:
     parser.add_argument("--channels", help="comma-separated channels (e.g. awgn,tdl-a) instead of the plan's")
     parser.add_argument("--kinds", help="comma-separated task kinds: text-to-image, img2img-es, img2img-ue")
     parser.add_argument("--n-es", help="comma-separated ES counts for the multi-ES protocols (e.g. 1,2,4)")
+    parser.add_argument("--mcs", help="MCS of the digital hops of every series that does not fix its own: auto "
+                                      "(link adaptation, the default), a TS 38.214 MCS index, or none")
     parser.add_argument("--world", choices=("auto", "v1", "v2"), default=None,
                         help="scene world of the tasks and the scoring (default auto: from the evaluator folder)")
     parser.add_argument("--model", help="Stable-Diffusion diffusers folder (default: the embedded model)")
@@ -70,6 +72,12 @@ def plan_from_args(args):
         channels=_list(args.channels, "--channels", tuple(c for c in CHANNELS if c != "ideal")),
         kinds=_list(args.kinds, "--kinds", cs.KINDS),
         n_es=_list(args.n_es, "--n-es", tuple(range(1, MAX_ES + 1)), int))
+    if getattr(args, "mcs", None) is not None:
+        from dataclasses import replace
+
+        from flowgraphs.config import _mcs_of
+
+        plan = replace(plan, mcs=_mcs_of(args.mcs, "--mcs") or "none")
     return plan
 
 

@@ -135,6 +135,9 @@ class Plan:
     model: str | None = None
     evaluator: str | None = None
     world: str = "auto"
+    mcs: str | int | None = None
+    """`reproduce --mcs`: the MCS of every digital hop of the series that do not fix their own (None: the link
+    default, 'auto'); left out of to_dict when None, so earlier campaigns resume."""
 
     @classmethod
     def quick(cls, model: str | None = None) -> Plan:
@@ -160,7 +163,10 @@ class Plan:
         ), n_tasks=200, chunk=50, model=model)
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        data = json.loads(json.dumps(asdict(self)))
+        if data.get("mcs") is None:
+            data.pop("mcs", None)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -273,7 +279,8 @@ class Harness:
         series, plan = SERIES[point.series], self.plan
         up_snr, down_snr = (plan.uplink_snr_db, point.snr_db) if point.swept == "downlink" else \
             (point.snr_db, plan.uplink_snr_db)
-        data = {"link": {"scheme": series.scheme, "channel": point.channel, **dict(series.link)},
+        mcs = {} if plan.mcs is None else {"mcs": plan.mcs}
+        data = {"link": {"scheme": series.scheme, "channel": point.channel, **mcs, **dict(series.link)},
                 "uplink": {"scheme": series.uplink_scheme or series.scheme, "snr_db": up_snr},
                 "downlink": {"snr_db": down_snr}}
         return config_from_dict(data, protocol=series.protocol, prompt=self.prompts[i], seed=1000 + i,
