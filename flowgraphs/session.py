@@ -84,6 +84,6 @@ class Session:
         if key not in self._radios:
             from flowgraphs.radio_link import radio_link_factory
 
-            self._radios[key] = radio_link_factory(config.radio, config.uri)
+            self._radios[key] = radio_link_factory(config.radio, config.uri, frame_codec=self.frame_codec)
         radio = self._radios[key]
         return lambda spec, seed: self.link(spec, seed) if spec.scheme == "wired" else radio(spec, seed)

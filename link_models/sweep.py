@@ -51,7 +51,7 @@ def sweep_config(cfg: LinkConfig, scheme: str, axis: str, values: list[float], t
     link = cfg.to_dict()
     link.pop("snr_db"), link.pop("ebno_db")
     if scheme == "analog":
-        for key in ("code", "k", "n", "modulation", "ldpc_iterations", "mcs", "mcs_table", "bler_target",
+        for key in ("code", "k", "n", "modulation", "ldpc_iterations", "decoder", "mcs", "mcs_table", "bler_target",
                     "bler_table", "max_transmissions"):
             link.pop(key, None)
     return {"scheme": scheme, "axis": axis, "points_db": [float(v) for v in values], "link": link,

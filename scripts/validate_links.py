@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     save(fig, out / "link-uncoded-awgn.png")
 
     # 2. 5G LDPC (1024, 2048) QPSK on AWGN, and Sionna's published point
-    ldpc = dict(axis="ebno_db", modulation="qpsk", code="ldpc", k=1024, n=2048, channel="awgn", batch=64)
+    ldpc = dict(axis="ebno_db", modulation="qpsk", code="ldpc", k=1024, n=2048, channel="awgn", batch=64, decoder="sionna")
     pts = sweep(work, "ldpc-qpsk-awgn", progress, values=[0.5, 1.0, 1.25, 1.5, 1.75, 2.0], target_errors=50,
                 max_frames=700, **ldpc)
     ref = sweep(work, "ldpc-qpsk-awgn-1.57", progress, values=[1.57], target_errors=60, max_frames=3000,

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from test_flowgraph_hops import FlakyLink as Flaky  # a link that corrupts its first sends
 from tiny_sd import make_tiny_sd  # noqa: E402
 
 from flowgraphs.config import LinkSpec, config_from_dict  # noqa: E402
@@ -110,21 +111,6 @@ def test_one_broadcast_reaches_every_es_each_with_its_own_noise_and_is_counted_o
         sum(r.symbols for r in shared.graph.records if r.direction == "uplink")
     prompt = next(r for r in shared.graph.records if r.name == "UE-ES1-prompt")
     assert saved == 2 * seeds[0].symbols + 2 * prompt.symbols  # two of three seed and prompt uploads saved
-
-
-class Flaky:
-    """A digital link that corrupts the first `bad` sends (100 symbols a send)."""
-
-    def __init__(self, bad):
-        self.bad, self.sent = bad, 0
-
-    def send_bytes(self, data):
-        self.sent += 1
-        out = bytearray(data)
-        if self.sent <= self.bad:
-            out[0] ^= 0xFF
-        return bytes(out), {"payload_bits": 8 * len(data), "total_symbols": 100, "airtime_s": 1e-3, "codewords": 1,
-                            "bit_errors": 8 * (self.sent <= self.bad), "block_errors": int(self.sent <= self.bad)}
 
 
 def test_a_digital_broadcast_is_sent_again_until_every_receiver_has_it_counted_once_per_transmission():
