@@ -11,7 +11,23 @@ from meg_common.errors import InputError
 from meg_phy.world import evaluator as ev
 from meg_phy.world import scenes
 
-TRAINED = Path(os.environ.get("MEG_PHY_WORLD2_EVALUATOR", "/work/train-state/world2/evaluator"))
+
+def _trained_reader() -> Path:
+    """A trained world-v2 reader: the folder named by MEG_PHY_WORLD2_EVALUATOR (e.g. a training run's output),
+    else the embedded evaluator once it is a world-v2 reader (after the switch-over). Never a path that only
+    exists on one machine."""
+    import json
+
+    from meg_phy.models import EVALUATOR_DIR
+
+    if os.environ.get("MEG_PHY_WORLD2_EVALUATOR"):
+        return Path(os.environ["MEG_PHY_WORLD2_EVALUATOR"])
+    config = EVALUATOR_DIR / "config.json"
+    is_v2 = config.exists() and json.loads(config.read_text()).get("class") == "SceneReader"
+    return EVALUATOR_DIR if is_v2 else Path("/nonexistent")
+
+
+TRAINED = _trained_reader()
 
 READING = {"objects": [{"shape": "star", "colour": "green", "size": "small", "position": "top left"},
                        {"shape": "square", "colour": "yellow", "size": "large", "position": "center"}],

@@ -241,11 +241,14 @@ class Harness:
         self.prompts = self.world.prompts(plan.n_tasks)
         self._references: dict[tuple[str, int], tuple[torch.Tensor, bool | None]] = {}
         self._baselines: dict[tuple[str, str, int], tuple[torch.Tensor, dict[str, Any]]] = {}
-        self.threads = torch.get_num_threads()
-        """PyTorch's threads as the worker started: restored after every run, because starting numba's OpenMP
-        threads (the fast LDPC decoder's parallel region) resets the OpenMP runtime that PyTorch shares
-        (measured: 1 -> 2 threads, about 10x the CPU time per denoising step on busy cores, and float results
-        that depend on which run came first in a process). So numba's threads start here, once."""
+        self.threads = UNIT_THREADS
+        """PyTorch's threads in every unit, whatever the executor: float reductions split differently over
+        different thread counts (PSNRs moved in the 8th digit between a 2-thread local run and 1-CPU Ray
+        workers), so one count makes local and Ray results identical. Restored after every run, because
+        starting numba's OpenMP threads (the fast LDPC decoder's parallel region) resets the OpenMP runtime
+        that PyTorch shares (measured: 1 -> 2 threads, about 10x the CPU time per denoising step on busy
+        cores, and float results that depend on which run came first in a process). So numba's threads
+        start here, once."""
         _start_numba_threads()
         torch.set_num_threads(self.threads)
 
@@ -314,6 +317,11 @@ class Harness:
         image_at = {"img2img-es": "es", "img2img-ue": "ue"}.get(point.kind) or ("ue" if protocol in UE_SEEDED else "es")
         run = run_protocol(self.config(point, i, image_at), task, self.session)
         return run.image, graph_numbers(run.graph)
+
+
+UNIT_THREADS = 1
+"""PyTorch threads per campaign unit (a unit is one task on the small embedded model: one thread is
+the efficient choice on a CPU; scale out with more units, e.g. `--executor ray --workers N`)."""
 
 
 def _start_numba_threads() -> None:
