@@ -584,7 +584,7 @@ class _Trainer:
 
     # ---- stage 6: export -----------------------------------------------------------------------------
     def stage_export(self) -> None:
-        from meg_phy.training.world_export import save_pipeline_folder
+        from meg_phy.training.export import save_pipeline_folder
 
         state = self._need("unet")
         tokenizer = components.build_tokenizer()
@@ -592,7 +592,8 @@ class _Trainer:
         unet.load_state_dict(state["ema_unet"])
         text_encoder = components.build_text_encoder(len(tokenizer))
         text_encoder.load_state_dict(state["ema_text"])
-        folder = save_pipeline_folder(self.out / "model", self.load_vae().cpu(), text_encoder, tokenizer, unet)
+        folder = save_pipeline_folder(self.out / "model", self.load_vae().cpu(), text_encoder, tokenizer, unet,
+                                      parts=components)
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         self.log["stages"]["export"] = {"folder": str(folder), "bytes": size}
         print(f"[train] wrote the diffusers folder {folder} ({size / 2**20:.1f} MiB) and the reader "
