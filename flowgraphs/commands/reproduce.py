@@ -31,8 +31,6 @@ def register(subparsers) -> None:
     parser.add_argument("--n-es", help="comma-separated ES counts for the multi-ES protocols (e.g. 1,2,4)")
     parser.add_argument("--mcs", help="MCS of the digital hops of every series that does not fix its own: auto "
                                       "(link adaptation, the default), a TS 38.214 MCS index, or none")
-    parser.add_argument("--world", choices=("auto", "v1", "v2"), default=None,
-                        help="scene world of the tasks and the scoring (default auto: from the evaluator folder)")
     parser.add_argument("--model", help="Stable-Diffusion diffusers folder (default: the embedded model)")
     parser.add_argument("--evaluator", help="evaluator folder (default: the embedded one)")
     parser.add_argument("--out", required=True, help="folder for results.json, report.md, plots and checkpoints")
@@ -67,7 +65,7 @@ def plan_from_args(args):
     if args.chunk is not None and not 1 <= args.chunk <= 10000:
         raise InputError(f"--chunk {args.chunk}: give a number from 1 to 10000")
     plan = cs.restrict(
-        plan, snrs=args.snr_db, tasks=args.tasks, chunk=args.chunk, evaluator=args.evaluator, world=args.world,
+        plan, snrs=args.snr_db, tasks=args.tasks, chunk=args.chunk, evaluator=args.evaluator,
         series=_list(args.series, "--series", tuple(cs.SERIES)),
         channels=_list(args.channels, "--channels", tuple(c for c in CHANNELS if c != "ideal")),
         kinds=_list(args.kinds, "--kinds", cs.KINDS),
@@ -120,7 +118,7 @@ def main(args) -> int:
 
     session = Session(evaluator=plan.evaluator)
     model = session.model(plan.model).describe()
-    world = load_world(plan.world, plan.evaluator, session).describe()
+    world = load_world(plan.evaluator, session).describe()
     for kind in plan.kinds():
         figures.curves(rows, out / f"case_study_{kind}.png", kind,
                        f"MEG case study, {kind}: {plan.n_tasks} tasks per point, 95 % intervals")
