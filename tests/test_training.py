@@ -9,8 +9,7 @@ import torch
 
 from meg_common.errors import InputError
 from meg_phy import scenes
-from meg_phy.training import components
-from meg_phy.training import trainer as world_trainer
+from meg_phy.training import components, trainer
 from meg_phy.training.checkpoint import load_checkpoint, save_checkpoint
 from meg_phy.training.trainer import TrainConfig, train
 
@@ -34,7 +33,7 @@ def test_tokenizer_gives_one_token_per_word_and_the_fast_path_agrees(tmp_path):
     assert all(len(i) == 1 for i in ids) and len({i[0] for i in ids}) == len(ids)
     gen = torch.Generator().manual_seed(0)
     full = scenes.sample_attributes(gen, 50)
-    prompts = [scenes.make_prompt(s) for s in full] + [world_trainer.prompt_for(s, gen) for s in full] + [""]
+    prompts = [scenes.make_prompt(s) for s in full] + [trainer.prompt_for(s, gen) for s in full] + [""]
     slow = tokenizer(prompts, padding="max_length", max_length=components.MAX_TOKENS, truncation=True,
                      return_tensors="pt").input_ids
     assert torch.equal(components.FastTokenizer()(prompts), slow)
@@ -85,7 +84,7 @@ def test_checkpoints_hold_models_and_optimisers_without_pickle(tmp_path):
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("world_train")
+    out = tmp_path_factory.mktemp("train")
     return out, train(tiny_config(out))
 
 
@@ -118,7 +117,7 @@ def test_interrupted_unet_stage_resumes_to_the_same_weights(smoke_run, tmp_path,
     shutil.copytree(done / "evaluator", tmp_path / "evaluator")
     config = tiny_config(tmp_path, stages=("unet",), checkpoint_every_minutes=0.0)
     calls = {"n": 0}
-    real = world_trainer.F.mse_loss
+    real = trainer.F.mse_loss
 
     def failing(*args, **kwargs):
         calls["n"] += 1
@@ -126,10 +125,10 @@ def test_interrupted_unet_stage_resumes_to_the_same_weights(smoke_run, tmp_path,
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(world_trainer.F, "mse_loss", failing)
+    monkeypatch.setattr(trainer.F, "mse_loss", failing)
     with pytest.raises(KeyboardInterrupt):
         train(config)
-    monkeypatch.setattr(world_trainer.F, "mse_loss", real)
+    monkeypatch.setattr(trainer.F, "mse_loss", real)
     assert load_checkpoint(tmp_path / "checkpoints" / "unet.safetensors")["step"] == 3
     log = train(config)
     assert [p[0] for p in log["stages"]["unet"]["loss"]] == list(range(1, STEPS + 1))
@@ -144,3 +143,21 @@ def test_interrupted_unet_stage_resumes_to_the_same_weights(smoke_run, tmp_path,
 def test_unet_stage_needs_a_trained_vae(tmp_path):
     with pytest.raises(InputError, match="stage vae is not finished"):
         train(tiny_config(tmp_path, stages=("unet",)))
+
+
+def test_train_command_runs_a_stage_and_refuses_bad_budgets(tmp_path, capsys):
+    from meg_phy.cli import main
+
+    assert main(["train", "--out", str(tmp_path), "--stage", "evaluator", "--steps", "2", "--threads", "1"]) == 0
+    log = json.loads((tmp_path / "train_log.json").read_text())
+    assert log["stages"]["evaluator"]["steps"] == 2 and (tmp_path / "evaluator" / "config.json").exists()
+    assert main(["train", "--out", str(tmp_path), "--minutes", "-1"]) == 2
+    assert main(["train", "--out", str(tmp_path), "--target-accuracy", "1.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("meg-phy: error: --target-accuracy 1.5") and "Traceback" not in "".join(err)
+
+
+def test_scaled_budgets_keep_the_stage_proportions():
+    config = TrainConfig(out="x")
+    trainer.scale_budgets(config, 56)
+    assert config.unet_minutes == pytest.approx(35) and config.evaluator_minutes == pytest.approx(5)
