@@ -1,4 +1,4 @@
-"""The scene reader of world v2: reads every object (shape, colour, size class, cell) and the background.
+"""The scene reader of the embedded world: reads every object (shape, colour, size class, cell) and the background.
 
 A small CNN with a dense per-location head (CenterNet-like): on an 8x8 map it predicts where object centres
 are and each object's shape, colour and size class; each location belongs to one cell of the 3x3 grid, so
@@ -122,7 +122,7 @@ def batch_labels(scene_list: list[dict], seeds: list[int]) -> dict[str, torch.Te
 
 
 class Evaluator:
-    """Reads images of world v2 (any size; resized to 64x64) and scores them against prompts and references."""
+    """Reads images of the embedded world (any size; resized to 64x64) and scores them against prompts and references."""
 
     def __init__(self, model: SceneReader):
         self.model = model.eval()
@@ -240,7 +240,7 @@ def save_evaluator(model: SceneReader, folder: str | Path) -> Path:
 
 
 def load_evaluator(path: str | Path | None = None) -> Evaluator:
-    """The world-v2 evaluator in `path` (config.json + model.safetensors; default: the embedded one in
+    """The scene reader in `path` (config.json + model.safetensors; default: the embedded one in
     meg_phy/models/evaluator)."""
     from safetensors.torch import load_file
 
@@ -255,7 +255,7 @@ def load_evaluator(path: str | Path | None = None) -> Evaluator:
         config = json.loads(config_path.read_text(encoding="utf-8"))
         if config.get("class") != "SceneReader" or config["attributes"] != {k: list(v) for k, v in
                                                                            scenes.ATTRIBUTES.items()}:
-            raise ValueError("not a world-v2 SceneReader for this vocabulary")
+            raise ValueError("not a SceneReader for this vocabulary")
         model = SceneReader(tuple(config["channels"]), config["hidden"], config["image_size"])
         model.load_state_dict(load_file(str(weights_path)))
     except Exception as exc:  # safetensors raises its own error types; any failure means the same here

@@ -1,4 +1,4 @@
-"""World v2 scenes: vocabulary, free-order prompts <-> named attributes, the seed drawing what the prompt
+"""The embedded world's scenes: vocabulary, free-order prompts <-> named attributes, the seed drawing what the prompt
 leaves out, and pixels that show what the scene names."""
 
 import math

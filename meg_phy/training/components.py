@@ -1,4 +1,4 @@
-"""Builders for the world-v2 model: stock diffusers/transformers classes with tiny configs.
+"""Builders for the embedded model: stock diffusers/transformers classes with tiny configs.
 
 The folder they make is an ordinary Stable-Diffusion diffusers folder (loadable by
 `StableDiffusionPipeline` / `StableDiffusionImg2ImgPipeline.from_pretrained`). As in Stable Diffusion the

@@ -1,4 +1,4 @@
-"""Evaluation of an SD folder in world v2, through diffusers' own pipelines (what `meg-phy eval-model` reports
+"""Evaluation of an SD folder in the embedded world, through diffusers' own pipelines (what `meg-phy eval-model` reports
 for the embedded default model or any SD folder of this world).
 
 - Text-to-image: held-out prompts of 1-3 objects from the training prompt distribution (attributes left out
