@@ -37,6 +37,9 @@ def register(subparsers) -> None:
     parser.add_argument("--evaluator", help="evaluator folder (default: the embedded one)")
     parser.add_argument("--out", required=True, help="folder for results.json, report.md, plots and checkpoints")
     add_executor_arguments(parser)
+    from flowgraphs.commands import bandwidth
+
+    bandwidth.add_arguments(parser)
     parser.set_defaults(func=main)
 
 
@@ -95,6 +98,11 @@ def main(args) -> int:
         own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
+    from flowgraphs.commands import bandwidth
+
+    bandwidth.unused(args)
+    if args.bandwidth:
+        return bandwidth.main(args)
     plan = plan_from_args(args)
     executor = executor_from_args(args)
     out = prepare_out_dir(args.out)
