@@ -312,26 +312,26 @@ def send_budgeted(link, payload: bytes, budget: int) -> tuple[bytes | None, dict
     return np.packbits(received).tobytes(), info
 
 
-def best_image_payload(image, fits, fmt: str = "webp") -> tuple[bytes | None, int | None]:
-    """The highest quality 1..100 whose encoded image satisfies fits(bits) (sizes are not monotone in the
-    quality, so every quality is tried from the top); (None, None) when none does."""
+def image_candidates(image, fmt: str = "webp") -> list[tuple[int, bytes]]:
+    """(quality, payload) for every quality 100..1, best first (sizes are not monotone in the quality, so
+    the fit takes the first that fits rather than searching)."""
     from meg_phy.codecs import encode_image
 
-    for quality in range(MAX_QUALITY, 0, -1):
-        data = encode_image(image, fmt=fmt, quality=quality)
-        if fits(8 * len(data)):
-            return data, quality
-    return None, None
+    return [(q, encode_image(image, fmt=fmt, quality=q)) for q in range(MAX_QUALITY, 0, -1)]
 
 
-def best_seed_payload(seed, fits) -> tuple[bytes | None, str | None]:
-    """The finest digital seed format whose payload satisfies fits(bits); (None, None) when none does."""
+def seed_candidates(seed) -> list[tuple[str, bytes]]:
+    """(format, payload) of the digital seed path, finest format first."""
     from meg_phy.codecs import encode_seed
 
-    for fmt in SEED_FORMATS:
-        data = encode_seed(seed, fmt)
+    return [(fmt, encode_seed(seed, fmt)) for fmt in SEED_FORMATS]
+
+
+def best_payload(candidates, fits) -> tuple[bytes | None, Any]:
+    """The first (best) candidate whose bits satisfy fits(bits): (payload, setting), or (None, None)."""
+    for setting, data in candidates:
         if fits(8 * len(data)):
-            return data, fmt
+            return data, setting
     return None, None
 
 
@@ -353,6 +353,7 @@ class Worker:
         self.plan = plan
         self.harness = cs.Harness(plan.harness_plan())
         self._seeds: dict[tuple[str, int], Any] = {}
+        self._candidates: dict[tuple[str, str, int], list] = {}
 
     @property
     def session(self):
@@ -388,6 +389,14 @@ class Worker:
         task = self.harness.task(kind, i)
         noise = torch.randn(seed.latents.shape, generator=torch.Generator().manual_seed(task.seed + 1))
         return seed.replace(latents=noise.to(seed.latents))
+
+    def candidates(self, payload: str, kind: str, i: int) -> list:
+        """The digital payloads of task i, best first (image: WebP qualities; seed: formats), built once."""
+        key = (payload, kind, i)
+        if key not in self._candidates:
+            self._candidates[key] = image_candidates(self.harness.reference(kind, i)[0]) if payload == "image" \
+                else seed_candidates(self.seed(kind, i))
+        return self._candidates[key]
 
     def link(self, scheme: str, point: Point, i: int):
         from flowgraphs.config import LinkSpec
@@ -481,7 +490,7 @@ class Worker:
         ref = self._reference(point, i)
         link = self.link("digital", point, i)
         rule = digital_plan(link)
-        data, quality = best_image_payload(ref, lambda b: rule.fits(b, point.uses))
+        data, quality = best_payload(self.candidates("image", point.kind, i), lambda b: rule.fits(b, point.uses))
         numbers = {"uses": 0, "air_symbols": 0, "delivered": False, "fits": data is not None, "setting": quality,
                    "mcs_index": rule.mcs_index, "payload_bits": None if data is None else 8 * len(data)}
         lost = torch.full_like(ref, 0.5)
@@ -501,7 +510,7 @@ class Worker:
         seed = self.seed(point.kind, i)
         link = self.link("digital", point, i)
         rule = digital_plan(link)
-        data, fmt = best_seed_payload(seed, lambda b: rule.fits(b, point.uses))
+        data, fmt = best_payload(self.candidates("seed", point.kind, i), lambda b: rule.fits(b, point.uses))
         numbers = {"uses": 0, "air_symbols": 0, "delivered": False, "fits": data is not None, "setting": fmt,
                    "mcs_index": rule.mcs_index, "payload_bits": None if data is None else 8 * len(data)}
         received = None
@@ -521,7 +530,7 @@ class Worker:
 
         ref = self._reference(point, i)
         limit = capacity_bits(point.uses, point.snr_db, point.channel)
-        data, quality = best_image_payload(ref, lambda b: b <= limit)
+        data, quality = best_payload(self.candidates("image", point.kind, i), lambda b: b <= limit)
         numbers = {"uses": point.uses if data else 0, "air_symbols": 0, "delivered": data is not None,
                    "fits": data is not None, "setting": quality, "capacity_bits": limit,
                    "payload_bits": None if data is None else 8 * len(data)}
@@ -532,7 +541,7 @@ class Worker:
 
         seed = self.seed(point.kind, i)
         limit = capacity_bits(point.uses, point.snr_db, point.channel)
-        data, fmt = best_seed_payload(seed, lambda b: b <= limit)
+        data, fmt = best_payload(self.candidates("seed", point.kind, i), lambda b: b <= limit)
         numbers = {"uses": point.uses if data else 0, "air_symbols": 0, "delivered": data is not None,
                    "fits": data is not None, "setting": fmt, "capacity_bits": limit,
                    "payload_bits": None if data is None else 8 * len(data)}
@@ -717,7 +726,7 @@ def figure(rows_: list[dict[str, Any]], path, kind: str, channel: str, plan: Pla
             ax.grid(alpha=0.3)
             if metric == "fidelity":
                 ax.set_ylim(-0.03, 1.03)
-    axes[0][0].legend(fontsize=6, loc="lower right")
+    axes[0][0].legend(fontsize=6, loc="best")
     fig.suptitle(f"Quality against bandwidth, {kind}, {channel}: {plan.n_tasks} tasks per point, 95 % intervals",
                  fontsize=10)
     fig.tight_layout()
@@ -746,7 +755,7 @@ def report(rows_: list[dict[str, Any]], plan: Plan, skipped: list[dict[str, Any]
         "",
         "Fidelity to the reference (mean [95 % interval]) of each series at a budget of N channel uses per image "
         "(payload-carrying resource elements; pilots and cyclic prefix not charged). Series: "
-        + "; ".join(f"`{k}` {s.label}" for k, s in SERIES.items()) + ". Rules: docs/link-models.md, "
+        + "; ".join(f"`{k}` {s.label}" for k, s in SERIES.items()) + ". Rules: docs/reproduce.md, "
         "\"Quality against bandwidth\". — : no point (the analog seed does not fit below its own size). "
         "A payload that does not fit or is not delivered scores as the harness's failure value (grey image, or "
         "fresh noise at the split step for a seed).",
