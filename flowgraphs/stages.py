@@ -191,10 +191,12 @@ class Stages:
         `last_exchange` (the ESs decode with context; otherwise the UE's merge is the last fusion)."""
         first = joint.copies[0]
         target = first.total if to is None else to
-        for step in range(first.step, target):
-            joint.copies = step_tiles(self, joint, conds)  # every ES's step at once (concurrent on Ray actors)
-            joint.since += 1
-            if joint.since >= self.cfg.exchange_every and (step + 1 < target or last_exchange):
+        step = first.step
+        while step < target:  # the steps up to the next exchange: one call per ES (concurrent on Ray actors)
+            n = min(max(1, self.cfg.exchange_every - joint.since), target - step)
+            joint.copies = step_tiles(self, joint, conds, steps=n)
+            joint.since, step = joint.since + n, step + n
+            if joint.since >= self.cfg.exchange_every and (step < target or last_exchange):
                 exchange(self, joint)
         if last_exchange and joint.since:
             exchange(self, joint)
