@@ -195,10 +195,10 @@ class RayPlacement:
 
     # -- placement ---------------------------------------------------------------------------------
     def prepare(self, nodes: Sequence[str], ldm) -> None:
-        """Start the actors of a run's ESs at once, so they load their models concurrently."""
-        for node in nodes:
-            if node != "UE":
-                self._actor(node, ldm)
+        """Start the actors of a run's ESs at once (they load their models concurrently) and wait until they
+        are ready, so no stage's compute time counts a model load."""
+        new = [self._actor(node, ldm) for node in nodes if node != "UE" and not self._has(node, ldm)]
+        self.fetch([actor.info.remote() for actor in new])
 
     def model(self, node: str, ldm):
         """The model as `node` runs it: the UE's here, an ES's on its actor."""
@@ -237,6 +237,12 @@ class RayPlacement:
             raise DeviceError(f"an ES actor was lost ({type(exc).__name__}: {_first_line(exc)}); run again "
                               "(campaigns resume from their saved units)") from exc
 
+    def _key(self, node: str, ldm) -> tuple:
+        return (node, str(ldm.path), ldm.scheduler_name, str(ldm.dtype))
+
+    def _has(self, node: str, ldm) -> bool:
+        return self._key(node, ldm) in self._actors
+
     def _actor(self, node: str, ldm):
         device = "cuda" if self._ray_session.gpus_per_unit > 0 else "cpu"
         if ldm.device.type != device:
@@ -244,7 +250,7 @@ class RayPlacement:
                              f"would run it on {device}, so results would differ; "
                              + ("give the actors GPUs (gpus_per_es > 0)" if device == "cpu" else
                                 "load the model on CUDA here too"))
-        key = (node, str(ldm.path), ldm.scheduler_name, str(ldm.dtype), device)
+        key = self._key(node, ldm)
         if key not in self._actors:
             ray = self.connect()
             rt = self._ray_session
@@ -283,7 +289,11 @@ def placement_from_args(args: argparse.Namespace, address: str | None = None) ->
 
 
 def placed_setup(setup: Callable[[], Any], placement) -> Callable[[], Any]:
-    """A campaign worker's `setup` whose session places its ESs with `placement` (a case-study Harness)."""
+    """A campaign worker's `setup` whose session places its ESs with `placement` (a case-study Harness);
+    `setup` itself for the local placement."""
+    if placement.name == "local":
+        return setup
+
     def build():
         state = setup()
         state.session.placement = placement

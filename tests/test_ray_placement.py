@@ -123,9 +123,10 @@ def placement():
 
 @pytest.mark.ray
 @pytest.mark.slow
-@pytest.mark.parametrize("protocol, n_es", [("DIUG", 2), ("DIUG", 4), ("UIDG", 2), ("DSUC", 2), ("DCSUC", 2)])
-def test_each_es_on_its_actor_gives_the_local_run_bit_for_bit(placement, model, one_thread, protocol, n_es):
-    cfg = config(model, protocol, n_es)
+@pytest.mark.parametrize("protocol, n_es, extra", [("DIUG", 2, {}), ("DIUG", 4, {}), ("DIUG", 4, {"exchange_every": 3}),
+                                                   ("UIDG", 2, {}), ("DSUC", 2, {}), ("DCSUC", 2, {})])
+def test_each_es_on_its_actor_gives_the_local_run_bit_for_bit(placement, model, one_thread, protocol, n_es, extra):
+    cfg = config(model, protocol, n_es, **extra)
     local = run_protocol(cfg, session=Session())
     calls = dict(placement.calls)
     remote = run_protocol(cfg, session=Session(placement=placement))
@@ -182,3 +183,34 @@ def test_meg_phy_run_with_ray_placement_writes_the_local_result(tmp_path, model)
             {n: (c["steps"], c["work"]) for n, c in data["compute"].items()}
 
     assert numbers("local") == numbers("ray")
+
+
+def test_reproduce_refuses_ray_placement_with_ray_executor(tmp_path, capsys):
+    from meg_phy.cli import main
+
+    code = main(["reproduce", "--quick", "--placement", "ray", "--executor", "ray", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--placement ray with --executor ray" in err[0]
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_reproduce_with_ray_placement_gives_the_local_rows(tmp_path, model):
+    """`meg-phy reproduce --placement ray` (a private Ray for the campaign): the rows of the local campaign,
+    compute seconds aside."""
+    pytest.importorskip("ray")
+    args = ["reproduce", "--series", "proto-DIUG", "--n-es", "2", "--tasks", "2", "--kinds", "img2img-ue",
+            "--channels", "awgn", "--snr-db", "0", "--model", model]
+    for where in ("local", "ray"):
+        proc = subprocess.run([sys.executable, "-m", "meg_phy.cli", *args, "--placement", where,
+                               "--out", str(tmp_path / where)], capture_output=True, text=True, env=ENV, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def rows(where):
+        data = json.loads((tmp_path / where / "results.json").read_text())
+        assert data["config"]["placement"] == where
+        return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in data["rows"]]
+
+    local = rows("local")
+    assert rows("ray") == local and any(r["series"] == "proto-DIUG" for r in local)
