@@ -71,6 +71,9 @@ def test_digital_never_exceeds_budget_and_capacity_carries_more(snr_db):
     rule = bw.digital_plan(link)
     per_cw = link.cfg.n // link.cfg.bits_per_symbol
     assert rule.uses_per_codeword == per_cw and rule.bler == link.cfg.bler_target
+    assert bw.digital_plan(link, 0.3).bler == 0.3 and bw.digital_plan(link, 0.01).bler == link.cfg.bler_target
+    probe = bw.first_try_bler(link, 64)
+    assert 0 <= probe <= 1 and bw.first_try_bler(link, 64) == probe  # the same probe on every worker
     gen = torch.Generator().manual_seed(3)
     for size in (40, 200, 700):
         payload = bytes(torch.randint(0, 256, (size,), generator=gen, dtype=torch.uint8).tolist())
@@ -131,6 +134,7 @@ def test_sweep_json_contract_and_budgets(sweep):
             bound = rows[("image-capacity", snr, uses)]
             assert r["payload_bits"]["value"] <= bound["payload_bits"]["value"] <= bw.capacity_bits(uses, snr, "awgn")
     assert rows[("image-capacity", 10.0, 2048)]["delivered"]["k"] == 2
+    assert rows[("image-digital", 10.0, 2048)]["planning_bler"] >= 0.1
     # the SNR sweep at the seed's size shares the units of the bandwidth grid
     assert ("seed-analog", 0.0, 128) in rows and ("softcast-meta-free", 0.0, 128) in rows
     assert (out / "bandwidth_text-to-image_awgn.png").stat().st_size > 0

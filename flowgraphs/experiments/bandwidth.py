@@ -28,9 +28,10 @@ Digital fit rule (link-adapted series): the link picks its MCS for the SNR (Link
 of B bits needs C = ceil(B / k') codewords (k' payload bits per codeword after the CRC24B), n/m uses each;
 it fits in N if its first transmission does (C n/m <= N) and it is delivered within N with probability at
 least 1 - bler_target (90 %): every codeword passes within 4 transmissions and the retransmissions take at
-most the floor((N - C n/m) / (n/m)) spare codeword slots, each try failing independently with p = the
-link adaptation's BLER target, 10 % (what the chosen MCS promises at most; the BLER table's own value at the
-chosen MCS is measured with 3072-bit codewords and is optimistic for the hops' 1008-bit ones). It is then sent
+most the floor((N - C n/m) / (n/m)) spare codeword slots, each try failing independently with p = the larger
+of the link adaptation's BLER target (10 %) and the hop link's own first-try BLER at that SNR, measured once
+per worker on 256 codewords (the BLER table behind the adaptation is measured with perfect CSI and 3072-bit
+codewords; the hops estimate the channel with LMMSE on one resource block and use 1008-bit codewords). It is then sent
 with HARQ (chase combining) until every codeword passes its CRC, a retransmission round going out only if
 all pending codewords fit in the budget left, so a digital series never spends more than N. A payload still corrupt (or one that never fit) scores as the harness's
 failure value: a mid-grey image, or, for a seed, fresh noise at the split step that the UE denoises on
@@ -60,6 +61,9 @@ SNR_SWEEP = (-10.0, -5.0, 0.0, 5.0, 10.0, 20.0)
 SEED_FORMATS = ("float32", "float16", "int8", "int4")
 """Digital seed formats, finest first (meg_phy.codecs.seed)."""
 MAX_QUALITY = 100
+PROBE_CODEWORDS = 256
+PROBE_SEED = 7
+"""The first-try BLER the digital fit rule plans with is measured on this many codewords (fixed seed)."""
 BASELINE = "prompt-only"
 NO_CHANNEL = "none"
 
@@ -253,12 +257,20 @@ class DigitalPlan:
         return uses
 
 
-def digital_plan(link) -> DigitalPlan:
-    """The fit rule of a HARQ DigitalLink at its operating point (see the module doc): tries fail with the
-    BLER the link adaptation promises at most (its target), not the table's value at the chosen MCS, which is
-    measured with 3072-bit codewords and optimistic for the hops' 1008-bit ones."""
+def first_try_bler(link, codewords: int = PROBE_CODEWORDS, seed: int = PROBE_SEED) -> float:
+    """Block error rate of one transmission on `link` at its operating point, from `codewords` random codewords
+    (the link is reseeded with `seed` first, so the probe is the same on every worker)."""
+    link.reseed(seed)
+    bits, bits_hat = link(codewords)
+    return float((bits != bits_hat).any(dim=1).float().mean())
+
+
+def digital_plan(link, bler: float | None = None) -> DigitalPlan:
+    """The fit rule of a HARQ DigitalLink at its operating point (see the module doc): tries fail with
+    probability max(the link adaptation's BLER target, `bler`), `bler` being the link's measured first-try
+    BLER (None: the target alone)."""
     cfg = link.cfg
-    p = cfg.bler_target
+    p = max(cfg.bler_target, bler or 0.0)
     return DigitalPlan(link.payload_bits_per_codeword, cfg.n // cfg.bits_per_symbol, p, cfg.max_transmissions,
                        cfg.bler_target, cfg.mcs_index, cfg.modulation, cfg.code_rate)
 
@@ -354,6 +366,7 @@ class Worker:
         self.harness = cs.Harness(plan.harness_plan())
         self._seeds: dict[tuple[str, int], Any] = {}
         self._candidates: dict[tuple[str, str, int], list] = {}
+        self._bler: dict[tuple[str, float], float] = {}
 
     @property
     def session(self):
@@ -397,6 +410,14 @@ class Worker:
             self._candidates[key] = image_candidates(self.harness.reference(kind, i)[0]) if payload == "image" \
                 else seed_candidates(self.seed(kind, i))
         return self._candidates[key]
+
+    def rule(self, point: Point, link) -> DigitalPlan:
+        """The digital fit rule at this point, planning with the hop link's measured first-try BLER (measured
+        once per worker, channel and SNR) when it exceeds the target."""
+        key = (point.channel, point.snr_db)
+        if key not in self._bler:
+            self._bler[key] = first_try_bler(self.link("digital", point, 0))
+        return digital_plan(link, self._bler[key])
 
     def link(self, scheme: str, point: Point, i: int):
         from flowgraphs.config import LinkSpec
@@ -450,8 +471,8 @@ class Worker:
         from meg_phy.codecs.softcast import HEADER_BYTES, SoftCastDecoder, SoftCastEncoder, unpack_meta
 
         ref = self._reference(point, i)
+        rule = self.rule(point, self.link("digital", point, i))
         link = self.link("digital", point, i)
-        rule = digital_plan(link)
         encoder = SoftCastEncoder()
         chunk_len = encoder.chunk[0] * encoder.chunk[1]
         height, width = ref.shape[-2:]
@@ -464,7 +485,8 @@ class Worker:
         while count > 0 and not rule.fits(meta_bits(count), point.uses - math.ceil(count * chunk_len / 2)):
             count -= 1
         numbers = {"uses": 0, "air_symbols": 0, "delivered": False, "fits": count > 0, "setting": count,
-                   "side_bits": meta_bits(max(count, 1)), "mcs_index": rule.mcs_index}
+                   "side_bits": meta_bits(max(count, 1)), "mcs_index": rule.mcs_index,
+                   "planning_bler": rule.bler}
         lost = torch.full_like(ref, 0.5)
         if count == 0:
             return lost, numbers
@@ -488,11 +510,12 @@ class Worker:
         from meg_phy.codecs import decode_image
 
         ref = self._reference(point, i)
+        rule = self.rule(point, self.link("digital", point, i))
         link = self.link("digital", point, i)
-        rule = digital_plan(link)
         data, quality = best_payload(self.candidates("image", point.kind, i), lambda b: rule.fits(b, point.uses))
         numbers = {"uses": 0, "air_symbols": 0, "delivered": False, "fits": data is not None, "setting": quality,
-                   "mcs_index": rule.mcs_index, "payload_bits": None if data is None else 8 * len(data)}
+                   "mcs_index": rule.mcs_index, "planning_bler": rule.bler,
+                   "payload_bits": None if data is None else 8 * len(data)}
         lost = torch.full_like(ref, 0.5)
         if data is None:
             return lost, numbers
@@ -508,11 +531,12 @@ class Worker:
         from meg_phy.codecs import decode_seed
 
         seed = self.seed(point.kind, i)
+        rule = self.rule(point, self.link("digital", point, i))
         link = self.link("digital", point, i)
-        rule = digital_plan(link)
         data, fmt = best_payload(self.candidates("seed", point.kind, i), lambda b: rule.fits(b, point.uses))
         numbers = {"uses": 0, "air_symbols": 0, "delivered": False, "fits": data is not None, "setting": fmt,
-                   "mcs_index": rule.mcs_index, "payload_bits": None if data is None else 8 * len(data)}
+                   "mcs_index": rule.mcs_index, "planning_bler": rule.bler,
+                   "payload_bits": None if data is None else 8 * len(data)}
         received = None
         if data is not None:
             got, info = send_budgeted(link, data, point.uses)
@@ -637,6 +661,8 @@ def row(point: Point, records: list[dict[str, Any]], baseline: list[dict[str, An
         "fits": stats.rate(sum(bool(r["fits"]) for r in records), len(records)),
         "settings": sorted({str(r["setting"]) for r in records}),
     }
+    for key in ("mcs_index", "planning_bler"):  # the same for every task of a point
+        out[key] = records[0].get(key)
     bits = [r["payload_bits"] for r in records if r.get("payload_bits") is not None]
     out["payload_bits"] = stats.mean(bits) if bits else None
     if baseline is not None and point.series != BASELINE:
