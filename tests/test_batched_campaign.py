@@ -116,3 +116,26 @@ def test_batched_plan_option_keeps_earlier_plan_files():
     assert "batched" not in plan.to_dict()          # a campaign folder made before still resumes
     data = Plan.from_dict({**plan.to_dict(), "batched": True}).to_dict()
     assert data["batched"] is True
+
+
+def test_case_study_unit_batched_matches_task_by_task():
+    from dataclasses import asdict, replace
+
+    from flowgraphs.experiments import case_study as cs
+
+    plan = cs.Plan(grids=(cs.Grid(("img2img-ue",), ("seed-analog-aware",), ("awgn",), (0.0,)),), n_tasks=3, chunk=3,
+                   steps=10)
+    point = asdict(cs.Point("img2img-ue", "seed-analog-aware", "awgn", 0.0, 1))
+    one = cs.Harness(plan)
+    many = cs.Harness(replace(plan, batched=True))
+    many.session, many.world = one.session, one.world
+    a, b = cs.run_unit(one, point, [0, 1, 2]), cs.run_unit(many, point, [0, 1, 2])
+    assert torch.get_num_threads() == one.threads
+    for ra, rb in zip(a["records"], b["records"], strict=True):
+        for key, value in ra.items():
+            if key.endswith("seconds"):
+                continue
+            if isinstance(value, float) and key != "fidelity":
+                assert rb[key] == pytest.approx(value, rel=1e-3, abs=1e-6), key
+            else:
+                assert rb[key] == value, key

@@ -311,7 +311,9 @@ class Harness:
         from flowgraphs.protocols import SINGLE_ES
 
         protocol = SERIES[point.series].protocol
-        if not (self.plan.batched and point.series not in BASELINE_KEYS and protocol in SINGLE_ES and len(indices) > 1):
+        local = getattr(self.session.placement, "name", "local") == "local"   # ES actors: runs go one by one
+        if not (self.plan.batched and local and point.series not in BASELINE_KEYS and protocol in SINGLE_ES
+                and len(indices) > 1):
             return [self.outcome(point, i) for i in indices]
         from flowgraphs.batch import run_batch
 
@@ -409,12 +411,6 @@ def run_unit(harness: Harness, point_data: dict[str, Any], indices: list[int]) -
         outs = harness.outcomes(point, indices)
     except InputError as exc:  # e.g. a protocol that needs the image where this task kind does not have it
         return {"point": point_data, "skipped": str(exc)}
-    except (AttributeError, TypeError) as exc:
-        if point.kind != "text-to-image" or "NoneType" not in str(exc):
-            raise
-        # stages that size or copy the input image (sketch completion, multi-ES image copies) need one
-        return {"point": point_data, "skipped": f"{SERIES[point.series].protocol} has no text-to-image form in "
-                                                f"flowgraphs.stages yet (no input image: {exc})"}
     images = torch.cat([image for image, _ in outs])
     refs_and_matches = [harness.reference(point.kind, i) for i in indices]
     refs = torch.cat([r for r, _ in refs_and_matches])
