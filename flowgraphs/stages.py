@@ -74,15 +74,19 @@ class Stages:
                              f"ESUC, DIUG, DSUC, DCSUC or CENTRALIZED)")
         return self.task.image
 
-    def input_image(self, ue: str, es: str) -> torch.Tensor:
-        """The input image at an ES: uploaded by the UE (config image_at = 'ue'), or already there ('es')."""
-        if self.cfg.image_at == "es":
+    def input_image(self, ue: str, es: str) -> torch.Tensor | None:
+        """The input image at an ES: uploaded by the UE (config image_at = 'ue'), or already there ('es');
+        None for a text-to-image task (no input image: the ES generates from the prompt, nothing goes up)."""
+        if self.task.image is None or self.cfg.image_at == "es":
             return self.task.image
         return self.send_image(ue, es, self.task.image)[0]
 
-    def upload_image(self, ue: str, servers: list[str]) -> list[torch.Tensor]:
+    def upload_image(self, ue: str, servers: list[str]) -> list[torch.Tensor | None]:
         """The input image at every ES: the UE's upload (a broadcast by default), or, with image_at = 'es', the
-        copy that the first ES holds, sent to the others over backhaul hops."""
+        copy that the first ES holds, sent to the others over backhaul hops; None everywhere for a
+        text-to-image task (each ES starts from the task's noise, the same draw on every ES)."""
+        if self.task.image is None:
+            return [None] * len(servers)
         if self.cfg.image_at == "es":
             return [self.task.image] + [self.send_image(servers[0], es, self.task.image)[0] for es in servers[1:]]
         return [image for image, _ in self._reach(ue, servers, "image", lambda ch: self._send_image(ch, self.task.image))]
@@ -160,7 +164,7 @@ class Stages:
         from meg_phy.resume import sketch_strength
 
         with self.g.on(node):
-            sketch = resize(sketch, tuple(self.task.image.shape[-2:]))
+            sketch = resize(sketch, tuple(int(v) for v in self.ldm.resolution))
             strength = self.cfg.sketch_strength
             if self.cfg.resume == "channel-aware":
                 strength = sketch_strength(noise_var, base=strength, ldm=self.ldm, image=sketch)
