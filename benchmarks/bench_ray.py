@@ -10,6 +10,16 @@ Target: ratio = 2 workers / 1 worker >= 1.6. On a machine whose 2 cores are shar
 ratio is bounded by what those jobs leave: the load average is recorded with the result, and so is the
 executor's own share, `concurrency` (units computing at once in steady state: about 1 and 2 when the
 executor keeps every worker busy; contention from other jobs shows as longer `mean_unit_s` instead).
+
+ESs as actors (`--placement ray`, flowgraphs.placement): the wall time of one DIUG run with 4 ESs on the
+embedded model, each ES on its own Ray actor (`diug_actors_s`) against every node in this process
+(`diug_sequential_s`), both with one PyTorch thread per process (the actors' setting; the runs are checked
+identical bit for bit), actors started and models loaded beforehand, median over repeats run alternately.
+`diug_speedup` = sequential / actors. No target: only the ESs' joint denoising runs concurrently (the UE's
+steps and the link simulation do not), and 4 actors share this machine's cores, so on 2 cores the ES phase
+can at best halve: `diug_joint_phase_s` is that phase alone (timed around `Stages.denoise_jointly`).
+`diug_es_step_ms` is an ES's UNet step as timed on its actor and `diug_roundtrip_ms` an
+empty call to an actor and back: the per-step cost of one remote call per ES per step.
 """
 
 from __future__ import annotations
@@ -38,6 +48,77 @@ def _campaign(executor, units, setup, workers: int) -> dict:
             "concurrency": round(busy / steady, 3)}
 
 
+def diug(quick: bool = False) -> dict:
+    """DIUG with 4 ESs: wall time with each ES on its own actor against sequential placement (module docstring)."""
+    import statistics
+
+    import torch
+
+    from flowgraphs.config import load_config
+    from flowgraphs.placement import RayPlacement
+    from flowgraphs.runner import run_protocol
+    from flowgraphs.session import Session
+    from flowgraphs.stages import Stages
+
+    joint: list[float] = []  # wall time of each run's joint denoising (the phase the actors run concurrently)
+    untimed = Stages.denoise_jointly
+
+    def timed(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return untimed(self, *args, **kwargs)
+        finally:
+            joint.append(time.perf_counter() - start)
+
+    Stages.denoise_jointly = timed
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    repeats = 3 if quick else 7
+    config = load_config(None, protocol="DIUG", n_es=4)
+    local = Session()
+    walls: dict[str, list[float]] = {"sequential": [], "actors": []}
+    phases: dict[str, list[float]] = {"sequential": [], "actors": []}
+    load_before = os.getloadavg()[0]
+    es_steps: list[float] = []
+    try:
+        with RayPlacement() as placement:
+            remote = Session(placement=placement)
+            outcomes = {"sequential": run_protocol(config, session=local),  # warm-up: models loaded, actors ready
+                        "actors": run_protocol(config, session=remote)}
+            identical = torch.equal(outcomes["sequential"].image, outcomes["actors"].image)
+            for _ in range(repeats):
+                for name, session in (("sequential", local), ("actors", remote)):
+                    start = time.perf_counter()
+                    out = run_protocol(config, session=session)
+                    walls[name].append(time.perf_counter() - start)
+                    phases[name].append(joint[-1])
+                    identical = identical and torch.equal(out.image, outcomes["sequential"].image)
+                    if name == "actors":
+                        es = [out.graph.compute[n] for n in out.graph.es]
+                        es_steps += [c["seconds"] / c["steps"] for c in es]
+            actor = next(iter(placement._actors.values()))
+            trips = []
+            for _ in range(50):
+                start = time.perf_counter()
+                placement.fetch([actor.info.remote()])
+                trips.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+        Stages.denoise_jointly = untimed
+    seq, act = statistics.median(walls["sequential"]), statistics.median(walls["actors"])
+    return {"diug_sequential_s": round(seq, 3), "diug_actors_s": round(act, 3), "diug_speedup": round(seq / act, 3),
+            "diug_identical": identical, "diug_repeats": repeats,
+            "diug_load_avg_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+            "diug_walls_s": {k: [round(w, 3) for w in v] for k, v in walls.items()},
+            "diug_joint_phase_s": {k: round(statistics.median(v), 3) for k, v in phases.items()},
+            "diug_joint_phase_speedup": round(statistics.median(phases["sequential"]) /
+                                              statistics.median(phases["actors"]), 3),
+            "diug_es_step_ms": round(1e3 * statistics.median(es_steps), 2),
+            "diug_roundtrip_ms": round(1e3 * statistics.median(trips), 2),
+            "diug_setup": "DIUG, 4 ESs, embedded model, defaults of meg-phy run (steps, strength, split, analog links), "
+                          "1 PyTorch thread per process, private local Ray, actors warm"}
+
+
 def run(quick: bool = False) -> dict:
     import importlib.util
 
@@ -61,7 +142,8 @@ def run(quick: bool = False) -> dict:
         one = _campaign(executor, units, setup, workers=1)
         two = _campaign(executor, units, setup, workers=2)
     ratio = two["units_per_s"] / one["units_per_s"]
-    return {"target": f"units/s with 2 workers / 1 worker >= {TARGET}", "passed": ratio >= TARGET,
+    actors = diug(quick)
+    return {**actors, "target": f"units/s with 2 workers / 1 worker >= {TARGET}", "passed": ratio >= TARGET,
             "ratio": round(ratio, 3), "campaign_ratio": round(two["campaign_units_per_s"] / one["campaign_units_per_s"], 3),
             "one_worker": one, "two_workers": two, "frames_per_unit": frames,
             "unit": "digital sweep point: LDPC k=1024 n=2048, QPSK, AWGN, LS, 1 CPU per unit",

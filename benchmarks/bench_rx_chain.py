@@ -1,27 +1,34 @@
-"""Receive-chain speed of the over-the-air frame, against the sample rate (real time).
+"""Receive-chain speed of the over-the-air frame, against the sample rate (real time), without and with decoding.
 
-What is timed: the burst receiver on a stream of back-to-back frames (QPSK, LDPC k=1024 n=2048, the
-default 2 MS/s frame) captured through the simulated radio with +-40 ppm CFO and SCO, DC offset, IQ
+What is timed: the burst receiver on a stream of back-to-back frames (QPSK, LDPC k=1024 n=2048 rate 1/2,
+the default 2 MS/s frame) captured through the simulated radio with +-40 ppm CFO and SCO, DC offset, IQ
 imbalance and a 12-bit ADC at 10 dB: front end, detection, synchronisation (CFO, timing), OFDM
-demodulation, drift tracking, LS estimation and LMMSE equalisation. Soft demapping and LDPC decoding are
-timed apart (reported, not in the ratio).
+demodulation, drift tracking, LS estimation and LMMSE equalisation (the chain without decoding), then soft
+demapping (link_models.demapping) and LDPC decoding (link_models.ldpc_fast) with the CRC checks.
 
-Target: >= 5x real time at 2 MS/s on 2 cores. The reference is the sample rate, a property of the stream.
+Targets at 2 MS/s on 2 cores: >= 5x real time without decoding (`realtime_factor_2cores`) and >= 2x for
+the whole chain including demapping and LDPC decoding (`realtime_factor_with_ldpc_2cores`, the CPU time of
+one complete `FrameReceiver.receive` call, every stage and the bookkeeping between them); `passed` needs
+both, and every frame decoded. The reference is the sample rate, a property of the stream.
 The shared development machine is heavily loaded, so wall-clock time says more about the other jobs than
-about this code; the ratio therefore uses CPU time (`time.process_time`) of a single-threaded receiver:
-one core sustains `realtime_factor_1core` x real time, and since the receiver is stateless between
-capture buffers, 2 cores sustain twice that with one receiver per core (`realtime_factor_2cores`).
+about this code; the ratios therefore use CPU time (`time.process_time`) of a single-threaded receiver:
+one core sustains `realtime_factor_1core` x real time. The receiver is stateless between capture buffers
+(nothing in one `receive` call depends on an earlier one: detection, sync, equalisation and decoding all
+start from the buffer), so 2 cores sustain twice that with one receiver per core on alternate buffers:
+the `_2cores` figures are 2 x the 1-core ones, with and without decoding alike.
 Wall-clock timings with 1 and 2 torch threads are reported too.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 import torch
 
 TARGET_REALTIME = 5.0
+TARGET_REALTIME_WITH_LDPC = 2.0
 CHAIN = ("frontend", "detect", "sync", "ofdm")
 
 
@@ -44,14 +51,19 @@ def _stream(num_frames: int):
 
 
 def _best(receiver, capture, repeats: int) -> tuple[dict, int]:
+    """Best of `repeats` receive calls: the stage timings of the fastest chain, and the fastest whole call."""
     best: dict | None = None
+    whole = math.inf
     ok = 0
     for _ in range(repeats):
+        t0 = receiver.timer()
         result = receiver.receive(capture)
+        whole = min(whole, receiver.timer() - t0)
         ok = sum(f.crc_ok for f in result.frames)
         chain = sum(result.timings[s] for s in CHAIN)
         if best is None or chain < best["chain_s"]:
             best = {"chain_s": chain, **{f"{k}_s": v for k, v in result.timings.items()}}
+    best["receive_s"] = whole
     return {k: round(v, 5) for k, v in best.items()}, ok
 
 
@@ -75,12 +87,17 @@ def run(quick: bool = False) -> dict:
     finally:
         torch.set_num_threads(previous)
     one_core = signal_s / cpu["chain_s"]
+    with_ldpc = signal_s / cpu["receive_s"]
     return {
-        "target": f"receive chain (no demapping/LDPC) >= {TARGET_REALTIME:g}x real time at {rate / 1e6:g} MS/s "
-                  "on 2 cores (CPU time, one receiver per core)",
-        "passed": bool(2 * one_core >= TARGET_REALTIME and ok == sent),
+        "target": f"receive chain >= {TARGET_REALTIME:g}x real time without decoding and >= "
+                  f"{TARGET_REALTIME_WITH_LDPC:g}x with demapping and LDPC decoding, at {rate / 1e6:g} MS/s, "
+                  "QPSK rate 1/2, on 2 cores (CPU time, one receiver per core)",
+        "passed": bool(2 * one_core >= TARGET_REALTIME and 2 * with_ldpc >= TARGET_REALTIME_WITH_LDPC
+                       and ok == sent),
         "realtime_factor_1core": round(one_core, 2),
         "realtime_factor_2cores": round(2 * one_core, 2),
+        "realtime_factor_with_ldpc_1core": round(with_ldpc, 2),
+        "realtime_factor_with_ldpc_2cores": round(2 * with_ldpc, 2),
         "chain_samples_per_cpu_s": round(capture.size / cpu["chain_s"]),
         "sample_rate": rate, "samples": int(capture.size), "signal_s": round(signal_s, 4),
         "frames": sent, "frames_ok": ok,

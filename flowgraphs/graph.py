@@ -55,6 +55,13 @@ class Flowgraph:
             self.compute[node]["steps"] += int(steps)
             self.compute[node]["work"] += int(work)
 
+    def account(self, node: str, seconds: float = 0.0, steps: int = 0, work: int = 0) -> None:
+        """Account compute measured elsewhere on `node` (an ES's step on its Ray actor, timed there)."""
+        self._check_node(node)
+        self.compute[node]["seconds"] += float(seconds)
+        self.compute[node]["steps"] += int(steps)
+        self.compute[node]["work"] += int(work)
+
     def hop(self, src: str, dst: str, payload: str, record: bool = True) -> Hop:
         """A hop named `SRC-DST-PAYLOAD` with its configured link; what it sends is recorded in `records`."""
         self._check_node(src)

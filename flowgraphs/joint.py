@@ -65,18 +65,48 @@ class Joint:
 
 def tile_step(st: Stages, joint: Joint, i: int, cond):
     """One denoising step of ES i: the UNet on its window, the result kept on its tile (accounted there)."""
-    seed, window, (top, left, h, w) = joint.copies[i], joint.windows[i], joint.layout.boxes[i]
-    whole = window == (0, 0, joint.layout.height, joint.layout.width)
-    if not whole and st.ldm.scheduler_name != "ddim":
+    return step_tiles(st, joint, [cond if j == i else None for j in range(len(joint.es))], only=i)[0]
+
+
+def step_tiles(st: Stages, joint: Joint, conds: list, only: int | None = None, steps: int = 1) -> list:
+    """`steps` denoising steps (with no exchange between them) of every ES (or of ES `only`): the new copies.
+
+    The ESs' steps go to the run's placement at once (`flowgraphs.placement`), one call per ES: in this
+    process one after another, or on the ESs' Ray actors concurrently. An ES's steps read only its own copy,
+    so the order does not matter and both placements give the same latents. Each ES is accounted its steps,
+    its work and the seconds they took (on an actor: the actor's compute time, without the round trip).
+    """
+    layout = joint.layout
+    full = (0, 0, layout.height, layout.width)
+    todo = range(len(joint.es)) if only is None else [only]
+    if any(joint.windows[i] != full for i in todo) and st.ldm.scheduler_name != "ddim":
         raise InputError(f"joint denoising with a context window needs the stateless DDIM scheduler, not "
                          f"{st.ldm.scheduler_name}; leave tile_context unset (the whole latent)")
-    with st.g.on(joint.es[i], steps=1, work=seed.latents.shape[-3] * window[2] * window[3]):
-        out = st.ldm.denoise(joint.view(i), cond, until=seed.step + 1)
+    calls = [(joint.es[i], advance_tile, (joint.copies[i], joint.windows[i], layout.boxes[i], full, conds[i], steps))
+             for i in todo]
+    out = []
+    for i, (seed, seconds) in zip(todo, st.placement.run_all(st.ldm, calls), strict=True):
+        window = joint.windows[i]
+        st.g.account(joint.es[i], seconds=seconds, steps=steps,
+                     work=steps * seed.latents.shape[-3] * window[2] * window[3])
+        out.append(seed)
+    return out
+
+
+def advance_tile(ldm, seed, window: Box, box: Box, full: Box, cond, steps: int = 1):
+    """`steps` steps of the UNet on `seed`'s context `window`, each kept on its tile `box` only (outside it the
+    copy keeps what the other ESs last sent): the new full-size copy.
+
+    A pure function of the model and its arguments, so it runs wherever the ES is placed."""
+    (top, left, h, w), whole = box, window == full
+    for _ in range(steps):
+        out = ldm.denoise(seed if whole else seed.crop(window), cond, until=seed.step + 1)
         latents = seed.latents.clone()
         latents[..., top:top + h, left:left + w] = out.latents[..., top - window[0]:top - window[0] + h,
                                                                left - window[1]:left - window[1] + w]
-        return seed.replace(latents=latents, step=out.step, guidance=out.guidance, prompt=out.prompt,
+        seed = seed.replace(latents=latents, step=out.step, guidance=out.guidance, prompt=out.prompt,
                             scheduler_state=out.scheduler_state if whole else {})
+    return seed
 
 
 def exchange(st: Stages, joint: Joint, levels: list[float] | None = None) -> list[float]:

@@ -89,18 +89,24 @@ def run_markdown(result: RunResult) -> str:
                      f"{h['symbols']} | {h['airtime_s'] * 1e3:.3f} | {_n(h['snr_db'])} | {_n(h['snr_est_db'])} | "
                      f"{_n(h['ber'])} | {_n(h['bler'])} | {_n(h['noise_var'])} | {h['attempts']} | "
                      f"{'yes' if h['delivered'] else '**no**'} |")
-    lines += ["", "## Compute", "", "| node | denoising steps | seconds |", "|---|---:|---:|"]
+    lines += ["", "## Compute", "", "Work = latent elements x denoising steps (a tile step costs what its tile holds).",
+              "", "| node | denoising steps | work | seconds |", "|---|---:|---:|---:|"]
     for node, c in result.compute.items():
-        lines.append(f"| {node} | {c['steps']} | {c['seconds']:.3f} |")
+        lines.append(f"| {node} | {c['steps']} | {c.get('work', 0)} | {c['seconds']:.3f} |")
     ratio = totals.get("symbols_ratio_to_centralized")
     base = (result.baseline or {}).get("totals", {})
     lines += [
         "", "## Quality (against the noiseless reference: same task, ideal links)", "",
         f"- prompt match: {_yes(q.prompt_match)} (reference: {_yes((result.reference or {}).get('prompt_match'))})",
         f"- PSNR: {_n(q.psnr_db)} dB, SSIM: {_n(q.ssim)}",
-        "", "## On air", "",
-        f"- {totals['bits']} bits, {totals['symbols']} channel symbols, {totals['airtime_s'] * 1e3:.3f} ms",
-        f"- CENTRALIZED on the same task and links: {base.get('symbols', 'n/a')} symbols; "
+        "", "## On air and on the backhaul", "",
+        f"- air (uplink + downlink): {totals.get('air_symbols', totals['symbols'])} channel symbols",
+        f"- backhaul (ES to ES): {totals.get('backhaul_bits', 0)} bits, {totals.get('backhaul_symbols', 0)} "
+        f"symbols (0 on a wired backhaul), {totals.get('backhaul_transfer_s', 0) * 1e3:.3f} ms of transfer",
+        f"- every hop together: {totals['bits']} bits, {totals['symbols']} symbols, "
+        f"{totals['airtime_s'] * 1e3:.3f} ms of airtime",
+        f"- CENTRALIZED on the same task and links: {base.get('air_symbols', base.get('symbols', 'n/a'))} air "
+        f"symbols; "
         f"ratio {_n(ratio)} ({'n/a' if not ratio else f'{1 / ratio:.1f}x fewer' if ratio < 1 else f'{ratio:.1f}x more'})",
         "",
     ]

@@ -40,7 +40,7 @@ def run_protocol(config: RunConfig, task: Task | None = None, session: Session |
     config = config.resolved()
     task = task or make_task(config, session)
     graph = Flowgraph(config, session.link_factory(config))
-    image = protocols.get(config.protocol)(Stages(graph, task))
+    image = protocols.get(config.protocol)(Stages(graph, task, session.placement))
     return Outcome(config, image.detach().clamp(0, 1), graph)
 
 

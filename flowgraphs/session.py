@@ -23,9 +23,11 @@ from flowgraphs.hops import LinkFactory, build_link
 class Session:
     """Models, evaluator, links and radios of a process's runs; see the module docstring."""
 
-    def __init__(self, evaluator: str | None = None):
+    def __init__(self, evaluator: str | None = None, placement=None):
         self.evaluator = evaluator
         """Folder of the attribute evaluator that scores prompt matches (None: the embedded one)."""
+        self.placement = placement
+        """Where the ESs of this session's runs compute (flowgraphs.placement; None: in this process)."""
         self._models: dict[str | None, Any] = {}
         self._scorers: dict[str | None, Any] = {}
         self._links: dict[str, Any] = {}

@@ -22,7 +22,7 @@ import math
 import torch
 
 from flowgraphs.graph import Flowgraph
-from flowgraphs.joint import Joint, exchange, tile_step
+from flowgraphs.joint import Joint, exchange, step_tiles
 from flowgraphs.task import Task
 from meg_common.errors import InputError
 from meg_phy.images import resize
@@ -31,9 +31,14 @@ from meg_phy.images import resize
 class Stages:
     """Generation stages and payload transfers of one run, accounted on its flowgraph."""
 
-    def __init__(self, g: Flowgraph, task: Task):
+    def __init__(self, g: Flowgraph, task: Task, placement=None):
+        """`placement`: where the ESs' model calls run (flowgraphs.placement; None: in this process)."""
+        from flowgraphs.placement import LOCAL
+
         self.g, self.task, self.cfg = g, task, g.config
         self.ldm = task.ldm
+        self.placement = placement or LOCAL
+        self.placement.prepare(g.es, self.ldm)
         self.n_steps = len(self.ldm.schedule(task.steps, task.strength)[0])
         """Denoising steps of the img2img task (diffusers runs steps * strength of the schedule)."""
 
@@ -56,6 +61,10 @@ class Stages:
         return tile_layout(*self.ldm.latent_size, len(self.g.es), overlap=self.cfg.tile_overlap,
                            multiple=self.ldm.unet_multiple)
 
+    def model_on(self, node: str):
+        """The model as `node` runs it: this process's, or the ES's own on its Ray actor (same calls)."""
+        return self.placement.model(node, self.ldm)
+
     # --- where the input image is --------------------------------------------------------------------
     def ue_image(self) -> torch.Tensor:
         """The input image at the UE, for protocols that make their seed from it (UIEG, CIAG, UIDG, UIDCG)."""
@@ -65,15 +74,19 @@ class Stages:
                              f"ESUC, DIUG, DSUC, DCSUC or CENTRALIZED)")
         return self.task.image
 
-    def input_image(self, ue: str, es: str) -> torch.Tensor:
-        """The input image at an ES: uploaded by the UE (config image_at = 'ue'), or already there ('es')."""
-        if self.cfg.image_at == "es":
+    def input_image(self, ue: str, es: str) -> torch.Tensor | None:
+        """The input image at an ES: uploaded by the UE (config image_at = 'ue'), or already there ('es');
+        None for a text-to-image task (no input image: the ES generates from the prompt, nothing goes up)."""
+        if self.task.image is None or self.cfg.image_at == "es":
             return self.task.image
         return self.send_image(ue, es, self.task.image)[0]
 
-    def upload_image(self, ue: str, servers: list[str]) -> list[torch.Tensor]:
+    def upload_image(self, ue: str, servers: list[str]) -> list[torch.Tensor | None]:
         """The input image at every ES: the UE's upload (a broadcast by default), or, with image_at = 'es', the
-        copy that the first ES holds, sent to the others over backhaul hops."""
+        copy that the first ES holds, sent to the others over backhaul hops; None everywhere for a
+        text-to-image task (each ES starts from the task's noise, the same draw on every ES)."""
+        if self.task.image is None:
+            return [None] * len(servers)
         if self.cfg.image_at == "es":
             return [self.task.image] + [self.send_image(servers[0], es, self.task.image)[0] for es in servers[1:]]
         return [image for image, _ in self._reach(ue, servers, "image", lambda ch: self._send_image(ch, self.task.image))]
@@ -81,14 +94,14 @@ class Stages:
     # --- generation stages ---------------------------------------------------------------------------
     def encode_prompt(self, node: str, prompt: str | None):
         with self.g.on(node):
-            return self.ldm.encode_prompt(prompt or "", guidance=self.task.guidance)
+            return self.model_on(node).encode_prompt(prompt or "", guidance=self.task.guidance)
 
     def start(self, node: str, image: torch.Tensor | None, steps: int | None = None, strength: float | None = None):
         """VAE-encode the input image and noise it to the img2img strength: the seed at step 0."""
         with self.g.on(node):
-            return self.ldm.start(None, image, strength=self.task.strength if strength is None else strength,
-                                  steps=self.task.steps if steps is None else steps,
-                                  generator=torch.Generator().manual_seed(self.task.seed))
+            return self.model_on(node).start(
+                None, image, strength=self.task.strength if strength is None else strength,
+                steps=self.task.steps if steps is None else steps, generator=torch.Generator().manual_seed(self.task.seed))
 
     def denoise(self, node: str, seed, cond, to: int | None = None, tile: tuple | None = None):
         """Denoise `seed` (only its `tile` box, when given) from its step to step `to` (default: the end)."""
@@ -96,11 +109,11 @@ class Stages:
         steps = max(0, target - seed.step)
         area = tile[2] * tile[3] if tile is not None else seed.latents.shape[-2] * seed.latents.shape[-1]
         with self.g.on(node, steps=steps, work=steps * seed.latents.shape[-3] * area):
-            return self.ldm.denoise(seed, cond, until=target, region=tile)
+            return self.model_on(node).denoise(seed, cond, until=target, region=tile)
 
     def decode(self, node: str, seed) -> torch.Tensor:
         with self.g.on(node):
-            return self.ldm.decode(seed)
+            return self.model_on(node).decode(seed)
 
     def start_sketch(self, node: str, image: torch.Tensor | None):
         """The seed of a sketch: the same task with only `sketch_steps` denoising steps in all.
@@ -151,7 +164,7 @@ class Stages:
         from meg_phy.resume import sketch_strength
 
         with self.g.on(node):
-            sketch = resize(sketch, tuple(self.task.image.shape[-2:]))
+            sketch = resize(sketch, tuple(int(v) for v in self.ldm.resolution))
             strength = self.cfg.sketch_strength
             if self.cfg.resume == "channel-aware":
                 strength = sketch_strength(noise_var, base=strength, ldm=self.ldm, image=sketch)
@@ -182,11 +195,12 @@ class Stages:
         `last_exchange` (the ESs decode with context; otherwise the UE's merge is the last fusion)."""
         first = joint.copies[0]
         target = first.total if to is None else to
-        for step in range(first.step, target):
-            for i in range(len(joint.es)):
-                joint.copies[i] = tile_step(self, joint, i, conds[i])
-            joint.since += 1
-            if joint.since >= self.cfg.exchange_every and (step + 1 < target or last_exchange):
+        step = first.step
+        while step < target:  # the steps up to the next exchange: one call per ES (concurrent on Ray actors)
+            n = min(max(1, self.cfg.exchange_every - joint.since), target - step)
+            joint.copies = step_tiles(self, joint, conds, steps=n)
+            joint.since, step = joint.since + n, step + n
+            if joint.since >= self.cfg.exchange_every and (step < target or last_exchange):
                 exchange(self, joint)
         if last_exchange and joint.since:
             exchange(self, joint)
@@ -200,7 +214,7 @@ class Stages:
         f = self.ldm.vae_scale_factor
         inside = intersect(window, box)
         with self.g.on(node):
-            pixels = self.ldm.decode(joint.view(i))
+            pixels = self.model_on(node).decode(joint.view(i))
             top, left = (inside[0] - window[0]) * f, (inside[1] - window[1]) * f
             return pixels[..., top:top + box[2] * f, left:left + box[3] * f]
 

@@ -94,6 +94,13 @@ def test_the_ratio_to_centralized_uses_air_symbols(model):
     result, run, _ = evaluate(cfg(model, protocol="UIDCG", n_es=2, channel="ideal"))
     base = result.baseline["totals"]["air_symbols"]
     assert result.totals["symbols_ratio_to_centralized"] == pytest.approx(result.totals["air_symbols"] / base)
+    from flowgraphs.report import run_markdown
+
+    report = run_markdown(result)  # the report keeps air and backhaul apart and shows the work per node
+    assert f"- air (uplink + downlink): {result.totals['air_symbols']} channel symbols" in report
+    assert f"- backhaul (ES to ES): {result.totals['backhaul_bits']} bits, 0 symbols" in report
+    es1 = result.compute["ES1"]
+    assert f"| ES1 | {es1['steps']} | {es1['work']} |" in report and es1["work"] > 0
 
 
 # --- uplink broadcast ------------------------------------------------------------------------------------

@@ -158,3 +158,23 @@ def test_small_reproduce_subset_local_vs_ray_identical(assets, tmp_path):
         return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]
 
     assert plain(remote["rows"]) == plain(local["rows"]) and remote["claims"] == local["claims"]
+
+
+@pytest.mark.parametrize("series,n_es", [("sketch-analog", 1), ("proto-DIUG", 2), ("proto-DSUC", 2),
+                                         ("proto-DCSUC", 2)])
+def test_sketch_and_distributed_protocols_have_a_text_to_image_form(assets, series, n_es):
+    """No input image: the ESs generate from the prompt (the same noise draw on every ES), nothing but the
+    prompt goes up, and the UE completes at the model's resolution."""
+    model, evaluator = assets
+    plan = cs.Plan(grids=(), n_tasks=1, chunk=1, model=model, evaluator=evaluator, steps=6)
+    h = cs.setup(plan.to_dict())
+    result = cs.run_unit(h, cs.asdict(cs.Point("text-to-image", series, "awgn", 10.0, n_es)), [0])
+    assert "skipped" not in result, result.get("skipped")
+    (record,) = result["records"]
+    assert 0 <= record["fidelity"] <= 1
+    from flowgraphs.runner import run_protocol
+
+    point = cs.Point("text-to-image", series, "awgn", 10.0, n_es)
+    run = run_protocol(h.config(point, 0, "ue"), h.task("text-to-image", 0), h.session)
+    assert not [r for r in run.graph.records if r.payload == "image"]  # no image uploaded
+    assert run.image.shape[-2:] == tuple(h.ldm.resolution)

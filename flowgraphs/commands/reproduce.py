@@ -4,7 +4,8 @@ Every series, baseline (`prompt-only`, `ue-local`) and protocol is scored on the
 reference per task (the unsplit noiseless LDM output), with 95 % intervals, and the paper's two claims get
 verdicts (supported / not supported / inconclusive) computed from paired intervals. Writes DIR/results.json
 (rows, claims, config, versions), DIR/report.md, plots with error bars. Design points are independent units
-(`--executor local|ray`); interrupted? Run the same command again: it resumes.
+(`--executor local|ray`); `--placement ray` runs each ES of a run on its own Ray actor (flowgraphs.placement).
+Interrupted? Run the same command again: it resumes.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ def register(subparsers) -> None:
     parser.add_argument("--evaluator", help="evaluator folder (default: the embedded one)")
     parser.add_argument("--out", required=True, help="folder for results.json, report.md, plots and checkpoints")
     add_executor_arguments(parser)
+    from flowgraphs.placement import add_placement_arguments
+
+    add_placement_arguments(parser, address=False)  # --address is the executor's, or with --placement ray the ESs'
+    from flowgraphs.commands import bandwidth
+
+    bandwidth.add_arguments(parser)
     parser.set_defaults(func=main)
 
 
@@ -93,6 +100,12 @@ def main(args) -> int:
         own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
+    from flowgraphs.commands import bandwidth
+
+    bandwidth.unused(args)
+    placement, args = _placement(args)
+    if args.bandwidth:
+        return bandwidth.main(args)
     plan = plan_from_args(args)
     executor = executor_from_args(args)
     out = prepare_out_dir(args.out)
@@ -106,8 +119,12 @@ def main(args) -> int:
                                    "cpu_seconds": spent["cpu_seconds"] + cpu() - cpu0})
 
     _, hooks = cs.points(plan)
-    results = executor.run(cs.campaign(plan), JsonUnitStore(out / "units"), setup=cs.make_setup(plan),
-                           on_result=save_timing, desc="case study")
+    from flowgraphs.placement import placed_setup
+
+    with placement:
+        results = executor.run(cs.campaign(plan), JsonUnitStore(out / "units"),
+                               setup=placed_setup(cs.make_setup(plan), placement), on_result=save_timing,
+                               desc="case study")
     merged, skipped = cs.collect(results)
     rows = cs.rows(merged)
     claims = verdicts.claims(merged)
@@ -126,7 +143,8 @@ def main(args) -> int:
     ordered = [{**{k: r[k] for k in OUTPUT_FIELDS}, **{k: v for k, v in r.items() if k not in OUTPUT_FIELDS}}
                for r in rows]
     atomic_write_json(out / "results.json", {
-        "rows": ordered, "claims": claims, "config": {**plan.to_dict(), "executor": args.executor},
+        "rows": ordered, "claims": claims, "config": {**plan.to_dict(), "executor": args.executor,
+                                                      "placement": args.placement},
         "versions": versions(), "model": model, "world": world, "skipped": skipped, "not_run": hooks,
         "seconds": took["seconds"], "cpu_seconds": took["cpu_seconds"]})
     atomic_write_text(out / "report.md", paper.write(rows, claims, plan, versions(), model, world, took["seconds"],
@@ -136,3 +154,20 @@ def main(args) -> int:
           + ", ".join(f"{v} {k}" for k, v in counts.items()) + f") in {took['seconds'] / 60:.1f} min; "
           f"wrote {out}/report.md")
     return 0
+
+
+def _placement(args):
+    """(placement, args) for `--placement`: with ray, `--address` is where the ES actors go (the units run here)."""
+    import argparse
+
+    from flowgraphs.placement import LOCAL, RayPlacement
+    from meg_common.errors import InputError
+
+    if args.placement == "local":
+        return LOCAL, args
+    if args.bandwidth:
+        raise InputError("--placement ray applies to the case study's multi-ES runs, not to --bandwidth; drop it")
+    if args.executor == "ray":
+        raise InputError("--placement ray with --executor ray is not supported: --executor ray spreads the units "
+                         "over Ray workers, --placement ray puts each ES of a run on its own actor; choose one")
+    return RayPlacement(address=args.address), argparse.Namespace(**{**vars(args), "address": None})

@@ -72,6 +72,9 @@ def register(subparsers) -> None:
                                             "(see meg-phy protocols); required unless --config sets it")
     add_run_options(parser)
     parser.add_argument("--out", required=True, help="folder for output.png, reference.png, result.json, report.md")
+    from flowgraphs.placement import add_placement_arguments  # argparse only
+
+    add_placement_arguments(parser)
     parser.set_defaults(func=main)
 
 
@@ -79,6 +82,7 @@ def main(args) -> int:
     import sys
 
     from flowgraphs.config import load_config
+    from flowgraphs.placement import placement_from_args
     from flowgraphs.report import write_run
     from flowgraphs.runner import evaluate
     from flowgraphs.session import Session
@@ -88,8 +92,10 @@ def main(args) -> int:
     config = load_config(args.config, **options(args))
     if args.protocol is None and not args.config:
         raise InputError("--protocol is required (or a --config that sets protocol); see meg-phy protocols")
+    placement = placement_from_args(args)
     out = prepare_out_dir(args.out)
-    result, run, reference = evaluate(config, Session())
+    with placement:  # --placement ray: each ES on its own Ray actor (flowgraphs.placement)
+        result, run, reference = evaluate(config, Session(placement=placement))
     write_run(out, result, run.image, reference.image)
     if result.unused_hop_overrides:
         print(f"meg-phy run: note: {result.protocol} has no hop {', '.join(result.unused_hop_overrides)}; "

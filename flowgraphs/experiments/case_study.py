@@ -137,6 +137,10 @@ class Plan:
     mcs: str | int | None = None
     """`reproduce --mcs`: the MCS of every digital hop of the series that do not fix their own (None: the link
     default, 'auto'); left out of to_dict when None, so earlier campaigns resume."""
+    batched: bool = False
+    """Run a unit's tasks of a single-ES protocol as one batch (flowgraphs.batch): about 3x the tasks per CPU
+    second, results equal to task by task up to float rounding of the batched model kernels (not bit for
+    bit, so off by default; benchmarks/bench_campaign.py measures both). Left out of to_dict when False."""
 
     @classmethod
     def quick(cls, model: str | None = None) -> Plan:
@@ -165,6 +169,8 @@ class Plan:
         data = json.loads(json.dumps(asdict(self)))
         if data.get("mcs") is None:
             data.pop("mcs", None)
+        if not data.get("batched"):
+            data.pop("batched", None)
         return data
 
     @classmethod
@@ -298,6 +304,31 @@ class Harness:
             if torch.get_num_threads() != self.threads:
                 torch.set_num_threads(self.threads)
 
+    def outcomes(self, point: Point, indices: list[int]) -> list:
+        """(image, numbers) of every task of `indices` at a point: one batch (plan.batched, a single-ES
+        protocol: flowgraphs.batch.run_batch) or task by task."""
+        from flowgraphs.protocols import SINGLE_ES
+
+        protocol = SERIES[point.series].protocol
+        local = getattr(self.session.placement, "name", "local") == "local"   # ES actors: runs go one by one
+        if not (self.plan.batched and local and point.series not in BASELINE_KEYS and protocol in SINGLE_ES
+                and len(indices) > 1):
+            return [self.outcome(point, i) for i in indices]
+        from flowgraphs.batch import run_batch
+
+        try:
+            image_at = self._image_at(point)
+            runs = run_batch([self.config(point, i, image_at) for i in indices],
+                             [self.task(point.kind, i) for i in indices], self.session)
+            return [(run.image, graph_numbers(run.graph)) for run in runs]
+        finally:
+            if torch.get_num_threads() != self.threads:
+                torch.set_num_threads(self.threads)
+
+    def _image_at(self, point: Point) -> str:
+        protocol = SERIES[point.series].protocol
+        return {"img2img-es": "es", "img2img-ue": "ue"}.get(point.kind) or ("ue" if protocol in UE_SEEDED else "es")
+
     def _outcome(self, point: Point, i: int):
         from flowgraphs.protocols.baselines import baseline_task, run_baseline
         from flowgraphs.runner import run_protocol
@@ -312,9 +343,7 @@ class Harness:
                 run = run_baseline(name, config, baseline_task(task), self.session)
                 self._baselines[key] = (run.image, graph_numbers(run.graph))
             return self._baselines[key]
-        protocol = SERIES[point.series].protocol
-        image_at = {"img2img-es": "es", "img2img-ue": "ue"}.get(point.kind) or ("ue" if protocol in UE_SEEDED else "es")
-        run = run_protocol(self.config(point, i, image_at), task, self.session)
+        run = run_protocol(self.config(point, i, self._image_at(point)), task, self.session)
         return run.image, graph_numbers(run.graph)
 
 
@@ -378,15 +407,9 @@ def run_unit(harness: Harness, point_data: dict[str, Any], indices: list[int]) -
 
     point = Point(**point_data)
     try:
-        outs = [harness.outcome(point, i) for i in indices]
+        outs = harness.outcomes(point, indices)
     except InputError as exc:  # e.g. a protocol that needs the image where this task kind does not have it
         return {"point": point_data, "skipped": str(exc)}
-    except (AttributeError, TypeError) as exc:
-        if point.kind != "text-to-image" or "NoneType" not in str(exc):
-            raise
-        # stages that size or copy the input image (sketch completion, multi-ES image copies) need one
-        return {"point": point_data, "skipped": f"{SERIES[point.series].protocol} has no text-to-image form in "
-                                                f"flowgraphs.stages yet (no input image: {exc})"}
     images = torch.cat([image for image, _ in outs])
     refs_and_matches = [harness.reference(point.kind, i) for i in indices]
     refs = torch.cat([r for r, _ in refs_and_matches])

@@ -63,6 +63,8 @@ def loopback(radio, cfg: LinkConfig, frame: FrameConfig, payload: bytes | None =
     is recorded in its config) and the decoded frames in sequence order."""
     import torch
 
+    from link_models.ota.receiver import FrameReceiver
+
     started = time.perf_counter()
     recorder = None
     if record:
@@ -71,6 +73,7 @@ def loopback(radio, cfg: LinkConfig, frame: FrameConfig, payload: bytes | None =
         radio = recorder = RecordingRadio(radio, record)
     with radio:
         link = RadioLink(getattr(radio, "radio", radio), cfg, frame, seed=seed, recorder=recorder)
+        warmup_s = FrameReceiver(link.codec).warm_up()       # one-time, kept out of the real-time factor
         if values is None:
             received, stats = link.send_bytes(payload)
             ok = received == payload
@@ -85,6 +88,7 @@ def loopback(radio, cfg: LinkConfig, frame: FrameConfig, payload: bytes | None =
             timings[k] = timings.get(k, 0.0) + v
     inner = getattr(radio, "radio", radio)
     stats = stats.to_dict()
+    speed = realtime(transfer.captures, frame.sample_rate)
     report = {
         "frames_sent": len(transfer.sent), "frames_detected": transfer.frames_detected,
         "frames_crc_ok": transfer.frames_crc_ok, "false_alarms": transfer.false_alarms,
@@ -92,7 +96,8 @@ def loopback(radio, cfg: LinkConfig, frame: FrameConfig, payload: bytes | None =
         "cfo_hz_est": [round(f.cfo_hz, 1) for f in found], "snr_est_db": [round(f.snr_est_db, 2) for f in found],
         "ber": stats.get("ber"), "bler": stats.get("bler"), "nmse": stats.get("nmse"), "payload_ok": bool(ok),
         "cfo_hz_true": getattr(inner, "cfo_hz", None),
-        "link_stats": stats, "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        "link_stats": stats, "timings_s": {k: round(v, 4) for k, v in timings.items()}, **speed,
+        "warmup_s": round(warmup_s, 4),
         "wall_s": round(time.perf_counter() - started, 3),
         "config": {**_config(args, frame, cfg), "radio": getattr(inner, "settings", lambda: {})()},
         "versions": versions(),
@@ -152,7 +157,9 @@ def receive(capture: np.ndarray, sample_rate: float, sent: bytes | None = None, 
 
     started = time.perf_counter() if started is None else started
     frame = FrameConfig(sample_rate=float(sample_rate))
-    result = FrameReceiver(shared_codec(frame, ldpc_iterations)).receive(capture)
+    receiver = FrameReceiver(shared_codec(frame, ldpc_iterations))
+    warmup_s = receiver.warm_up()                          # one-time, kept out of the real-time factor
+    result = receiver.receive(capture)
     message = reassemble(result.frames)
     ber = None
     if sent is not None and message.payload is not None:
@@ -172,10 +179,22 @@ def receive(capture: np.ndarray, sample_rate: float, sent: bytes | None = None, 
         "payload_ok": bool(ok and message.total > 0),
         "payload_sha256": hashlib.sha256(message.payload).hexdigest() if message.payload else None,
         "samples": int(capture.size), "timings_s": {k: round(v, 4) for k, v in result.timings.items()},
+        **realtime([result], frame.sample_rate), "warmup_s": round(warmup_s, 4),
         "wall_s": round(time.perf_counter() - started, 3),
         "config": {**(config or {}), "frame": frame.to_dict()},
     }
     return report, frames, message.payload
+
+
+def realtime(captures: list, sample_rate: float) -> dict:
+    """How fast the receiver kept up: `signal_s` (captured samples / sample rate), `receive_s` (wall time of
+    the receive calls: detection, sync, equalisation, demapping, LDPC decoding, CRCs) and
+    `realtime_factor` = signal_s / receive_s (> 1: it decodes faster than the signal lasts). The one-time
+    warm-up (`FrameReceiver.warm_up`) is reported apart as `warmup_s`."""
+    signal_s = sum(r.samples for r in captures) / sample_rate
+    receive_s = sum(r.seconds for r in captures)
+    return {"signal_s": round(signal_s, 6), "receive_s": round(receive_s, 6),
+            "realtime_factor": round(signal_s / receive_s, 3) if receive_s > 0 else None}
 
 
 def write_report(out: Path, report: dict, frames: list) -> None:
@@ -212,7 +231,8 @@ def summary(report: dict) -> str:
     cfo = report["cfo_hz_est"]
     return (f"ota: {report['frames_crc_ok']}/{report['frames_sent']} frames CRC-ok, detected "
             f"{report['frames_detected']}, false alarms {report['false_alarms']}, "
-            f"CFO {(sum(cfo) / len(cfo) / 1e3 if cfo else float('nan')):.2f} kHz, payload_ok={report['payload_ok']}")
+            f"CFO {(sum(cfo) / len(cfo) / 1e3 if cfo else float('nan')):.2f} kHz, payload_ok={report['payload_ok']}"
+            + (f", decoded at {report['realtime_factor']:g}x real time" if report.get("realtime_factor") else ""))
 
 
 def _config(args: dict | None, frame: FrameConfig, cfg: LinkConfig) -> dict:

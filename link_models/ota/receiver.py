@@ -86,22 +86,52 @@ class ReceiveResult:
     truncated: int = 0         # frames cut by the end of the buffer
     samples: int = 0
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    seconds: float = 0.0       # the whole receive call (every stage and the bookkeeping), by the receiver's timer
 
 
 class FrameReceiver:
-    """`receive(buffer) -> ReceiveResult`; stateless between buffers."""
+    """`receive(buffer) -> ReceiveResult`; stateless between buffers (so N cores serve N buffers at once)."""
 
-    def __init__(self, codec: FrameCodec | None = None, timer=time.perf_counter):
-        """`timer` times the stages (`time.process_time` measures CPU time, unaffected by other processes)."""
+    def __init__(self, codec: FrameCodec | None = None, timer=time.perf_counter, threads: int | None = 1):
+        """`timer` times the stages (`time.process_time` measures CPU time, unaffected by other processes).
+
+        `threads`: PyTorch threads while receiving (restored after; None: leave PyTorch's setting). One by
+        default: the tensors are a few frames' grids, too small for intra-op threads to pay, and on a busy
+        machine a second thread waiting for a core made the OFDM stage 20-30x slower (benchmarks/
+        bench_rx_chain.py, wall times); a second core serves better as a second receiver on the next buffer."""
         self.codec = codec or FrameCodec()
         self.timer = timer
+        self.threads = threads
         self.cfg = self.codec.cfg
         self.window = (self.cfg.preamble_repeats - 1) * self.cfg.preamble_period
 
-    @torch.no_grad()
+    def warm_up(self) -> float:
+        """Pay the one-time costs before the first buffer: receive one short synthetic frame, which loads the
+        compiled LDPC decoder (link_models.ldpc_fast, about 0.5 s once per process; one kernel serves every
+        code) and runs the Sionna blocks of the header grid once. Returns the seconds it took (receiver's timer)."""
+        from link_models.ota.frame import FrameBuilder
+
+        t0 = self.timer()
+        frames = FrameBuilder(self.codec, "qpsk", "none", 2, 2).analog_frames(np.array([1.0, -1.0]))
+        self.receive(np.concatenate([np.zeros(self.cfg.gap_samples, np.complex64), frames[0].samples,
+                                     np.zeros(self.cfg.gap_samples, np.complex64)]))
+        return self.timer() - t0
+
     def receive(self, buffer: np.ndarray, decode_payload: bool = True) -> ReceiveResult:
+        previous = torch.get_num_threads()
+        if self.threads is not None and self.threads != previous:
+            torch.set_num_threads(self.threads)
+        try:
+            return self._receive(buffer, decode_payload)
+        finally:
+            if torch.get_num_threads() != previous:
+                torch.set_num_threads(previous)
+
+    @torch.no_grad()
+    def _receive(self, buffer: np.ndarray, decode_payload: bool) -> ReceiveResult:
         result = ReceiveResult(samples=int(np.asarray(buffer).size))
         clock = _Clock(result.timings, self.timer)
+        started = clock.t
         x = front_end(np.asarray(buffer).reshape(-1))
         clock.lap("frontend")
         metric, corr = schmidl_cox_metric(x, self.cfg.preamble_period, self.window)
@@ -121,6 +151,7 @@ class FrameReceiver:
         if decode_payload:
             self._payloads(x, complete, clock)
         result.frames = complete
+        result.seconds = self.timer() - started
         return result
 
     # --- sync ------------------------------------------------------------------------------------------------

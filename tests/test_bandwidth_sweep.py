@@ -1,0 +1,172 @@
+"""The bandwidth sweep (flowgraphs.experiments.bandwidth, `meg-phy reproduce --bandwidth`): the repetition
+combiner against theory, the budget rules of every series (SoftCast exactly N, digital never more than N,
+the capacity bound above every digital payload), the output contract with intervals, and resume. The end-to-end
+run uses a tiny random SD folder and a random evaluator: it checks the wiring and the accounting, not quality."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_sd import make_tiny_sd  # noqa: E402
+
+from flowgraphs.experiments import bandwidth as bw  # noqa: E402
+from meg_phy.cli import main  # noqa: E402
+
+CI_KEYS = {"value", "ci_low", "ci_high"}
+
+
+def analog_link(snr_db: float):
+    from link_models import AnalogLink, LinkConfig
+
+    return AnalogLink(LinkConfig(channel="awgn", estimator="perfect", snr_db=snr_db), seed=0)
+
+
+def digital_link(snr_db: float, seed: int = 0):
+    """The sweep's own digital link: a protocol hop's defaults (LinkSpec: one RB, LMMSE, MCS auto, HARQ 4)."""
+    from flowgraphs.config import LinkSpec
+    from flowgraphs.hops import simulated_link
+
+    return simulated_link(LinkSpec(scheme="digital", channel="awgn", snr_db=snr_db).validate("test"), seed)
+
+
+def test_repetition_combiner_noise_variance_falls_as_one_over_repeats():
+    """Cyclic fill + MRC on AWGN (true N0): a value sent c times has error variance scale^2 N0 / c, measured and
+    reported; fractional fills give each value its own copy count."""
+    values = torch.randn(2048, generator=torch.Generator().manual_seed(1)) * 3.0
+    snr_db = 5.0
+    link = analog_link(snr_db)
+    unit = values.square().mean() * 10 ** (-snr_db / 10)  # scale^2 N0 for one copy
+    for repeats in (1, 2, 4, 8):
+        est, var, copies, _ = bw.send_filled(link, values, repeats * values.numel() // 2)
+        assert torch.equal(copies, torch.full_like(copies, repeats))
+        measured = (est - values).square().mean()
+        assert measured / (unit / repeats) == pytest.approx(1.0, abs=0.1), repeats
+        assert var.mean() / (unit / repeats) == pytest.approx(1.0, rel=0.02), repeats
+    est, var, copies, _ = bw.send_filled(link, values, 3 * values.numel() // 4)  # 1.5 copies per value
+    assert set(copies.tolist()) == {1, 2} and int(copies.sum()) == 3 * values.numel() // 2
+    for c in (1, 2):
+        sel = copies == c
+        assert (est - values)[sel].square().mean() / (unit / c) == pytest.approx(1.0, abs=0.12)
+    with pytest.raises(ValueError, match="do not fit|budget"):
+        bw.send_filled(link, values, values.numel() // 2 - 1)
+
+
+def test_delivery_probability_closed_forms():
+    p = 0.1
+    assert bw.delivery_probability(7, 0, p, 4) == pytest.approx((1 - p) ** 7)
+    # one spare slot: none fails, or exactly one fails once and passes the second time
+    assert bw.delivery_probability(5, 1, p, 4) == pytest.approx((1 - p) ** 5 + 5 * p * (1 - p) ** 5)
+    assert bw.delivery_probability(3, -1, p, 4) == 0.0
+    assert bw.delivery_probability(3, 100, p, 4) == pytest.approx((1 - p**4) ** 3)
+
+
+@pytest.mark.parametrize("snr_db", [-5.0, 10.0])
+def test_digital_never_exceeds_budget_and_capacity_carries_more(snr_db):
+    link = digital_link(snr_db)
+    rule = bw.digital_plan(link)
+    per_cw = link.cfg.n // link.cfg.bits_per_symbol
+    assert rule.uses_per_codeword == per_cw and rule.bler == link.cfg.bler_target
+    assert bw.digital_plan(link, 0.3).bler == 0.3 and bw.digital_plan(link, 0.01).bler == link.cfg.bler_target
+    probe = bw.first_try_bler(link, 64)
+    assert 0 <= probe <= 1 and bw.first_try_bler(link, 64) == probe  # the same probe on every worker
+    gen = torch.Generator().manual_seed(3)
+    for size in (40, 200, 700):
+        payload = bytes(torch.randint(0, 256, (size,), generator=gen, dtype=torch.uint8).tolist())
+        bits = 8 * size
+        need = rule.needs(bits)
+        assert rule.fits(bits, need) and not rule.fits(bits, need - 1)
+        for budget in (rule.first_uses(bits) - 1, rule.first_uses(bits), need, need + per_cw // 2):
+            got, info = bw.send_budgeted(link, payload, budget)
+            assert info["uses"] <= budget and info["transmissions"] <= link.cfg.max_transmissions
+            if got is not None:
+                assert got == payload and info["uses"] >= rule.first_uses(bits)
+                assert bits <= bw.capacity_bits(budget, snr_db, "awgn")  # no code beats capacity
+        # the bound needs fewer channel uses than the fitted digital payload
+        assert math.ceil(bits / math.log2(1 + 10 ** (snr_db / 10))) <= need
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    from meg_phy.evaluator import AttributeClassifier, save_evaluator
+    from meg_phy.scenes import ATTRIBUTES
+
+    root = tmp_path_factory.mktemp("bandwidth")
+    torch.manual_seed(0)
+    save_evaluator(AttributeClassifier(ATTRIBUTES), root / "evaluator")
+    model = str(make_tiny_sd(root / "tiny"))
+    args = ["reproduce", "--bandwidth", "--model", model, "--evaluator", str(root / "evaluator"), "--tasks", "2",
+            "--uses", "64,256,2048", "--snr-db=10", "--snr-sweep-db=0", "--out", str(root / "out")]
+    assert main(args) == 0
+    return root / "out", args
+
+
+def test_sweep_json_contract_and_budgets(sweep):
+    out, _ = sweep
+    data = json.loads((out / "bandwidth.json").read_text())
+    assert {"rows", "no_point", "config", "series", "model", "versions"} <= set(data)
+    assert data["config"]["fixed_uses"] == 128  # the tiny model's seed: 4 x 8 x 8 values, two per use
+    rows = {(r["series"], r["snr_db"], r["uses"]): r for r in data["rows"]}
+    assert set(bw.SERIES) == {r["series"] for r in data["rows"]}
+    for r in data["rows"]:
+        assert r["n"] == 2
+        for key in ("fidelity", "prompt_accuracy", "psnr_db", "ssim", "uses_spent", "delivered", "fits"):
+            assert CI_KEYS <= set(r[key]), key
+        lo, hi = r["fidelity"]["ci_low"], r["fidelity"]["ci_high"]
+        assert lo <= r["fidelity"]["value"] <= hi
+    assert rows[("prompt-only", None, 0)]["uses_spent"]["value"] == 0
+    # the analog seed has no point below its own 128 uses, and fills larger budgets exactly
+    assert {(p["series"], p["uses"]) for p in data["no_point"]} == {("seed-analog", 64)}
+    assert ("seed-analog", 10.0, 64) not in rows
+    assert rows[("seed-analog", 10.0, 2048)]["settings"] == ["16.0"]
+    for (series, snr, uses), r in rows.items():
+        if series == "softcast-meta-free" or (series.startswith("seed-analog")):
+            assert r["uses_spent"]["value"] == uses and r["max_uses_spent"] == uses
+        if series == "softcast" and r["delivered"]["k"] == r["n"]:
+            assert r["uses_spent"]["value"] == uses and r["max_uses_spent"] == uses
+        if series in ("image-digital", "seed-digital", "softcast"):
+            assert r["max_uses_spent"] <= uses
+        if series == "image-digital" and r["payload_bits"] is not None:
+            bound = rows[("image-capacity", snr, uses)]
+            assert r["payload_bits"]["value"] <= bound["payload_bits"]["value"] <= bw.capacity_bits(uses, snr, "awgn")
+    assert rows[("image-capacity", 10.0, 2048)]["delivered"]["k"] == 2
+    assert rows[("image-digital", 10.0, 2048)]["planning_bler"] >= 0.1
+    # the SNR sweep at the seed's size shares the units of the bandwidth grid
+    assert ("seed-analog", 0.0, 128) in rows and ("softcast-meta-free", 0.0, 128) in rows
+    assert (out / "bandwidth_text-to-image_awgn.png").stat().st_size > 0
+    report = (out / "bandwidth.md").read_text()
+    assert "## Quality against bandwidth" in report and "| seed-analog | — |" in report
+
+
+def test_sweep_resumes_from_stored_units(sweep, monkeypatch):
+    out, args = sweep
+    before = json.loads((out / "bandwidth.json").read_text())["rows"]
+    units = sorted((out / "units-bandwidth").iterdir())
+    kept = {p: p.stat().st_mtime_ns for p in units}
+
+    def refuse(*_):
+        raise AssertionError("a stored unit ran again")
+
+    monkeypatch.setattr(bw, "run_unit", refuse)
+    (out / "bandwidth.json").unlink()
+    assert main(args) == 0
+    assert json.loads((out / "bandwidth.json").read_text())["rows"] == before
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
+
+
+def test_bad_input_is_one_line(sweep, tmp_path, capsys):
+    out, args = sweep
+    assert main(["reproduce", "--bandwidth", "--uses", "0,64", "--out", str(tmp_path / "a")]) == 2
+    assert "--uses" in capsys.readouterr().err
+    assert main(["reproduce", "--uses", "64", "--out", str(tmp_path / "b")]) == 2
+    assert "add --bandwidth" in capsys.readouterr().err
+    assert main(["reproduce", "--bandwidth", "--series", "seed-quantum", "--out", str(tmp_path / "c")]) == 2
+    assert "unknown ['seed-quantum']" in capsys.readouterr().err
+    changed = ["--snr-db=5" if a.startswith("--snr-db=") else a for a in args]
+    assert main(changed) == 2
+    err = capsys.readouterr().err
+    assert "another configuration" in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,141 @@
+"""Batched runs (flowgraphs.batch, meg_phy.batch) against task-by-task runs, with the embedded model.
+
+Bit-identity is not expected from the model calls (PyTorch's CPU kernels choose their algorithm by batch
+size, meg_phy.batch), so results are compared within TOL; everything discrete (steps, symbols, deliveries)
+must be equal, and what does not pass through a batched kernel (noise draws, hops) must be equal exactly.
+Nothing here depends on the model's image size.
+"""
+
+import pytest
+import torch
+
+from flowgraphs.batch import run_batch
+from flowgraphs.config import config_from_dict
+from flowgraphs.experiments.case_study import Plan
+from flowgraphs.runner import run_protocol
+from flowgraphs.session import Session
+from flowgraphs.task import make_task
+from meg_common.errors import InputError
+from meg_phy import batch
+
+TOL = 2e-5          # images in [0, 1]: a 200th of an 8-bit grey level (benchmarks/bench_campaign.py)
+SEEDS = [11, 12, 13, 14]
+
+
+@pytest.fixture(scope="module")
+def session():
+    return Session()
+
+
+def _config(seed, protocol="EIUG", **options):
+    data = {"link": {"scheme": "analog", "channel": "awgn"}, "uplink": {"scheme": "digital", "snr_db": 20.0},
+            "downlink": {"snr_db": 0.0}}
+    return config_from_dict(data, protocol=protocol, seed=seed, steps=10, strength=0.7, image_at="ue", **options)
+
+
+def _discrete(record):
+    d = record.to_dict()
+    return {k: v for k, v in d.items() if k not in ("noise_var", "snr_est_db")}
+
+
+def _same_run(a, b):
+    assert (a.image - b.image).abs().max() <= TOL
+    assert [_discrete(r) for r in a.graph.records] == [_discrete(r) for r in b.graph.records]
+    for ra, rb in zip(a.graph.records, b.graph.records, strict=True):
+        assert (ra.noise_var is None) == (rb.noise_var is None)
+        if ra.noise_var is not None:
+            assert rb.noise_var == pytest.approx(ra.noise_var, rel=1e-5)
+    for node in a.graph.compute:
+        assert a.graph.compute[node]["steps"] == b.graph.compute[node]["steps"]
+        assert a.graph.compute[node]["work"] == b.graph.compute[node]["work"]
+
+
+@pytest.mark.parametrize("protocol", ["EIUG", "CENTRALIZED"])
+def test_batch_equals_task_by_task(session, protocol):
+    configs = [_config(s, protocol) for s in SEEDS]
+    tasks = [make_task(c, session) for c in configs]
+    one = [run_protocol(c, t, session) for c, t in zip(configs, tasks, strict=True)]
+    many = run_batch(configs, tasks, session)
+    assert len(many) == len(SEEDS)
+    for a, b in zip(one, many, strict=True):
+        assert b.image.shape == a.image.shape == (1, 3, *session.model().resolution)
+        _same_run(a, b)
+    assert len({round(float(r.image.mean()), 6) for r in many}) == len(SEEDS)   # the tasks really differ
+
+
+def test_changing_one_tasks_seed_changes_only_that_task(session):
+    configs = [_config(s) for s in SEEDS]
+    tasks = [make_task(c, session) for c in configs]
+    first = run_batch(configs, tasks, session)
+    changed = list(configs)
+    changed[2] = _config(99)
+    second = run_batch(changed, [tasks[0], tasks[1], make_task(changed[2], session), tasks[3]], session)
+    for i in (0, 1, 3):
+        _same_run(first[i], second[i])
+    assert (first[2].image - second[2].image).abs().max() > 1e-2
+    assert first[2].graph.records[-1].noise_var != second[2].graph.records[-1].noise_var  # own link draws
+
+
+def test_start_draws_each_task_from_its_own_generator(session):
+    ldm = session.model()
+    steps = 10
+    seeds = batch.start(ldm, None, [torch.Generator().manual_seed(s) for s in SEEDS], 1.0, steps)
+    for s, got in zip(SEEDS, seeds, strict=True):
+        alone = ldm.start(None, None, steps=steps, generator=torch.Generator().manual_seed(s))
+        assert torch.equal(got.latents, alone.latents)          # pure noise: no batched kernel involved
+        assert torch.equal(got.timesteps, alone.timesteps)
+
+
+def test_denoise_runs_each_seed_on_its_own_schedule(session):
+    """Seeds resumed at different noise levels (different schedules and lengths) in one batch."""
+    from meg_phy.resume import resume
+
+    ldm = session.model()
+    cond = batch.encode_prompts(ldm, ["a large red circle at the center on a white background"] * 3, 3.0)
+    start = batch.start(ldm, None, [torch.Generator().manual_seed(s) for s in SEEDS[:3]], 1.0, 10)
+    half = batch.denoise(ldm, start, cond, until=5)
+    resumed = [resume(ldm, s, v) for s, v in zip(half, (0.0, 0.3, 2.0), strict=True)]
+    assert len({s.total for s in resumed}) == 3
+    done = batch.denoise(ldm, resumed, cond)
+    for s, got in zip(resumed, done, strict=True):
+        alone = ldm.denoise(s, ldm.encode_prompt(cond.prompt[0], guidance=3.0))
+        assert got.step == alone.step == s.total
+        assert (got.latents - alone.latents).abs().max() <= 1e-4
+
+
+def test_batches_refuse_what_they_cannot_run(session):
+    tasks = [make_task(_config(s), session) for s in SEEDS[:2]]
+    with pytest.raises(InputError, match="share every setting"):
+        run_batch([_config(11), _config(12, snr_db=3.0)], tasks, session)
+    with pytest.raises(InputError, match="multi-ES"):
+        run_batch([_config(s, "DIUG", n_es=2) for s in SEEDS[:2]], tasks, session)
+
+
+def test_batched_plan_option_keeps_earlier_plan_files():
+    plan = Plan.quick()
+    assert "batched" not in plan.to_dict()          # a campaign folder made before still resumes
+    data = Plan.from_dict({**plan.to_dict(), "batched": True}).to_dict()
+    assert data["batched"] is True
+
+
+def test_case_study_unit_batched_matches_task_by_task():
+    from dataclasses import asdict, replace
+
+    from flowgraphs.experiments import case_study as cs
+
+    plan = cs.Plan(grids=(cs.Grid(("img2img-ue",), ("seed-analog-aware",), ("awgn",), (0.0,)),), n_tasks=3, chunk=3,
+                   steps=10)
+    point = asdict(cs.Point("img2img-ue", "seed-analog-aware", "awgn", 0.0, 1))
+    one = cs.Harness(plan)
+    many = cs.Harness(replace(plan, batched=True))
+    many.session, many.world = one.session, one.world
+    a, b = cs.run_unit(one, point, [0, 1, 2]), cs.run_unit(many, point, [0, 1, 2])
+    assert torch.get_num_threads() == one.threads
+    for ra, rb in zip(a["records"], b["records"], strict=True):
+        for key, value in ra.items():
+            if key.endswith("seconds"):
+                continue
+            if isinstance(value, float) and key != "fidelity":
+                assert rb[key] == pytest.approx(value, rel=1e-3, abs=1e-6), key
+            else:
+                assert rb[key] == value, key
