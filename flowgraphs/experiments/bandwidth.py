@@ -33,7 +33,8 @@ of the link adaptation's BLER target (10 %) and the hop link's own first-try BLE
 per worker on 256 codewords (the BLER table behind the adaptation is measured with perfect CSI and 3072-bit
 codewords; the hops estimate the channel with LMMSE on one resource block and use 1008-bit codewords). It is then sent
 with HARQ (chase combining) until every codeword passes its CRC, a retransmission round going out only if
-all pending codewords fit in the budget left, so a digital series never spends more than N. A payload still corrupt (or one that never fit) scores as the harness's
+all pending codewords fit in the budget left, so a digital series never spends more than N. Payload blocks
+are scrambled as 5G scrambles its codewords (`scrambling`; DigitalLink itself does not). A payload still corrupt (or one that never fit) scores as the harness's
 failure value: a mid-grey image, or, for a seed, fresh noise at the split step that the UE denoises on
 (flowgraphs.stages).
 
