@@ -18,6 +18,8 @@ identical bit for bit), actors started and models loaded beforehand, median over
 `diug_speedup` = sequential / actors. No target: only the ESs' joint denoising runs concurrently (the UE's
 steps and the link simulation do not), and 4 actors share this machine's cores, so on 2 cores the ES phase
 can at best halve: `diug_joint_phase_s` is that phase alone (timed around `Stages.denoise_jointly`).
+`diug_joint_concurrency`: the ESs' compute seconds in that phase over its wall time, i.e. ESs computing at
+once (about 1 sequential; up to 4 with actors, each step then slower when the cores are shared).
 `diug_es_step_ms` is an ES's UNet step as timed on its actor and `diug_roundtrip_ms` an
 empty call to an actor and back: the per-step cost of one remote call per ES per step.
 """
@@ -60,15 +62,18 @@ def diug(quick: bool = False) -> dict:
     from flowgraphs.session import Session
     from flowgraphs.stages import Stages
 
-    joint: list[float] = []  # wall time of each run's joint denoising (the phase the actors run concurrently)
+    joint: list[tuple[float, float]] = []  # per run: (wall time of joint denoising, ES compute seconds in it)
     untimed = Stages.denoise_jointly
 
     def timed(self, *args, **kwargs):
-        start = time.perf_counter()
+        def es_seconds():
+            return sum(self.g.compute[n]["seconds"] for n in self.g.es)
+
+        start, busy = time.perf_counter(), es_seconds()
         try:
             return untimed(self, *args, **kwargs)
         finally:
-            joint.append(time.perf_counter() - start)
+            joint.append((time.perf_counter() - start, es_seconds() - busy))
 
     Stages.denoise_jointly = timed
     threads = torch.get_num_threads()
@@ -78,6 +83,7 @@ def diug(quick: bool = False) -> dict:
     local = Session()
     walls: dict[str, list[float]] = {"sequential": [], "actors": []}
     phases: dict[str, list[float]] = {"sequential": [], "actors": []}
+    overlap: dict[str, list[float]] = {"sequential": [], "actors": []}
     load_before = os.getloadavg()[0]
     es_steps: list[float] = []
     try:
@@ -91,11 +97,11 @@ def diug(quick: bool = False) -> dict:
                     start = time.perf_counter()
                     out = run_protocol(config, session=session)
                     walls[name].append(time.perf_counter() - start)
-                    phases[name].append(joint[-1])
+                    phases[name].append(joint[-1][0])
+                    overlap[name].append(joint[-1][1] / joint[-1][0])
                     identical = identical and torch.equal(out.image, outcomes["sequential"].image)
-                    if name == "actors":
-                        es = [out.graph.compute[n] for n in out.graph.es]
-                        es_steps += [c["seconds"] / c["steps"] for c in es]
+                    if name == "actors":  # an ES's step on its actor: the joint phase's ES seconds per ES step
+                        es_steps.append(joint[-1][1] / sum(out.graph.compute[n]["steps"] for n in out.graph.es))
             actor = next(iter(placement._actors.values()))
             trips = []
             for _ in range(50):
@@ -113,6 +119,7 @@ def diug(quick: bool = False) -> dict:
             "diug_joint_phase_s": {k: round(statistics.median(v), 3) for k, v in phases.items()},
             "diug_joint_phase_speedup": round(statistics.median(phases["sequential"]) /
                                               statistics.median(phases["actors"]), 3),
+            "diug_joint_concurrency": {k: round(statistics.median(v), 2) for k, v in overlap.items()},
             "diug_es_step_ms": round(1e3 * statistics.median(es_steps), 2),
             "diug_roundtrip_ms": round(1e3 * statistics.median(trips), 2),
             "diug_setup": "DIUG, 4 ESs, embedded model, defaults of meg-phy run (steps, strength, split, analog links), "

@@ -18,7 +18,8 @@ reads as its own description and the batch dimension lives here and in meg_phy.b
   share of the batch's compute seconds on every node.
 
 Results equal task-by-task runs up to the model kernels' float rounding (meg_phy.batch says why; the
-benchmark says by how much). Single-ES protocols and the zero-transmission baselines are covered; the
+benchmark says by how much), except where a quantiser turns that rounding into another payload: a digital
+seed's int8 bytes may differ in a few values, and then so do its link draws (docs/distributed.md). Single-ES protocols and the zero-transmission baselines are covered; the
 multi-ES protocols (joint tiles, chains) run task by task.
 """
 

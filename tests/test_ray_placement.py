@@ -144,24 +144,24 @@ def test_each_es_on_its_actor_gives_the_local_run_bit_for_bit(placement, model, 
 @pytest.mark.slow
 def test_a_campaign_unit_with_ray_placement_equals_local(placement, model, one_thread):
     """The case study's worker state with its session's ESs on actors (what `reproduce --placement ray`
-    runs): the same per-task records as the local placement, timings aside."""
+    runs), img2img and text-to-image: the same per-task records as the local placement, timings aside."""
     from flowgraphs.experiments import case_study as cs
     from flowgraphs.placement import placed_setup
 
-    plan = cs.Plan(grids=(cs.Grid(("img2img-ue",), ("proto-DIUG",), ("awgn",), (0.0,), (2,)),), n_tasks=2,
-                   chunk=2, steps=6, model=model)
-    point = next(p for p in cs.points(plan)[0] if p.series == "proto-DIUG")
+    plan = cs.Plan(grids=(cs.Grid(("img2img-ue", "text-to-image"), ("proto-DIUG",), ("awgn",), (0.0,), (2,)),),
+                   n_tasks=2, chunk=2, steps=6, model=model)
+    points = [p for p in cs.points(plan)[0] if p.series == "proto-DIUG"]
 
     def records(setup):
         harness = setup()
-        unit = cs.run_unit(harness, point.__dict__, [0, 1])
-        return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in unit["records"]]
+        units = [cs.run_unit(harness, point.__dict__, [0, 1]) for point in points]
+        return [{k: v for k, v in r.items() if not k.endswith("seconds")} for u in units for r in u["records"]]
 
     local = records(cs.make_setup(plan))
     calls = sum(placement.calls.values())
     remote = records(placed_setup(cs.make_setup(plan), placement))
     assert sum(placement.calls.values()) > calls  # the ESs' work went to the actors
-    assert remote == local and len(local) == 2 and all(r["es_steps"] > 0 for r in local)
+    assert len(points) == 2 and remote == local and len(local) == 4 and all(r["es_steps"] > 0 for r in local)
 
 
 @pytest.mark.ray
