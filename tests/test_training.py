@@ -159,5 +159,28 @@ def test_train_command_runs_a_stage_and_refuses_bad_budgets(tmp_path, capsys):
 
 def test_scaled_budgets_keep_the_stage_proportions():
     config = TrainConfig(out="x")
-    trainer.scale_budgets(config, 56)
+    trainer.scale_budgets(config, 70)
     assert config.unet_minutes == pytest.approx(35) and config.evaluator_minutes == pytest.approx(5)
+
+
+def test_a_raised_budget_continues_a_finished_stage_and_makes_later_stages_stale(smoke_run, tmp_path):
+    """The VAE ended on its time budget; rerun with a larger one, it continues from its checkpoint, and the
+    stages built on its output (reader tuning, latents, UNet) are removed so they are redone."""
+    done, _ = smoke_run
+    shutil.copytree(done / "checkpoints", tmp_path / "checkpoints")
+    ckpt = tmp_path / "checkpoints" / "vae.safetensors"
+    state = load_checkpoint(ckpt)
+    state.update(ended_by="budget", elapsed_s=0.0)  # as if it had stopped on a (tiny) time budget
+    save_checkpoint(ckpt, state)
+    steps = state["step"]
+    train(tiny_config(tmp_path, stages=("vae",), vae_minutes=0.01, steps=None))  # 0.6 s more
+    again = load_checkpoint(ckpt)
+    assert again["done"] and again["step"] > steps and again["ended_by"] == "budget"
+    names = {p.name for p in (tmp_path / "checkpoints").iterdir()}
+    assert "evaluator.safetensors" in names
+    assert not names & {"evaluator_tune.safetensors", "latents.safetensors", "unet.safetensors"}
+    assert trainer.stale_after("vae") == ["evaluator_tune", "latents", "unet", "export"]
+    assert trainer.stale_after("evaluator_tune") == ["export"]
+    # the same budget again: nothing to continue
+    train(tiny_config(tmp_path, stages=("vae",), vae_minutes=0.01, steps=None))
+    assert load_checkpoint(ckpt)["step"] == again["step"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 STAGE_CHOICES = ("evaluator", "vae", "evaluator_tune", "latents", "unet", "export", "all")
-DEFAULT_TOTAL_MINUTES = 112.0
+DEFAULT_TOTAL_MINUTES = 140.0
 
 
 def register(subparsers) -> None:

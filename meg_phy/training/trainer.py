@@ -53,7 +53,7 @@ class TrainConfig(ConfigMixin):
     evaluator_batch: int = 128
     evaluator_lr: float = 2e-3
     evaluator_tune_minutes: float = 4.0
-    vae_minutes: float = 28.0
+    vae_minutes: float = 56.0  # the bottleneck: at 28 min reconstructions were 25 dB and misread small shapes
     vae_batch: int = 32
     vae_lr: float = 1e-3
     vae_kl_weight: float = 1e-6
@@ -103,6 +103,20 @@ def train(config: TrainConfig) -> dict:
             trainer.stage_log(stage).setdefault("wall_s_runs", []).append(round(time.perf_counter() - t0, 1))
             trainer.save_log()
     return log
+
+
+DEPENDS_ON = {"evaluator_tune": ("evaluator", "vae"), "latents": ("vae",), "unet": ("latents",),
+              "export": ("unet", "evaluator_tune")}
+"""Stage -> the stages whose output it is built from (a changed input makes it stale)."""
+
+
+def stale_after(stage: str) -> list[str]:
+    """Every stage built, directly or through others, on `stage`'s output, in training order."""
+    out: list[str] = []
+    for later in STAGES:
+        if any(dep == stage or dep in out for dep in DEPENDS_ON.get(later, ())):
+            out.append(later)
+    return out
 
 
 def cosine(progress: float, floor: float = 0.05) -> float:
@@ -267,18 +281,37 @@ class _Trainer:
                     last_ckpt = time.perf_counter()
         finally:
             bar.close()
+        state["ended_by"] = "eval" if stop else "steps" if max_steps is not None and state["step"] >= max_steps \
+            else "budget"
         state["elapsed_s"] = self.clock() - start
         state["wall_s"] = time.perf_counter() - wall0
         slog["steps"], slog["minutes"] = state["step"], round(state["elapsed_s"] / 60, 2)
         slog["wall_minutes"] = round(state["wall_s"] / 60, 2)
         return state
 
-    def _done(self, stage: str) -> dict | None:
+    def _done(self, stage: str, minutes: float | None = None) -> dict | None:
+        """The stage's saved state to continue from, or None when it is finished. A stage that ended on its
+        time budget continues when the budget was raised since (e.g. `--minutes` larger on a rerun). A stage
+        that (re)starts makes every stage built on its output stale: their checkpoints are removed."""
         state = self.load_ckpt(stage)
         if state and state.get("done"):
-            print(f"[train] {stage}: done (checkpoint found)", file=sys.stderr)
-            return None
+            raised = (minutes is not None and state.get("ended_by", "budget") == "budget"
+                      and state["elapsed_s"] < 0.98 * minutes * 60)
+            if not raised:
+                print(f"[train] {stage}: done (checkpoint found)", file=sys.stderr)
+                return None
+            print(f"[train] {stage}: budget raised to {minutes:g} min ({state['elapsed_s'] / 60:.1f} done): "
+                  f"continuing", file=sys.stderr)
+            state["done"] = False
+        self._invalidate_after(stage)
         return state or {"step": 0, "elapsed_s": 0.0}
+
+    def _invalidate_after(self, stage: str) -> None:
+        for later in stale_after(stage):
+            for path in (self.ckpt_path(later), self.ckpt_path(later).with_suffix(".json")):
+                if path.exists():
+                    path.unlink()
+                    print(f"[train] {later}: stale after {stage} changes; removed {path.name}", file=sys.stderr)
 
     def _need(self, stage: str) -> dict:
         state = self.load_ckpt(stage)
@@ -298,7 +331,7 @@ class _Trainer:
     def _train_reader(self, stage: str, start_from: str | None, minutes: float, lr: float, vae=None) -> None:
         from meg_phy.evaluator import Evaluator, SceneReader, batch_labels, reader_loss, save_evaluator
 
-        state = self._done(stage)
+        state = self._done(stage, minutes)
         if state is None:
             return
         torch.manual_seed(self.c.seed)
@@ -354,7 +387,7 @@ class _Trainer:
 
     # ---- stage 2: VAE --------------------------------------------------------------------------------
     def stage_vae(self) -> None:
-        state = self._done("vae")
+        state = self._done("vae", self.c.vae_minutes)
         if state is None:
             return
         torch.manual_seed(self.c.seed + 1)
@@ -449,6 +482,7 @@ class _Trainer:
             return
         if not state or state.get("images") != self.c.images or len(state["latents"]) > self.c.images:
             state = {"step": 0, "elapsed_s": 0.0, "latents": torch.zeros(0)}
+        self._invalidate_after("latents")
         vae = self.load_vae()
         chunk = 1000
         parts = [state["latents"]] if len(state["latents"]) else []
@@ -480,7 +514,7 @@ class _Trainer:
 
     # ---- stage 5: UNet + text encoder ---------------------------------------------------------------
     def stage_unet(self) -> None:
-        state = self._done("unet")
+        state = self._done("unet", self.c.unet_minutes)
         if state is None:
             return
         vae = self.load_vae()
@@ -604,7 +638,7 @@ BUDGET_KEYS = ("evaluator_minutes", "vae_minutes", "evaluator_tune_minutes", "un
 
 
 def scale_budgets(config: TrainConfig, total_minutes: float) -> None:
-    """Scale every stage's budget so that they add up to `total_minutes` (default total: 112)."""
+    """Scale every stage's budget so that they add up to `total_minutes` (default total: 140)."""
     total = sum(getattr(config, k) for k in BUDGET_KEYS)
     for k in BUDGET_KEYS:
         setattr(config, k, getattr(config, k) * total_minutes / total)
