@@ -6,6 +6,13 @@ Two ways in:
 - `link.send_bytes(payload)`: any payload of >= 1 byte, segmented into k-bit blocks (zero-padded tail),
   carried in as many frames as needed, returned with LinkStats.
 
+Scrambling (TS 38.211 7.3.1.1): the coded bits of a pass (after repetition, codewords back to back) are
+XORed with the 5G Gold sequence of c_init = n_RNTI 2^15 + n_ID, and the receiver flips the signs of the
+LLRs back before combining and decoding (see `scrambling_sequence`). The sequence depends only on these
+constants, so sender and receiver built from one LinkConfig agree. Without it a structured payload (zero
+padding, flat image regions) sits on few constellation points: at 10 dB (64-QAM, LMMSE) all-zero codewords
+failed 92 % of the time against 14 % for random bits.
+
 Codewords are packed back to back over the data resource elements of consecutive frames (a codeword may
 straddle two frames); each call of `cfg.batch` frames' worth of codewords is one batched pass.
 
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -37,6 +45,23 @@ from link_models.ofdm import OFDMTransport
 from link_models.stats import LinkStats
 from meg_common.errors import InputError
 from meg_common.rng import import_sionna, sionna_rng
+
+SCRAMBLING_RNTI = 1  # n_RNTI and n_ID of the 5G scrambler: any fixed pair, known to both ends
+SCRAMBLING_ID = 0
+
+
+@lru_cache(maxsize=4)
+def _gold(c_init: int, length: int) -> np.ndarray:
+    return import_sionna().nr.utils.generate_prng_seq(length, c_init).astype(np.float32)
+
+
+def scrambling_sequence(length: int, rnti: int = SCRAMBLING_RNTI, n_id: int = SCRAMBLING_ID) -> np.ndarray:
+    """The first `length` bits (0/1, float32) of the scrambling sequence of TS 38.211 7.3.1.1 (PDSCH, codeword
+    0): Sionna's Gold sequence `generate_prng_seq` with c_init = n_RNTI 2^15 + n_ID, the sequence Sionna's
+    `TB5GScrambler` applies. Not the block itself: it regenerates its sequence (a Python loop, 0.4 s for
+    30 kbit) whenever the input length changes, and every pass has its own length; here the sequence is made
+    once per process, at a power of two >= length, and a shorter one is its prefix."""
+    return _gold(rnti * 2 ** 15 + n_id, max(4096, 1 << (int(length) - 1).bit_length()))[:length]
 
 
 @dataclass
@@ -73,6 +98,12 @@ class DigitalLink(OFDMLink):
             self.crc_encoder = crc.CRCEncoder("CRC24B", k=cfg.k - CRC_BITS, device=self.device)
             self.crc_decoder = crc.CRCDecoder(self.crc_encoder, device=self.device)
         self._code_key = (cfg.modulation, cfg.k, cfg.n, cfg.ldpc_n, cfg.max_transmissions)
+
+    def scramble(self, x: torch.Tensor, llr: bool = False) -> torch.Tensor:
+        """One pass's coded bits [L] XOR the first L bits of the scrambling sequence (TB5GScrambler's
+        operation); `llr`: LLRs [L] with their signs flipped where the sequence is 1 (descrambling)."""
+        c = torch.from_numpy(scrambling_sequence(x.shape[-1])).to(device=x.device, dtype=x.dtype)
+        return x * (1 - 2 * c) if llr else torch.abs(x - c)
 
     @property
     def harq(self) -> bool:
@@ -125,12 +156,12 @@ class DigitalLink(OFDMLink):
             coded = self.encoder(bits)
             if self.repeat is not None:
                 coded = coded[:, self.repeat]
-            coded = coded.reshape(-1)
+            coded = self.scramble(coded.reshape(-1))
             num_coded = coded.numel()  # uncoded blocks need not fill whole symbols: pad the stream
             coded = torch.nn.functional.pad(coded, (0, -num_coded % self.cfg.bits_per_symbol))
             x = self.mapper(coded)
             x_hat, no_eff, frames = self.transport(x, self.no)
-            llr = self.demapper(x_hat, no_eff)[:num_coded].reshape(num_cw, -1)
+            llr = self.scramble(self.demapper(x_hat, no_eff)[:num_coded], llr=True).reshape(num_cw, -1)
             if self.repeat is not None:
                 llr = torch.zeros(num_cw, self.cfg.ldpc_n, dtype=llr.dtype, device=llr.device) \
                     .index_add_(1, self.repeat, llr)
