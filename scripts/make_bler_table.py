@@ -271,9 +271,8 @@ def plot(store: dict, table_path: Path, png: Path, tables: list[int]) -> None:
         la = LinkAdaptation(table=t, bler_table=table)
         se = []
         for s in snr:
-            i = la.select(s)
-            info = store["mcs"][str(t)][str(i)]
-            se.append(info["spectral_efficiency"] * (1 - table.bler(i, s, t)))
+            m = la.mcs(s)  # below the table's MCS 0: table 3's low-SE rows, where measured
+            se.append(m.spectral_efficiency * (1 - table.bler(m.index, s, m.table)))
         ax2.plot(snr, se, label=f"link adaptation, table {t} (BLER <= 10 %)")
     ax2.set(xlabel="Es/N0 per RE (dB)", ylabel="bits per channel use",
             title="throughput m R (1 - BLER) of the selected MCS")
