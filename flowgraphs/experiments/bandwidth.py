@@ -30,8 +30,8 @@ it fits in N if its first transmission does (C n/m <= N) and it is delivered wit
 least 1 - bler_target (90 %): every codeword passes within 4 transmissions and the retransmissions take at
 most the floor((N - C n/m) / (n/m)) spare codeword slots, each try failing independently with p = the larger
 of the link adaptation's BLER target (10 %) and the hop link's own first-try BLER at that SNR, measured once
-per worker on 256 codewords (the BLER table behind the adaptation is measured with perfect CSI and 3072-bit
-codewords; the hops estimate the channel with LMMSE on one resource block and use 1008-bit codewords). It is then sent
+per worker on 256 codewords (the BLER table behind the adaptation is the hop's own: LMMSE on one resource
+block, 1008-bit codewords; the probe stays as a check). It is then sent
 with HARQ (chase combining) until every codeword passes its CRC, a retransmission round going out only if
 all pending codewords fit in the budget left, so a digital series never spends more than N. DigitalLink
 scrambles its coded bits as 5G does (TS 38.211 7.3.1.1), so structured payloads fare like random ones. A payload still corrupt (or one that never fit) scores as the harness's
