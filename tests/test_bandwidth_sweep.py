@@ -91,8 +91,9 @@ def test_digital_never_exceeds_budget_and_capacity_carries_more(snr_db):
 
 
 def test_structured_payloads_are_scrambled(monkeypatch):
-    """All-zero payloads would sit on one 64-QAM point without DigitalLink's 5G scrambler: in one transmission
-    (no HARQ room) none of 20 arrives unscrambled, most do scrambled."""
+    """All-zero payloads would sit on one inner 64-QAM point without DigitalLink's 5G scrambler: in one
+    transmission (no HARQ room) most of 20 arrive scrambled, few unscrambled (MCS 17 at 10 dB: a codeword fails
+    about 68 % of the time unscrambled, so about 2 of 20 two-codeword payloads arrive; 6 is far in the tail)."""
     link = digital_link(10.0)
     assert link.cfg.modulation == "64qam" and link.cfg.n // 6 == 168
     payload = bytes(58)  # two codewords
@@ -106,7 +107,7 @@ def test_structured_payloads_are_scrambled(monkeypatch):
 
     assert delivered() >= 12
     monkeypatch.setattr(link, "scramble", lambda x, llr=False: x)
-    assert delivered() <= 2
+    assert delivered() <= 6
 
 
 @pytest.fixture(scope="module")
