@@ -275,7 +275,8 @@ class DigitalLink(OFDMLink):
         estimates = [p.no_est for p in passes if p.no_est is not None]
         cfg = self.cfg
         return LinkStats(
-            mcs_index=cfg.mcs_index, modulation=cfg.modulation, code_rate=cfg.code_rate, transmissions=1,
+            mcs_index=cfg.mcs_index, mcs_table=cfg.mcs_table_used, modulation=cfg.modulation,
+            code_rate=cfg.code_rate, transmissions=1,
             codeword_transmissions=sent, no_est=sum(estimates) / len(estimates) if estimates else None,
             payload_bits=payload_bits, coded_bits=sent * self.cfg.n,
             data_symbols=frames * t.data_symbols_per_frame, pilot_symbols=frames * t.pilot_symbols_per_frame,
