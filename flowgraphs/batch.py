@@ -11,9 +11,15 @@ reads as its own description and the batch dimension lives here and in meg_phy.b
 - Generation stages run once for the batch (meg_phy.batch): one text-encoder call, one VAE call, one UNet
   call per denoising step over the tasks that still have a step (each with its own schedule after
   channel-aware resume), each task drawing from its own generator (its seed, as `Stages.start` does).
-- Transfers and resume run per task, on that task's own flowgraph (`Stages` of one task): its hops, hop
-  seeds and link draws are the ones a one-task run uses. The links are cheap beside the model (measured in
-  benchmarks/bench_campaign.py), so a hop of the batch is a loop over the tasks' hops.
+- Transfers and resume run per task, on that task's own flowgraph (`Stages` of one task): its codecs, hops,
+  hop seeds, retries and records are the ones a one-task run has. The link calls of a transfer are
+  gathered over the tasks (`GatheredLinks`): each task's transfer runs until it reaches a link call whose
+  result is not there yet, which stops it (`_Pending`: nothing is recorded before a hop completes); the
+  calls the tasks stopped at go to each link as one batched call (`send_bytes_many` / `send_values_many`,
+  every payload drawing from the generator its own hop would use, so the results are bit for bit the
+  one-task ones, tests/test_link_batched.py); then the transfers run again, taking those results, until
+  every task's transfer is through (twice for a hop with one link call). Links without batched calls
+  (radio, wired, capacity) are called as they are, once each, their results replayed.
 - Accounting: each task's flowgraph gets its own hops, its own denoising steps and work, and an equal
   share of the batch's compute seconds on every node.
 
@@ -29,7 +35,8 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -99,7 +106,10 @@ class BatchGraph:
 class BatchStages:
     """`Stages` for a batch of tasks (see the module docstring): the same methods, batched values."""
 
-    def __init__(self, graphs: list[Flowgraph], tasks: list[Task], placement=None):
+    def __init__(self, graphs: list[Flowgraph], tasks: list[Task], placement=None,
+                 links: list[GatheredLinks] | None = None):
+        """`links`: the GatheredLinks each task's flowgraph gets its links from (run_batch builds them); None:
+        every transfer runs task by task, one link call at a time."""
         from flowgraphs.placement import LOCAL
 
         if not graphs or len(graphs) != len(tasks):
@@ -107,6 +117,9 @@ class BatchStages:
         if placement is not None and placement is not LOCAL and getattr(placement, "name", "local") != "local":
             raise InputError("batched runs compute in this process; use placement 'local' (or run task by task)")
         self.singles = [Stages(g, t) for g, t in zip(graphs, tasks, strict=True)]
+        if links is not None and len(links) != len(graphs):
+            raise InputError(f"{len(links)} link factories for {len(graphs)} flowgraphs; give one per task")
+        self.links = links
         self.g = BatchGraph(graphs)
         self.task = TaskBatch(list(tasks))
         self.cfg = graphs[0].config
@@ -127,7 +140,7 @@ class BatchStages:
         return _stack([s.ue_image() for s in self.singles])
 
     def input_image(self, ue: str, es: str) -> torch.Tensor | None:
-        return _stack([s.input_image(ue, es) for s in self.singles])
+        return _stack(self._transfer(lambda i, s: s.input_image(ue, es)))
 
     # --- generation stages (one model call for the batch) -----------------------------------------------
     def encode_prompt(self, node: str, prompts: Sequence[str | None] | str | None) -> object:
@@ -193,17 +206,164 @@ class BatchStages:
         return [s.resume(node, seed, v) for s, seed, v in zip(self.singles, seeds, noise_vars, strict=True)]
 
     def send_prompt(self, src: str, dst: str, texts: Sequence[str]) -> list[str | None]:
-        return [s.send_prompt(src, dst, t) for s, t in zip(self.singles, texts, strict=True)]
+        return self._transfer(lambda i, s: s.send_prompt(src, dst, texts[i]))
 
     def send_image(self, src: str, dst: str, images: torch.Tensor, payload: str = "image"
                    ) -> tuple[torch.Tensor, list[float]]:
-        out = [s.send_image(src, dst, images[i:i + 1], payload) for i, s in enumerate(self.singles)]
+        out = self._transfer(lambda i, s: s.send_image(src, dst, images[i:i + 1], payload))
         return torch.cat([img for img, _ in out]), [v for _, v in out]
 
     def send_seed(self, src: str, dst: str, seeds: list) -> tuple[list, list[float]]:
-        out = [s.send_seed(src, dst, seed) for s, seed in zip(self.singles, seeds, strict=True)]
+        out = self._transfer(lambda i, s: s.send_seed(src, dst, seeds[i]))
         return [seed for seed, _ in out], [v for _, v in out]
 
+    def _transfer(self, send: Callable[[int, Stages], Any]) -> list:
+        """`send(i, stages of task i)` for every task, their link calls gathered into batched calls (module
+        docstring); without GatheredLinks one task after the other."""
+        if self.links is None:
+            return [send(i, s) for i, s in enumerate(self.singles)]
+        results: list = [None] * len(self)
+        todo = list(range(len(self)))
+        for links in self.links:
+            links.begin()
+        try:
+            while todo:
+                pending, stopped = [], []
+                for i in todo:
+                    self.links[i].new_pass()
+                    try:
+                        results[i] = send(i, self.singles[i])
+                    except _Pending as stop:
+                        pending.append(stop.call)
+                        stopped.append(i)
+                _make_calls(pending)
+                todo = stopped
+        finally:
+            for links in self.links:
+                links.end()
+        return results
+
+
+class _Pending(BaseException):  # noqa: N818 (not an error: a transfer waiting for its batch)
+    """A task's transfer reached a link call the batch has not made yet; it unwinds the transfer (nothing is
+    recorded before a hop completes) until BatchStages._transfer has made the call. A BaseException, so that
+    no `except Exception` on the way takes it for a failure."""
+
+    def __init__(self, call: _Call):
+        super().__init__()
+        self.call = call
+
+
+@dataclass
+class _Call:
+    """One link call of a task's transfer: what goes in, the generator it draws from, what came out."""
+
+    link: Any
+    kind: str                     # "bytes" or "values"
+    payload: Any
+    generator: torch.Generator | None = None
+    result: Any = None
+    done: bool = False
+    state_after: torch.Tensor | None = None
+
+
+@dataclass
+class _Handed:
+    """A link as one hop of a transfer got it (in the order the transfer asks): its calls so far."""
+
+    key: tuple
+    state: torch.Tensor | None     # its generator's state when handed out (the hop's seed)
+    calls: list[_Call] = field(default_factory=list)
+
+
+class GatheredLinks:
+    """The link factory of one task of a batch: the task's own factory, and during a gathered transfer
+    (BatchStages._transfer) links that record their calls instead of making them (see the module docstring).
+
+    The k-th link a transfer asks for is the same hop on every pass (a transfer is deterministic), so the
+    calls are kept by that order and replayed; a call that repeats differently is a RuntimeError."""
+
+    def __init__(self, factory):
+        self.factory = factory
+        self._handed: list[_Handed] | None = None
+        self._count = 0
+
+    def __call__(self, spec, seed: int):
+        link = self.factory(spec, seed)
+        if self._handed is None:
+            return link
+        key = (spec, int(seed))
+        if self._count == len(self._handed):
+            generator = getattr(link, "generator", None)
+            self._handed.append(_Handed(key, None if generator is None else generator.get_state()))
+        handed = self._handed[self._count]
+        self._count += 1
+        if handed.key != key:
+            raise RuntimeError("a batched transfer asked for other hops on its second pass; it must be deterministic")
+        return _GatheredLink(link, handed)
+
+    def begin(self) -> None:
+        self._handed, self._count = [], 0
+
+    def new_pass(self) -> None:
+        self._count = 0
+
+    def end(self) -> None:
+        self._handed = None
+
+
+class _GatheredLink:
+    """A link inside a gathered transfer: replays the calls made so far; a new call on a link with batched
+    sends stops the transfer (_Pending), any other link is called at once (its result kept for the replays).
+    A hop makes all its calls on one link without stopping in between (Hop.send_bytes: send, decode, send
+    again), so a link without batched sends never has a call left for a later pass."""
+
+    def __init__(self, link, handed: _Handed):
+        self._link, self._handed, self._next = link, handed, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._link, name)
+
+    def send_bytes(self, payload: bytes):
+        return self._call("bytes", bytes(payload))
+
+    def send_values(self, values: torch.Tensor):
+        return self._call("values", values)
+
+    def _call(self, kind: str, payload):
+        index, calls = self._next, self._handed.calls
+        self._next += 1
+        if index < len(calls):
+            call = calls[index]
+            same = torch.equal(call.payload, payload) if kind == "values" else call.payload == payload
+            if call.kind != kind or not same:
+                raise RuntimeError("a batched transfer sent another payload on its second pass; it must be "
+                                   "deterministic")
+            if not call.done:
+                raise _Pending(call)
+            return call.result
+        call = _Call(self._link, kind, payload)
+        calls.append(call)
+        if not hasattr(self._link, f"send_{kind}_many"):
+            call.result, call.done = getattr(self._link, f"send_{kind}")(payload), True
+            return call.result
+        state = calls[index - 1].state_after if index else self._handed.state   # where this link's draws go on
+        call.generator = torch.Generator(device=self._link.generator.device)
+        call.generator.set_state(state)
+        raise _Pending(call)
+
+
+def _make_calls(calls: list[_Call]) -> None:
+    """The pending calls of a pass, one batched call per link and kind; each generator advances as the link's
+    own would have in a one-task run."""
+    groups: dict[tuple[int, str], list[_Call]] = {}
+    for call in calls:
+        groups.setdefault((id(call.link), call.kind), []).append(call)
+    for (_, kind), group in groups.items():
+        send = getattr(group[0].link, f"send_{kind}_many")
+        results = send([c.payload for c in group], [c.generator for c in group])
+        for call, result in zip(group, results, strict=True):
+            call.result, call.done, call.state_after = result, True, call.generator.get_state()
 
 
 def _stack(images: list) -> torch.Tensor | None:
@@ -244,7 +404,8 @@ def run_batch(configs: Sequence, tasks: Sequence[Task], session=None,
             raise InputError(f"{configs[0].protocol} is a multi-ES protocol; batched runs cover "
                              f"{', '.join(protocols.SINGLE_ES)} (run it task by task)")
         flow = protocols.get(configs[0].protocol)
-    graphs = [Flowgraph(c, session.link_factory(c)) for c in configs]
-    images = flow(BatchStages(graphs, list(tasks), session.placement))
+    links = [GatheredLinks(session.link_factory(c)) for c in configs]
+    graphs = [Flowgraph(c, f) for c, f in zip(configs, links, strict=True)]
+    images = flow(BatchStages(graphs, list(tasks), session.placement, links=links))
     return [Outcome(c, images[i:i + 1].detach().clamp(0, 1), g)
             for i, (c, g) in enumerate(zip(configs, graphs, strict=True))]

@@ -78,6 +78,8 @@ class HopRecord:
     airtime are 0 here); None: this hop carries its own transmission."""
     mcs_index: int | None = None
     """Digital: the TS 38.214 MCS of the payload's link (None: modulation and code as configured)."""
+    mcs_table: int | None = None
+    """Digital: the TS 38.214 MCS table that `mcs_index` indexes (3 where `auto` used its low-rate rows)."""
     modulation: str | None = None
     """Digital: the constellation of the payload's link."""
     code_rate: float | None = None
@@ -178,7 +180,8 @@ class Hop:
             name=self.name, src=self.src, dst=self.dst, direction=self.direction, payload=self.payload,
             scheme=("softcast" if self.spec.scheme == "softcast" else "analog") if analog
             else ("capacity" if self.spec.scheme == "capacity" else "digital"),
-            channel=self.spec.channel, mcs_index=last.get("mcs_index"), modulation=last.get("modulation"),
+            channel=self.spec.channel, mcs_index=last.get("mcs_index"),
+            mcs_table=last.get("mcs_table"), modulation=last.get("modulation"),
             code_rate=last.get("code_rate"), transmissions=tries if last else None,
             bits=int(total("payload_bits")), values=None,
             symbols=int(total("total_symbols")), airtime_s=total("airtime_s"),

@@ -45,7 +45,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from meg_common.errors import DeviceError, InputError
+from meg_common.errors import InputError
 
 PLACEMENTS = ("local", "ray")
 ES_THREADS = 1
@@ -224,19 +224,10 @@ class RayPlacement:
         """The results of remote calls, with the actor's own error types (InputError, DeviceError) kept."""
         if not refs:
             return []
-        ray = self.connect()
-        from ray import exceptions as rex
+        from meg_common.executors import ray_get
 
-        try:
-            return ray.get(refs)
-        except rex.RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, InputError | DeviceError):
-                raise cause from None
-            raise exc.as_instanceof_cause() from None
-        except rex.RayError as exc:
-            raise DeviceError(f"an ES actor was lost ({type(exc).__name__}: {_first_line(exc)}); run again "
-                              "(campaigns resume from their saved units)") from exc
+        return ray_get(self.connect(), refs, lost="an ES actor was lost",
+                       then="run again (campaigns resume from their saved units)")
 
     def _key(self, node: str, ldm) -> tuple:
         return (node, str(ldm.path), ldm.scheduler_name, str(ldm.dtype))
@@ -259,11 +250,6 @@ class RayPlacement:
                              max_task_retries=rt.max_retries)(EdgeServer)
             self._actors[key] = cls.remote(str(ldm.path), ldm.scheduler_name, device, ldm.dtype, self.threads)
         return self._actors[key]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 # -- command line ------------------------------------------------------------------------------------

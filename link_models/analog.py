@@ -9,6 +9,8 @@ The LMMSE equaliser output is unbiased, so each value estimate is unbiased too, 
 equaliser's effective noise variance of its symbol times the scale squared (link_models.mapping). With the
 ls and lmmse estimators that variance rests on the receiver's own N0 estimate (link_models.ofdm), never on
 the configured SNR.
+`link.send_values_many(vectors, seeds)` sends several vectors at once, each as `send_values` after
+`reseed(seed)` gives it, bit for bit.
 `link(batch_size)` (the `sim_ber` call of every link) sends `batch_size` random N(0, 1) values:
 (values, estimates), both [batch_size].
 """
@@ -16,6 +18,7 @@ the configured SNR.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -25,7 +28,6 @@ from link_models.link import check_values
 from link_models.mapping import from_symbols, power_scale, to_symbols
 from link_models.ofdm import OFDMTransport
 from link_models.stats import LinkStats
-from meg_common.rng import sionna_rng
 
 HEADER_BITS = 64  # float32 scale + uint32 length
 NOISE_VAR_FLOOR = 1e-12
@@ -63,13 +65,28 @@ class AnalogLink(OFDMLink):
     @torch.no_grad()
     def send_values(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, LinkStats]:
         """values: 1-D real tensor -> (estimates, per-value noise variance, stats); same shape as values."""
-        values = check_values(values).to(self.device)
-        num = values.numel()
-        scale = power_scale(values)  # sent as float32 in the header
-        s = to_symbols(values.float(), scale)
+        return self.send_values_many([values], [self.generator])[0]
+
+    @torch.no_grad()
+    def send_values_many(self, payloads: Sequence[torch.Tensor], seeds: Sequence[int | torch.Generator]
+                         ) -> list[tuple[torch.Tensor, torch.Tensor, LinkStats]]:
+        """Several value vectors in one pass, vector i drawing from its own generator (`seeds[i]`: an int, or a
+        generator that is advanced): per vector what `reseed(seeds[i])` then `send_values(payloads[i])` gives,
+        bit for bit (its own frames, noise, N0 estimate and power scale). OFDMTransport.send_many says what
+        runs once for all and what runs per vector."""
+        payloads = [check_values(v).to(self.device) for v in payloads]
+        generators = self.generators(seeds, len(payloads))
+        scales = [power_scale(v) for v in payloads]  # sent as float32 in the header
+        symbols = [to_symbols(v.float(), scale) for v, scale in zip(payloads, scales, strict=True)]
         reps = self.cfg.repetition
-        with sionna_rng(self.generator):
-            x_hat, no_eff, frames = self.transport(s.repeat(reps), self.no)
+        received = self.transport.send_many([s.repeat(reps) for s in symbols], self.no, generators)
+        return [self._estimate(v, scale, s, *r)
+                for v, scale, s, r in zip(payloads, scales, symbols, received, strict=True)]
+
+    def _estimate(self, values: torch.Tensor, scale: torch.Tensor, s: torch.Tensor, x_hat: torch.Tensor,
+                  no_eff: torch.Tensor, frames: int, no_est: float) -> tuple[torch.Tensor, torch.Tensor, LinkStats]:
+        """The receiver's estimates of one vector: copies combined (maximum ratio), values and their variance."""
+        num, reps = values.numel(), self.cfg.repetition
         weights = 1.0 / no_eff.clamp(min=NOISE_VAR_FLOOR).reshape(reps, -1)
         s_hat = (weights * x_hat.reshape(reps, -1)).sum(0) / weights.sum(0)
         var = 1.0 / weights.sum(0)  # complex-symbol variance == per-value variance of u (link_models.mapping)
@@ -85,5 +102,5 @@ class AnalogLink(OFDMLink):
             snr_est_db=10 * math.log10(s.numel() / sq_error) if sq_error > 0 else math.inf,
             noise_var=float(var.mean()),
             nmse=float((estimates - values).square().mean() / values.square().mean().clamp(min=1e-30)),
-            no_est=t.no_est)
+            no_est=no_est)
         return estimates, noise_var, stats

@@ -1,9 +1,13 @@
 """What every OFDM link shares: its configuration, device, own random stream and operating point.
 
-The link contract (`send_bytes`, `send_values`, `reseed`, `forward`) is `link_models.link.Link`.
+The link contract (`send_bytes`, `send_values`, `reseed`, `forward`) is `link_models.link.Link`. These
+links also send many payloads in one call (`send_bytes_many`, `send_values_many`), each drawing from its
+own seed's generator: payload i gets exactly (bit for bit) what `reseed(seeds[i])` and one send would give.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -45,6 +49,24 @@ class OFDMLink(nn.Module):
         A reseeded link repeats exactly what it did after any earlier `reseed(seed)`, whatever it sent in
         between; the blocks drawn at construction (the random pilots) keep the construction seed."""
         self.generator.manual_seed(check_seed(seed))
+
+    def generators(self, seeds: Sequence[int | torch.Generator], count: int) -> list[torch.Generator]:
+        """One generator per payload of a batched send (`send_bytes_many`, `send_values_many`): an int seed
+        gives a new generator seeded with it (what `reseed(seed)` gives the link's own); a generator is used
+        as it is and advanced as the link's own would be, so a later call can go on from it."""
+        seeds = list(seeds)
+        if len(seeds) != count:
+            raise InputError(f"{count} payloads for {len(seeds)} seeds; give one seed per payload")
+        out = []
+        for seed in seeds:
+            if isinstance(seed, torch.Generator):
+                if resolve_device(str(seed.device)) != self.device:
+                    raise InputError(f"a generator on {seed.device} for a link on {self.device}; "
+                                     f"make it with torch.Generator(device='{self.device}')")
+                out.append(seed)
+            else:
+                out.append(make_generator(check_seed(seed), self.device))
+        return out
 
     def send_bytes(self, payload: bytes) -> tuple[bytes, LinkStats]:
         raise not_carried(self, "bytes")

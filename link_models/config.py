@@ -46,8 +46,10 @@ class LinkConfig(ConfigMixin):
 
     Link adaptation (`mcs`): None uses `modulation`, `k` and `n` as given. An MCS index of TS 38.214 table
     `mcs_table`, or "auto" (the highest MCS whose BLER at `snr_db` is at most `bler_target` in the shipped
-    BLER table, or the file `bler_table`; link_models.mcs.LinkAdaptation), sets `modulation` and `k` from the MCS and keeps `n` as the
-    codeword length, rounded down to a multiple of 24 bits; `mcs_index` tells which MCS was chosen. Rates
+    BLER table measured with this config's `estimator`, or the file `bler_table`; below the table's lowest
+    MCS, table 3's low-SE rows; link_models.mcs.LinkAdaptation), sets `modulation` and `k` from the MCS and
+    keeps `n` as the codeword length, rounded down to a multiple of 24 bits; `mcs_index` tells which MCS was
+    chosen, `mcs_table_used` of which table. Rates
     below 1/5 (the lowest MCSs) use the rate-1/5 LDPC mother code (`ldpc_n` bits) and repeat its bits
     cyclically up to `n`, as 5G's circular buffer does. `max_transmissions` > 1 turns on HARQ (chase
     combining, link_models.digital): each codeword carries a CRC24B and is sent again until it passes.
@@ -98,6 +100,7 @@ class LinkConfig(ConfigMixin):
         self.max_transmissions = validate.integer("max_transmissions", self.max_transmissions, 1, MAX_TRANSMISSIONS)
         self.mcs = parse_mcs(self.mcs)
         self.mcs_index: int | None = None
+        self.mcs_table_used: int | None = None  # mcs_table, or 3 where auto fell back to its low-SE rows
         if self.code == "none":
             if self.mcs is not None:
                 raise InputError(f"mcs={self.mcs!r} needs code 'ldpc' (an MCS is a modulation and an LDPC rate); "
@@ -164,12 +167,12 @@ class LinkConfig(ConfigMixin):
             if not validate.is_real(snr) or math.isnan(snr):
                 raise InputError(f"snr_db={snr!r}: must be a number of dB")
             snr = float(snr)
-            adaptation = link_adaptation(self.mcs_table, self.bler_target, self.bler_table)
-            index = adaptation.select(min(max(snr, -100.0), 100.0))
+            adaptation = link_adaptation(self.mcs_table, self.bler_target, self.bler_table, self.estimator)
+            row = adaptation.mcs(min(max(snr, -100.0), 100.0))
         else:
-            index = self.mcs
-        row = mcs(index, self.mcs_table)
+            row = mcs(self.mcs, self.mcs_table)
         self.mcs_index = row.index
+        self.mcs_table_used = row.table
         self.modulation = row.modulation
         self.n = self.n // MCS_BLOCK * MCS_BLOCK
         self.k = max(LDPC_K_MIN, round(row.code_rate * self.n))
@@ -230,12 +233,12 @@ class LinkConfig(ConfigMixin):
 
 
 @functools.cache
-def link_adaptation(table: int, target: float, bler_table: str | None = None):
-    """The LinkAdaptation of a BLER table file (None: the shipped one) for `table` and `target`, read once per
-    process (a table regenerated while a process runs is seen by the next process)."""
+def link_adaptation(table: int, target: float, bler_table: str | None = None, estimator: str = "perfect"):
+    """The LinkAdaptation of a BLER table file (None: the shipped one measured with `estimator`) for `table`
+    and `target`, read once per process (a table regenerated while a process runs is seen by the next one)."""
     from link_models.mcs import LinkAdaptation
 
-    return LinkAdaptation(table=table, target=target, bler_table=bler_table)
+    return LinkAdaptation(table=table, target=target, bler_table=bler_table, estimator=estimator)
 
 
 def parse_mcs(value) -> str | int | None:

@@ -7,11 +7,15 @@
   which the links do not have.
 - `transport_block(mcs, num_coded_bits)`: the transport block size for a resource (Sionna's
   `calculate_tb_size`, TS 38.214 5.1.3.2).
-- `BlerTable`: BLER against SNR per MCS, measured with this project's `DigitalLink` (AWGN, perfect CSI,
-  see scripts/make_bler_table.py) and shipped in `link_models/data/bler_table.json`.
+- `BlerTable`: BLER against SNR per MCS, measured with this project's `DigitalLink` on a protocol hop's link
+  (AWGN, one resource block, n = 1008) with each channel estimator, one file per estimator
+  (`link_models/data/bler_table_{perfect,lmmse,ls}.json`, made by scripts/make_bler_table.py);
+  `BlerTable.shipped(estimator)` reads the one the link uses. Curves a file lacks (not measured yet) come
+  from the first table, `bler_table.json` (perfect CSI, n = 3072, 128 subcarriers: optimistic for a hop).
 - `LinkAdaptation`: the scheduler's rule: the highest MCS whose BLER at the SNR is at most the target
-  (default 10 %), interpolated linearly in log10 BLER between measured points; the lowest MCS if none
-  qualifies; or a fixed MCS index when configured.
+  (default 10 %), interpolated linearly in log10 BLER between measured points; if none of the table's MCSs
+  qualifies, the highest qualifying row of the low-spectral-efficiency table 3 below them (as a scheduler
+  moves a cell-edge UE to MCS table qam64LowSE), else the lowest such row; or a fixed MCS index.
 
 Only `mcs`, `mcs_table` and `transport_block` import Sionna; the table and the link adaptation read JSON.
 """
@@ -32,7 +36,9 @@ from meg_common.io import read_json
 MODULATION_NAMES = {2: "qpsk", 4: "16qam", 6: "64qam", 8: "256qam"}
 TABLES = (1, 2, 3)
 MAX_INDEX = {1: 28, 2: 27, 3: 28}
-DEFAULT_BLER_TABLE = Path(__file__).parent / "data" / "bler_table.json"
+DATA = Path(__file__).parent / "data"
+DEFAULT_BLER_TABLE = DATA / "bler_table.json"  # the first table (perfect CSI, n = 3072): fallback for missing curves
+LOW_SE_TABLE = 3
 LDPC_RATE_MIN = 1 / 5  # below it 5G repeats coded bits (circular buffer); LinkConfig cannot build such a code
 
 
@@ -126,6 +132,11 @@ def transport_block(m: MCS, num_coded_bits: int) -> dict:
             "cb_crc_length": int(cb_crc)}
 
 
+def shipped_table_path(estimator: str) -> Path:
+    """The shipped BLER table measured with `estimator` (perfect | ls | lmmse)."""
+    return DATA / f"bler_table_{estimator}.json"
+
+
 class BlerTable:
     """Measured BLER against SNR (Es/N0 per RE, dB) per MCS, from the JSON scripts/make_bler_table.py writes.
 
@@ -158,6 +169,12 @@ class BlerTable:
             raise InputError(f"BLER table is malformed ({type(exc).__name__}: {exc}); regenerate it with "
                              "scripts/make_bler_table.py") from None
 
+    @classmethod
+    def shipped(cls, estimator: str = "perfect") -> BlerTable:
+        """The shipped table for `estimator`: its finished curves, and for MCSs it has no finished curve of,
+        the curves of DEFAULT_BLER_TABLE (`sources` says which curve came from where)."""
+        return _shipped(str(estimator).lower())
+
     def indices(self, table: int = 1) -> list[int]:
         """MCS indices of `table` that have a measured curve, ascending."""
         rows = self.tables.get(int(table), {})
@@ -177,18 +194,44 @@ class BlerTable:
         return float(10 ** np.interp(snr_db, snr, log_bler))
 
 
+@functools.cache
+def _shipped(estimator: str) -> BlerTable:
+    fallback = read_json(DEFAULT_BLER_TABLE) if DEFAULT_BLER_TABLE.is_file() else None
+    path = shipped_table_path(estimator)
+    if not path.is_file():
+        if fallback is None:
+            raise InputError(f"no BLER table for estimator '{estimator}': make it with "
+                             f"`python scripts/make_bler_table.py --estimator {estimator}`")
+        table = BlerTable(fallback)
+        table.sources = dict.fromkeys(table._curves, DEFAULT_BLER_TABLE.name)
+        return table
+    own = read_json(path)
+    done = {key: curve for key, curve in own.get("curves", {}).items() if curve.get("done")}
+    data = {"settings": own.get("settings", {}), "curves": dict(done), "tables": {}, "mcs": {}}
+    for source in (fallback or {}, own):  # own rows win
+        for name in ("tables", "mcs"):
+            for t, rows in source.get(name, {}).items():
+                data[name].setdefault(t, {}).update(rows)
+    for key, curve in (fallback or {}).get("curves", {}).items():
+        data["curves"].setdefault(key, curve)
+    table = BlerTable(data)
+    table.sources = {key: (path.name if key in done else DEFAULT_BLER_TABLE.name) for key in table._curves}
+    return table
+
+
 @dataclass
 class LinkAdaptation:
     """Picks the MCS for an SNR: `select(snr_db) -> index` (see the module doc for the rule).
 
     table: TS 38.214 table (1, 2, 3); target: BLER target; fixed: an MCS index to use at every SNR
-    (None: adapt); bler_table: a BlerTable, a path, or None for the shipped table.
+    (None: adapt); bler_table: a BlerTable, a path, or None for the shipped table of `estimator`.
     """
 
     table: int = 1
     target: float = 0.1
     fixed: int | None = None
     bler_table: BlerTable | str | Path | None = None
+    estimator: str = "perfect"
 
     def __post_init__(self) -> None:
         self.table = _check_table(self.table)
@@ -198,7 +241,9 @@ class LinkAdaptation:
         if self.fixed is not None:
             self.fixed = validate.integer("mcs_index", self.fixed, 0, MAX_INDEX[self.table])
             return  # a fixed MCS needs no table
-        if not isinstance(self.bler_table, BlerTable):
+        if self.bler_table is None:
+            self.bler_table = BlerTable.shipped(self.estimator)
+        elif not isinstance(self.bler_table, BlerTable):
             self.bler_table = BlerTable(self.bler_table)
         if not self.bler_table.indices(self.table):
             raise InputError(f"the BLER table has no curve for MCS table {self.table}; regenerate it with "
@@ -217,5 +262,18 @@ class LinkAdaptation:
         return max(ok) if ok else min(indices)
 
     def mcs(self, snr_db: float) -> MCS:
-        """The selected MCS with its modulation and code rate."""
-        return mcs(self.select(snr_db), self.table)
+        """The selected MCS with its modulation and code rate; where no MCS of the table meets the target, a
+        row of the low-SE table 3 with a lower spectral efficiency than the table's lowest (if the BLER table
+        has them; see the module doc)."""
+        index = self.select(snr_db)
+        if self.fixed is not None or self.table == LOW_SE_TABLE:
+            return mcs(index, self.table)
+        table, low = self.bler_table, LOW_SE_TABLE
+        if table.bler(index, snr_db, self.table) <= self.target:
+            return mcs(index, self.table)
+        floor = min(mcs(i, self.table).spectral_efficiency for i in table.indices(self.table))
+        below = [i for i in table.indices(low) if mcs(i, low).spectral_efficiency < floor - 1e-9]
+        if not below:
+            return mcs(index, self.table)
+        ok = [i for i in below if table.bler(i, snr_db, low) <= self.target]
+        return mcs(max(ok) if ok else min(below), low)

@@ -20,6 +20,7 @@ last estimate.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from torch import nn
 
 from link_models.channels import build_channel
 from link_models.config import LinkConfig
-from meg_common.rng import import_sionna
+from meg_common.rng import import_sionna, sionna_rng
 
 # The receiver never divides by a zero noise variance (ideal channel): it assumes at least this much.
 RECEIVER_NOISE_FLOOR = 1e-10
@@ -58,8 +59,6 @@ def channel_covariances(cfg: LinkConfig, channel: nn.Module, resource_grid, devi
     TDL/CDL: the sample covariance of COVARIANCE_FRAMES draws of the model (its own fixed-seed generator,
     so the link's random stream is untouched), the frequency matrix averaged over OFDM symbols and the time
     matrix over subcarriers, the time matrix normalised to unit mean diagonal (the power sits in frequency)."""
-    from meg_common.rng import sionna_rng
-
     s, f = cfg.num_ofdm_symbols, cfg.fft_size
     if cfg.channel in ("ideal", "awgn", "rayleigh"):
         return (torch.ones(s, s, dtype=torch.complex64, device=device),
@@ -143,20 +142,66 @@ class OFDMTransport(nn.Module):
 
     # --- the transport ---------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, no: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """x: [N] complex symbols; no: scalar N0 per RE. Returns x_hat [N], no_eff [N], number of frames."""
-        num = x.shape[0]
-        frames = self.frames_for(num)
+        """x: [N] complex symbols; no: scalar N0 per RE. Returns x_hat [N], no_eff [N], number of frames.
+
+        The channel draws from whatever Sionna generator is lent at the time (the link's, meg_common.rng)."""
+        x_hat, no_eff, frames, _ = self._run([x], no)[0]
+        return x_hat, no_eff, frames
+
+    def send_many(self, xs: list[torch.Tensor], no: torch.Tensor, generators: list[torch.Generator]
+                  ) -> list[tuple[torch.Tensor, torch.Tensor, int, float]]:
+        """Several symbol streams, each on frames of its own and drawing its channel from its own generator,
+        received in one pass: per stream (x_hat [N_i], no_eff [N_i], frames, the N0 its receiver used).
+
+        Equal, bit for bit, to `forward` of each stream alone with its generator lent to Sionna
+        (tests/test_link_batched.py). Why the channel is still called once per stream: a Sionna block draws
+        a whole tensor from one generator (`config.torch_rng`), real parts of every frame first and then the
+        imaginary parts (TDL: Doppler, angles and phases of every frame before the noise), so one call over
+        the concatenated frames cannot give each stream the draws it gets alone, whatever generator is lent.
+        The channel estimators run per stream too, for its own N0 and because their results depend in the
+        last bit on how many frames one call holds: Sionna's interpolators (LS and LMMSE) move the frame
+        dimension innermost before multiplying complex tensors, and PyTorch multiplies complex numbers in
+        its vector (FMA) loop or its scalar loop depending on that innermost extent (measured: TDL-A, LMMSE,
+        1 frame alone against the same frame among 4: channel estimates 5.6e-7 apart). The equaliser keeps
+        the frames outermost and runs once for all streams, each with its own N0."""
+        if len(xs) != len(generators):
+            raise ValueError(f"{len(xs)} streams for {len(generators)} generators; give one generator per stream")
+        return self._run(xs, no, generators)
+
+    def _run(self, xs: list[torch.Tensor], no: torch.Tensor, generators: list[torch.Generator] | None = None
+            ) -> list[tuple[torch.Tensor, torch.Tensor, int, float]]:
+        """`send_many` (generators: one per stream) or, without generators, one channel call for all streams
+        drawing from the generator lent at the time (what `forward` does with its one stream)."""
+        if not xs:
+            return []
         nd = self.data_symbols_per_frame
-        x = torch.nn.functional.pad(x, (0, frames * nd - num)).reshape(frames, 1, 1, nd)
-        x_grid = self.grid_mapper(x)
-        y, h = self.channel(x_grid, no)
+        counts = [int(x.shape[0]) for x in xs]
+        frames = [self.frames_for(n) for n in counts]
+        ends = np.cumsum([0, *frames]).tolist()
+        spans = list(pairwise(ends))  # each stream's frames
+        x = torch.cat([torch.nn.functional.pad(x, (0, f * nd - n)) for x, f, n in zip(xs, frames, counts, strict=True)])
+        x_grid = self.grid_mapper(x.reshape(ends[-1], 1, 1, nd))
+        if generators is None:
+            y, h = self.channel(x_grid, no)
+        else:
+            parts = []
+            for (a, b), generator in zip(spans, generators, strict=True):
+                with sionna_rng(generator):
+                    parts.append(self.channel(x_grid[a:b], no))
+            y, h = (torch.cat(t) for t in zip(*parts, strict=True)) if len(parts) > 1 else parts[0]
         if self.estimator is None:
             no_rx = torch.clamp(no, min=RECEIVER_NOISE_FLOOR)
             h_hat, err_var = h, torch.zeros((), dtype=no.dtype, device=no.device)
-        else:
-            no_rx = torch.clamp(estimate_noise(y, self.pilots, self.cfg.pilot_symbols).to(no.dtype),
-                                min=RECEIVER_NOISE_FLOOR)
-            h_hat, err_var = self.estimator(y, no_rx)
-        self.no_est = float(no_rx)
+            no_ests = [no_rx] * len(xs)
+        else:  # each stream's receiver estimates its own N0 and its channel from its own frames' pilots
+            no_ests = [torch.clamp(estimate_noise(y[a:b], self.pilots, self.cfg.pilot_symbols).to(no.dtype),
+                                   min=RECEIVER_NOISE_FLOOR) for a, b in spans]
+            estimates = [self.estimator(y[a:b], e) for (a, b), e in zip(spans, no_ests, strict=True)]
+            h_hat, err_var = (torch.cat(t) for t in zip(*estimates, strict=True)) if len(xs) > 1 else estimates[0]
+            no_rx = no_ests[0] if len(xs) == 1 else torch.cat([e.expand(f) for e, f in zip(no_ests, frames, strict=True)])
         x_hat, no_eff = self.equalizer(y, h_hat, err_var, no_rx)
-        return x_hat.reshape(-1)[:num], no_eff.reshape(-1)[:num], frames
+        # contiguous, as a stream's own call gives them: a sum over a strided view adds in another order
+        out = [(x_hat[a:b].reshape(-1)[:n].contiguous(), no_eff[a:b].reshape(-1)[:n].contiguous(), f, float(e))
+               for (a, b), n, f, e in zip(spans, counts, frames, no_ests, strict=True)]
+        self.no_est = out[-1][3]
+        return out

@@ -40,6 +40,7 @@ class LinkStats:
     nmse: float | None = None       # analog: mean squared error / mean square of the values
     no_est: float | None = None     # the N0 the receiver used: estimated from the pilots (ls, lmmse) or true (perfect)
     mcs_index: int | None = None    # digital: the TS 38.214 MCS (None: modulation and code as configured)
+    mcs_table: int | None = None    # digital: the TS 38.214 MCS table of mcs_index (3: auto's low-rate rows)
     modulation: str | None = None   # digital: the constellation used
     code_rate: float | None = None  # digital: k / n, information bits per coded bit sent
     transmissions: int | None = None  # digital: HARQ transmissions the worst codeword needed (1 without HARQ)

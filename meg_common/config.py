@@ -18,6 +18,7 @@ An unknown key raises one InputError naming it and the known ones.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import re
@@ -78,6 +79,12 @@ class ConfigMixin:
         return cls.from_dict(read_config_file(path), where=str(path))
 
 
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The resolved field annotations of a config class (resolving them is slow; classes do not change)."""
+    return get_type_hints(cls, include_extras=True)
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The table in a .json or .toml file; InputError for a missing or malformed file."""
     p = Path(path)
@@ -100,7 +107,7 @@ def coerce_fields(cls: type, data: Mapping[str, Any], where: str | None = None, 
     where = where or cls.__name__
     if not isinstance(data, Mapping):
         raise InputError(f"{where}: expected a table of settings, got {type(data).__name__}")
-    hints = get_type_hints(cls, include_extras=True)
+    hints = _hints(cls)
     settable = [f for f in dataclasses.fields(cls) if f.init]
     known = {f.name for f in settable}
     for key in data:

@@ -327,19 +327,8 @@ class RayExecutor(Executor):
                 ray.kill(actor)
 
     def _get(self, ray, ref, key: str) -> Any:
-        from ray import exceptions as rex
-
-        try:
-            return ray.get(ref)
-        except rex.RayTaskError as exc:  # the unit itself raised: re-raise its own error type
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, InputError | DeviceError):
-                raise cause from None
-            raise exc.as_instanceof_cause() from None
-        except rex.RayError as exc:
-            raise DeviceError(f"unit {key}: its Ray worker was lost {self.max_retries + 1} times "
-                              f"({type(exc).__name__}: {_first_line(exc)}); finished units are saved, "
-                              "run the same command again to resume") from exc
+        return ray_get(ray, ref, lost=f"unit {key}: its Ray worker was lost {self.max_retries + 1} times",
+                       then="finished units are saved, run the same command again to resume")
 
 
 def import_ray():
@@ -408,6 +397,23 @@ def resolve_ray_address(address: str, timeout_s: float = 5.0) -> str:
         raise DeviceError(f"cannot reach a Ray cluster at {given}{resolved}: {why} after {timeout_s:g} s; "
                           "check the head's address and port (`ray start --head` prints it)") from None
     return f"{host}:{port}"
+
+
+def ray_get(ray, refs, lost: str, then: str):
+    """`ray.get(refs)` with the remote side's own error types: an InputError or DeviceError raised remotely is
+    raised here as itself, any other remote exception as its own class; a lost worker or actor becomes one
+    DeviceError line, `lost (what Ray said); then`."""
+    from ray import exceptions as rex
+
+    try:
+        return ray.get(refs)
+    except rex.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, InputError | DeviceError):
+            raise cause from None
+        raise exc.as_instanceof_cause() from None
+    except rex.RayError as exc:
+        raise DeviceError(f"{lost} ({type(exc).__name__}: {_first_line(exc)}); {then}") from exc
 
 
 def _first_line(exc: BaseException) -> str:

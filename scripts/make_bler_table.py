@@ -1,18 +1,19 @@
-"""Measure BLER against SNR for every 5G NR MCS with the project's DigitalLink and write the JSON table that
-`link_models.mcs.LinkAdaptation` uses.
+"""Measure BLER against SNR for every 5G NR MCS with the project's DigitalLink and write the JSON tables that
+`link_models.mcs.LinkAdaptation` uses, one per channel estimator.
 
-    python scripts/make_bler_table.py --out link_models/data/bler_table.json
+    python scripts/make_bler_table.py        # all three: link_models/data/bler_table_{perfect,lmmse,ls}.json
 
-Link: 5G LDPC with k = round(R n) for the MCS code rate R and n (default 3072) coded bits, the MCS
-modulation, AWGN, perfect CSI, the default OFDM grid; SNR is Es/N0 per resource element (`snr_db`).
-Equal rows of different tables (same modulation and rate) share one curve. Codes with R < 1/5 (5G repeats
-coded bits, which the link cannot) are measured at rate 1/5 with the same k and shifted by the repetition
-gain 10 log10(n / 5k) dB (chase combining of the repeated bits with uniform repetition: slightly optimistic;
-recorded as method "repetition-shift").
+Link: the one a protocol hop uses (flowgraphs.config.LinkSpec defaults): the MCS's modulation and 5G LDPC
+code with n = 1008 coded bits (the hop's 1024, rounded to 24) and k = round(R n), built by
+`LinkConfig(mcs=index)` itself, so rates below 1/5 repeat the rate-1/5 mother code as the hop does; AWGN;
+one resource block per frame (12 subcarriers x 14 OFDM symbols, pilots on symbols 2 and 11, CP 1); the
+estimator of the file (perfect: true channel and N0; ls, lmmse: both estimated from the pilots). SNR is
+Es/N0 per resource element (`snr_db`). Equal rows of different tables (same modulation and rate) share one
+curve. Tables 1, 2 and 3 by default (3 adds the low-rate QPSK rows).
 
 Scan per curve, on a 0.5 dB grid starting at the Shannon threshold 10 log10(2^(m R) - 1) rounded up:
 down while BLER < 0.95, then up until BLER <= 0.01. A point stops at --target-errors block errors or
---max-codewords codewords; a point where the whole first pass fails is recorded as BLER 1 at once.
+--max-codewords codewords; a point whose first 64 or more codewords all fail is recorded as BLER 1 at once.
 The file is rewritten atomically after every point; run the same command again to resume (each point has
 its own random stream, derived from --seed, the curve and the SNR, so a resumed run gives the same numbers).
 """
@@ -37,19 +38,26 @@ from meg_common.provenance import versions  # noqa: E402
 STEP_DB = 0.5
 BLER_HIGH, BLER_LOW = 0.95, 0.01
 MAX_SPAN_DB = 15.0
+MIN_ALL_LOST = 64  # codewords, all lost, that end a point at BLER 1 early
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("link_models/data/bler_table.json"))
-    p.add_argument("--tables", type=number_list("--tables"), default=[1, 2],
-                   help="TS 38.214 MCS tables (1, 2, 3); default 1,2")
+    p.add_argument("--out", default="link_models/data/bler_table_{estimator}.json",
+                   help="output JSON; '{estimator}' is replaced by the estimator (needed with several)")
+    p.add_argument("--estimator", default="perfect,lmmse,ls",
+                   help="channel estimators, one table each, in this order (default perfect,lmmse,ls)")
+    p.add_argument("--tables", type=number_list("--tables"), default=[1, 2, 3],
+                   help="TS 38.214 MCS tables (1, 2, 3); default 1,2,3")
     p.add_argument("--mcs", type=number_list("--mcs"), default=None,
                    help="only these MCS indices (default: all of each table)")
-    p.add_argument("--n", type=int, default=3072, help="coded bits per codeword (default 3072)")
-    p.add_argument("--target-errors", type=int, default=100)
-    p.add_argument("--max-codewords", type=int, default=1000)
+    p.add_argument("--n", type=int, default=1008,
+                   help="coded bits per codeword (default 1008: a hop's 1024 rounded to 24 bits)")
+    p.add_argument("--fft-size", type=int, default=12, help="subcarriers per frame (default 12: one RB)")
+    p.add_argument("--cp-length", type=int, default=1, help="cyclic prefix samples (default 1, as hops)")
+    p.add_argument("--target-errors", type=int, default=300)
+    p.add_argument("--max-codewords", type=int, default=3000)
     p.add_argument("--decoder", choices=("auto", "fast", "sionna"), default="auto",
                    help="LDPC decoder: fast (numba) when LinkConfig has it, else Sionna's (auto)")
     p.add_argument("--ldpc-iterations", type=int, default=20)
@@ -73,26 +81,32 @@ def decoder_setting(choice: str) -> str | None:
     return "sionna" if choice == "sionna" else "fast"
 
 
-def settings_of(args, decoder: str | None) -> dict:
-    return {"channel": "awgn", "estimator": "perfect", "snr": "Es/N0 per resource element (dB)", "n": args.n,
+def settings_of(args, decoder: str | None, estimator: str) -> dict:
+    return {"channel": "awgn", "estimator": estimator, "snr": "Es/N0 per resource element (dB)", "n": args.n,
+            "fft_size": args.fft_size, "cp_length": args.cp_length, "num_ofdm_symbols": 14,
+            "pilot_symbols": [2, 11], "method": "LinkConfig(mcs=index): repetition below rate 1/5",
             "target_errors": args.target_errors, "max_codewords": args.max_codewords,
             "decoder": decoder or "sionna", "ldpc_iterations": args.ldpc_iterations, "seed": args.seed,
             "step_db": STEP_DB, "bler_high": BLER_HIGH, "bler_low": BLER_LOW}
 
 
-def curve_plan(m, n: int) -> dict:
-    """How the curve of MCS `m` is measured: link (k, n) and the SNR shift for repetition."""
-    from link_models.mcs import LDPC_RATE_MIN
+def link_config(m, args, estimator: str, decoder: str | None, snr_db: float = 0.0):
+    """The LinkConfig a hop with MCS `m` uses (the code, its repetition below rate 1/5 and the grid)."""
+    from link_models import LinkConfig
 
-    n = n // m.bits_per_symbol * m.bits_per_symbol
-    k = round(m.code_rate * n)
-    plan = {"modulation": m.modulation, "bits_per_symbol": m.bits_per_symbol, "code_rate": m.code_rate,
-            "spectral_efficiency": m.spectral_efficiency, "shannon_snr_db": m.shannon_snr_db, "k": k, "n": n,
-            "link_k": k, "link_n": n, "snr_shift_db": 0.0, "method": "measured"}
-    if m.code_rate < LDPC_RATE_MIN:
-        link_n = 5 * k // m.bits_per_symbol * m.bits_per_symbol  # rate >= 1/5
-        plan.update(link_n=link_n, snr_shift_db=10 * math.log10(n / link_n), method="repetition-shift")
-    return plan
+    fields = {"decoder": decoder} if decoder else {}
+    return LinkConfig(mcs=m.index, mcs_table=m.table, n=args.n, channel="awgn", estimator=estimator,
+                      snr_db=snr_db, fft_size=args.fft_size, cp_length=args.cp_length, batch=args.batch,
+                      ldpc_iterations=args.ldpc_iterations, device="cpu", **fields)
+
+
+def curve_plan(m, args, estimator: str = "perfect", decoder: str | None = None) -> dict:
+    """How the curve of MCS `m` is measured: the link's (k, n) and the mother code's length `ldpc_n`."""
+    cfg = link_config(m, args, estimator, decoder)
+    return {"modulation": m.modulation, "bits_per_symbol": m.bits_per_symbol, "code_rate": m.code_rate,
+            "spectral_efficiency": m.spectral_efficiency, "shannon_snr_db": m.shannon_snr_db, "k": cfg.k,
+            "n": cfg.n, "ldpc_n": cfg.ldpc_n, "mcs": [m.table, m.index],
+            "method": "repetition" if cfg.ldpc_n < cfg.n else "measured"}
 
 
 def point_seed(seed: int, key: str, snr_db: float) -> int:
@@ -102,8 +116,7 @@ def point_seed(seed: int, key: str, snr_db: float) -> int:
 
 def measure(link, plan: dict, snr_db: float, seed: int, args) -> dict:
     """One SNR point: passes of random codewords until target errors / max codewords / a first pass all lost."""
-    link_snr = snr_db + plan["snr_shift_db"]  # the rate-1/5 link sees the repetition gain
-    link.set_operating_point(snr_db=link_snr)
+    link.set_operating_point(snr_db=snr_db)
     (link.reseed if hasattr(link, "reseed") else link.generator.manual_seed)(seed)
     step = link.codewords_per_batch
     codewords = errors = 0
@@ -113,24 +126,21 @@ def measure(link, plan: dict, snr_db: float, seed: int, args) -> dict:
         bits, bits_hat = link(num)
         errors += int((bits != bits_hat).any(dim=1).sum())
         codewords += num
-        if errors == codewords:  # the whole first pass(es) lost: BLER 1, no need for more
+        if errors == codewords >= MIN_ALL_LOST:  # every codeword so far lost: BLER 1, no need for more
             break
     return {"snr_db": round(snr_db, 2), "codewords": codewords, "block_errors": errors,
             "bler": errors / codewords, "wall_s": round(time.perf_counter() - start, 2)}
 
 
-def scan(key: str, plan: dict, store: dict, save, args, decoder: str | None, bar) -> None:
+def scan(key: str, plan: dict, store: dict, save, args, decoder: str | None, bar, estimator: str) -> None:
     """Measure the curve `key` into store['curves'][key], saving after every point."""
-    from link_models import DigitalLink, LinkConfig
+    from link_models import DigitalLink
+    from link_models.mcs import mcs
 
     curve = store["curves"].setdefault(key, {**plan, "points": [], "done": False})
     if curve["done"]:
         return
-    fields = {"decoder": decoder} if decoder else {}
-    cfg = LinkConfig(modulation=plan["modulation"], code="ldpc", k=plan["link_k"], n=plan["link_n"],
-                     channel="awgn", estimator="perfect", snr_db=0.0, batch=args.batch,
-                     ldpc_iterations=args.ldpc_iterations, device="cpu", **fields)
-    link = DigitalLink(cfg, seed=args.seed)
+    link = DigitalLink(link_config(mcs(plan["mcs"][1], plan["mcs"][0]), args, estimator, decoder), seed=args.seed)
     start = math.ceil(plan["shannon_snr_db"] / STEP_DB) * STEP_DB
 
     def at(snr_db: float) -> float:
@@ -163,23 +173,38 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
+    from link_models.config import ESTIMATORS
+
+    if args.n < 24 or args.target_errors < 1 or args.max_codewords < 1:
+        raise InputError("--n must be >= 24, --target-errors and --max-codewords >= 1")
+    estimators = [e.strip().lower() for e in str(args.estimator).split(",") if e.strip()]
+    bad = [e for e in estimators if e not in ESTIMATORS]
+    if bad or not estimators:
+        raise InputError(f"--estimator {args.estimator!r}: give one or more of {', '.join(ESTIMATORS)}, comma-separated")
+    if len(estimators) > 1 and "{estimator}" not in str(args.out):
+        raise InputError("several estimators need '{estimator}' in --out (one table each)")
+    for estimator in estimators:
+        run_one(args, estimator, Path(str(args.out).replace("{estimator}", estimator)))
+    return 0
+
+
+def run_one(args, estimator: str, out: Path) -> None:
+    """Measure (or resume) the table of one estimator into `out`."""
     from tqdm import tqdm
 
     from link_models.mcs import mcs_table
 
-    if args.n < 24 or args.target_errors < 1 or args.max_codewords < 1:
-        raise InputError("--n must be >= 24, --target-errors and --max-codewords >= 1")
     decoder = decoder_setting(args.decoder)
-    settings = settings_of(args, decoder)
+    settings = settings_of(args, decoder, estimator)
     store = {"about": "BLER vs Es/N0 per MCS, measured with link_models.DigitalLink; see scripts/make_bler_table.py",
              "command": "python scripts/make_bler_table.py " + " ".join(sys.argv[1:]),
              "settings": settings, "versions": versions(), "curves": {}, "tables": {}, "mcs": {}}
-    if args.out.is_file():
-        saved = read_json(args.out)
+    if out.is_file():
+        saved = read_json(out)
         differ = sorted(k for k in settings | saved.get("settings", {})
                         if settings.get(k) != saved.get("settings", {}).get(k))
         if differ:
-            raise InputError(f"{args.out} was made with other settings ({', '.join(differ)}); use another "
+            raise InputError(f"{out} was made with other settings ({', '.join(differ)}); use another "
                              "--out or delete it to start over")
         store["curves"] = saved.get("curves", {})
         store["tables"] = saved.get("tables", {})
@@ -192,23 +217,24 @@ def run(args) -> int:
                 continue
             store["tables"].setdefault(str(m.table), {})[str(m.index)] = m.key
             store["mcs"].setdefault(str(m.table), {})[str(m.index)] = m.to_dict()
-            todo.setdefault(m.key, curve_plan(m, args.n))
+            todo.setdefault(m.key, curve_plan(m, args, estimator, decoder))
     ordered = sorted(todo.items(), key=lambda kv: kv[1]["spectral_efficiency"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
 
     def save():
-        atomic_write_json(args.out, store)
+        atomic_write_json(out, store)
 
     save()
-    bar = tqdm(ordered, desc="BLER table", unit="curve", disable=args.no_progress)
+    bar = tqdm(ordered, desc=f"BLER table ({estimator})", unit="curve", disable=args.no_progress)
     for key, plan in bar:
-        scan(key, plan, store, save, args, decoder, bar)
+        scan(key, plan, store, save, args, decoder, bar, estimator)
     bar.close()
     done = sum(store["curves"][k]["done"] for k in todo)
-    print(f"{args.out}: {done} of {len(todo)} curves done ({settings['decoder']} decoder, n={args.n})")
+    print(f"{out}: {done} of {len(todo)} curves done ({estimator}, {settings['decoder']} decoder, n={args.n})",
+          flush=True)
     if args.plot:
-        plot(store, args.out, args.plot, [int(t) for t in args.tables])
-    return 0
+        png = Path(str(args.plot).replace("{estimator}", estimator))
+        plot(store, out, png, [int(t) for t in args.tables])
 
 
 def plot(store: dict, table_path: Path, png: Path, tables: list[int]) -> None:
@@ -236,7 +262,7 @@ def plot(store: dict, table_path: Path, png: Path, tables: list[int]) -> None:
         ax1.plot([], [], color=colour, label=name)
     ax1.axhline(0.1, color="k", ls=":", lw=1)
     ax1.set(xlabel="Es/N0 per RE (dB)", ylabel="BLER", ylim=(1e-3, 1.1),
-            title=f"MCS table {first}: BLER, n = {store['settings']['n']}, AWGN, perfect CSI")
+            title=f"MCS table {first}: BLER, n = {store['settings']['n']}, AWGN, {store['settings']['estimator']}")
     snr = np.arange(-10, 30.01, 0.1)
     ax2.plot(snr, np.log2(1 + 10 ** (snr / 10)), "k-", label="capacity log2(1 + SNR)")
     for t in tables:
@@ -245,9 +271,8 @@ def plot(store: dict, table_path: Path, png: Path, tables: list[int]) -> None:
         la = LinkAdaptation(table=t, bler_table=table)
         se = []
         for s in snr:
-            i = la.select(s)
-            info = store["mcs"][str(t)][str(i)]
-            se.append(info["spectral_efficiency"] * (1 - table.bler(i, s, t)))
+            m = la.mcs(s)  # below the table's MCS 0: table 3's low-SE rows, where measured
+            se.append(m.spectral_efficiency * (1 - table.bler(m.index, s, m.table)))
         ax2.plot(snr, se, label=f"link adaptation, table {t} (BLER <= 10 %)")
     ax2.set(xlabel="Es/N0 per RE (dB)", ylabel="bits per channel use",
             title="throughput m R (1 - BLER) of the selected MCS")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_sd import make_tiny_sd  # noqa: E402
+from tiny_sd import make_tiny_evaluator, make_tiny_sd  # noqa: E402
 
 from flowgraphs.experiments import bandwidth as bw  # noqa: E402
 from meg_phy.cli import main  # noqa: E402
@@ -91,8 +91,9 @@ def test_digital_never_exceeds_budget_and_capacity_carries_more(snr_db):
 
 
 def test_structured_payloads_are_scrambled(monkeypatch):
-    """All-zero payloads would sit on one 64-QAM point (DigitalLink has no 5G scrambler): in one transmission
-    (no HARQ room) none of 20 arrives unscrambled, most do scrambled."""
+    """All-zero payloads would sit on one inner 64-QAM point without DigitalLink's 5G scrambler: in one
+    transmission (no HARQ room) most of 20 arrive scrambled, few unscrambled (MCS 17 at 10 dB: a codeword fails
+    about 68 % of the time unscrambled, so about 2 of 20 two-codeword payloads arrive; 6 is far in the tail)."""
     link = digital_link(10.0)
     assert link.cfg.modulation == "64qam" and link.cfg.n // 6 == 168
     payload = bytes(58)  # two codewords
@@ -105,21 +106,14 @@ def test_structured_payloads_are_scrambled(monkeypatch):
         return count
 
     assert delivered() >= 12
-    monkeypatch.setattr(bw, "scrambling", lambda count, k: torch.zeros(count, k))
-    assert delivered() <= 2
-    monkeypatch.undo()
-    a, b = bw.scrambling(3, 50), bw.scrambling(3, 50)
-    assert torch.equal(a, b) and 0.3 < float(a.mean()) < 0.7
+    monkeypatch.setattr(link, "scramble", lambda x, llr=False: x)
+    assert delivered() <= 6
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    from meg_phy.evaluator import AttributeClassifier, save_evaluator
-    from meg_phy.scenes import ATTRIBUTES
-
     root = tmp_path_factory.mktemp("bandwidth")
-    torch.manual_seed(0)
-    save_evaluator(AttributeClassifier(ATTRIBUTES), root / "evaluator")
+    make_tiny_evaluator(root / "evaluator")
     model = str(make_tiny_sd(root / "tiny"))
     args = ["reproduce", "--bandwidth", "--model", model, "--evaluator", str(root / "evaluator"), "--tasks", "2",
             "--uses", "64,256,2048", "--snr-db=10", "--snr-sweep-db=0", "--out", str(root / "out")]

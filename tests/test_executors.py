@@ -24,8 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from meg_common.errors import InputError
-from meg_common.executors import (
+sys.path.insert(0, str(Path(__file__).parent))
+from no_ray import BLOCK_RAY  # noqa: E402
+
+from meg_common.errors import InputError  # noqa: E402
+from meg_common.executors import (  # noqa: E402
     JsonUnitStore,
     LocalExecutor,
     RayExecutor,
@@ -97,14 +100,6 @@ def test_cli_options_check_contradictions():
         resolve_ray_address("localhost:notaport")
 
 
-BLOCK_RAY = textwrap.dedent("""
-    import sys, importlib.abc
-    class NoRay(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "ray" or name.startswith("ray."):
-                raise ImportError(f"No module named {name!r} (blocked by the test)", name=name)
-    sys.meta_path.insert(0, NoRay())
-""")
 
 
 def test_everything_but_executor_ray_works_without_ray(tmp_path):

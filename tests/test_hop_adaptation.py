@@ -41,6 +41,7 @@ def test_centralized_image_at_20_db_takes_at_most_40_percent_of_todays_symbols(i
     assert image is not None and adapted.delivered
     assert adapted.symbols <= 0.4 * today.symbols, (adapted.symbols, today.symbols)
     assert adapted.mcs_index >= 17 and adapted.modulation == "64qam" and adapted.code_rate > 0.5
+    assert adapted.mcs_table == 1 and today.mcs_table is None  # auto picks from table 1; fixed: no MCS
     assert adapted.transmissions >= 1 and adapted.attempts == adapted.transmissions
 
 
@@ -123,3 +124,9 @@ def test_capacity_scheme_runs_a_protocol(model):
     out = run(model, scheme="capacity", snr_db=0.0)
     image_hop = [r for r in out.graph.records if r.payload == "image"][-1]
     assert image_hop.scheme == "capacity" and image_hop.delivered and image_hop.symbols > 0
+
+
+def test_the_hop_records_the_mcs_table_auto_used(image_bytes):
+    """At -5 dB no table-1 MCS meets 10 % BLER with LMMSE: auto drops to table 3's low-rate rows, and says so."""
+    _, rec = send(LinkSpec(scheme="digital", snr_db=-5.0), image_bytes)
+    assert rec.mcs_table == 3 and rec.mcs_index is not None and rec.code_rate < 0.2

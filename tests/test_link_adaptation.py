@@ -189,15 +189,18 @@ def test_digital_sweep_records_the_mcs(tmp_path, table):
 @pytest.mark.slow
 @pytest.mark.skipif(not DEFAULT_BLER_TABLE.is_file(), reason="no shipped BLER table yet (scripts/make_bler_table.py)")
 def test_auto_mcs_keeps_the_bler_target_at_every_snr(tmp_path):
-    """First-transmission BLER of the MCS that `auto` picks, on the link the table was measured with, at
-    every SNR where some MCS meets the target (below MCS 0's threshold, about -5.5 dB, none can: auto then
-    sends MCS 0 and relies on HARQ)."""
-    table = BlerTable()
-    n = int(table.settings.get("n", 3072))
-    cfg = LinkConfig(mcs="auto", snr_db=0.0, n=n, estimator="perfect", channel="awgn")
+    """First-transmission BLER of the MCS that `auto` picks, on the link the perfect-CSI table was measured
+    with (its n and grid), at every SNR (below table 1's MCS 0, auto takes table 3's low-SE rows)."""
+    table = BlerTable.shipped("perfect")
+    s = table.settings
+    grid = {"n": int(s.get("n", 3072)), "fft_size": int(s.get("fft_size", 128)), "cp_length": int(s.get("cp_length", 9))}
+    cfg = LinkConfig(mcs="auto", snr_db=0.0, estimator="perfect", channel="awgn", **grid)
     snrs = [-5.0, -3.0, 0.0, 3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 21.0]
-    assert all(table.bler(LinkConfig(mcs="auto", snr_db=s).mcs_index, s) <= 0.1 for s in snrs)
-    result = run_sweep(cfg, tmp_path, scheme="digital", axis="snr_db", values=snrs, max_frames=400,
+    for snr in snrs:
+        picked = cfg.with_snr(snr_db=snr)
+        assert table.bler(picked.mcs_index, snr, picked.mcs_table_used) <= 0.1
+    frames = 400 * 128 // grid["fft_size"]  # about 300 codewords of QPSK at least
+    result = run_sweep(cfg, tmp_path, scheme="digital", axis="snr_db", values=snrs, max_frames=frames,
                        target_errors=10_000, progress=False)
     for p in result["points"]:
         bler, blocks = p["bler"], p["blocks"]

@@ -1,8 +1,8 @@
-"""scripts/make_bler_table.py: a tiny table measured with DigitalLink, resumed, read by LinkAdaptation."""
+"""scripts/make_bler_table.py: tiny tables (one per estimator) measured with DigitalLink on the hop's link,
+resumed, read by LinkAdaptation."""
 
 import importlib.util
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -22,15 +22,15 @@ def script():
 
 def test_tiny_table_scans_from_shannon_threshold_resumes_and_feeds_link_adaptation(script, tmp_path):
     out = tmp_path / "bler.json"
-    args = ["--out", str(out), "--tables", "1", "--mcs", "1,5", "--n", "240", "--max-codewords", "48",
-            "--target-errors", "20", "--batch", "1", "--decoder", "sionna", "--no-progress"]
+    args = ["--out", str(out), "--estimator", "perfect", "--tables", "1", "--mcs", "1,5", "--n", "240",
+            "--max-codewords", "64", "--target-errors", "20", "--batch", "1", "--decoder", "sionna", "--no-progress"]
     assert script.main(args) == 0
     data = json.loads(out.read_text())
+    assert data["settings"]["estimator"] == "perfect" and data["settings"]["fft_size"] == 12
     curves = data["curves"]
     assert set(curves) == {mcs(1).key, mcs(5).key} and all(c["done"] for c in curves.values())
-    low = curves[mcs(1).key]  # R = 157/1024 < 1/5: measured at rate 1/5, shifted by the repetition gain
-    assert low["method"] == "repetition-shift" and 5 * low["k"] - 2 < low["link_n"] <= 5 * low["k"]
-    assert low["snr_shift_db"] == pytest.approx(10 * math.log10(low["n"] / low["link_n"]))
+    low = curves[mcs(1).key]  # R = 157/1024 < 1/5: the link repeats the rate-1/5 mother code, as a hop does
+    assert low["method"] == "repetition" and low["n"] == 240 and 5 * low["k"] - 2 < low["ldpc_n"] <= 5 * low["k"]
     for key, curve in curves.items():
         points = curve["points"]
         snrs = [p["snr_db"] for p in points]
@@ -45,3 +45,9 @@ def test_tiny_table_scans_from_shannon_threshold_resumes_and_feeds_link_adaptati
     assert script.main([*args[:-1], "--target-errors", "21", "--no-progress"]) == 2  # other settings: refused
     la = LinkAdaptation(bler_table=BlerTable(out), table=1)
     assert la.select(-20.0) == 1 and la.select(20.0) == 5
+    # several estimators need one file each
+    assert script.main([*args[:2], "--estimator", "perfect,lmmse", *args[4:]]) == 2
+    many = str(tmp_path / "bler_{estimator}.json")
+    assert script.main(["--out", many, "--estimator", "lmmse", *args[4:]]) == 0
+    lmmse = json.loads((tmp_path / "bler_lmmse.json").read_text())
+    assert lmmse["settings"]["estimator"] == "lmmse" and all(c["done"] for c in lmmse["curves"].values())

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from no_ray import BLOCK_RAY  # noqa: E402
 from tiny_sd import make_tiny_sd  # noqa: E402
 
 from flowgraphs.config import config_from_dict  # noqa: E402
@@ -29,14 +30,6 @@ from flowgraphs.session import Session  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLCONFIGDIR": os.environ.get("MPLCONFIGDIR", "/tmp/mpl"),
        "PYTHONPATH": str(ROOT)}
-BLOCK_RAY = textwrap.dedent("""
-    import sys, importlib.abc
-    class NoRay(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "ray" or name.startswith("ray."):
-                raise ImportError(f"No module named {name!r} (blocked by the test)", name=name)
-    sys.meta_path.insert(0, NoRay())
-""")
 
 
 @pytest.fixture(scope="module")

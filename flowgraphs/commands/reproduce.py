@@ -32,6 +32,11 @@ def register(subparsers) -> None:
     parser.add_argument("--n-es", help="comma-separated ES counts for the multi-ES protocols (e.g. 1,2,4)")
     parser.add_argument("--mcs", help="MCS of the digital hops of every series that does not fix its own: auto "
                                       "(link adaptation, the default), a TS 38.214 MCS index, or none")
+    parser.add_argument("--batched", action="store_true",
+                        help="run a unit's tasks of a single-ES protocol as one batch (flowgraphs.batch: one model "
+                             "call per stage for all, batched link sends); results equal task by task up to the "
+                             "model kernels' float rounding, which a digital seed's quantiser can turn into other "
+                             "bytes (docs/distributed.md). Off by default; a folder resumes only as it was begun")
     parser.add_argument("--model", help="Stable-Diffusion diffusers folder (default: the embedded model)")
     parser.add_argument("--evaluator", help="evaluator folder (default: the embedded one)")
     parser.add_argument("--out", required=True, help="folder for results.json, report.md, plots and checkpoints")
@@ -77,6 +82,13 @@ def plan_from_args(args):
         channels=_list(args.channels, "--channels", tuple(c for c in CHANNELS if c != "ideal")),
         kinds=_list(args.kinds, "--kinds", cs.KINDS),
         n_es=_list(args.n_es, "--n-es", tuple(range(1, MAX_ES + 1)), int))
+    if getattr(args, "batched", False):
+        from dataclasses import replace
+
+        if getattr(args, "placement", "local") != "local":
+            raise InputError("--batched runs a unit's tasks in one process, --placement ray puts each ES on its own "
+                             "actor; choose one")
+        plan = replace(plan, batched=True)
     if getattr(args, "mcs", None) is not None:
         from dataclasses import replace
 
@@ -103,6 +115,10 @@ def main(args) -> int:
     from flowgraphs.commands import bandwidth
 
     bandwidth.unused(args)
+    if args.bandwidth and args.batched:
+        from meg_common.errors import InputError
+
+        raise InputError("--batched applies to the case study's units, not to --bandwidth; drop it")
     placement, args = _placement(args)
     if args.bandwidth:
         return bandwidth.main(args)

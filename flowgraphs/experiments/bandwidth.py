@@ -30,11 +30,11 @@ it fits in N if its first transmission does (C n/m <= N) and it is delivered wit
 least 1 - bler_target (90 %): every codeword passes within 4 transmissions and the retransmissions take at
 most the floor((N - C n/m) / (n/m)) spare codeword slots, each try failing independently with p = the larger
 of the link adaptation's BLER target (10 %) and the hop link's own first-try BLER at that SNR, measured once
-per worker on 256 codewords (the BLER table behind the adaptation is measured with perfect CSI and 3072-bit
-codewords; the hops estimate the channel with LMMSE on one resource block and use 1008-bit codewords). It is then sent
+per worker on 256 codewords (the BLER table behind the adaptation is the hop's own: LMMSE on one resource
+block, 1008-bit codewords; the probe stays as a check). It is then sent
 with HARQ (chase combining) until every codeword passes its CRC, a retransmission round going out only if
-all pending codewords fit in the budget left, so a digital series never spends more than N. Payload blocks
-are scrambled as 5G scrambles its codewords (`scrambling`; DigitalLink itself does not). A payload still corrupt (or one that never fit) scores as the harness's
+all pending codewords fit in the budget left, so a digital series never spends more than N. DigitalLink
+scrambles its coded bits as 5G does (TS 38.211 7.3.1.1), so structured payloads fare like random ones. A payload still corrupt (or one that never fit) scores as the harness's
 failure value: a mid-grey image, or, for a seed, fresh noise at the split step that the UE denoises on
 (flowgraphs.stages).
 
@@ -50,12 +50,9 @@ import json
 import math
 from dataclasses import asdict, dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowgraphs.experiments import stats
-
-if TYPE_CHECKING:
-    import torch
 
 KINDS = ("text-to-image", "img2img-es")
 """Task kinds where the ES holds everything, so the downlink payload is the whole transmission."""
@@ -65,7 +62,6 @@ SNR_SWEEP = (-10.0, -5.0, 0.0, 5.0, 10.0, 20.0)
 SEED_FORMATS = ("float32", "float16", "int8", "int4")
 """Digital seed formats, finest first (meg_phy.codecs.seed)."""
 MAX_QUALITY = 100
-SCRAMBLING_SEED = 0x5C4A
 PROBE_CODEWORDS = 256
 PROBE_SEED = 7
 """The first-try BLER the digital fit rule plans with is measured on this many codewords (fixed seed)."""
@@ -114,7 +110,6 @@ class Plan:
     guidance: float | None = 3.0
     model: str | None = None
     evaluator: str | None = None
-    world: str = "auto"
 
     @classmethod
     def quick(cls, model: str | None = None) -> Plan:
@@ -132,7 +127,7 @@ class Plan:
         from flowgraphs.experiments import case_study as cs
 
         return cs.Plan(grids=(), n_tasks=self.n_tasks, chunk=self.chunk, steps=self.steps, strength=self.strength,
-                       guidance=self.guidance, model=self.model, evaluator=self.evaluator, world=self.world)
+                       guidance=self.guidance, model=self.model, evaluator=self.evaluator)
 
 
 @dataclass(frozen=True)
@@ -280,20 +275,6 @@ def digital_plan(link, bler: float | None = None) -> DigitalPlan:
                        cfg.bler_target, cfg.mcs_index, cfg.modulation, cfg.code_rate)
 
 
-def scrambling(count: int, k: int) -> torch.Tensor:
-    """A fixed pseudo-random 0/1 sequence [count, k] XORed on the payload blocks before CRC and encoding.
-
-    5G scrambles every codeword (TS 38.211 7.3.1.1) so that the symbols look random whatever the data;
-    DigitalLink does not, and structured payloads (zero padding, sparse bitmaps) then sit on few constellation
-    points: measured at 10 dB (64-QAM, LMMSE), all-zero codewords fail 92 % of the time against 14 % for random
-    bits. CRC24B and LDPC are linear, so scrambling the blocks sends the payload's codeword XOR a fixed
-    pseudo-random codeword: the same effect. The receiver XORs the sequence off after decoding."""
-    import torch
-
-    gen = torch.Generator().manual_seed(SCRAMBLING_SEED)
-    return torch.randint(0, 2, (count, k), generator=gen).float()
-
-
 def send_budgeted(link, payload: bytes, budget: int) -> tuple[bytes | None, dict[str, Any]]:
     """`payload` over a HARQ DigitalLink (link_models.digital) in at most `budget` channel uses.
 
@@ -316,8 +297,7 @@ def send_budgeted(link, payload: bytes, budget: int) -> tuple[bytes | None, dict
     if count * per_cw > budget:
         return None, info
     blocks = torch.nn.functional.pad(bits, (0, count * k - bits.numel())).reshape(count, k).to(link.device)
-    scrambler = scrambling(count, k).to(link.device)
-    words = link.crc_encoder((blocks + scrambler) % 2)
+    words = link.crc_encoder(blocks)
     words_hat = torch.zeros_like(words)
     llr = None
     pending = torch.arange(count, device=link.device)
@@ -340,7 +320,7 @@ def send_budgeted(link, payload: bytes, budget: int) -> tuple[bytes | None, dict
         pending = pending[~ok]
     if pending.numel():
         return None, info
-    received = ((words_hat[:, :k] + scrambler) % 2).reshape(-1)[:bits.numel()].to("cpu", torch.uint8).numpy()
+    received = words_hat[:, :k].reshape(-1)[:bits.numel()].to("cpu", torch.uint8).numpy()
     return np.packbits(received).tobytes(), info
 
 
