@@ -184,3 +184,19 @@ def test_a_raised_budget_continues_a_finished_stage_and_makes_later_stages_stale
     # the same budget again: nothing to continue
     train(tiny_config(tmp_path, stages=("vae",), vae_minutes=0.01, steps=None))
     assert load_checkpoint(ckpt)["step"] == again["step"]
+
+
+def test_the_shipped_reader_meets_the_clean_bar_first_then_reads_reconstructions_best(smoke_run):
+    pick = trainer.pick_reader
+    tuned_worse_clean = {"evaluator_tune": {"clean_min": 0.9595, "recon_prompt_accuracy": 0.49},
+                         "evaluator": {"clean_min": 0.9755, "recon_prompt_accuracy": 0.45}}
+    assert pick(tuned_worse_clean) == "evaluator"  # the measured case: tuning cost the clean bar
+    both_good = {"evaluator_tune": {"clean_min": 0.98, "recon_prompt_accuracy": 0.9},
+                 "evaluator": {"clean_min": 0.99, "recon_prompt_accuracy": 0.8}}
+    assert pick(both_good) == "evaluator_tune"
+    neither = {"evaluator_tune": {"clean_min": 0.5, "recon_prompt_accuracy": 0.9},
+               "evaluator": {"clean_min": 0.6, "recon_prompt_accuracy": 0.1}}
+    assert pick(neither) == "evaluator"
+    _, log = smoke_run  # the export records which reader it shipped and both readers' numbers
+    reader = log["stages"]["export"]["reader"]
+    assert reader["stage"] in ("evaluator", "evaluator_tune") and set(reader) >= {"evaluator", "evaluator_tune"}

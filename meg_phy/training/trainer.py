@@ -456,18 +456,20 @@ class _Trainer:
         return torch.cat(recs), scene_list, seeds
 
     @torch.no_grad()
-    def vae_quality(self, vae, n: int = 512) -> dict:
-        """PSNR of reconstructions of held-out scenes and, when a reader exists, how often it reads them."""
+    def vae_quality(self, vae, n: int = 512, reader=None) -> dict:
+        """PSNR of reconstructions of held-out scenes and, when a reader exists (`reader`, else OUT/evaluator),
+        how often it reads them right (the full description of each scene)."""
         scene_list, seeds = held_out(n, offset=500_000)
         clean = scenes.render_batch(scene_list, seeds)
         rec = torch.cat([((vae.decode(vae.encode(x.to(self.device) * 2 - 1).latent_dist.mode()).sample + 1) / 2)
                          .clamp(0, 1).cpu() for x in clean.split(128)])
         mse = F.mse_loss(rec, clean, reduction="none").mean(dim=(1, 2, 3))
         result = {"recon_psnr_db": round(float((10 * torch.log10(1 / mse.clamp_min(1e-10))).mean()), 2)}
-        if (self.out / "evaluator").exists():
+        if reader is None and (self.out / "evaluator").exists():
             from meg_phy.evaluator import load_evaluator
 
             reader = load_evaluator(self.out / "evaluator")
+        if reader is not None:
             prompts = [scenes.make_prompt(s) for s in scene_list]
             result["recon_prompt_accuracy"] = round(sum(reader.prompt_match(rec, prompts)) / n, 4)
         return result
@@ -617,6 +619,33 @@ class _Trainer:
                     generator=gens, output_type="pt").images.cpu()
 
     # ---- stage 6: export -----------------------------------------------------------------------------
+    def export_reader(self) -> dict:
+        """Ship the reader that meets the clean-render bar (READER_BAR per attribute, the issue's 0.97) and,
+        among those, reads the final VAE's reconstructions best; when none meets the bar, the one closest to
+        it. Tuning on reconstructions can cost clean accuracy (measured: 0.9755 -> 0.9595 on the object
+        count) without reading reconstructions better, so it is not taken on trust."""
+        from meg_phy.evaluator import Evaluator, SceneReader, save_evaluator
+
+        vae, found = self.load_vae().cpu(), {}
+        for stage in ("evaluator_tune", "evaluator"):
+            state = self.load_ckpt(stage)
+            held_out = self.stage_log(stage).get("held_out")
+            if not (state and state.get("done") and held_out):
+                continue
+            model = SceneReader()
+            model.load_state_dict(state["model"])
+            model.eval()
+            quality = self.vae_quality(vae, self.c.quality_images, reader=Evaluator(model))
+            found[stage] = {"model": model, "clean_min": held_out["min"],
+                            "recon_prompt_accuracy": quality.get("recon_prompt_accuracy")}
+        if not found:
+            return {"stage": None}
+        stage = pick_reader({k: {kk: vv for kk, vv in v.items() if kk != "model"} for k, v in found.items()})
+        save_evaluator(found[stage]["model"], self.out / "evaluator")
+        print(f"[train] export: reader from {stage} "
+              f"({ {k: (v['clean_min'], v['recon_prompt_accuracy']) for k, v in found.items()} })", file=sys.stderr)
+        return {"stage": stage, **{k: {kk: vv for kk, vv in v.items() if kk != "model"} for k, v in found.items()}}
+
     def stage_export(self) -> None:
         from meg_phy.training.export import save_pipeline_folder
 
@@ -629,9 +658,22 @@ class _Trainer:
         folder = save_pipeline_folder(self.out / "model", self.load_vae().cpu(), text_encoder, tokenizer, unet,
                                       parts=components)
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-        self.log["stages"]["export"] = {"folder": str(folder), "bytes": size}
+        reader = self.export_reader()
+        self.log["stages"]["export"] = {"folder": str(folder), "bytes": size, "reader": reader}
         print(f"[train] wrote the diffusers folder {folder} ({size / 2**20:.1f} MiB) and the reader "
               f"{self.out / 'evaluator'}", file=sys.stderr)
+
+
+READER_BAR = 0.97
+"""Per-attribute accuracy on held-out clean renders that a shipped reader must reach (issue 9)."""
+
+
+def pick_reader(candidates: dict[str, dict]) -> str:
+    """{stage: {"clean_min", "recon_prompt_accuracy"}} -> the stage whose reader to ship (see export_reader)."""
+    good = [s for s, c in candidates.items() if c["clean_min"] >= READER_BAR]
+    if good:
+        return max(good, key=lambda s: (candidates[s]["recon_prompt_accuracy"] or 0.0, s == "evaluator_tune"))
+    return max(candidates, key=lambda s: candidates[s]["clean_min"])
 
 
 BUDGET_KEYS = ("evaluator_minutes", "vae_minutes", "evaluator_tune_minutes", "unet_minutes")
