@@ -598,9 +598,7 @@ def make_setup(plan: Plan):
 
 def run_unit(worker: Worker, point_data: dict[str, Any], indices: list[int]) -> dict[str, Any]:
     """One chunk of one point: per-task records, or why the point has no value (the seed does not fit)."""
-    import torch
-
-    from flowgraphs.result import measure
+    from flowgraphs.experiments import case_study
 
     point = Point(**point_data)
     if point.series == "seed-analog":
@@ -609,21 +607,7 @@ def run_unit(worker: Worker, point_data: dict[str, Any], indices: list[int]) -> 
             return {"point": point_data, "skipped": f"the seed takes {need} channel uses on the analog link, the "
                                                     f"budget is {point.uses}: no analog-seed point below it"}
     outs = [worker.outcome(point, i) for i in indices]
-    images = torch.cat([image for image, _ in outs])
-    refs_and_matches = [worker.harness.reference(point.kind, i) for i in indices]
-    refs = torch.cat([r for r, _ in refs_and_matches])
-    prompts = [worker.harness.prompts[i] for i in indices]
-    world = worker.harness.world
-    qualities = measure(images, refs, prompts, world.scorer)
-    fidelity = world.fidelity(images, refs)
-    distance = world.feature_distance(images, refs)
-    records = []
-    for j, (i, (_, numbers), q, (_, ref_match)) in enumerate(zip(indices, outs, qualities, refs_and_matches,
-                                                                   strict=True)):
-        records.append({"task": i, "prompt_match": q.prompt_match, "reference_match": ref_match,
-                        "fidelity": fidelity[j], "feature_distance": None if distance is None else distance[j],
-                        "mse": q.mse, "psnr_db": q.psnr_db, "ssim": q.ssim, **numbers})
-    return {"point": point_data, "records": records}
+    return {"point": point_data, "records": case_study.score(worker.harness, point.kind, indices, outs)}
 
 
 # ---- pooling -----------------------------------------------------------------------------------------
