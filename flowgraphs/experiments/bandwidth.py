@@ -504,45 +504,40 @@ class Worker:
                        noise_var=float(var.mean()), payload_values=int(plan.values.numel()))
         return image, numbers
 
+    def _send_digital(self, payload: str, point: Point, i: int, decode):
+        """The best `payload` ("image" or "seed") candidate that the fit rule lets into the budget, sent over
+        the link-adapted digital link: (what arrived decoded, or None when nothing fitted or it was lost,
+        numbers). The rule measures on the hop's link first; the link is then reseeded for the send."""
+        rule = self.rule(point, self.link("digital", point, i))
+        link = self.link("digital", point, i)
+        data, setting = best_payload(self.candidates(payload, point.kind, i), lambda b: rule.fits(b, point.uses))
+        numbers = {"uses": 0, "air_symbols": 0, "delivered": False, "fits": data is not None, "setting": setting,
+                   "mcs_index": rule.mcs_index, "planning_bler": rule.bler,
+                   "payload_bits": None if data is None else 8 * len(data)}
+        if data is None:
+            return None, numbers
+        got, info = send_budgeted(link, data, point.uses)
+        numbers.update(uses=info["uses"], air_symbols=info["air_symbols"], transmissions=info["transmissions"])
+        received = _decoded(got, decode)
+        numbers["delivered"] = received is not None
+        return received, numbers
+
     def _image_digital(self, point: Point, i: int):
         import torch
 
         from meg_phy.codecs import decode_image
 
         ref = self._reference(point, i)
-        rule = self.rule(point, self.link("digital", point, i))
-        link = self.link("digital", point, i)
-        data, quality = best_payload(self.candidates("image", point.kind, i), lambda b: rule.fits(b, point.uses))
-        numbers = {"uses": 0, "air_symbols": 0, "delivered": False, "fits": data is not None, "setting": quality,
-                   "mcs_index": rule.mcs_index, "planning_bler": rule.bler,
-                   "payload_bits": None if data is None else 8 * len(data)}
-        lost = torch.full_like(ref, 0.5)
-        if data is None:
-            return lost, numbers
-        got, info = send_budgeted(link, data, point.uses)
-        numbers.update(uses=info["uses"], air_symbols=info["air_symbols"], transmissions=info["transmissions"])
-        image = _decoded(got, decode_image)
+        image, numbers = self._send_digital("image", point, i, decode_image)
         if image is None:
-            return lost, numbers
-        numbers["delivered"] = True
+            return torch.full_like(ref, 0.5), numbers
         return image.to(ref), numbers
 
     def _seed_digital(self, point: Point, i: int):
         from meg_phy.codecs import decode_seed
 
         seed = self.seed(point.kind, i)
-        rule = self.rule(point, self.link("digital", point, i))
-        link = self.link("digital", point, i)
-        data, fmt = best_payload(self.candidates("seed", point.kind, i), lambda b: rule.fits(b, point.uses))
-        numbers = {"uses": 0, "air_symbols": 0, "delivered": False, "fits": data is not None, "setting": fmt,
-                   "mcs_index": rule.mcs_index, "planning_bler": rule.bler,
-                   "payload_bits": None if data is None else 8 * len(data)}
-        received = None
-        if data is not None:
-            got, info = send_budgeted(link, data, point.uses)
-            numbers.update(uses=info["uses"], air_symbols=info["air_symbols"], transmissions=info["transmissions"])
-            received = _decoded(got, decode_seed)
-        numbers["delivered"] = received is not None
+        received, numbers = self._send_digital("seed", point, i, decode_seed)
         if received is None:
             received = self.lost_seed(point.kind, i, seed)
         return self.finish(point.kind, i, received.replace(latents=received.latents.to(seed.latents)), 0.0), numbers
@@ -597,9 +592,7 @@ def make_setup(plan: Plan):
 
 def run_unit(worker: Worker, point_data: dict[str, Any], indices: list[int]) -> dict[str, Any]:
     """One chunk of one point: per-task records, or why the point has no value (the seed does not fit)."""
-    import torch
-
-    from flowgraphs.result import measure
+    from flowgraphs.experiments import case_study
 
     point = Point(**point_data)
     if point.series == "seed-analog":
@@ -608,21 +601,7 @@ def run_unit(worker: Worker, point_data: dict[str, Any], indices: list[int]) -> 
             return {"point": point_data, "skipped": f"the seed takes {need} channel uses on the analog link, the "
                                                     f"budget is {point.uses}: no analog-seed point below it"}
     outs = [worker.outcome(point, i) for i in indices]
-    images = torch.cat([image for image, _ in outs])
-    refs_and_matches = [worker.harness.reference(point.kind, i) for i in indices]
-    refs = torch.cat([r for r, _ in refs_and_matches])
-    prompts = [worker.harness.prompts[i] for i in indices]
-    world = worker.harness.world
-    qualities = measure(images, refs, prompts, world.scorer)
-    fidelity = world.fidelity(images, refs)
-    distance = world.feature_distance(images, refs)
-    records = []
-    for j, (i, (_, numbers), q, (_, ref_match)) in enumerate(zip(indices, outs, qualities, refs_and_matches,
-                                                                   strict=True)):
-        records.append({"task": i, "prompt_match": q.prompt_match, "reference_match": ref_match,
-                        "fidelity": fidelity[j], "feature_distance": None if distance is None else distance[j],
-                        "mse": q.mse, "psnr_db": q.psnr_db, "ssim": q.ssim, **numbers})
-    return {"point": point_data, "records": records}
+    return {"point": point_data, "records": case_study.score(worker.harness, point.kind, indices, outs)}
 
 
 # ---- pooling -----------------------------------------------------------------------------------------

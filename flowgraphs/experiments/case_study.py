@@ -402,7 +402,6 @@ def make_setup(plan: Plan):
 
 def run_unit(harness: Harness, point_data: dict[str, Any], indices: list[int]) -> dict[str, Any]:
     """One chunk of one design point: the per-task records (JSON), or why the point does not apply."""
-    from flowgraphs.result import measure
     from meg_common.errors import InputError
 
     point = Point(**point_data)
@@ -410,8 +409,16 @@ def run_unit(harness: Harness, point_data: dict[str, Any], indices: list[int]) -
         outs = harness.outcomes(point, indices)
     except InputError as exc:  # e.g. a protocol that needs the image where this task kind does not have it
         return {"point": point_data, "skipped": str(exc)}
+    return {"point": point_data, "records": score(harness, point.kind, indices, outs)}
+
+
+def score(harness: Harness, kind: str, indices: list[int], outs: list) -> list[dict[str, Any]]:
+    """Per-task records of (image, numbers) outcomes, every one scored against its task's one reference:
+    prompt match, fidelity, feature distance, MSE, PSNR, SSIM, plus the run's numbers."""
+    from flowgraphs.result import measure
+
     images = torch.cat([image for image, _ in outs])
-    refs_and_matches = [harness.reference(point.kind, i) for i in indices]
+    refs_and_matches = [harness.reference(kind, i) for i in indices]
     refs = torch.cat([r for r, _ in refs_and_matches])
     prompts = [harness.prompts[i] for i in indices]
     qualities = measure(images, refs, prompts, harness.world.scorer)
@@ -424,7 +431,7 @@ def run_unit(harness: Harness, point_data: dict[str, Any], indices: list[int]) -
                         "fidelity": fidelity[j], "feature_distance": None if distance is None else distance[j],
                         "mse": q.mse, "psnr_db": q.psnr_db, "ssim": q.ssim, "identical": q.identical,
                         **{k: (round(v, 4) if k.endswith("seconds") else v) for k, v in numbers.items()}})
-    return {"point": point_data, "records": records}
+    return records
 
 
 # ---- pooling -----------------------------------------------------------------------------------------
