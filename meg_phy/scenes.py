@@ -44,7 +44,7 @@ COLOURS_RGB: dict[str, tuple[float, float, float]] = {
 }
 BACKGROUND_COLOURS_RGB: dict[str, tuple[float, float, float]] = {**COLOURS_RGB, "gray": (0.50, 0.50, 0.50)}
 PATTERNS: tuple[str, ...] = ("gradient", "striped", "checked", "noisy")
-SIZE_RANGES: dict[str, tuple[float, float]] = {"small": (4.0, 5.5), "medium": (6.5, 8.0), "large": (9.0, 10.5)}
+SIZE_RANGES: dict[str, tuple[float, float]] = {"small": (5.5, 7.0), "medium": (8.5, 10.0), "large": (11.5, 13.0)}
 """Size class -> range of the object's radius in pixels (a gap between classes keeps the name unambiguous)."""
 POSITIONS: tuple[str, ...] = ("top left", "top", "top right", "left", "center", "right",
                               "bottom left", "bottom", "bottom right")
@@ -407,9 +407,11 @@ def layout(scene: dict, seed: int | torch.Generator = 0) -> dict:
             b = min((k + 1) * cell - _MARGIN_PX, IMAGE_SIZE - extent - 0.5)
             box.append((a, max(a, b)))
         best = None
-        for _ in range(24):  # rejection sampling; if no draw keeps the separation, the best-separated one
-            x = box[0][0] + (box[0][1] - box[0][0]) * u()
-            y = box[1][0] + (box[1][1] - box[1][0]) * u()
+        draws = [(box[0][0] + (box[0][1] - box[0][0]) * u(), box[1][0] + (box[1][1] - box[1][0]) * u())
+                 for _ in range(24)]
+        # rejection sampling; if no draw keeps the separation, the best-separated of the draws and the box's
+        # corners (large objects in neighbouring cells may only fit apart there)
+        for x, y in draws + [(bx, by) for bx in box[0] for by in box[1]]:
             ratio = min([math.hypot(x - p["x"], y - p["y"]) / (extent + p["extent"]) for p in placed] + [9.0])
             if best is None or ratio > best[0]:
                 best = (ratio, x, y)

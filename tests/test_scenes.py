@@ -134,7 +134,7 @@ def test_layout_keeps_names_true_and_overlaps_partial():
                 close += distance < 0.75 * (a["extent"] + b["extent"])
                 overlapping += distance < a["extent"] + b["extent"]
     assert overlapping >= 10  # bounding boxes do overlap in some scenes
-    assert close <= 0.02 * pairs  # the 0.75 separation holds but in rare crowded scenes
+    assert close <= 0.05 * pairs  # the 0.75 separation holds but in crowded scenes (large objects in neighbouring cells)
 
 
 def test_pixels_show_colour_and_backgrounds_differ_in_kind():
