@@ -44,14 +44,17 @@ class Flowgraph:
 
     @contextmanager
     def on(self, node: str, steps: int = 0, work: int = 0) -> Iterator[None]:
-        """Run the enclosed stage on `node`: its wall time, `steps` denoising steps and `work` (latent elements
-        x steps) are accounted there."""
+        """Run the enclosed stage on `node`: its wall time (with the computation time of denoising results
+        replayed from a memo), `steps` denoising steps and `work` (latent elements x steps) are accounted
+        there."""
+        from meg_phy.memo import replayed_seconds
+
         self._check_node(node)
-        start = time.perf_counter()
+        start, replayed = time.perf_counter(), replayed_seconds()
         try:
             yield
-        finally:
-            self.compute[node]["seconds"] += time.perf_counter() - start
+        finally:  # a denoising result kept from an earlier run costs what its computation did (meg_phy.memo)
+            self.compute[node]["seconds"] += time.perf_counter() - start + replayed_seconds() - replayed
             self.compute[node]["steps"] += int(steps)
             self.compute[node]["work"] += int(work)
 

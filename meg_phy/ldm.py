@@ -14,9 +14,11 @@ Euler (its step index is rebuilt from the seed) fit the same split.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,6 +204,9 @@ class SplitLDM:
         self._schedule_probe = self.make_scheduler()
         self.default_guidance = SD_GUIDANCE
         """Guidance used when a caller gives none (load_ldm sets the model's own)."""
+        self.memo = None
+        """A meg_phy.memo.DenoiseMemo, or None: `denoise` returns a kept result for inputs it has seen (a
+        campaign worker sets one; results are bit for bit those of the computation)."""
 
     # ---- schedulers -------------------------------------------------------------------------------------
     def make_scheduler(self, name: str | None = None, config: dict[str, Any] | None = None):
@@ -346,6 +351,27 @@ class SplitLDM:
         The returned seed continues on any machine with the same model: splitting a run at any step gives
         the same latent as running it whole.
         """
+        if self.memo is None:
+            return self._denoise(seed, cond, until, region, generator)
+        from meg_phy.memo import memo_key
+
+        key = memo_key("denoise", [getattr(seed, f.name) for f in dataclasses.fields(seed)], cond.prompt,
+                       cond.negative_prompt, cond.guidance, cond.embeds, cond.uncond_embeds, until, region,
+                       None if generator is None else generator.get_state())
+        found = self.memo.get(key)
+        if found is not None:
+            result, state = found
+            if generator is not None:
+                generator.set_state(state)
+            return copy.deepcopy(result)
+        start = time.perf_counter()
+        result = self._denoise(seed, cond, until, region, generator)
+        self.memo.put(key, copy.deepcopy(result), None if generator is None else generator.get_state(),
+                      time.perf_counter() - start)
+        return result
+
+    def _denoise(self, seed: Seed, cond: PromptCondition, until: int | None, region: Box | None,
+                 generator: torch.Generator | None) -> Seed:
         seed = self.resolve_timesteps(seed)
         if region is not None:
             seed = seed.crop(region)

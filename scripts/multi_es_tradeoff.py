@@ -190,7 +190,11 @@ def plot(summary: list[dict], path: Path) -> None:
                 continue
             x = [s["backhaul_bits"] / 1e6 for s in pts]
             y = [min(s["psnr_db"] or 150.0, 150.0) for s in pts]
-            ax_q.plot(x, y, style, marker=marker, color=colours[name], label=f"{name} n={n}")
+            lo = [min(s["psnr_db_ci95"][0] or 150.0, 150.0) for s in pts]
+            hi = [min(s["psnr_db_ci95"][1] or 150.0, 150.0) for s in pts]
+            ax_q.errorbar(x, y, yerr=[[max(0.0, a - b) for a, b in zip(y, lo, strict=True)],
+                                      [max(0.0, b - a) for a, b in zip(y, hi, strict=True)]],
+                          fmt=style, marker=marker, color=colours[name], capsize=3, label=f"{name} n={n}")
             for s, xi, yi in zip(pts, x, y, strict=True):
                 ax_q.annotate(f"k={s['exchange_every']}", (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
             acc = [s["prompt_accuracy"] for s in pts]
@@ -205,7 +209,7 @@ def plot(summary: list[dict], path: Path) -> None:
     ax_a.set_xscale("log")
     ax_q.set_xlabel("backhaul per run (Mbit, wired)")
     ax_a.set_xlabel("backhaul per run (Mbit, wired)")
-    ax_q.set_ylabel("PSNR against single-ES (dB; 150 = identical)")
+    ax_q.set_ylabel("PSNR vs single-ES, dB (95 % CI)")
     ax_a.set_ylabel("prompt accuracy (95 % Wilson)")
     ax_q.set_title("fidelity vs. exchange every k steps")
     ax_a.set_title("prompt accuracy vs. exchange every k steps")

@@ -10,8 +10,9 @@ with `--draws` seeds per SNR:
   LMMSE estimation with N0 estimated (the protocol hops' default);
 - auto, perfect CSI: the same with the true channel and N0;
 - capacity: the fewest channel uses log2(1 + SNR) allows (link_models.capacity).
-Writes OUT/link-image-downlink.png and OUT/link-image-downlink.json (mean symbols over all draws, delivered
-fraction, MCS, transmissions).
+Writes OUT/link-image-downlink.png, OUT/link-image-downlink.json (per point: mean symbols over all draws with a
+95 % bootstrap interval, delivered share with its Wilson interval, MCS, mean transmissions) and
+OUT/link-image-downlink.md (the table of docs/link-models.md).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ ATTRS = {"objects": [{"shape": "circle", "colour": "red", "size": "large", "posi
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("docs/figures"))
-    p.add_argument("--draws", type=int, default=8, help="seeds per SNR and scheme (default 8)")
+    p.add_argument("--draws", type=int, default=32, help="seeds per SNR and scheme (default 32)")
     args = p.parse_args(argv)
 
     import matplotlib
@@ -48,6 +49,7 @@ def main(argv=None) -> int:
     import matplotlib.pyplot as plt
 
     from flowgraphs.config import LinkSpec
+    from flowgraphs.experiments import stats
     from flowgraphs.hops import Hop
     from flowgraphs.session import Session
     from meg_phy import codecs
@@ -62,9 +64,11 @@ def main(argv=None) -> int:
             spec = LinkSpec(snr_db=snr, **settings)
             records = [Hop("ES1-UE-image", "ES1", "UE", "image", spec, seed, session.link)
                        .send_bytes(data, codecs.decode_image)[1] for seed in range(args.draws)]
-            point = {"snr_db": snr, "symbols": statistics.mean(r.symbols for r in records),
-                     "delivered": sum(r.delivered for r in records) / len(records),
-                     "mcs_index": records[0].mcs_index, "modulation": records[0].modulation,
+            delivered = sum(r.delivered for r in records)
+            point = {"snr_db": snr, "n": len(records), "symbols": statistics.mean(r.symbols for r in records),
+                     "symbols_ci": stats.mean([r.symbols for r in records]),
+                     "delivered": delivered / len(records), "delivered_ci": stats.rate(delivered, len(records)),
+                     "mcs_index": records[0].mcs_index, "mcs_table": records[0].mcs_table, "modulation": records[0].modulation,
                      "code_rate": records[0].code_rate,
                      "transmissions": statistics.mean(r.transmissions or 1 for r in records)}
             results[name].append(point)
@@ -88,8 +92,31 @@ def main(argv=None) -> int:
     atomic_write_json(args.out / "link-image-downlink.json", {"about": __doc__.split("\n\n")[0],
                                                               "payload_bytes": len(data), "draws": args.draws,
                                                               "points": results})
-    print(f"wrote {args.out / 'link-image-downlink.png'}, {args.out / 'link-image-downlink.json'}")
+    (args.out / "link-image-downlink.md").write_text(table(results, len(data), args.draws))
+    print(f"wrote {args.out / 'link-image-downlink.png'}, .json and .md")
     return 0
+
+
+def table(results: dict[str, list[dict]], size: int, draws: int) -> str:
+    """Markdown: mean symbols [95 %] per scheme and SNR, delivered k/n where not all, MCS ('3/5': table 3's
+    MCS 5) and mean transmissions."""
+    def cell(pt: dict) -> str:
+        ci = pt["symbols_ci"]
+        text = f"{pt['symbols']:.0f} [{ci['ci_low']:.0f}, {ci['ci_high']:.0f}]" if ci["ci_low"] != ci["ci_high"] \
+            else f"{pt['symbols']:.0f}"
+        if pt["delivered_ci"]["k"] < pt["n"]:
+            d = pt["delivered_ci"]
+            text += f" ({d['k']}/{pt['n']} delivered, [{d['ci_low']:.2f}, {d['ci_high']:.2f}])"
+        if pt["mcs_index"] is not None:
+            table = "3/" if pt.get("mcs_table") == 3 else ""
+            text += f" (MCS {table}{pt['mcs_index']}, {pt['transmissions']:.2f} tx)"
+        return text
+    names = list(results)
+    head = f"Mean symbols on air [95 % bootstrap interval], n = {draws} draws per point, payload {size} bytes\n\n"
+    lines = ["| SNR | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+    for i, pt in enumerate(results[names[0]]):
+        lines.append(f"| {pt['snr_db']:g} dB | " + " | ".join(cell(results[n][i]) for n in names) + " |")
+    return head + "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

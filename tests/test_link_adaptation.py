@@ -55,6 +55,19 @@ def test_fixed_mcs_sets_modulation_and_rate_and_keeps_the_codeword_length():
     assert LinkConfig(mcs="none", snr_db=0.0, modulation="16qam").mcs is None  # as given
 
 
+def test_lowest_rates_lengthen_the_codeword_so_the_crc_stays_small():
+    from link_models.config import MCS_MIN_INFO_BITS
+
+    low = LinkConfig(mcs=0, mcs_table=3, snr_db=-10.0, n=1024, max_transmissions=4)  # rate 30/1024
+    assert low.k >= MCS_MIN_INFO_BITS and CRC_BITS <= 0.1 * low.k
+    assert low.n % MCS_BLOCK == 0 and low.n > 1008 and abs(low.code_rate - 30 / 1024) < 1 / low.n
+    assert low.ldpc_n == 5 * low.k // 2 * 2 < low.n  # the rate-1/5 mother code, repeated up to n
+    high = LinkConfig(mcs=15, snr_db=10.0, n=1024)
+    assert high.n == 1008  # rates that already carry 240 bits keep the hop's length
+    # and an operating point that moves the MCS up again returns to the nominal length
+    assert low.with_snr(snr_db=-10.0) == low and LinkConfig(mcs="auto", snr_db=-10.0, n=1024).with_snr(snr_db=25.0).n == 1008
+
+
 def test_auto_picks_the_highest_mcs_within_the_target(table):
     bler = BlerTable(table)
     for snr in (-8.0, -3.0, 0.0, 4.5, 9.0, 14.0, 25.0):

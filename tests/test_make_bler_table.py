@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from link_models.config import MCS_MIN_INFO_BITS
 from link_models.mcs import BlerTable, LinkAdaptation, mcs
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_bler_table.py"
@@ -29,8 +30,10 @@ def test_tiny_table_scans_from_shannon_threshold_resumes_and_feeds_link_adaptati
     assert data["settings"]["estimator"] == "perfect" and data["settings"]["fft_size"] == 12
     curves = data["curves"]
     assert set(curves) == {mcs(1).key, mcs(5).key} and all(c["done"] for c in curves.values())
-    low = curves[mcs(1).key]  # R = 157/1024 < 1/5: the link repeats the rate-1/5 mother code, as a hop does
-    assert low["method"] == "repetition" and low["n"] == 240 and 5 * low["k"] - 2 < low["ldpc_n"] <= 5 * low["k"]
+    low = curves[mcs(1).key]  # R = 157/1024 < 1/5: the link repeats the rate-1/5 mother code, as a hop does,
+    # in a codeword lengthened from n = 240 until it carries MCS_MIN_INFO_BITS, as a hop's is
+    assert low["method"] == "repetition" and low["n"] > 240 and low["k"] >= MCS_MIN_INFO_BITS
+    assert 5 * low["k"] - 2 < low["ldpc_n"] <= 5 * low["k"]
     for key, curve in curves.items():
         points = curve["points"]
         snrs = [p["snr_db"] for p in points]

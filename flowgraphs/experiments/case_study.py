@@ -243,6 +243,11 @@ class Harness:
         self.session = Session(evaluator=plan.evaluator)
         self.world = load_world(plan.evaluator, self.session)
         self.ldm = self.session.model(plan.model)
+        from meg_phy.memo import DenoiseMemo
+
+        self.ldm.memo = DenoiseMemo(MEMO_ENTRIES)
+        """The ES's denoising repeats across design points (EIUG's seed at every downlink SNR, CENTRALIZED's
+        image for each of its series): computed once per worker, bit for bit the same (meg_phy.memo)."""
         self.prompts = self.world.prompts(plan.n_tasks)
         self._references: dict[tuple[str, int], tuple[torch.Tensor, bool | None]] = {}
         self._baselines: dict[tuple[str, str, int], tuple[torch.Tensor, dict[str, Any]]] = {}
@@ -348,6 +353,9 @@ class Harness:
 
 
 UNIT_THREADS = 1
+MEMO_ENTRIES = 8192
+"""Denoising results a worker keeps (a 4x8x8 seed is about 1.5 kB with its schedule): enough for a few
+design points of 200 tasks between two that share the ES's work."""
 """PyTorch threads per campaign unit (a unit is one task on the small embedded model: one thread is
 the efficient choice on a CPU; scale out with more units, e.g. `--executor ray --workers N`)."""
 
