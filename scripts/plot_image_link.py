@@ -18,6 +18,7 @@ OUT/link-image-downlink.md (the table of docs/link-models.md).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 from pathlib import Path
@@ -41,12 +42,18 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("docs/figures"))
     p.add_argument("--draws", type=int, default=32, help="seeds per SNR and scheme (default 32)")
+    p.add_argument("--replot", action="store_true", help="redraw the figure and table from OUT's JSON")
     args = p.parse_args(argv)
 
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    if args.replot:
+        saved = json.loads((args.out / "link-image-downlink.json").read_text())
+        plot(saved["points"], saved["payload_bytes"], saved["draws"]).savefig(args.out / "link-image-downlink.png",
+                                                                                dpi=110)
+        (args.out / "link-image-downlink.md").write_text(table(saved["points"], saved["payload_bytes"], saved["draws"]))
+        return 0
 
     from flowgraphs.config import LinkSpec
     from flowgraphs.experiments import stats
@@ -75,18 +82,7 @@ def main(argv=None) -> int:
             print(f"{name:30s} {snr:6.1f} dB  symbols {point['symbols']:8.1f}  delivered {point['delivered']:.2f}  "
                   f"MCS {point['mcs_index']}  tx {point['transmissions']:.2f}", flush=True)
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, points in results.items():
-        snr = [pt["snr_db"] for pt in points]
-        axes[0].semilogy(snr, [pt["symbols"] for pt in points], marker="o", label=name)
-        axes[1].plot(snr, [pt["delivered"] for pt in points], marker="o", label=name)
-    axes[0].set(xlabel="SNR (Es/N0, dB)", ylabel="symbols on air (mean over draws)",
-                title=f"CENTRALIZED image downlink ({len(data)} bytes WebP)")
-    axes[1].set(xlabel="SNR (Es/N0, dB)", ylabel="fraction delivered", title="delivery")
-    for ax in axes:
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig = plot(results, len(data), args.draws)
     args.out.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out / "link-image-downlink.png", dpi=110)
     atomic_write_json(args.out / "link-image-downlink.json", {"about": __doc__.split("\n\n")[0],
@@ -95,6 +91,31 @@ def main(argv=None) -> int:
     (args.out / "link-image-downlink.md").write_text(table(results, len(data), args.draws))
     print(f"wrote {args.out / 'link-image-downlink.png'}, .json and .md")
     return 0
+
+
+def plot(results: dict[str, list[dict]], size: int, draws: int):
+    """Symbols on air and delivered share against SNR, each point with its 95 % interval."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, points in results.items():
+        snr = [pt["snr_db"] for pt in points]
+        for ax, value, ci in ((axes[0], "symbols", "symbols_ci"), (axes[1], "delivered", "delivered_ci")):
+            y = [pt[value] for pt in points]
+            low = [pt[ci]["ci_low"] if pt.get(ci) and pt[ci]["ci_low"] is not None else v for pt, v in zip(points, y, strict=True)]
+            high = [pt[ci]["ci_high"] if pt.get(ci) and pt[ci]["ci_high"] is not None else v for pt, v in zip(points, y, strict=True)]
+            ax.errorbar(snr, y, yerr=[[max(0.0, v - lo) for v, lo in zip(y, low, strict=True)],
+                                      [max(0.0, hi - v) for v, hi in zip(y, high, strict=True)]],
+                        marker="o", capsize=3, label=name)
+    axes[0].set_yscale("log")
+    axes[0].set(xlabel="SNR (Es/N0, dB)", ylabel="symbols on air (mean, 95 % bootstrap)",
+                title=f"CENTRALIZED image downlink ({size} bytes WebP, n = {draws} per point)")
+    axes[1].set(xlabel="SNR (Es/N0, dB)", ylabel="fraction delivered (95 % Wilson)", title="delivery")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def table(results: dict[str, list[dict]], size: int, draws: int) -> str:
