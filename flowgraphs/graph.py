@@ -20,6 +20,7 @@ from dataclasses import replace
 from flowgraphs.config import RunConfig
 from flowgraphs.hops import Broadcast, Hop, HopRecord, LinkFactory, direction_of
 from meg_common.errors import InputError
+from meg_phy.memo import replayed_seconds
 
 
 class Flowgraph:
@@ -47,8 +48,6 @@ class Flowgraph:
         """Run the enclosed stage on `node`: its wall time (with the computation time of denoising results
         replayed from a memo), `steps` denoising steps and `work` (latent elements x steps) are accounted
         there."""
-        from meg_phy.memo import replayed_seconds
-
         self._check_node(node)
         start, replayed = time.perf_counter(), replayed_seconds()
         try:

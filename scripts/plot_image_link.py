@@ -50,9 +50,7 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     if args.replot:
         saved = json.loads((args.out / "link-image-downlink.json").read_text())
-        plot(saved["points"], saved["payload_bytes"], saved["draws"]).savefig(args.out / "link-image-downlink.png",
-                                                                                dpi=110)
-        (args.out / "link-image-downlink.md").write_text(table(saved["points"], saved["payload_bytes"], saved["draws"]))
+        write_figure_and_table(args.out, saved["points"], saved["payload_bytes"], saved["draws"])
         return 0
 
     from flowgraphs.config import LinkSpec
@@ -82,15 +80,19 @@ def main(argv=None) -> int:
             print(f"{name:30s} {snr:6.1f} dB  symbols {point['symbols']:8.1f}  delivered {point['delivered']:.2f}  "
                   f"MCS {point['mcs_index']}  tx {point['transmissions']:.2f}", flush=True)
 
-    fig = plot(results, len(data), args.draws)
     args.out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out / "link-image-downlink.png", dpi=110)
     atomic_write_json(args.out / "link-image-downlink.json", {"about": __doc__.split("\n\n")[0],
                                                               "payload_bytes": len(data), "draws": args.draws,
                                                               "points": results})
-    (args.out / "link-image-downlink.md").write_text(table(results, len(data), args.draws))
+    write_figure_and_table(args.out, results, len(data), args.draws)
     print(f"wrote {args.out / 'link-image-downlink.png'}, .json and .md")
     return 0
+
+
+def write_figure_and_table(out: Path, results: dict[str, list[dict]], size: int, draws: int) -> None:
+    """OUT/link-image-downlink.png and .md from the measured points (a run's, or the saved JSON's)."""
+    plot(results, size, draws).savefig(out / "link-image-downlink.png", dpi=110)
+    (out / "link-image-downlink.md").write_text(table(results, size, draws))
 
 
 def plot(results: dict[str, list[dict]], size: int, draws: int):

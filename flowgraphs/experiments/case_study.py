@@ -353,11 +353,11 @@ class Harness:
 
 
 UNIT_THREADS = 1
+"""PyTorch threads per campaign unit (a unit is one task on the small embedded model: one thread is
+the efficient choice on a CPU; scale out with more units, e.g. `--executor ray --workers N`)."""
 MEMO_ENTRIES = 8192
 """Denoising results a worker keeps (a 4x8x8 seed is about 1.5 kB with its schedule): enough for a few
 design points of 200 tasks between two that share the ES's work."""
-"""PyTorch threads per campaign unit (a unit is one task on the small embedded model: one thread is
-the efficient choice on a CPU; scale out with more units, e.g. `--executor ray --workers N`)."""
 
 
 def _start_numba_threads() -> None:
