@@ -85,9 +85,22 @@ def test_eval_model_command_writes_json_and_grid(tmp_path):
     assert main(["eval-model", "--n", "4", "--steps", "10", "--out", str(tmp_path)]) == 0
     result = json.loads((tmp_path / "eval.json").read_text())
     for key in ("prompt_accuracy", "attribute_accuracy", "n", "edit_accuracy", "recon_psnr_db",
-                "recon_prompt_accuracy", "seeds", "steps", "guidance", "versions"):
+                "recon_prompt_accuracy", "seeds", "steps", "guidance", "versions", "intervals"):
         assert key in result
     assert result["n"] == 4 and 0 <= result["prompt_accuracy"] <= 1
+    share = result["intervals"]["prompt_accuracy"]
+    assert share["n"] == 4 and share["value"] == result["prompt_accuracy"]
+    assert share["ci_low"] <= share["value"] <= share["ci_high"] and share["ci_high"] - share["ci_low"] > 0.3
     assert (tmp_path / "samples.png").stat().st_size > 5000
     assert main(["eval-model", "--n", "4", "--strength", "1.5", "--out", str(tmp_path)]) == 2
     assert main(["eval-model", "--n", "4", "--model", str(tmp_path), "--out", str(tmp_path)]) == 2
+
+
+def test_eval_model_rates_carry_the_wilson_interval():
+    from meg_phy.training.evaluation import rate
+
+    # 0 of 10: Wilson's upper bound is z^2 / (n + z^2) = 3.8415 / 13.8415 (closed form)
+    assert rate(0, 10)["ci_low"] == 0.0 and abs(rate(0, 10)["ci_high"] - 0.2775) < 1e-4
+    # 50 of 100: 0.5 +- z sqrt(0.25 n + z^2 / 4) / (n + z^2) -> [0.4038, 0.5962]
+    got = rate(50, 100)
+    assert (got["ci_low"], got["ci_high"]) == (0.4038, 0.5962) and got["k"] == 50

@@ -51,10 +51,14 @@ def run(args: argparse.Namespace) -> int:
     report = {k: v for k, v in result.items() if not k.startswith("_")}
     report.update(model=str(args.model or DEFAULT_MODEL_DIR), versions=versions())
     atomic_write_json(out / "eval.json", report)
-    seeds = result["seeds"]
-    print(f"prompt accuracy {result['prompt_accuracy']:.3f}  attribute accuracy {result['attribute_accuracy']:.3f}  "
-          f"edit accuracy {result['edit_accuracy']:.3f}  VAE {result['recon_psnr_db']:.1f} dB / prompt accuracy "
-          f"{result['recon_prompt_accuracy']:.3f}  two seeds: {seeds['psnr_between_seeds_db']['mean']:.1f} dB, "
-          f"fidelity {seeds['fidelity_between_seeds']['mean']:.2f}  (n={args.n}, {args.steps} steps, guidance "
-          f"{args.guidance}, strength {args.strength})  -> {out / 'eval.json'}")
+    seeds, ci = result["seeds"], result["intervals"]
+
+    def share(key: str) -> str:
+        return f"{ci[key]['value']:.3f} [{ci[key]['ci_low']:.3f}, {ci[key]['ci_high']:.3f}]"
+
+    print(f"prompt accuracy {share('prompt_accuracy')}  attribute accuracy {result['attribute_accuracy']:.3f}  "
+          f"edit accuracy {share('edit_accuracy')}  VAE {result['recon_psnr_db']:.1f} dB / prompt accuracy "
+          f"{share('recon_prompt_accuracy')}  two seeds: {seeds['psnr_between_seeds_db']['mean']:.1f} dB, "
+          f"fidelity {seeds['fidelity_between_seeds']['mean']:.2f}  (n={args.n}, 95 % intervals, {args.steps} "
+          f"steps, guidance {args.guidance}, strength {args.strength})  -> {out / 'eval.json'}")
     return 0

@@ -119,6 +119,9 @@ def evaluate_model(model=None, evaluator=None, n: int = 64, steps: int = 20, gui
                   "fidelity_between_seeds": _summary(reader.fidelity(first, second)),
                   "fidelity_self": _summary(reader.fidelity(first, first)),
                   "feature_distance_between_seeds": _summary(reader.feature_distance(first, second))},
+        "intervals": {"prompt_accuracy": rate(sum(matches), n), "edit_accuracy": rate(sum(edit_matches), n),
+                      "recon_prompt_accuracy": rate(sum(recon_matches), n),
+                      "recon_psnr_db": _summary(recon_psnr)},
         "steps": steps, "guidance": guidance, "strength": strength, "seed": seed,
         "seconds_per_text_image": round(t2i_s / n, 4), "seconds_per_edit": round(i2i_s / n, 4),
         "prompts": prompts, "matches": matches, "edit_prompts": edit_prompts, "edit_matches": edit_matches,
@@ -132,8 +135,26 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _summary(values: torch.Tensor) -> dict:
-    v = values.float()
-    return {"mean": round(float(v.mean()), 4), "min": round(float(v.min()), 4), "max": round(float(v.max()), 4)}
+    """Mean with its 95 % bootstrap interval (scipy.stats.bootstrap, fixed seed), min, max and n."""
+    from scipy.stats import bootstrap
+
+    v = values.double().flatten().numpy()
+    lo = hi = float(v.mean())
+    if len(v) > 1 and v.std() > 0:
+        ci = bootstrap((v,), lambda x, axis: x.mean(axis=axis), n_resamples=2000, confidence_level=0.95,
+                       random_state=0).confidence_interval
+        lo, hi = float(ci.low), float(ci.high)
+    return {"mean": round(float(v.mean()), 4), "ci_low": round(lo, 4), "ci_high": round(hi, 4),
+            "min": round(float(v.min()), 4), "max": round(float(v.max()), 4), "n": len(v)}
+
+
+def rate(k: int, n: int) -> dict:
+    """A share of successes with its 95 % Wilson interval (scipy.stats.binomtest)."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
+    return {"value": round(k / n, 4), "ci_low": round(float(ci.low), 4), "ci_high": round(float(ci.high), 4),
+            "k": int(k), "n": int(n)}
 
 
 def sample_grid(result: dict, path: str | Path, columns: int = 6, rows: int = 4) -> Path:
