@@ -20,7 +20,9 @@ def _bare_unet_images_per_s(batch: int, steps: int) -> float:
     from meg_phy.training import components
 
     unet = components.build_unet()
-    z, t, h = torch.randn(batch, 4, 8, 8), torch.randint(0, 1000, (batch,)), torch.randn(batch, 16, 64)
+    size, channels = components.LATENT_SIZE, components.LATENT_CHANNELS
+    z, t = torch.randn(batch, channels, size, size), torch.randint(0, 1000, (batch,))
+    h = torch.randn(batch, components.MAX_TOKENS, components.TEXT_HIDDEN)
     unet(z, t, h).sample.pow(2).mean().backward()  # warm-up
     start = time.perf_counter()
     for _ in range(steps):
@@ -40,9 +42,8 @@ def run(quick: bool) -> dict:
     torch.set_num_threads(2)
     steps = 6 if quick else 30
     with tempfile.TemporaryDirectory() as tmp:
-        config = TrainConfig(out=tmp, images=2048, evaluator_steps=2, vae_steps=steps, unet_steps=steps,
-                             eval_every_minutes=1e9, target_accuracy=None, log_every=1, threads=2,
-                             stages=("evaluator", "vae", "unet"))
+        config = TrainConfig(out=tmp, images=512, steps=steps, eval_every_minutes=1e9, target_accuracy=None,
+                             log_every=1, threads=2, stages=("vae", "latents", "unet"))
         log = train(config)
     vae_rate = _rate(log["stages"]["vae"]["loss"], config.vae_batch)
     unet_rate = _rate(log["stages"]["unet"]["loss"], config.unet_batch)

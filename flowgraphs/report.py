@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +46,7 @@ def labelled_grid_png(rows: list[list[torch.Tensor]], column_titles: list[str], 
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(column_titles[c], fontsize=8)
+                ax.set_title(textwrap.fill(column_titles[c], 22), fontsize=8)
         axes[r][0].set_ylabel(row_title, fontsize=7, rotation=0, ha="right", va="center", wrap=True)
     fig.tight_layout()
     buf = io.BytesIO()

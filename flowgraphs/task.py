@@ -1,8 +1,8 @@
 """The case-study task: text-guided image-to-image. The UE holds an input image and a prompt.
 
-When no image is given, one is rendered from `meg_phy.scenes` with the prompt's attributes except the
-colour (the next colour of the vocabulary), so the edit the prompt asks for is visible. When no prompt is
-given, DEFAULT_PROMPT is used. The model comes from the run's Session (loaded once per session, read-only).
+When no image is given, one is rendered from `meg_phy.scenes`: the prompt's scene for the run's seed with the
+first object's colour changed (`scenes.recoloured`), so the edit the prompt asks for is visible. When no prompt
+is given, DEFAULT_PROMPT is used. The model comes from the run's Session (loaded once per session, read-only).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import torch
 from meg_common.errors import InputError
 
 DEFAULT_PROMPT = "a large red circle at the center on a white background"
-DEFAULT_ATTRIBUTES = {"size": "large", "colour": "red", "shape": "circle", "position": "center", "background": "white"}
 
 
 @dataclass
@@ -42,22 +41,19 @@ def make_task(config, session=None) -> Task:
 
     prompt = config.prompt if config.prompt is not None else DEFAULT_PROMPT
     try:  # the embedded model knows only its vocabulary; another model may take any prompt
-        attrs = {**DEFAULT_ATTRIBUTES, **scenes.parse_prompt(prompt)}
+        spec = scenes.parse_prompt(prompt)
     except InputError:
         if _is_default_model(config.model):
             raise
-        attrs = None
+        spec = scenes.parse_prompt(DEFAULT_PROMPT)
     ldm = (session or Session()).model(config.model)
     if config.image is not None:
         image = _load_image(config.image, ldm)
         source = f"file:{config.image}"
     else:
-        base = dict(attrs or DEFAULT_ATTRIBUTES)
-        colours = scenes.ATTRIBUTES["colour"]
-        base["colour"] = colours[(colours.index(base["colour"]) + 1) % len(colours)]
-        image = scenes.render(base, config.seed)[None]
-        image = resize(image, _resolution(ldm))
-        source = f"scene:{scenes.make_prompt(base)}"
+        scene = scenes.recoloured(spec, config.seed)
+        image = resize(scenes.render(scene, config.seed)[None], _resolution(ldm))
+        source = f"scene:{scenes.make_prompt(scene)}"
     guidance = ldm.default_guidance if config.guidance is None else config.guidance
     return Task(prompt=prompt, image=image, image_source=source, ldm=ldm, seed=config.seed,
                 steps=config.steps, strength=config.strength, guidance=guidance)

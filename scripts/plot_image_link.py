@@ -35,7 +35,7 @@ SCHEMES = {
     "MCS auto + HARQ, perfect CSI": {"scheme": "digital", "estimator": "perfect"},
     "capacity": {"scheme": "capacity"},
 }
-ATTRS = {"shape": "circle", "colour": "red", "size": "large", "position": "left", "background": "white"}
+ATTRS = {"objects": [{"shape": "circle", "colour": "red", "size": "large", "position": "left"}], "background": "white"}
 
 
 def main(argv=None) -> int:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_sd import make_tiny_sd  # noqa: E402
+from tiny_sd import make_tiny_evaluator, make_tiny_sd  # noqa: E402
 
 from flowgraphs.experiments import bandwidth as bw  # noqa: E402
 from meg_phy.cli import main  # noqa: E402
@@ -112,12 +112,8 @@ def test_structured_payloads_are_scrambled(monkeypatch):
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    from meg_phy.evaluator import AttributeClassifier, save_evaluator
-    from meg_phy.scenes import ATTRIBUTES
-
     root = tmp_path_factory.mktemp("bandwidth")
-    torch.manual_seed(0)
-    save_evaluator(AttributeClassifier(ATTRIBUTES), root / "evaluator")
+    make_tiny_evaluator(root / "evaluator")
     model = str(make_tiny_sd(root / "tiny"))
     args = ["reproduce", "--bandwidth", "--model", model, "--evaluator", str(root / "evaluator"), "--tasks", "2",
             "--uses", "64,256,2048", "--snr-db=10", "--snr-sweep-db=0", "--out", str(root / "out")]

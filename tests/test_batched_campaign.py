@@ -18,7 +18,7 @@ from flowgraphs.task import make_task
 from meg_common.errors import InputError
 from meg_phy import batch
 
-TOL = 2e-5          # images in [0, 1]: a 200th of an 8-bit grey level (benchmarks/bench_campaign.py)
+TOL = 1e-4          # images in [0, 1]: a 39th of an 8-bit grey level (benchmarks/bench_campaign.py)
 SEEDS = [11, 12, 13, 14]
 
 

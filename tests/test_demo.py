@@ -5,21 +5,16 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_sd import make_tiny_sd  # noqa: E402
+from tiny_sd import make_tiny_evaluator, make_tiny_sd  # noqa: E402
 
 from meg_phy.cli import main  # noqa: E402
 
 
 def test_demo_shows_protocols_beside_the_prompt_only_baseline(tmp_path, capsys):
-    from meg_phy.evaluator import AttributeClassifier, save_evaluator
-    from meg_phy.scenes import ATTRIBUTES
-
-    torch.manual_seed(0)
-    save_evaluator(AttributeClassifier(ATTRIBUTES), tmp_path / "evaluator")
+    make_tiny_evaluator(tmp_path / "evaluator")
     model = make_tiny_sd(tmp_path / "tiny")
     out = tmp_path / "demo"
     assert main(["demo", "--model", str(model), "--evaluator", str(tmp_path / "evaluator"), "--tasks", "2",

@@ -21,7 +21,7 @@ from meg_phy.scenes import render  # noqa: E402
 TODAY = {"scheme": "digital", "mcs": "none", "modulation": "qpsk", "code_rate": 0.5, "estimator": "ls",
          "harq": False, "max_attempts": 3}
 """The digital hop before link adaptation: QPSK, LDPC rate 1/2, LS, blind retries."""
-ATTRS = {"shape": "circle", "colour": "red", "size": "large", "position": "left", "background": "white"}
+ATTRS = {"objects": [{"shape": "circle", "colour": "red", "size": "large", "position": "left"}], "background": "white"}
 
 
 @pytest.fixture(scope="module")

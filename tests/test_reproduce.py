@@ -13,7 +13,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_sd import make_tiny_sd  # noqa: E402
+from tiny_sd import make_tiny_evaluator, make_tiny_sd  # noqa: E402
 
 from flowgraphs.experiments import case_study as cs  # noqa: E402
 from meg_phy.cli import main  # noqa: E402
@@ -27,12 +27,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLCONFIGDIR": os.environ.get("MPL
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    from meg_phy.evaluator import AttributeClassifier, save_evaluator
-    from meg_phy.scenes import ATTRIBUTES
-
     root = tmp_path_factory.mktemp("assets")
-    torch.manual_seed(0)
-    save_evaluator(AttributeClassifier(ATTRIBUTES), root / "evaluator")
+    make_tiny_evaluator(root / "evaluator")
     return str(make_tiny_sd(root / "tiny")), str(root / "evaluator")
 
 

@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_sd import make_tiny_sd  # noqa: E402
+from tiny_sd import make_tiny_evaluator, make_tiny_sd  # noqa: E402
 
 from flowgraphs.commands.reproduce import plan_from_args  # noqa: E402
 from meg_phy.cli import build_parser, main  # noqa: E402
@@ -18,12 +17,8 @@ from meg_phy.cli import build_parser, main  # noqa: E402
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    from meg_phy.evaluator import AttributeClassifier, save_evaluator
-    from meg_phy.scenes import ATTRIBUTES
-
     root = tmp_path_factory.mktemp("assets")
-    torch.manual_seed(0)
-    save_evaluator(AttributeClassifier(ATTRIBUTES), root / "evaluator")
+    make_tiny_evaluator(root / "evaluator")
     return str(make_tiny_sd(root / "tiny")), str(root / "evaluator")
 
 
@@ -64,7 +59,7 @@ def test_batched_reproduce_runs_batches_and_matches_task_by_task(assets, tmp_pat
         for key, value in a.items():
             if key.endswith("seconds"):
                 continue
-            if key in ("fidelity", "psnr_db", "ssim"):
+            if key in ("fidelity", "feature_distance", "psnr_db", "ssim"):
                 assert value["value"] == pytest.approx(b[key]["value"], rel=1e-3, abs=1e-4), (a["series"], key)
             else:
                 assert value == b[key], (a["series"], key)

@@ -93,7 +93,7 @@ def test_toml_config_sets_everything_and_the_command_line_wins(model, tmp_path, 
     (["--protocol", "eiug", "--channel", "moon"], "channel = 'moon' is not known"),
     (["--protocol", "eiug", "--config", "/nonexistent.toml"], "no such file"),
     (["--protocol", "eiug", "--image", "/nonexistent.png"], "no such file"),
-    (["--protocol", "eiug", "--prompt", "a purple dragon"], "unknown word 'purple'"),
+    (["--protocol", "eiug", "--prompt", "a purple dragon"], "unknown word 'dragon'"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, args, message):
     assert main(["run", *args, "--out", str(tmp_path / "bad")]) == 2

@@ -85,3 +85,12 @@ def tiny_ldm(scheduler: str = "ddim"):
     from meg_phy.ldm import load_ldm
 
     return load_ldm(tiny_sd_folder(), device="cpu", scheduler=scheduler)
+
+
+def make_tiny_evaluator(folder: str | Path, seed: int = 0) -> Path:
+    """An untrained scene reader with tiny layers, saved like the embedded one (its readings are arbitrary but
+    deterministic: for contract tests that need an evaluator folder, not a good one)."""
+    from meg_phy.evaluator import SceneReader, save_evaluator
+
+    torch.manual_seed(seed)
+    return save_evaluator(SceneReader(channels=(8, 16, 16), hidden=16), folder)

@@ -94,9 +94,8 @@ def plan_from_args(args):
     kinds = items(args.kinds, "--kinds", bw.KINDS)
     if kinds is not None:
         changes["kinds"] = kinds
-    for name in ("evaluator", "world"):
-        if getattr(args, name, None) is not None:
-            changes[name] = getattr(args, name)
+    if getattr(args, "evaluator", None) is not None:
+        changes["evaluator"] = args.evaluator
     return replace(plan, **changes)
 
 

@@ -37,8 +37,6 @@ def register(subparsers) -> None:
                              "call per stage for all, batched link sends); results equal task by task up to the "
                              "model kernels' float rounding, which a digital seed's quantiser can turn into other "
                              "bytes (docs/distributed.md). Off by default; a folder resumes only as it was begun")
-    parser.add_argument("--world", choices=("auto", "v1", "v2"), default=None,
-                        help="scene world of the tasks and the scoring (default auto: from the evaluator folder)")
     parser.add_argument("--model", help="Stable-Diffusion diffusers folder (default: the embedded model)")
     parser.add_argument("--evaluator", help="evaluator folder (default: the embedded one)")
     parser.add_argument("--out", required=True, help="folder for results.json, report.md, plots and checkpoints")
@@ -79,7 +77,7 @@ def plan_from_args(args):
     if args.chunk is not None and not 1 <= args.chunk <= 10000:
         raise InputError(f"--chunk {args.chunk}: give a number from 1 to 10000")
     plan = cs.restrict(
-        plan, snrs=args.snr_db, tasks=args.tasks, chunk=args.chunk, evaluator=args.evaluator, world=args.world,
+        plan, snrs=args.snr_db, tasks=args.tasks, chunk=args.chunk, evaluator=args.evaluator,
         series=_list(args.series, "--series", tuple(cs.SERIES)),
         channels=_list(args.channels, "--channels", tuple(c for c in CHANNELS if c != "ideal")),
         kinds=_list(args.kinds, "--kinds", cs.KINDS),
@@ -153,7 +151,7 @@ def main(args) -> int:
 
     session = Session(evaluator=plan.evaluator)
     model = session.model(plan.model).describe()
-    world = load_world(plan.world, plan.evaluator, session).describe()
+    world = load_world(plan.evaluator, session).describe()
     for kind in plan.kinds():
         figures.curves(rows, out / f"case_study_{kind}.png", kind,
                        f"MEG case study, {kind}: {plan.n_tasks} tasks per point, 95 % intervals")

@@ -110,7 +110,6 @@ class Plan:
     guidance: float | None = 3.0
     model: str | None = None
     evaluator: str | None = None
-    world: str = "auto"
 
     @classmethod
     def quick(cls, model: str | None = None) -> Plan:
@@ -128,7 +127,7 @@ class Plan:
         from flowgraphs.experiments import case_study as cs
 
         return cs.Plan(grids=(), n_tasks=self.n_tasks, chunk=self.chunk, steps=self.steps, strength=self.strength,
-                       guidance=self.guidance, model=self.model, evaluator=self.evaluator, world=self.world)
+                       guidance=self.guidance, model=self.model, evaluator=self.evaluator)
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,6 @@ class Plan:
     """None: the model's own default."""
     model: str | None = None
     evaluator: str | None = None
-    world: str = "auto"
     mcs: str | int | None = None
     """`reproduce --mcs`: the MCS of every digital hop of the series that do not fix their own (None: the link
     default, 'auto'); left out of to_dict when None, so earlier campaigns resume."""
@@ -242,7 +241,7 @@ class Harness:
 
         self.plan = plan
         self.session = Session(evaluator=plan.evaluator)
-        self.world = load_world(plan.world, plan.evaluator, self.session)
+        self.world = load_world(plan.evaluator, self.session)
         self.ldm = self.session.model(plan.model)
         from meg_phy.memo import DenoiseMemo
 
@@ -530,7 +529,7 @@ def plan_matches(out: Path, plan: Plan) -> None:
 
 
 def restrict(plan: Plan, *, snrs=None, series=None, channels=None, kinds=None, n_es=None, tasks=None,
-             chunk=None, evaluator=None, world=None) -> Plan:
+             chunk=None, evaluator=None) -> Plan:
     """The plan with command-line overrides applied (each None: unchanged); grids left empty are dropped."""
     grids = []
     for g in plan.grids:
@@ -557,8 +556,6 @@ def restrict(plan: Plan, *, snrs=None, series=None, channels=None, kinds=None, n
         changes["chunk"] = chunk
     if evaluator is not None:
         changes["evaluator"] = evaluator
-    if world is not None:
-        changes["world"] = world
     return replace(plan, **changes)
 
 

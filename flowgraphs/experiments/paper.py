@@ -50,10 +50,7 @@ def write(rows: list[dict[str, Any]], claims: list[dict[str, Any]], plan, versio
         "## Setup",
         "",
         f"Tasks: {plan.n_tasks} per design point (at least {n} in every row), the same tasks in every series; "
-        + ("prompts leave attributes open (the world's partial prompts), so the seed carries the layout. "
-           if world.get("partial_prompts") else
-           "prompts name every attribute (the old 32x32 world has no partial prompts), so the prompt alone "
-           "fixes what the evaluator reads. ")
+        + "prompts leave attributes open (the world's partial prompts), so the seed carries the layout. "
         + f"{plan.steps} DDIM steps, img2img at strength {plan.strength:g}, guidance {plan.guidance if plan.guidance is not None else '(model default)'}.",
         "",
         "One reference per task: the unsplit, noiseless, uncompressed output of the LDM. Every series, "

@@ -29,7 +29,7 @@ Metadata (digital side information, bytes): a fixed header of 33 bytes (version,
 variance bits b, power P as float32, the 3 channel means as float32, the log2-energy range lo/hi as float32),
 then a bitmap of the kept chunks (1 bit per chunk) and a b-bit code per kept chunk (log2 lambda quantised
 uniformly between lo and hi), packed MSB first. Header bits = 264 + 8 ceil((C + b K) / 8) for C chunks;
-for a 32 x 32 image with 4 x 4 chunks and b = 6: 264 + 192 + 6 K bits (at most 1608). The encoder uses the
+for a 64 x 64 image with 4 x 4 chunks and b = 6: 264 + 768 + 6 K bits (at most 5640). The encoder uses the
 quantised energies itself, so sender and receiver agree on every gain.
 """
 

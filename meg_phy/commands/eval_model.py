@@ -8,9 +8,10 @@ import argparse
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "eval-model", help="measure text-to-image prompt accuracy and image-to-image edit accuracy",
-        description="Generate --n held-out prompts (text-to-image) and --n edits of rendered scenes (change colour "
-                    "or shape, image-to-image) with diffusers' pipelines, read them with the evaluator, and write "
-                    "OUT/eval.json and OUT/samples.png.")
+        description="Generate --n held-out partial prompts of 1-3 objects (text-to-image) and --n edits of "
+                    "rendered scenes (one object's colour or shape, image-to-image) with diffusers' pipelines, read "
+                    "them with the evaluator, measure the VAE's reconstructions and how much two seeds of one "
+                    "prompt differ, and write OUT/eval.json and OUT/samples.png.")
     p.add_argument("--out", required=True, help="folder for eval.json and samples.png")
     p.add_argument("--n", type=int, default=64, help="number of prompts and of edits (default 64)")
     p.add_argument("--model", default=None, help="Stable-Diffusion diffusers folder (default: the embedded model)")
@@ -50,7 +51,14 @@ def run(args: argparse.Namespace) -> int:
     report = {k: v for k, v in result.items() if not k.startswith("_")}
     report.update(model=str(args.model or DEFAULT_MODEL_DIR), versions=versions())
     atomic_write_json(out / "eval.json", report)
-    print(f"prompt accuracy {result['prompt_accuracy']:.3f}  attribute accuracy {result['attribute_accuracy']:.3f}  "
-          f"edit accuracy {result['edit_accuracy']:.3f}  (n={args.n}, {args.steps} steps, guidance {args.guidance}, "
-          f"strength {args.strength})  -> {out / 'eval.json'}")
+    seeds, ci = result["seeds"], result["intervals"]
+
+    def share(key: str) -> str:
+        return f"{ci[key]['value']:.3f} [{ci[key]['ci_low']:.3f}, {ci[key]['ci_high']:.3f}]"
+
+    print(f"prompt accuracy {share('prompt_accuracy')}  attribute accuracy {result['attribute_accuracy']:.3f}  "
+          f"edit accuracy {share('edit_accuracy')}  VAE {result['recon_psnr_db']:.1f} dB / prompt accuracy "
+          f"{share('recon_prompt_accuracy')}  two seeds: {seeds['psnr_between_seeds_db']['mean']:.1f} dB, "
+          f"fidelity {seeds['fidelity_between_seeds']['mean']:.2f}  (n={args.n}, 95 % intervals, {args.steps} "
+          f"steps, guidance {args.guidance}, strength {args.strength})  -> {out / 'eval.json'}")
     return 0

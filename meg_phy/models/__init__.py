@@ -1,8 +1,8 @@
 """The embedded default model, committed with the package.
 
 `default/` is a standard Stable-Diffusion diffusers folder (model_index.json, unet/, vae/, text_encoder/,
-tokenizer/, scheduler/) trained by `meg-phy train`; `evaluator/` is the attribute classifier that reads
-generated images. Nothing here is downloaded: these folders ship with the code.
+tokenizer/, scheduler/) trained by `meg-phy train`; `evaluator/` is the scene reader
+(`meg_phy.evaluator`) that reads generated images back. Nothing here is downloaded: these folders ship with the code.
 """
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Writing the trained parts as a standard Stable-Diffusion diffusers folder (either world's model)."""
+"""Writing the trained parts as a standard Stable-Diffusion diffusers folder."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def save_pipeline_folder(folder: str | Path, vae, text_encoder, tokenizer, unet,
     StableDiffusionPipeline / StableDiffusionImg2ImgPipeline.from_pretrained(folder).
 
     `parts` is the module that builds the model's inference scheduler and tokenizer files
-    (`meg_phy.training.components`, or `world_components` for the world-v2 model).
+    (`meg_phy.training.components`).
 
     Written into a temporary sibling folder and renamed, so an interrupted export leaves no half folder.
     """

@@ -1,4 +1,4 @@
-"""Training curves as a PNG: loss per stage and the UNet's prompt accuracy during training."""
+"""Training curves as a PNG: loss per stage and the UNet's prompt accuracy during training (with its interval)."""
 
 from __future__ import annotations
 
@@ -26,11 +26,17 @@ def plot_curves(log: dict, path: str | Path) -> Path:
     evals = stages.get("unet", {}).get("eval", [])
     ax = axes[2]
     if evals:
+        from meg_phy.training.evaluation import rate
+
         minutes = [e["minutes"] for e in evals]
-        ax.plot(minutes, [e["prompt_accuracy"] for e in evals], "o-", label="prompt accuracy")
+        shares = [rate(round(e["prompt_accuracy"] * e["n"]), e["n"]) for e in evals]
+        values = [s["value"] for s in shares]
+        ax.errorbar(minutes, values, yerr=[[v - s["ci_low"] for v, s in zip(values, shares, strict=True)],
+                                           [s["ci_high"] - v for v, s in zip(values, shares, strict=True)]],
+                    fmt="o-", capsize=3, label=f"prompt accuracy, 95 % Wilson (n = {evals[-1]['n']})")
         for attr in evals[0].get("per_attribute", {}):
             ax.plot(minutes, [e["per_attribute"][attr] for e in evals], lw=0.8, alpha=0.7, label=attr)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left")
     ax.set_ylim(0, 1.02)
     ax.set_title("text-to-image accuracy (evaluator)")
     ax.set_xlabel("UNet minutes")
