@@ -572,12 +572,14 @@ class _Trainer:
                         pe.lerp_(pl, 1 - decay)
             return float(loss.detach())
 
-        reader = self.load_reader()
         eval_prompts = held_out_prompts(self.c.eval_prompts)
+        readers: list = []          # loaded at the first evaluation: a run without evaluations needs no reader
 
         def on_eval(st: dict, elapsed: float) -> bool:
+            if not readers:
+                readers.append(self.load_reader())
             images = self.generate(ema_unet, vae, ema_text, tokenizer, eval_prompts, seed=st["step"])
-            result = prompt_scores(reader, images, eval_prompts)
+            result = prompt_scores(readers[0], images, eval_prompts)
             del result["matches"]
             result.update(step=st["step"], minutes=round(elapsed / 60, 2))
             self.stage_log("unet")["eval"].append(result)
