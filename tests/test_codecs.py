@@ -255,6 +255,20 @@ def test_mutated_payloads_with_fixed_crc_never_crash(which, position, junk):
         assert bool(torch.isfinite(result).all())
 
 
+def test_a_corrupted_target_size_is_refused_before_any_allocation():
+    """The header's target size is 16-bit: 65535 x 65535 would be 51 GB of float pixels (a fuzz run of the test
+    above once ran CI out of memory this way)."""
+    from meg_phy.codecs import image as image_codec
+
+    payload = encode_image(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)), "png")
+    kind, meta, body = image_codec.unpack(payload, (image_codec.Kind.IMAGE,))
+    fields = list(image_codec._META.unpack(meta))
+    fields[4] = fields[5] = 65535
+    forged = image_codec.pack(kind, image_codec._META.pack(*fields), body)
+    with pytest.raises(PayloadError, match="larger than"):
+        decode_image(forged)
+
+
 def test_payload_counts():
     values, side = seed_to_analog(make_seed())
     assert payload_values(values) == 256 and payload_bits(values) == 0

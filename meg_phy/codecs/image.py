@@ -24,6 +24,9 @@ from meg_phy.images import from_pil, resize, to_pil
 FORMATS = {"analog": 0, "png": 1, "jpeg": 2, "webp": 3}
 _PIL_NAMES = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 _META = struct.Struct("<BBHHHHf")  # format, quality, sent h, sent w, target h, target w, scale
+MAX_TARGET_PIXELS = 4096 * 4096
+"""Largest target resolution a payload may ask for: a corrupted header (up to 65535 x 65535) would otherwise
+make the decoder allocate tens of GB (a fuzz test ran the CI machine out of memory)."""
 SKETCH_SIZE = (16, 16)
 
 
@@ -80,6 +83,8 @@ def _meta(meta: bytes) -> tuple[str, int, tuple[int, int], tuple[int, int], floa
         raise PayloadError(f"image format code {code} is unknown")
     if 0 in (sh, sw, th, tw) or sh > th or sw > tw:
         raise PayloadError(f"image sizes sent {sh}x{sw} / target {th}x{tw} are inconsistent")
+    if th * tw > MAX_TARGET_PIXELS:
+        raise PayloadError(f"image target {th}x{tw} is larger than {MAX_TARGET_PIXELS} pixels")
     if not (scale > 0 and scale < float("inf")):
         raise PayloadError(f"image scale {scale} is not finite and positive")
     return names[code], quality, (sh, sw), (th, tw), scale
