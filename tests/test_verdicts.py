@@ -49,6 +49,19 @@ def test_low_snr_flips_with_fidelity_and_accuracy():
     assert lost["verdict"] == "not supported" and lost["accuracy_vs_noiseless"]["ci_high"] < -0.1
 
 
+def test_low_snr_reports_the_ue_local_comparison_beside_the_verdict():
+    merged = world()
+    assert "fidelity_vs_ue_local" not in verdict(verdicts.claims(merged), "low-snr")   # no ue-local rows
+    local = records([0.95] * N, [True] * N, air=0, downlink=0, seed=4)
+    for r in local:
+        r["ue_steps"] = 14
+    merged[Point("img2img-ue", "ue-local", NO_CHANNEL, None, 0)] = local
+    c = verdict(verdicts.claims(merged), "low-snr")
+    assert c["verdict"] == "supported"          # the claim is against prompt-only; ue-local does not decide it
+    assert c["fidelity_vs_ue_local"]["ci_high"] < 0 and c["ue_steps_vs_ue_local"]["value"] == 13 - 14
+    assert "against ue-local" in c["evidence"]
+
+
 def test_less_communication_flips_with_fidelity_and_symbols():
     c = verdict(verdicts.claims(world()), "less-communication")
     assert c["verdict"] == "supported" and c["against"] == "centralized-digital"

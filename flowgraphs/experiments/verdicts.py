@@ -10,6 +10,8 @@ compare series on the same tasks (paired bootstrap of per-task differences, flow
   beats: the interval of fidelity(seed) - fidelity(prompt-only) lies above 0 (yes), below 0 (no), or holds 0.
   keeps: the interval of match(seed) - match(reference) lies above -0.1 (yes), below -0.1 (no), or holds it.
   supported = beats and keeps; not supported = either is a clear no; otherwise inconclusive.
+  Beside it (evidence, not the verdict), where the UE holds the input image: the paired differences in
+  fidelity and UE steps against `ue-local`, the UE finishing the task itself.
 - **less-communication**, at each SNR, channel and task kind: against the CENTRALIZED series with the best
   mean fidelity there (the strongest comparison), is the seed series' fidelity equal or better (the interval
   of the difference lies above -`FIDELITY_MARGIN`: yes; below it: no) and how many times fewer air symbols
@@ -83,9 +85,19 @@ def low_snr(merged: dict[Point, list[dict[str, Any]]], series: str = SEED_SERIES
         evidence = (f"fidelity minus prompt-only's {_f(fid, sign=True)} (beats: {words[beats]}); prompt accuracy "
                     f"{acc_seed:.3f} vs noiseless {acc_ref:.3f}, difference {_f(acc, sign=True)} "
                     f"(within {ACCURACY_MARGIN:g}: {words[keeps]}); n = {len(records)}")
-        claims.append({"claim": "low-snr", "channel": point.channel, "snr_db": point.snr_db, "task_kind": point.kind,
-                       "series": series, "verdict": verdict, "evidence": evidence,
-                       "fidelity_vs_prompt_only": fid, "accuracy_vs_noiseless": acc, "n": len(records)})
+        claim = {"claim": "low-snr", "channel": point.channel, "snr_db": point.snr_db, "task_kind": point.kind,
+                 "series": series, "verdict": verdict, "evidence": evidence,
+                 "fidelity_vs_prompt_only": fid, "accuracy_vs_noiseless": acc, "n": len(records)}
+        local = merged.get(Point(point.kind, "ue-local", NO_CHANNEL, None, 0))
+        if local and point.kind == "img2img-ue":
+            # Reported beside the verdict, not part of it (issue 10 defines the claim against prompt-only):
+            # where the UE holds the input image it can finish the task itself, the sceptic's other first try.
+            claim["fidelity_vs_ue_local"] = _paired(records, local, lambda r: r["fidelity"])
+            claim["ue_steps_vs_ue_local"] = _paired(records, local, lambda r: r["ue_steps"])
+            claim["evidence"] += (f"; beside it, against ue-local (the UE finishing the task from its own image): "
+                                  f"fidelity {_f(claim['fidelity_vs_ue_local'], sign=True)}, UE steps "
+                                  f"{_f(claim['ue_steps_vs_ue_local'], digits=1, sign=True)}")
+        claims.append(claim)
     return claims
 
 
