@@ -124,10 +124,10 @@ def read_rows(cache: Path) -> list[dict]:
 
 
 def wilson(successes: int, n: int) -> list[float]:
-    from scipy.stats import binomtest
+    from meg_common import stats
 
-    ci = binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return [float(ci.low), float(ci.high)]
+    ci = stats.rate(successes, n)
+    return [float(ci["ci_low"]), float(ci["ci_high"])]
 
 
 def mean_ci(values: list[float]) -> list[float]:

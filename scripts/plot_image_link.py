@@ -54,9 +54,9 @@ def main(argv=None) -> int:
         return 0
 
     from flowgraphs.config import LinkSpec
-    from flowgraphs.experiments import stats
     from flowgraphs.hops import Hop
     from flowgraphs.session import Session
+    from meg_common import stats
     from meg_phy import codecs
     from meg_phy.scenes import render
 

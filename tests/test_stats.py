@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm, t
 
-from flowgraphs.experiments import stats
+from meg_common import stats
 
 
 def wilson_closed_form(k, n, level=0.95):

@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any
 
-from flowgraphs.experiments import stats
+from meg_common import stats
 
 KINDS = ("text-to-image", "img2img-es")
 """Task kinds where the ES holds everything, so the downlink payload is the whole transmission."""
@@ -620,7 +620,7 @@ def collect(results: dict[str, Any]) -> tuple[dict[Point, list[dict[str, Any]]],
 
 
 def row(point: Point, records: list[dict[str, Any]], baseline: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """One point pooled over its tasks: every figure with its 95 % interval (flowgraphs.experiments.stats)."""
+    """One point pooled over its tasks: every figure with its 95 % interval (meg_common.stats)."""
     series = SERIES[point.series]
     matches = [bool(r["prompt_match"]) for r in records]
     out: dict[str, Any] = {

@@ -17,7 +17,7 @@ worker builds one `Harness` (session, world, tasks, references) with `setup`.
 
 Per-task record: prompt match (and the reference's), fidelity, feature distance, MSE, PSNR, SSIM, UE and ES
 denoising steps and compute seconds, symbols on the uplink, downlink, backhaul and air, airtime, delivery.
-`rows` pools them with confidence intervals (flowgraphs.experiments.stats); `flowgraphs.experiments.verdicts`
+`rows` pools them with confidence intervals (meg_common.stats); `flowgraphs.experiments.verdicts`
 turns paired comparisons into claims.
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from flowgraphs.experiments import stats
+from meg_common import stats
 
 KINDS = ("text-to-image", "img2img-es", "img2img-ue")
 BASELINE_KEYS = ("prompt-only", "ue-local")

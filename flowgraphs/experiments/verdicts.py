@@ -1,7 +1,7 @@
 """The paper's two claims as verdicts computed from paired intervals, never typed in (issue 10).
 
 Each verdict is `supported`, `not supported` or `inconclusive`, with the numbers that decided it. Both claims
-compare series on the same tasks (paired bootstrap of per-task differences, flowgraphs.experiments.stats):
+compare series on the same tasks (paired bootstrap of per-task differences, meg_common.stats):
 
 - **low-snr**, at each SNR <= 0 dB, channel and task kind (n_es = 1, downlink swept): does the seed series
   (EIUG, analog, channel-aware resume) beat `prompt-only` in fidelity to the reference, and does its prompt
@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowgraphs.experiments import stats
 from flowgraphs.experiments.case_study import NO_CHANNEL, SEED_SERIES, Point
+from meg_common import stats
 
 ACCURACY_MARGIN = 0.1
 FIDELITY_MARGIN = 0.05

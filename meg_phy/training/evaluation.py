@@ -134,27 +134,25 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1 / mse)
 
 
-def _summary(values: torch.Tensor) -> dict:
-    """Mean with its 95 % bootstrap interval (scipy.stats.bootstrap, fixed seed), min, max and n."""
-    from scipy.stats import bootstrap
+def _rounded(figure: dict) -> dict:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in figure.items()}
 
-    v = values.double().flatten().numpy()
-    lo = hi = float(v.mean())
-    if len(v) > 1 and v.std() > 0:
-        ci = bootstrap((v,), lambda x, axis: x.mean(axis=axis), n_resamples=2000, confidence_level=0.95,
-                       random_state=0).confidence_interval
-        lo, hi = float(ci.low), float(ci.high)
-    return {"mean": round(float(v.mean()), 4), "ci_low": round(lo, 4), "ci_high": round(hi, 4),
-            "min": round(float(v.min()), 4), "max": round(float(v.max()), 4), "n": len(v)}
+
+def _summary(values: torch.Tensor) -> dict:
+    """Mean with its 95 % bootstrap interval (meg_common.stats.mean), min, max and n."""
+    from meg_common import stats
+
+    v = values.double().flatten().tolist()
+    ci = stats.mean(v)
+    return _rounded({"mean": ci["value"], "ci_low": ci["ci_low"], "ci_high": ci["ci_high"], "min": min(v),
+                     "max": max(v), "n": len(v)})
 
 
 def rate(k: int, n: int) -> dict:
-    """A share of successes with its 95 % Wilson interval (scipy.stats.binomtest)."""
-    from scipy.stats import binomtest
+    """A share of successes with its 95 % Wilson interval (meg_common.stats.rate), and n."""
+    from meg_common import stats
 
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
-    return {"value": round(k / n, 4), "ci_low": round(float(ci.low), 4), "ci_high": round(float(ci.high), 4),
-            "k": int(k), "n": int(n)}
+    return _rounded({**stats.rate(k, n), "n": int(n)})
 
 
 def sample_grid(result: dict, path: str | Path, columns: int = 6, rows: int = 4) -> Path:

@@ -1,4 +1,5 @@
-"""Confidence intervals of the case study: Wilson for rates, bootstrap for means, paired bootstrap for differences.
+"""Confidence intervals for every reported figure (the case study, eval-model): Wilson for rates, bootstrap for
+means, paired bootstrap for differences.
 
 Every figure of `meg-phy reproduce` is reported as `{"value", "ci_low", "ci_high"}` (95 % by default):
 
