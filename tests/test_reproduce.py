@@ -86,8 +86,17 @@ def test_reproduce_contract_baselines_verdicts_and_resume(assets, tmp_path, caps
     kept = {p: p.stat().st_mtime_ns for p in units if p != victim}
     before = json.loads(victim.read_text())
     victim.unlink()
+    # --report-only: the interim results of what is in, nothing runs
+    assert main(small(model, evaluator, out, "--report-only")) == 0
+    assert not victim.exists()
+    interim = json.loads((out / "results.json").read_text())
+    assert interim["units"] == {"done": len(units) - 1, "of": len(units)}
+    assert len(interim["rows"]) == len(rows) - 1  # chunk = tasks: the victim was a whole point
+    assert f"{len(units) - 1} of {len(units)} units are in" in (out / "report.md").read_text()
     os.remove(out / "results.json")
     assert main(small(model, evaluator, out)) == 0
+    assert json.loads((out / "results.json").read_text())["units"] == {"done": len(units), "of": len(units)}
+    assert "Interim report" not in (out / "report.md").read_text()
     assert {p: p.stat().st_mtime_ns for p in kept} == kept
     again = json.loads(victim.read_text())
     strip = lambda unit: [{k: v for k, v in r.items() if not k.endswith("seconds")}  # noqa: E731
@@ -120,6 +129,8 @@ def test_plan_errors_are_one_line(assets, tmp_path, capsys):
     (out / "plan.json").write_text(json.dumps({"grids": []}))
     assert main(small(model, evaluator, out)) == 2
     assert "another configuration" in capsys.readouterr().err
+    assert main(small(model, evaluator, tmp_path / "empty", "--report-only")) == 2
+    assert "holds no campaign" in capsys.readouterr().err
     assert main(["reproduce", "--series", "seed-quantum", "--out", str(tmp_path / "x")]) == 2
     assert "unknown ['seed-quantum']" in capsys.readouterr().err
     assert main(["reproduce", "--kinds", "video", "--out", str(tmp_path / "y")]) == 2

@@ -37,6 +37,10 @@ def register(subparsers) -> None:
                              "call per stage for all, batched link sends); results equal task by task up to the "
                              "model kernels' float rounding, which a digital seed's quantiser can turn into other "
                              "bytes (docs/distributed.md). Off by default; a folder resumes only as it was begun")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: write results.json, report.md and the plots from the units this --out "
+                             "folder holds so far (a long run's interim results; the report says how many of its "
+                             "units are in, each row its own n)")
     parser.add_argument("--model", help="Stable-Diffusion diffusers folder (default: the embedded model)")
     parser.add_argument("--evaluator", help="evaluator folder (default: the embedded one)")
     parser.add_argument("--out", required=True, help="folder for results.json, report.md, plots and checkpoints")
@@ -101,9 +105,11 @@ def plan_from_args(args):
 def main(args) -> int:
     import resource
     import time
+    from pathlib import Path
 
     from flowgraphs.experiments import case_study as cs
     from flowgraphs.experiments import figures, paper, verdicts
+    from meg_common.errors import InputError
     from meg_common.executors import JsonUnitStore, executor_from_args
     from meg_common.io import atomic_write_json, atomic_write_text, prepare_out_dir, read_json
     from meg_common.provenance import versions
@@ -115,15 +121,17 @@ def main(args) -> int:
     from flowgraphs.commands import bandwidth
 
     bandwidth.unused(args)
-    if args.bandwidth and args.batched:
-        from meg_common.errors import InputError
-
-        raise InputError("--batched applies to the case study's units, not to --bandwidth; drop it")
+    if args.bandwidth and (args.batched or getattr(args, "report_only", False)):
+        raise InputError("--batched and --report-only apply to the case study, not to --bandwidth; drop them")
     placement, args = _placement(args)
     if args.bandwidth:
         return bandwidth.main(args)
     plan = plan_from_args(args)
     executor = executor_from_args(args)
+    if getattr(args, "report_only", False):
+        if not (Path(args.out) / "plan.json").exists():
+            raise InputError(f"--report-only: {args.out} holds no campaign (no plan.json); run it first without "
+                             f"--report-only, with the same options")
     out = prepare_out_dir(args.out)
     cs.plan_matches(out, plan)
     timing = out / "timing.json"
@@ -137,14 +145,22 @@ def main(args) -> int:
     _, hooks = cs.points(plan)
     from flowgraphs.placement import placed_setup
 
-    with placement:
-        results = executor.run(cs.campaign(plan), JsonUnitStore(out / "units"),
-                               setup=placed_setup(cs.make_setup(plan), placement), on_result=save_timing,
-                               desc="case study")
+    units, store = cs.campaign(plan), JsonUnitStore(out / "units")
+    if getattr(args, "report_only", False):
+        stored = store.load()
+        results = {u.key: stored[u.key] for u in units if u.key in stored}
+        if not results:
+            raise InputError(f"--report-only: {out} holds no finished unit yet; run the campaign first")
+    else:
+        with placement:
+            results = executor.run(units, store, setup=placed_setup(cs.make_setup(plan), placement),
+                                   on_result=save_timing, desc="case study")
+    progress = {"done": len(results), "of": len(units)}
     merged, skipped = cs.collect(results)
     rows = cs.rows(merged)
     claims = verdicts.claims(merged)
-    save_timing()
+    if not getattr(args, "report_only", False):
+        save_timing()
     took = read_json(timing)
     from flowgraphs.experiments.world import load_world
     from flowgraphs.session import Session
@@ -162,12 +178,13 @@ def main(args) -> int:
         "rows": ordered, "claims": claims, "config": {**plan.to_dict(), "executor": args.executor,
                                                       "placement": args.placement},
         "versions": versions(), "model": model, "world": world, "skipped": skipped, "not_run": hooks,
-        "seconds": took["seconds"], "cpu_seconds": took["cpu_seconds"]})
+        "seconds": took["seconds"], "cpu_seconds": took["cpu_seconds"], "units": progress})
     atomic_write_text(out / "report.md", paper.write(rows, claims, plan, versions(), model, world, took["seconds"],
-                                                     took["cpu_seconds"], args.quick, hooks, skipped))
+                                                     took["cpu_seconds"], args.quick, hooks, skipped, progress))
     counts = {v: sum(c["verdict"] == v for c in claims) for v in ("supported", "not supported", "inconclusive")}
     print(f"case study: {len(rows)} rows, {len(claims)} verdicts ("
-          + ", ".join(f"{v} {k}" for k, v in counts.items()) + f") in {took['seconds'] / 60:.1f} min; "
+          + ", ".join(f"{v} {k}" for k, v in counts.items()) + f") in {took['seconds'] / 60:.1f} min"
+          + (f", {progress['done']} of {progress['of']} units" if progress["done"] < progress["of"] else "") + "; "
           f"wrote {out}/report.md")
     return 0
 

@@ -35,7 +35,7 @@ def _where(r: dict[str, Any]) -> str:
 
 def write(rows: list[dict[str, Any]], claims: list[dict[str, Any]], plan, versions: dict[str, Any],
           model: dict[str, Any], world: dict[str, Any], seconds: float, cpu_seconds: float, quick: bool,
-          hooks: list[dict[str, str]], skipped: list[dict[str, str]]) -> str:
+          hooks: list[dict[str, str]], skipped: list[dict[str, str]], progress: dict[str, int] | None = None) -> str:
     spec = LinkSpec()
     n = min((r["n"] for r in rows), default=0)
     lines = [
@@ -47,6 +47,12 @@ def write(rows: list[dict[str, Any]], claims: list[dict[str, Any]], plan, versio
         f"diffusers {versions.get('diffusers')}. Model `{model.get('path')}` (latent {model.get('latent_shape')}, "
         f"images {model.get('resolution')}), world {world.get('world')}.*",
         "",
+    ]
+    if progress is not None and progress["done"] < progress["of"]:
+        lines += [f"**Interim report (`--report-only`): {progress['done']} of {progress['of']} units are in.** "
+                  "Points whose units are not all in have fewer tasks (each row's n); points not reached are "
+                  "missing, and so are their verdicts.", ""]
+    lines += [
         "## Setup",
         "",
         f"Tasks: {plan.n_tasks} per design point (at least {n} in every row), the same tasks in every series; "
