@@ -8,7 +8,7 @@ For every task (prompt, seed) of the case study's task list, over ideal links:
 Each run is scored against its single-ES reference (PSNR of the mean MSE, mean SSIM: flowgraphs.result) and
 read by the evaluator (prompt accuracy); backhaul bits, air symbols and work per ES come from the run's
 accounting. Intervals are 95 %: Wilson for accuracies (scipy.stats.binomtest), bootstrap for means
-(scipy.stats.bootstrap, percentile; a PSNR interval is the MSE interval converted).
+(meg_common.stats: scipy.stats.bootstrap, BCa; a PSNR interval is the MSE interval converted).
 
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python scripts/multi_es_tradeoff.py --tasks 64
 writes docs/figures/multi-es-exchange.json and .png; rows are kept in --cache (JSON lines) so an interrupted
@@ -131,14 +131,11 @@ def wilson(successes: int, n: int) -> list[float]:
 
 
 def mean_ci(values: list[float]) -> list[float]:
-    from scipy.stats import bootstrap
+    """The bootstrap 95 % interval of the mean (meg_common.stats: BCa, the case study's)."""
+    from meg_common import stats
 
-    data = np.asarray(values, dtype=float)
-    if np.ptp(data) == 0:
-        return [float(data[0]), float(data[0])]
-    ci = bootstrap((data,), np.mean, confidence_level=0.95, n_resamples=4000, method="percentile",
-                   random_state=np.random.default_rng(0)).confidence_interval
-    return [float(ci.low), float(ci.high)]
+    ci = stats.mean(values)
+    return [float(ci["ci_low"]), float(ci["ci_high"])]
 
 
 def psnr(mse: float) -> float | None:
