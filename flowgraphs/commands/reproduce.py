@@ -168,9 +168,7 @@ def main(args) -> int:
     session = Session(evaluator=plan.evaluator)
     model = session.model(plan.model).describe()
     world = load_world(plan.evaluator, session).describe()
-    for kind in plan.kinds():
-        figures.curves(rows, out / f"case_study_{kind}.png", kind,
-                       f"MEG case study, {kind}: {plan.n_tasks} tasks per point, 95 % intervals")
+    plots = figures.figure_set(rows, out, plan.kinds(), plan.n_tasks)
     figures.tradeoff(rows, out / "tradeoff.png", f"UE compute, air symbols and fidelity ({plan.n_tasks} tasks per point)")
     ordered = [{**{k: r[k] for k in OUTPUT_FIELDS}, **{k: v for k, v in r.items() if k not in OUTPUT_FIELDS}}
                for r in rows]
@@ -180,7 +178,7 @@ def main(args) -> int:
         "versions": versions(), "model": model, "world": world, "skipped": skipped, "not_run": hooks,
         "seconds": took["seconds"], "cpu_seconds": took["cpu_seconds"], "units": progress})
     atomic_write_text(out / "report.md", paper.write(rows, claims, plan, versions(), model, world, took["seconds"],
-                                                     took["cpu_seconds"], args.quick, hooks, skipped, progress))
+                                                     took["cpu_seconds"], args.quick, hooks, skipped, progress, plots))
     counts = {v: sum(c["verdict"] == v for c in claims) for v in ("supported", "not supported", "inconclusive")}
     print(f"case study: {len(rows)} rows, {len(claims)} verdicts ("
           + ", ".join(f"{v} {k}" for k, v in counts.items()) + f") in {took['seconds'] / 60:.1f} min"

@@ -2,6 +2,8 @@
 baselines in every panel (a line and a band: they use no channel, so they do not depend on the SNR).
 
 - `curves`: per task kind, one row per channel: prompt accuracy, fidelity, PSNR and air symbols against SNR.
+- `figure_set`: the curves of a run split into readable figures (`GROUPS`): the link-level series, the
+  protocols (colour per protocol, line style per number of ESs), the uplink sweep, link against radio.
 - `tradeoff`: the three-way trade-off MEG is about: UE denoising steps against fidelity, and air symbols
   against fidelity, one marker per design point (baselines at 0 symbols).
 """
@@ -30,6 +32,25 @@ STYLE = {
     "prompt-only": ("tab:gray", "-", None),
     "ue-local": ("tab:brown", "--", None),
 }
+PROTOCOL_COLOURS = {"CENTRALIZED": "tab:red", "UIEG": "tab:olive", "EIUG": "tab:blue", "CIAG": "tab:cyan",
+                    "ESUC": "tab:green", "UIDG": "tab:orange", "DIUG": "tab:brown", "DSUC": "tab:purple",
+                    "UIDCG": "tab:pink", "DCSUC": "tab:gray"}
+ES_LINES = {1: "-", 2: "--", 4: ":"}
+"""Line style of a protocol's curve by its number of ESs (others: dash-dot)."""
+GROUPS = {
+    "case_study": ("the link-level series (n_es = 1, downlink swept)",
+                   lambda r: not r["series"].startswith("proto-") and r.get("radio", "link") == "link"
+                   and r["swept"] == "downlink"),
+    "protocols": ("the ten protocols over the downlink SNR (line style: 1, 2, 4 ESs)",
+                  lambda r: r["series"].startswith("proto-") and r["swept"] == "downlink"),
+    "uplink": ("the protocols that change hands twice, over the uplink SNR",
+               lambda r: r["swept"] == "uplink"),
+    "radio": ("link level against the simulated impaired radio (--radio sim)",
+              lambda r: r["swept"] == "downlink" and r["n_es"] == 1 and r["channel"] == "awgn"
+              and r["series"].removesuffix("-sim") in RADIO_PAIRS),
+}
+"""Figure name prefix -> (what it shows, which swept rows it draws); baselines are in every figure."""
+RADIO_PAIRS = ("seed-analog-aware", "centralized-digital")
 IDENTICAL_PSNR = 60.0
 """Where a PSNR of infinity (every output identical to its reference) is drawn."""
 METRICS = (("prompt_accuracy", "prompt accuracy"), ("fidelity", "fidelity to the reference"),
@@ -56,6 +77,31 @@ def _label(row: dict[str, Any]) -> str:
     return row["label"] + extra
 
 
+def figure_set(rows: list[dict[str, Any]], out: Path, kinds, n_tasks: int) -> dict[str, list[tuple[str, str]]]:
+    """Write the curves of every group with rows, per task kind: {kind: [(file name, what it shows)]}."""
+    written: dict[str, list[tuple[str, str]]] = {}
+    for kind in kinds:
+        for prefix, (what, keep) in GROUPS.items():
+            if prefix == "radio" and not any(r["series"].endswith("-sim") and r["task_kind"] == kind for r in rows):
+                continue
+            chosen = [r for r in rows if r["task_kind"] == kind and (r["snr_db"] is None or keep(r))]
+            if prefix != "case_study" and not any(r["snr_db"] is not None for r in chosen):
+                continue
+            name = f"{prefix}_{kind}.png"
+            curves(chosen, out / name, kind, f"MEG case study, {kind}: {what}; {n_tasks} tasks per point, "
+                                            "95 % intervals")
+            written.setdefault(kind, []).append((name, what))
+    return written
+
+
+def _style(row: dict[str, Any]) -> tuple[str | None, str, str]:
+    if row["series"].startswith("proto-"):
+        return (PROTOCOL_COLOURS.get(row["protocol"]), ES_LINES.get(row["n_es"], "-."),
+                "o" if row["n_es"] == 1 else "s" if row["n_es"] == 2 else "^")
+    colour, line, marker = STYLE.get(row["series"], (None, "-", "."))
+    return colour, line if row["n_es"] == 1 else ":", marker or "."
+
+
 def curves(rows: list[dict[str, Any]], path: Path, kind: str, title: str) -> Path:
     import matplotlib
 
@@ -79,11 +125,10 @@ def curves(rows: list[dict[str, Any]], path: Path, kind: str, title: str) -> Pat
                 vals = [(x, v) for x, v in vals if v is not None]
                 if not vals:
                     continue
-                colour, line, marker = STYLE.get(series, (None, "-", "."))
+                colour, line, marker = _style(pts[0])
                 ax.errorbar([x for x, _ in vals], [v[0] for _, v in vals],
                             yerr=[[v[1] for _, v in vals], [v[2] for _, v in vals]], color=colour,
-                            linestyle=line if n_es == 1 else ":", marker=marker or ".", markersize=4, capsize=2,
-                            label=_label(pts[0]))
+                            linestyle=line, marker=marker, markersize=4, capsize=2, label=_label(pts[0]))
             for r in base:
                 v = _value(r, metric)
                 if v is None:
@@ -98,8 +143,12 @@ def curves(rows: list[dict[str, Any]], path: Path, kind: str, title: str) -> Pat
                 ax.set_ylim(-0.03, 1.03)
             if metric == "air_symbols":
                 ax.set_yscale("symlog", linthresh=100)
-    axes[0][0].legend(fontsize=6, loc="lower right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
     fig.suptitle(title, fontsize=10)
+    if len(labels) > 12:  # many curves: one legend beside the grid instead of over a panel
+        fig.legend(handles, labels, fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    else:
+        axes[0][0].legend(fontsize=6, loc="lower right")
     fig.tight_layout()
     return _save(fig, path)
 
@@ -144,6 +193,6 @@ def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return atomic_write_bytes(path, buffer.getvalue())

@@ -35,7 +35,9 @@ def _where(r: dict[str, Any]) -> str:
 
 def write(rows: list[dict[str, Any]], claims: list[dict[str, Any]], plan, versions: dict[str, Any],
           model: dict[str, Any], world: dict[str, Any], seconds: float, cpu_seconds: float, quick: bool,
-          hooks: list[dict[str, str]], skipped: list[dict[str, str]], progress: dict[str, int] | None = None) -> str:
+          hooks: list[dict[str, str]], skipped: list[dict[str, str]], progress: dict[str, int] | None = None,
+          plots: dict[str, list[tuple[str, str]]] | None = None) -> str:
+    """report.md of a campaign; `plots`: the figures per task kind (figures.figure_set), (file, what)."""
     spec = LinkSpec()
     n = min((r["n"] for r in rows), default=0)
     lines = [
@@ -102,8 +104,11 @@ def write(rows: list[dict[str, Any]], claims: list[dict[str, Any]], plan, versio
         mine = [r for r in rows if r["task_kind"] == kind]
         if not mine:
             continue
-        lines += [f"## {KIND_TEXT[kind]}", "", f"![{kind}](case_study_{kind}.png)", "",
-                  "| series | point | n_es | n | prompt accuracy [95 % CI] | noiseless | fidelity | fidelity - prompt-only "
+        shown = (plots or {}).get(kind) or [(f"case_study_{kind}.png", kind)]
+        lines += [f"## {KIND_TEXT[kind]}", ""]
+        for name, what in shown:
+            lines += [f"![{what}]({name})", ""]
+        lines += ["| series | point | n_es | n | prompt accuracy [95 % CI] | noiseless | fidelity | fidelity - prompt-only "
                   "| PSNR (dB) | SSIM | UE steps | ES steps | UE s | symbols up / down / backhaul / air |",
                   "|---|---|---:|---:|---|---:|---|---|---|---|---:|---:|---:|---|"]
         for r in sorted(mine, key=lambda r: (r["snr_db"] is not None, r["channel"] or "", r["series"], r["n_es"],
