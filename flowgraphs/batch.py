@@ -21,7 +21,7 @@ reads as its own description and the batch dimension lives here and in meg_phy.b
   every task's transfer is through (twice for a hop with one link call). Links without batched calls
   (radio, wired, capacity) are called as they are, once each, their results replayed.
 - Accounting: each task's flowgraph gets its own hops, its own denoising steps and work, and an equal
-  share of the batch's compute seconds on every node.
+  share of the batch's compute seconds on every node (a memo hit counts the seconds it stands in for).
 
 Results equal task-by-task runs up to the model kernels' float rounding (meg_phy.batch says why; the
 benchmark says by how much), except where a quantiser turns that rounding into another payload: a digital
@@ -45,6 +45,7 @@ from flowgraphs.stages import Stages
 from flowgraphs.task import Task
 from meg_common.errors import InputError
 from meg_phy import batch as ldm_batch
+from meg_phy.memo import replayed_seconds
 
 PER_TASK_FIELDS = ("seed", "prompt", "image")
 """RunConfig fields that may differ between the tasks of one batch; everything else is one setting."""
@@ -94,11 +95,11 @@ class BatchGraph:
         count = len(self.graphs)
         steps = list(steps) if isinstance(steps, Sequence) else [steps] * count
         work = list(work) if isinstance(work, Sequence) else [work] * count
-        start = time.perf_counter()
+        start, replayed = time.perf_counter(), replayed_seconds()
         try:
             yield
-        finally:
-            share = (time.perf_counter() - start) / count
+        finally:  # a memo hit stands in for its computation's seconds (meg_phy.memo): a run reports what it costs
+            share = (time.perf_counter() - start + replayed_seconds() - replayed) / count
             for g, s, w in zip(self.graphs, steps, work, strict=True):
                 g.account(node, seconds=share, steps=s, work=w)
 

@@ -96,3 +96,47 @@ def test_a_campaign_reuses_the_es_work_across_snrs_and_reports_its_seconds(tmp_p
     for a, b in zip(first, second, strict=True):
         assert a["es_steps"] == b["es_steps"] > 0
         assert b["es_seconds"] > 0.3 * a["es_seconds"]
+
+
+def test_a_batch_seen_before_is_returned_bit_for_bit_and_any_other_batch_is_computed(ldm):
+    from meg_phy import batch as ldm_batch
+
+    firsts = [_start(ldm, seed=s)[0] for s in (3, 4)]
+    cond = ldm_batch.encode_prompts(ldm, ["a red circle", "a blue square"], 3.0)
+    plain = ldm_batch.denoise(ldm, firsts, cond, until=5)
+    ldm.memo = DenoiseMemo(8)
+    try:
+        computed = ldm_batch.denoise(ldm, firsts, cond, until=5)
+        before = memo_module.replayed_seconds()
+        kept = ldm_batch.denoise(ldm, firsts, cond, until=5)
+        assert ldm.memo.stats() == {"hits": 1, "misses": 1, "entries": 1}
+        assert memo_module.replayed_seconds() > before
+        for outs in (computed, kept):
+            assert all(torch.equal(o.latents, p.latents) and o.step == p.step == 5 for o, p in zip(outs, plain, strict=True))
+        kept[0].latents.add_(1.0)  # the caller's copy, not the table's
+        assert torch.equal(ldm_batch.denoise(ldm, firsts, cond, until=5)[0].latents, plain[0].latents)
+        ldm_batch.denoise(ldm, firsts, cond, until=[5, 6])
+        ldm_batch.denoise(ldm, firsts[::-1], cond, until=5)
+        ldm_batch.denoise(ldm, [firsts[0], firsts[1].replace(latents=firsts[1].latents + 1e-7)], cond, until=5)
+        assert ldm.memo.stats()["misses"] == 4
+    finally:
+        ldm.memo = None
+
+
+def test_a_batched_campaign_reuses_the_es_batch_across_snrs_and_reports_its_seconds():
+    from dataclasses import replace
+
+    from flowgraphs.experiments import case_study as cs
+    from tests.tiny_sd import tiny_sd_folder
+
+    plan = cs.Plan(grids=(cs.Grid(("text-to-image",), ("centralized-digital",), ("awgn",), (0.0, 10.0)),),
+                   n_tasks=3, chunk=3, model=str(tiny_sd_folder()), steps=6)
+    harness = cs.Harness(replace(plan, batched=True))
+    low, high = (cs.Point("text-to-image", "centralized-digital", "awgn", snr, 1) for snr in (0.0, 10.0))
+    first = [numbers for _, numbers in harness.outcomes(low, [0, 1, 2])]
+    hits = harness.ldm.memo.hits
+    second = [numbers for _, numbers in harness.outcomes(high, [0, 1, 2])]
+    assert harness.ldm.memo.hits == hits + 1  # the ES's whole generation of the batch came from the table
+    for a, b in zip(first, second, strict=True):
+        assert a["es_steps"] == b["es_steps"] == 6
+        assert b["es_seconds"] > 0.3 * a["es_seconds"]
