@@ -220,6 +220,24 @@ def plot(summary: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def table(summary: list[dict]) -> str:
+    """The summary as the markdown table docs/protocols.md shows (written beside the JSON, not typed)."""
+    def db(v):
+        return "identical" if v is None else f"{v:.0f}"
+
+    lines = ["| run | tasks | prompt accuracy [95 %] | PSNR vs single-ES, dB [95 %] | SSIM | max. pixel diff. "
+             "| backhaul, Mbit/run | exchanges | work per ES |", "|---|---:|---|---|---:|---:|---:|---:|---:|"]
+    for s in sorted(summary, key=lambda s: s["key"]):
+        lo, hi = s["prompt_accuracy_ci95"]
+        k = round(s["prompt_accuracy"] * s["tasks"])
+        plo, phi = s["psnr_db_ci95"]
+        psnr_text = "identical" if s["psnr_db"] is None else f"{db(s['psnr_db'])} [{db(plo)}, {db(phi)}]"
+        lines.append(f"| {s['key']} | {s['tasks']} | {k}/{s['tasks']} [{lo:.2f}, {hi:.2f}] | {psnr_text} | "
+                     f"{s['ssim']:.4f} | {s['max_abs_diff']:.1e} | {s['backhaul_bits'] / 1e6:.3f} | "
+                     f"{s['exchanges']:.0f} | {s['work_per_es']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=64, help="tasks of the default runs (stage A)")
@@ -244,12 +262,15 @@ def main(argv: list[str] | None = None) -> int:
                                  "command": "scripts/multi_es_tradeoff.py " + " ".join(argv or sys.argv[1:]),
                                  "summary": summary, "versions": versions()})
     plot(summary, args.out.with_suffix(".png"))
+    from meg_common.io import atomic_write_text
+
+    atomic_write_text(args.out.with_suffix(".md"), table(summary))
     for s in summary:
         lo, hi = s["prompt_accuracy_ci95"]
         print(f"{s['key']:22s} n={s['tasks']:3d} acc {s['prompt_accuracy']:.3f} [{lo:.3f}, {hi:.3f}]  "
               f"PSNR {s['psnr_db']}  SSIM {s['ssim']:.4f}  backhaul {s['backhaul_bits'] / 1e6:.3f} Mbit  "
               f"work/ES {s['work_per_es']:.0f}")
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    print(f"wrote {args.out}, {args.out.with_suffix('.png')} and {args.out.with_suffix('.md')}")
     return 0
 
 
