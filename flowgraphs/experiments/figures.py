@@ -166,15 +166,17 @@ def tradeoff(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
         fid = _value(r, "fidelity")
         if fid is None:
             continue
-        colour, _, marker = STYLE.get(r["series"], (None, "-", "."))
+        colour, _, marker = _style(r)
         label = r["label"] if r["series"] not in seen else None
         seen.add(r["series"])
+        if r["snr_db"] is None:
+            marker = "s"
         for ax, metric in zip(axes, ("ue_steps", "air_symbols"), strict=True):
             x = _value(r, metric)
             if x is None:
                 continue
             ax.errorbar(x[0], fid[0], xerr=[[x[1]], [x[2]]], yerr=[[fid[1]], [fid[2]]], color=colour,
-                        marker=marker or "s", markersize=5 if r["snr_db"] is not None else 8, capsize=2,
+                        marker=marker, markersize=5 if r["snr_db"] is not None else 8, capsize=2,
                         linestyle="none", alpha=0.8, label=label if ax is axes[0] else None)
     axes[0].set_xlabel("UE denoising steps per run")
     axes[1].set_xlabel("air symbols per run (uplink + downlink)")
@@ -183,8 +185,12 @@ def tradeoff(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
         ax.set_ylabel("fidelity to the reference")
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=6, loc="lower right")
+    handles, labels = axes[0].get_legend_handles_labels()
     fig.suptitle(title, fontsize=10)
+    if len(labels) > 12:
+        fig.legend(handles, labels, fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    else:
+        axes[0].legend(fontsize=6, loc="lower right")
     fig.tight_layout()
     return _save(fig, path)
 
