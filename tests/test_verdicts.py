@@ -80,3 +80,13 @@ def test_rows_carry_intervals_and_paired_differences():
     assert seed["symbols"] == {"uplink": 6734 - 182, "downlink": 182, "backhaul": 0, "air": 6734}
     assert seed["paired"]["prompt-only"]["fidelity"]["ci_low"] > 0.25
     assert out["prompt-only"]["snr_db"] is None and out["prompt-only"]["channel"] is None
+
+
+def test_less_communication_is_judged_for_every_meg_series_on_its_own():
+    merged = world(seed_fid=0.6)  # the analog seed loses fidelity ...
+    digital = records([0.85] * N, [True] * N, air=5000, downlink=900, seed=5)  # ... a digital seed holds it
+    merged[Point("img2img-ue", "seed-digital", "awgn", -5.0, 1)] = digital
+    found = {c["series"]: c for c in verdicts.claims(merged) if c["claim"] == "less-communication"}
+    assert set(found) == {"seed-analog-aware", "seed-digital"}
+    assert found["seed-analog-aware"]["verdict"] == "not supported"
+    assert found["seed-digital"]["verdict"] == "supported" and found["seed-digital"]["fewer_downlink"]["value"] == 2184 / 900

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flowgraphs.config import LinkSpec
-from flowgraphs.experiments.case_study import KINDS
-from flowgraphs.experiments.verdicts import ACCURACY_MARGIN, FIDELITY_MARGIN
+from flowgraphs.experiments.case_study import KINDS, SEED_SERIES
+from flowgraphs.experiments.verdicts import ACCURACY_MARGIN, FIDELITY_MARGIN, MEG_SERIES
 
 KIND_TEXT = {
     "text-to-image": "text-to-image (the UE wants the ES's image; the seed carries what the prompt leaves open)",
@@ -84,18 +84,18 @@ def write(rows: list[dict[str, Any]], claims: list[dict[str, Any]], plan, versio
         "",
         f"low-snr: the seed series (EIUG, analog, channel-aware) beats `prompt-only` in fidelity (paired interval "
         f"above 0) and keeps its prompt accuracy within {ACCURACY_MARGIN:g} of noiseless (paired interval above "
-        f"-{ACCURACY_MARGIN:g}). less-communication: at equal or better fidelity (paired interval above "
-        f"-{FIDELITY_MARGIN:g}) than the best CENTRALIZED series at the same point, how many times fewer air "
-        "symbols (interval above 1: supported).",
+        f"-{ACCURACY_MARGIN:g}). less-communication, for each MEG series the run has ({', '.join(MEG_SERIES)}): "
+        f"at equal or better fidelity (paired interval above -{FIDELITY_MARGIN:g}) than the best CENTRALIZED "
+        "series at the same point, how many times fewer air symbols (interval above 1: supported).",
         "",
-        "| claim | task | channel | SNR (dB) | verdict | evidence |",
-        "|---|---|---|---:|---|---|",
+        "| claim | series | task | channel | SNR (dB) | verdict | evidence |",
+        "|---|---|---|---|---:|---|---|",
     ]
     for c in claims:
-        lines.append(f"| {c['claim']} | {c['task_kind']} | {c['channel']} | {c['snr_db']:g} | **{c['verdict']}** | "
-                     f"{c['evidence']} |")
+        lines.append(f"| {c['claim']} | {c.get('series', SEED_SERIES)} | {c['task_kind']} | {c['channel']} | "
+                     f"{c['snr_db']:g} | **{c['verdict']}** | {c['evidence']} |")
     if not claims:
-        lines.append("| (no point of this run decides a claim) | | | | | |")
+        lines.append("| (no point of this run decides a claim) | | | | | | |")
     counts = {v: sum(c["verdict"] == v for c in claims) for v in ("supported", "not supported", "inconclusive")}
     lines += ["", "In all: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ".", ""]
 
