@@ -121,10 +121,11 @@ class LinkSpec(ConfigMixin):
         """LDPC k for this rate and codeword length."""
         return int(round(self.codeword_bits * self.code_rate))
 
-    def link_config(self) -> LinkConfig:
+    def link_config(self, bler_table: str | None = None) -> LinkConfig:
         """The link_models configuration of this hop: the one place a hop's settings become a LinkConfig, for
         simulated links and radio links alike (the ideal channel is noiseless: snr_db = inf). Digital hops
-        carry the MCS (resolved for snr_db by LinkConfig) and, with `harq`, max_attempts transmissions."""
+        carry the MCS (resolved for snr_db by LinkConfig, from `bler_table` if given: a radio's own table)
+        and, with `harq`, max_attempts transmissions."""
         from link_models.config import LinkConfig
 
         digital = self.scheme == "digital"
@@ -134,7 +135,8 @@ class LinkSpec(ConfigMixin):
                           fft_size=self.fft_size, num_ofdm_symbols=self.num_ofdm_symbols,
                           subcarrier_spacing_khz=self.subcarrier_spacing_khz, cp_length=self.cp_length,
                           mcs=_mcs_of(self.mcs, "link") if digital else None,
-                          max_transmissions=self.max_attempts if digital and self.harq else 1)
+                          max_transmissions=self.max_attempts if digital and self.harq else 1,
+                          bler_table=bler_table if digital else None)
 
     def ideal(self) -> LinkSpec:
         """The same hop with a noiseless channel (for the reference run)."""

@@ -16,6 +16,14 @@ down while BLER < 0.95, then up until BLER <= 0.01. A point stops at --target-er
 --max-codewords codewords; a point whose first 64 or more codewords all fail is recorded as BLER 1 at once.
 The file is rewritten atomically after every point; run the same command again to resume (each point has
 its own random stream, derived from --seed, the curve and the SNR, so a resumed run gives the same numbers).
+
+    python scripts/make_bler_table.py --radio sim --tables 1   # link_models/data/bler_table_radio-sim.json
+
+`--radio sim`: the table of a radio link (what `--radio sim|pluto` hops adapt with, flowgraphs.radio_link):
+codewords sent as payloads through link_models.ota.RadioLink over a SimRadio with the realistic impairments
+(sdr_drivers.sim.REALISTIC; AWGN), decoded by the OTA receiver (LS from the frame's pilots, CFO and timing
+recovery), first transmissions only (no ARQ). The OFDM frame is the OTA one; the code is the MCS's with
+n = --n. MCSs below rate 1/5 are left out (the radio frame has no repetition; a radio hop never picks them).
 """
 
 from __future__ import annotations
@@ -65,6 +73,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", type=Path, default=None,
                    help="also draw the curves and the link adaptation's throughput to this PNG")
+    p.add_argument("--radio", choices=("none", "sim"), default="none",
+                   help="sim: measure over the simulated radio with the OTA receiver (the radio table; "
+                        "--estimator does not apply)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -82,6 +93,17 @@ def decoder_setting(choice: str) -> str | None:
 
 
 def settings_of(args, decoder: str | None, estimator: str) -> dict:
+    if args.radio == "sim":
+        from link_models.ota.config import FrameConfig
+        from sdr_drivers.sim import REALISTIC
+
+        return {"channel": "awgn", "radio": "sim", "estimator": "radio-sim", "impairments": {k: str(v) for k, v in REALISTIC.items()},
+                "frame": str(FrameConfig()), "receiver": "link_models.ota (LS from pilots, CFO/timing recovery)",
+                "snr": "Es/N0 per used subcarrier (dB)", "n": args.n, "method": "RadioLink.forward, first "
+                "transmissions", "target_errors": args.target_errors, "max_codewords": args.max_codewords,
+                "decoder": "the OTA frame codec's", "ldpc_iterations": args.ldpc_iterations, "seed": args.seed,
+                "step_db": STEP_DB,
+                "bler_high": BLER_HIGH, "bler_low": BLER_LOW}
     return {"channel": "awgn", "estimator": estimator, "snr": "Es/N0 per resource element (dB)", "n": args.n,
             "fft_size": args.fft_size, "cp_length": args.cp_length, "num_ofdm_symbols": 14,
             "pilot_symbols": [2, 11], "method": "LinkConfig(mcs=index): repetition below rate 1/5",
@@ -93,8 +115,10 @@ def settings_of(args, decoder: str | None, estimator: str) -> dict:
 def link_config(m, args, estimator: str, decoder: str | None, snr_db: float = 0.0):
     """The LinkConfig a hop with MCS `m` uses (the code, its repetition below rate 1/5 and the grid)."""
     from link_models import LinkConfig
+    from link_models.config import ESTIMATORS
 
     fields = {"decoder": decoder} if decoder else {}
+    estimator = estimator if estimator in ESTIMATORS else "ls"   # a radio's receiver estimates by itself
     return LinkConfig(mcs=m.index, mcs_table=m.table, n=args.n, channel="awgn", estimator=estimator,
                       snr_db=snr_db, fft_size=args.fft_size, cp_length=args.cp_length, batch=args.batch,
                       ldpc_iterations=args.ldpc_iterations, device="cpu", **fields)
@@ -107,6 +131,30 @@ def curve_plan(m, args, estimator: str = "perfect", decoder: str | None = None) 
             "spectral_efficiency": m.spectral_efficiency, "shannon_snr_db": m.shannon_snr_db, "k": cfg.k,
             "n": cfg.n, "ldpc_n": cfg.ldpc_n, "mcs": [m.table, m.index],
             "method": "repetition" if cfg.ldpc_n < cfg.n else "measured"}
+
+
+class RadioCodewords:
+    """Random codewords over the simulated radio (`--radio sim`), with the calls `measure` makes of a link."""
+
+    codewords_per_batch = 64
+
+    def __init__(self, cfg, seed: int):
+        from link_models import LinkConfig
+        from link_models.ota.radio_link import RadioLink
+        from sdr_drivers.sim import REALISTIC, SimRadio
+
+        cfg = LinkConfig(**{**cfg.to_dict(), "max_transmissions": 1})
+        self.snr_db = 0.0
+        self.link = RadioLink(SimRadio(snr_db=self.snr_db, channel="awgn", seed=seed, **REALISTIC), cfg, seed=seed)
+
+    def set_operating_point(self, snr_db: float) -> None:
+        self.snr_db = float(snr_db)
+
+    def reseed(self, seed: int) -> None:
+        self.link.reseed(seed)
+
+    def __call__(self, num: int):
+        return self.link(num, snr_db=self.snr_db)
 
 
 def point_seed(seed: int, key: str, snr_db: float) -> int:
@@ -140,7 +188,8 @@ def scan(key: str, plan: dict, store: dict, save, args, decoder: str | None, bar
     curve = store["curves"].setdefault(key, {**plan, "points": [], "done": False})
     if curve["done"]:
         return
-    link = DigitalLink(link_config(mcs(plan["mcs"][1], plan["mcs"][0]), args, estimator, decoder), seed=args.seed)
+    cfg = link_config(mcs(plan["mcs"][1], plan["mcs"][0]), args, estimator, decoder)
+    link = RadioCodewords(cfg, args.seed) if args.radio == "sim" else DigitalLink(cfg, seed=args.seed)
     start = math.ceil(plan["shannon_snr_db"] / STEP_DB) * STEP_DB
 
     def at(snr_db: float) -> float:
@@ -178,7 +227,9 @@ def run(args) -> int:
     if args.n < 24 or args.target_errors < 1 or args.max_codewords < 1:
         raise InputError("--n must be >= 24, --target-errors and --max-codewords >= 1")
     estimators = [e.strip().lower() for e in str(args.estimator).split(",") if e.strip()]
-    bad = [e for e in estimators if e not in ESTIMATORS]
+    if args.radio == "sim":  # one table, named after the radio; the receiver estimates from its pilots
+        estimators = ["radio-sim"]
+    bad = [e for e in estimators if e not in (*ESTIMATORS, "radio-sim")]
     if bad or not estimators:
         raise InputError(f"--estimator {args.estimator!r}: give one or more of {', '.join(ESTIMATORS)}, comma-separated")
     if len(estimators) > 1 and "{estimator}" not in str(args.out):
@@ -196,7 +247,8 @@ def run_one(args, estimator: str, out: Path) -> None:
 
     decoder = decoder_setting(args.decoder)
     settings = settings_of(args, decoder, estimator)
-    store = {"about": "BLER vs Es/N0 per MCS, measured with link_models.DigitalLink; see scripts/make_bler_table.py",
+    link = "link_models.ota.RadioLink over sdr_drivers.sim.SimRadio" if args.radio == "sim" else "link_models.DigitalLink"
+    store = {"about": f"BLER vs Es/N0 per MCS, measured with {link}; see scripts/make_bler_table.py",
              "command": "python scripts/make_bler_table.py " + " ".join(sys.argv[1:]),
              "settings": settings, "versions": versions(), "curves": {}, "tables": {}, "mcs": {}}
     if out.is_file():
@@ -214,6 +266,8 @@ def run_one(args, estimator: str, out: Path) -> None:
     for table in args.tables:
         for m in mcs_table(int(table)):
             if args.mcs is not None and m.index not in {int(i) for i in args.mcs}:
+                continue
+            if args.radio == "sim" and m.code_rate < 0.2:   # no repetition on the radio frame
                 continue
             store["tables"].setdefault(str(m.table), {})[str(m.index)] = m.key
             store["mcs"].setdefault(str(m.table), {})[str(m.index)] = m.to_dict()

@@ -42,7 +42,8 @@ def test_every_protocol_at_every_snr(model_args, tmp_path, name, channel, n):
         assert sum(c["steps"] for c in result["compute"].values()) > 0
         assert len(result["compute"]) == 1 + (1 if name in SINGLE_ES else n)
         if snr == 30:  # far above every cliff (even in a TDL-A fade): everything arrives at the first try
-            assert all(h["delivered"] and h["attempts"] == 1 for h in hops)
+            assert all(h["delivered"] for h in hops) and all(h["attempts"] == 1 for h in air)
+            # (a wired border hop of the first joint round carries the tile and its noise level: 2 sends)
         assert (out / "output.png").exists() and (out / "reference.png").exists()
 
 

@@ -16,6 +16,12 @@ for a frame that did not arrive: digital bytes of a missing or CRC-failed frame 
 produced (zeros when the frame was not found) and count as errors; analog values of a missing frame come
 back as 0 with the prior variance (link_models.mapping.nothing_received); `stats.frames_lost` counts them.
 `last_transfer` keeps the per-frame receiver output (CFO, SNR, constellations) for reports.
+
+Retransmission (digital): with `cfg.max_transmissions` > 1 the link sends again, in a fresh burst, every
+frame whose CRC failed or that was not found, until each has arrived or has been sent max_transmissions
+times (selective-repeat ARQ per frame, as a real link layer does; no soft combining: the receiver keeps the
+first CRC-good copy). Every transmission is counted on air; `stats.transmissions` is the most any frame
+needed. Such a link retransmits by itself (`harq`), so a protocol hop gives it each payload once.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ class Transfer:
     false_alarms: int = 0
     captures: list = field(default_factory=list)      # ReceiveResult per capture
     samples_on_air: int = 0
+    retransmitted: list = field(default_factory=list)  # frames sent again (ARQ), once per retransmission
 
     @property
     def frames_detected(self) -> int:
@@ -156,6 +163,14 @@ class RadioLink:
         builder = FrameBuilder(self.codec, c.modulation, c.code, c.k, c.n)
         frames = builder.digital_frames(data, self._next_msg_id())
         transfer = self.transfer(frames, builder)
+        tries = {f.header.seq: 1 for f in frames}
+        for _ in range(1, c.max_transmissions if c.code == "ldpc" else 1):
+            again = [f for f in frames if not _arrived(transfer, f)]
+            if not again:
+                break
+            transfer = self.transfer(again, builder, previous=transfer)
+            for f in again:
+                tries[f.header.seq] += 1
         chunks, bit_errors, block_errors, codewords = [], 0, 0, 0
         for frame in frames:
             got = transfer.decoded.get(frame.header.seq)
@@ -169,8 +184,10 @@ class RadioLink:
             chunks.append(got.payload if got is not None and got.crc_ok else raw)
         received = b"".join(chunks)
         stats = self._stats(transfer, payload_bits=8 * len(data))
-        stats.coded_bits = sum(f.header.units * f.header.n for f in frames)
+        stats.coded_bits = sum(tries[f.header.seq] * f.header.units * f.header.n for f in frames)
         stats.codewords = codewords
+        stats.codeword_transmissions = sum(tries[f.header.seq] * f.header.units for f in frames)
+        stats.transmissions = max(tries.values())
         stats.padding_bits = sum(f.header.units * f.header.k for f in frames) - 8 * len(data)
         stats.bit_errors, stats.ber = bit_errors, bit_errors / (8 * len(data))
         stats.block_errors, stats.bler = block_errors, block_errors / max(codewords, 1)
@@ -209,12 +226,22 @@ class RadioLink:
         return est_t.to(values.dtype).to(values.device), var_t.to(values.dtype).to(values.device), stats
 
     # --- radio round trip ------------------------------------------------------------------------------------
-    def transfer(self, frames: list, builder) -> Transfer:
-        """Send `frames` (in groups of at most MAX_BURST_SAMPLES), capture, decode; frames keyed by seq."""
+    @property
+    def harq(self) -> bool:
+        """Whether this link retransmits failed frames itself (module docstring): digital with
+        cfg.max_transmissions > 1."""
+        return self.cfg.code == "ldpc" and self.cfg.max_transmissions > 1
+
+    def transfer(self, frames: list, builder, previous: Transfer | None = None) -> Transfer:
+        """Send `frames` (in groups of at most MAX_BURST_SAMPLES), capture, decode; frames keyed by seq.
+        `previous`: the transfer these frames retransmit into (its frames, counts and decoded frames go on)."""
         from link_models.ota.receiver import FrameReceiver
 
         receiver = FrameReceiver(self.codec)
-        transfer = Transfer(sent=list(frames))
+        transfer = previous if previous is not None else Transfer(sent=list(frames))
+        if previous is not None:
+            transfer.retransmitted += list(frames)
+        rejected_before = transfer.rejected
         msg_id = frames[0].header.msg_id
         for group in _groups(frames, MAX_BURST_SAMPLES):
             burst = builder.burst(group)
@@ -252,7 +279,7 @@ class RadioLink:
                 old = transfer.decoded.get(f.header.seq)
                 if old is None or (f.crc_ok and not old.crc_ok):
                     transfer.decoded[f.header.seq] = f
-        transfer.false_alarms += transfer.rejected
+        transfer.false_alarms += transfer.rejected - rejected_before
         self.last_transfer = transfer
         return transfer
 
@@ -265,8 +292,9 @@ class RadioLink:
 
     def _stats(self, transfer: Transfer, payload_bits: int) -> LinkStats:
         cfg, sent = self.frame, transfer.sent
-        grid_symbols = sum(cfg.header_symbols + f.data_symbols for f in sent)
-        data_res = sum(f.data_symbols for f in sent) * cfg.data_subcarriers_per_symbol
+        on_air = sent + transfer.retransmitted                # every transmission counts
+        grid_symbols = sum(cfg.header_symbols + f.data_symbols for f in on_air)
+        data_res = sum(f.data_symbols for f in on_air) * cfg.data_subcarriers_per_symbol
         sq_err, count, no_eff = 0.0, 0, []
         for f in sent:
             got = transfer.decoded.get(f.header.seq)
@@ -279,8 +307,8 @@ class RadioLink:
         return LinkStats(
             payload_bits=payload_bits, data_symbols=data_res,
             pilot_symbols=grid_symbols * len(cfg.pilot_subcarriers),
-            cp_samples=grid_symbols * cfg.cp_length + len(sent) * 2 * cfg.cp_length,
-            total_symbols=transfer.samples_on_air, frames=len(sent), frames_lost=len(transfer.missing),
+            cp_samples=grid_symbols * cfg.cp_length + len(on_air) * 2 * cfg.cp_length,
+            total_symbols=transfer.samples_on_air, frames=len(on_air), frames_lost=len(transfer.missing),
             airtime_s=transfer.samples_on_air / cfg.sample_rate,
             snr_db=None if snr is None else float(snr),
             snr_est_db=(10 * math.log10(count / sq_err) if sq_err > 0 else math.inf) if count else None,
@@ -296,6 +324,11 @@ def scale_burst(burst: np.ndarray, tx_level_dbfs: float = TX_LEVEL_DBFS) -> np.n
     over = peak > 1.0
     x[over] = x[over] / peak[over]                 # clip the rare OFDM peaks at full scale
     return x.astype(np.complex64)
+
+
+def _arrived(transfer: Transfer, frame) -> bool:
+    got = transfer.decoded.get(frame.header.seq)
+    return got is not None and bool(got.crc_ok)
 
 
 def _groups(frames: list, limit: int) -> list[list]:
