@@ -135,14 +135,16 @@ class Hop:
 
         `side`, when given, is side information that goes digitally on the same hop (with CRC and
         retries, decoded by `decode_side`); its cost is added to this hop's record, and the hop is
-        `delivered` only if it arrived. Without it the side information is session state shared in advance
+        `delivered` only if it arrived. A hop whose every frame went missing (over a radio) is not delivered
+        either; one that lost some frames is (their values come back as nothing received, the link's rule). Without it the side information is session state shared in advance
         (the value scale and count travel in the analog link's accounted 64-bit header).
         """
         link = self._factory(self.spec, self.seed)
         flat = values.detach().reshape(-1).float()
         est, noise_var, s = link.send_values(flat)
         noise_var = torch.as_tensor(noise_var, dtype=torch.float32)
-        stats, delivered = [_stats_dict(s)], True
+        # nothing arrived (a radio's receiver found none of the frames): the values are not delivered
+        stats, delivered = [_stats_dict(s)], not (s.frames and s.frames_lost >= s.frames)
         if side is not None:
             side_spec = self.spec if self.spec.scheme == "wired" else replace(self.spec, scheme="digital")
             side_link = self._factory(side_spec, self.seed + 1)

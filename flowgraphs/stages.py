@@ -317,11 +317,19 @@ class Stages:
         out = []
         for hop, a in zip(channel.hops, arrived, strict=True):
             if a is None:
-                with self.g.on(hop.dst):  # lost: the receiver carries on from fresh noise at the step it expected
-                    noise = torch.randn(seed.latents.shape, generator=torch.Generator().manual_seed(self.task.seed + 1))
-                    a = (seed.replace(latents=noise.to(seed.latents)), 0.0)
+                with self.g.on(hop.dst):
+                    a = (self._seed_from_scratch(seed), 0.0)
             out.append(a)
         return out
+
+    def _seed_from_scratch(self, seed):
+        """What a receiver resumes from when a seed was lost (not delivered: a digital payload that never
+        passed its CRC, an analog one whose every frame went missing): the limit of channel-aware resume as
+        the noise grows without bound, i.e. fresh noise at the start of the full schedule, so the receiver
+        generates from scratch with all the schedule's steps (it carries the seed's prompt and guidance)."""
+        fresh = self.ldm.start(None, None, strength=1.0, steps=seed.num_inference_steps,
+                               generator=torch.Generator().manual_seed(self.task.seed + 1))
+        return fresh.replace(latents=fresh.latents.to(seed.latents), guidance=seed.guidance, prompt=seed.prompt)
 
     def _send_analog(self, channel, values, side, decode_side, from_analog) -> list:
         """Codec values as they are (not normalised: the link's mapping normalises their power, once, and

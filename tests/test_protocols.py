@@ -124,6 +124,8 @@ def test_the_digital_cliff_is_reported_not_hidden(model):
     seed_hop = next(r for r in low.graph.records if r.payload == "seed")
     assert not seed_hop.delivered and seed_hop.attempts == 2 and seed_hop.bler > 0.5
     assert low.image.shape == (1, 3, 32, 32)  # the UE carried on (from fresh noise) instead of crashing
+    # a lost seed is the limit of infinite noise: the UE generates from scratch with the whole schedule
+    assert low.graph.compute["UE"]["steps"] == low.config.steps
     high = run_protocol(cfg(model, protocol="EIUG", scheme="digital", snr_db=20.0, max_attempts=2, mcs="none"))
     assert all(r.delivered and r.attempts == 1 and r.ber == 0 for r in high.graph.records)
     assert seed_hop.symbols == 2 * next(r for r in high.graph.records if r.payload == "seed").symbols

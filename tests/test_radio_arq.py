@@ -58,3 +58,20 @@ def test_radio_hops_adapt_with_the_over_the_air_table():
         assert link.cfg.mcs_index == radio_choice.select(snr) and link.harq
         picks[snr] = link.cfg.mcs_index
     assert picks[2.0] < picks[12.0] <= picks[20.0]
+
+
+def test_an_analog_hop_whose_every_frame_went_missing_is_not_delivered():
+    import torch
+
+    from flowgraphs.config import LinkSpec
+    from flowgraphs.hops import Hop
+    from flowgraphs.radio_link import radio_link_factory
+
+    factory = radio_link_factory("sim")
+    values = torch.randn(256, generator=torch.Generator().manual_seed(0))
+    records = {}
+    for snr in (-5.0, 10.0):   # below the synchronisation floor no frame is found; at 10 dB every one is
+        hop = Hop("ES1-UE-seed", "ES1", "UE", "seed", LinkSpec(scheme="analog", channel="awgn", snr_db=snr), 3,
+                  factory)
+        _, _, records[snr] = hop.send_values(values)
+    assert not records[-5.0].delivered and records[10.0].delivered
