@@ -143,12 +143,8 @@ def curves(rows: list[dict[str, Any]], path: Path, kind: str, title: str) -> Pat
                 ax.set_ylim(-0.03, 1.03)
             if metric == "air_symbols":
                 ax.set_yscale("symlog", linthresh=100)
-    handles, labels = axes[0][0].get_legend_handles_labels()
     fig.suptitle(title, fontsize=10)
-    if len(labels) > 12:  # many curves: one legend beside the grid instead of over a panel
-        fig.legend(handles, labels, fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    else:
-        axes[0][0].legend(fontsize=6, loc="lower right")
+    _legend(fig, axes[0][0])
     fig.tight_layout()
     return _save(fig, path)
 
@@ -185,14 +181,19 @@ def tradeoff(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
         ax.set_ylabel("fidelity to the reference")
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
     fig.suptitle(title, fontsize=10)
+    _legend(fig, axes[0])
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _legend(fig, ax) -> None:
+    """The legend of `ax`'s series: over the panel, or beside the figure when there are many."""
+    handles, labels = ax.get_legend_handles_labels()
     if len(labels) > 12:
         fig.legend(handles, labels, fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
     else:
-        axes[0].legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
-    return _save(fig, path)
+        ax.legend(fontsize=6, loc="lower right")
 
 
 def _save(fig, path: Path) -> Path:
