@@ -26,7 +26,8 @@ reads as its own description and the batch dimension lives here and in meg_phy.b
 Results equal task-by-task runs up to the model kernels' float rounding (meg_phy.batch says why; the
 benchmark says by how much), except where a quantiser turns that rounding into another payload: a digital
 seed's int8 bytes may differ in a few values, and then so do its link draws (docs/distributed.md). Single-ES protocols and the zero-transmission baselines are covered; the
-multi-ES protocols (joint tiles, chains) run task by task.
+cooperative chains (UIDCG, DCSUC: whole-latent step ranges) are too; the parallel multi-ES protocols (joint
+tiles) run task by task.
 """
 
 from __future__ import annotations
@@ -166,8 +167,14 @@ class BatchStages:
                     seeds[i] = seed
         return seeds
 
-    def denoise(self, node: str, seeds: list, cond, to: int | None = None) -> list:
-        targets = [s.total if to is None else to for s in (self.ldm.resolve_timesteps(s) for s in seeds)]
+    def share(self, seeds: list, servers_left: int) -> list[int]:
+        """Stages.share per task: where this ES of a chain stops (each task's own remaining schedule)."""
+        return [s.share(seed, servers_left) for s, seed in zip(self.singles, seeds, strict=True)]
+
+    def denoise(self, node: str, seeds: list, cond, to: int | Sequence[int] | None = None) -> list:
+        tos = list(to) if isinstance(to, Sequence) else [to] * len(seeds)
+        targets = [s.total if t is None else t
+                   for s, t in zip((self.ldm.resolve_timesteps(s) for s in seeds), tos, strict=True)]
         steps = [max(0, t - s.step) for s, t in zip(seeds, targets, strict=True)]
         area = [n * s.latents[0].numel() for n, s in zip(steps, seeds, strict=True)]
         with self.g.on(node, steps=steps, work=area):
@@ -208,6 +215,11 @@ class BatchStages:
 
     def send_prompt(self, src: str, dst: str, texts: Sequence[str]) -> list[str | None]:
         return self._transfer(lambda i, s: s.send_prompt(src, dst, texts[i]))
+
+    def upload_prompt(self, src: str, dsts: list[str], texts: Sequence[str]) -> list[list[str | None]]:
+        """Stages.upload_prompt per task; per node of `dsts`, the prompts of the batch as they arrived there."""
+        per_task = self._transfer(lambda i, s: s.upload_prompt(src, dsts, texts[i]))
+        return [[arrived[j] for arrived in per_task] for j in range(len(dsts))]
 
     def send_image(self, src: str, dst: str, images: torch.Tensor, payload: str = "image"
                    ) -> tuple[torch.Tensor, list[float]]:
@@ -401,9 +413,9 @@ def run_batch(configs: Sequence, tasks: Sequence[Task], session=None,
     configs = [c.resolved() for c in configs]
     check_batch(configs)
     if flow is None:
-        if configs[0].protocol not in protocols.SINGLE_ES:
-            raise InputError(f"{configs[0].protocol} is a multi-ES protocol; batched runs cover "
-                             f"{', '.join(protocols.SINGLE_ES)} (run it task by task)")
+        if configs[0].protocol not in protocols.BATCHED:
+            raise InputError(f"{configs[0].protocol} is a parallel multi-ES protocol (joint tiles); batched runs "
+                             f"cover {', '.join(protocols.BATCHED)} (run it task by task)")
         flow = protocols.get(configs[0].protocol)
     links = [GatheredLinks(session.link_factory(c)) for c in configs]
     graphs = [Flowgraph(c, f) for c, f in zip(configs, links, strict=True)]

@@ -50,9 +50,11 @@ def _same_run(a, b):
         assert a.graph.compute[node]["work"] == b.graph.compute[node]["work"]
 
 
-@pytest.mark.parametrize("protocol", ["EIUG", "CENTRALIZED"])
-def test_batch_equals_task_by_task(session, protocol):
-    configs = [_config(s, protocol) for s in SEEDS]
+@pytest.mark.parametrize("protocol, n_es", [("EIUG", 1), ("CENTRALIZED", 1), ("UIDCG", 3), ("DCSUC", 2)])
+def test_batch_equals_task_by_task(session, protocol, n_es):
+    """Single-ES protocols and the cooperative chains (step ranges over wired backhaul, the prompt broadcast
+    to every ES of the chain) run batched as they run alone."""
+    configs = [_config(s, protocol, n_es=n_es) for s in SEEDS]
     tasks = [make_task(c, session) for c in configs]
     one = [run_protocol(c, t, session) for c, t in zip(configs, tasks, strict=True)]
     many = run_batch(configs, tasks, session)

@@ -138,7 +138,8 @@ class Plan:
     """`reproduce --mcs`: the MCS of every digital hop of the series that do not fix their own (None: the link
     default, 'auto'); left out of to_dict when None, so earlier campaigns resume."""
     batched: bool = False
-    """Run a unit's tasks of a single-ES protocol as one batch (flowgraphs.batch): about 3x the tasks per CPU
+    """Run a unit's tasks as one batch (flowgraphs.batch; the single-ES protocols and the cooperative chains,
+    flowgraphs.protocols.BATCHED): about 3x the tasks per CPU
     second, results equal to task by task up to float rounding of the batched model kernels (not bit for
     bit, so off by default; benchmarks/bench_campaign.py measures both). Left out of to_dict when False."""
 
@@ -310,13 +311,13 @@ class Harness:
                 torch.set_num_threads(self.threads)
 
     def outcomes(self, point: Point, indices: list[int]) -> list:
-        """(image, numbers) of every task of `indices` at a point: one batch (plan.batched, a single-ES
-        protocol: flowgraphs.batch.run_batch) or task by task."""
-        from flowgraphs.protocols import SINGLE_ES
+        """(image, numbers) of every task of `indices` at a point: one batch (plan.batched, a protocol of
+        flowgraphs.protocols.BATCHED: flowgraphs.batch.run_batch) or task by task."""
+        from flowgraphs.protocols import BATCHED
 
         protocol = SERIES[point.series].protocol
         local = getattr(self.session.placement, "name", "local") == "local"   # ES actors: runs go one by one
-        if not (self.plan.batched and local and point.series not in BASELINE_KEYS and protocol in SINGLE_ES
+        if not (self.plan.batched and local and point.series not in BASELINE_KEYS and protocol in BATCHED
                 and len(indices) > 1):
             return [self.outcome(point, i) for i in indices]
         from flowgraphs.batch import run_batch
