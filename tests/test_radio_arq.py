@@ -75,3 +75,8 @@ def test_an_analog_hop_whose_every_frame_went_missing_is_not_delivered():
                   factory)
         _, _, records[snr] = hop.send_values(values)
     assert not records[-5.0].delivered and records[10.0].delivered
+
+
+def test_a_radio_hop_reports_the_mcs_it_used():
+    _, stats = radio_link(30.0, 1, mcs=24).send_bytes(PAYLOAD)
+    assert (stats.mcs_index, stats.modulation) == (24, "64qam") and 0.7 < stats.code_rate < 0.8

@@ -191,6 +191,8 @@ class RadioLink:
         stats.padding_bits = sum(f.header.units * f.header.k for f in frames) - 8 * len(data)
         stats.bit_errors, stats.ber = bit_errors, bit_errors / (8 * len(data))
         stats.block_errors, stats.bler = block_errors, block_errors / max(codewords, 1)
+        stats.mcs_index, stats.mcs_table, stats.modulation = c.mcs_index, c.mcs_table_used, c.modulation
+        stats.code_rate = c.code_rate
         if c.code == "ldpc":
             stats.ebno_db = _maybe(stats.snr_db, lambda s: s - 10 * math.log10(MODULATIONS[c.modulation] * c.k / c.n))
         return received, stats
