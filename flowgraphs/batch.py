@@ -26,8 +26,11 @@ reads as its own description and the batch dimension lives here and in meg_phy.b
 Results equal task-by-task runs up to the model kernels' float rounding (meg_phy.batch says why; the
 benchmark says by how much), except where a quantiser turns that rounding into another payload: a digital
 seed's int8 bytes may differ in a few values, and then so do its link draws (docs/distributed.md). Single-ES protocols and the zero-transmission baselines are covered; the
-cooperative chains (UIDCG, DCSUC: whole-latent step ranges) are too; the parallel multi-ES protocols (joint
-tiles) run task by task.
+cooperative chains (UIDCG, DCSUC: whole-latent step ranges) and the parallel ones (UIDG, DIUG, DSUC: joint
+tiles with whole-latent context windows, `BatchJoint`: every round, ES i's tile step of every task that still
+has one is one UNet call; each task's exchanges run on its own flowgraph, when that task's would) are too.
+Values that are one number per task (noise variances) travel as `PerTask` lists, so a protocol's
+`sum(noise) / len(noise)` over ESs works task by task.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -47,6 +50,22 @@ from flowgraphs.task import Task
 from meg_common.errors import InputError
 from meg_phy import batch as ldm_batch
 from meg_phy.memo import replayed_seconds
+
+
+class PerTask(list):
+    """One number per task (a noise variance), as a protocol passes it around: `sum(values) / n` over ESs works
+    task by task, as it does on one task's floats."""
+
+    def __add__(self, other):
+        return PerTask(a + b for a, b in zip(self, other, strict=True)) if isinstance(other, list) else \
+            PerTask(a + other for a in self)
+
+    def __radd__(self, other):
+        return self.__add__(other)
+
+    def __truediv__(self, other):
+        return PerTask(a / other for a in self)
+
 
 PER_TASK_FIELDS = ("seed", "prompt", "image")
 """RunConfig fields that may differ between the tasks of one batch; everything else is one setting."""
@@ -224,11 +243,90 @@ class BatchStages:
     def send_image(self, src: str, dst: str, images: torch.Tensor, payload: str = "image"
                    ) -> tuple[torch.Tensor, list[float]]:
         out = self._transfer(lambda i, s: s.send_image(src, dst, images[i:i + 1], payload))
-        return torch.cat([img for img, _ in out]), [v for _, v in out]
+        return torch.cat([img for img, _ in out]), PerTask(v for _, v in out)
 
     def send_seed(self, src: str, dst: str, seeds: list) -> tuple[list, list[float]]:
         out = self._transfer(lambda i, s: s.send_seed(src, dst, seeds[i]))
-        return [seed for seed, _ in out], [v for _, v in out]
+        return [seed for seed, _ in out], PerTask(v for _, v in out)
+
+    # --- the parallel protocols: joint tiled denoising, the UNet steps of every ES batched over the tasks ----
+    def upload_seed(self, src: str, dsts: list[str], seeds: list) -> list[tuple[list, PerTask]]:
+        """Stages.upload_seed per task; per node of `dsts`: (the batch's seeds as they arrived, their noise)."""
+        per_task = self._transfer(lambda i, s: s.upload_seed(src, dsts, seeds[i]))
+        return [([got[j][0] for got in per_task], PerTask(got[j][1] for got in per_task)) for j in range(len(dsts))]
+
+    def prompt_at(self, ue: str, servers: list[str]) -> list:
+        return [self.encode_prompt(es, prompts)
+                for es, prompts in zip(servers, self.upload_prompt(ue, servers, self.task.prompt), strict=True)]
+
+    def upload_image(self, ue: str, servers: list[str]) -> list[torch.Tensor | None]:
+        per_task = self._transfer(lambda i, s: s.upload_image(ue, servers))
+        return [_stack([got[j] for got in per_task]) for j in range(len(servers))]
+
+    def share_tiles(self, copies: list, noise_vars: list | None = None) -> BatchJoint:
+        """Stages.share_tiles per task (its first exchange and resume on its own flowgraph)."""
+        if self.cfg.tile_context is not None:
+            raise InputError("batched joint denoising runs whole-latent context windows; leave tile_context unset "
+                             "or run task by task")
+        return BatchJoint(self._transfer(lambda i, s: s.share_tiles(
+            [c[i] for c in copies], None if noise_vars is None else [float(v[i]) for v in noise_vars])))
+
+    def denoise_jointly(self, joint: BatchJoint, conds: list, to: int | None = None,
+                        last_exchange: bool = False) -> BatchJoint:
+        """Stages.denoise_jointly for every task: each step, ES i advances its tile of every task that still has
+        a step in one batched UNet call (tasks resumed at other noise levels have other schedules); the
+        exchanges run per task on its own flowgraph, when that task's would."""
+        from flowgraphs.joint import exchange
+
+        joints = joint.joints
+        every = self.cfg.exchange_every
+        targets = [j.copies[0].total if to is None else to for j in joints]
+        while True:
+            active = [t for t, j in enumerate(joints) if j.copies[0].step < targets[t]]
+            if not active:
+                break
+            # the steps up to each task's next exchange, in one-step rounds: one batched call per ES per round
+            for i, es in enumerate(joints[0].es):
+                seeds = [joints[t].copies[i] for t in active]
+                work = [0] * len(self)
+                for t in active:
+                    work[t] = seeds[0].latents.shape[-3] * joints[t].layout.height * joints[t].layout.width
+                with self.g.on(es, steps=[1 if t in active else 0 for t in range(len(self))], work=work):
+                    outs = ldm_batch.denoise(self.ldm, seeds, _rows(conds[i], active, len(self)),
+                                             until=[s.step + 1 for s in seeds])
+                for t, seed, out in zip(active, seeds, outs, strict=True):
+                    top, left, h, w = joints[t].layout.boxes[i]
+                    latents = seed.latents.clone()
+                    latents[..., top:top + h, left:left + w] = out.latents[..., top:top + h, left:left + w]
+                    joints[t].copies[i] = seed.replace(latents=latents, step=out.step, guidance=out.guidance,
+                                                       prompt=out.prompt, scheduler_state=out.scheduler_state)
+            for t in active:
+                joints[t].since += 1
+            due = [t for t in active if joints[t].since >= every
+                   and (joints[t].copies[0].step < targets[t] or last_exchange)]
+            if due:
+                self._transfer(lambda k, s, due=due: exchange(s, joints[k]) if k in due else None)
+        if last_exchange:
+            late = [t for t, j in enumerate(joints) if j.since]
+            if late:
+                self._transfer(lambda k, s: exchange(s, joints[k]) if k in late else None)
+        return joint
+
+    def decode_tile(self, node: str, joint: BatchJoint, i: int) -> torch.Tensor:
+        """ES i's tile of every task in pixels: one VAE call on the whole latents, each task's tile cut out."""
+        f = self.ldm.vae_scale_factor
+        top, left, h, w = joint.joints[0].layout.boxes[i]
+        with self.g.on(node):
+            pixels = ldm_batch.decode(self.ldm, [j.view(i) for j in joint.joints])
+        return pixels[..., top * f:(top + h) * f, left * f:(left + w) * f]
+
+    def stitch(self, node: str, images: list[torch.Tensor], tiles) -> torch.Tensor:
+        return torch.cat([s.stitch(node, [image[t:t + 1] for image in images], tiles)
+                          for t, s in enumerate(self.singles)])
+
+    def merge(self, node: str, seeds: list, tiles) -> list:
+        """Stages.merge per task: `seeds` per ES, each the batch's tiles."""
+        return [s.merge(node, [tile[t] for tile in seeds], tiles) for t, s in enumerate(self.singles)]
 
     def _transfer(self, send: Callable[[int, Stages], Any]) -> list:
         """`send(i, stages of task i)` for every task, their link calls gathered into batched calls (module
@@ -379,6 +477,30 @@ def _make_calls(calls: list[_Call]) -> None:
             call.result, call.done, call.state_after = result, True, call.generator.get_state()
 
 
+@dataclass
+class BatchJoint:
+    """The joint tiled denoising of a batch: one flowgraphs.joint.Joint per task (same ESs, layout and
+    windows), as a protocol sees `joint`."""
+
+    joints: list
+
+    @property
+    def layout(self):
+        return self.joints[0].layout
+
+    def tile(self, i: int) -> list:
+        """ES i's tile of every task (what it sends to the UE)."""
+        return [j.tile(i) for j in self.joints]
+
+
+def _rows(cond, rows: list[int], count: int):
+    """The prompt condition of the batch's tasks `rows` (all of them: `cond` itself)."""
+    if len(rows) == count or cond.embeds.shape[0] == 1:
+        return cond
+    prompts = cond.prompt if isinstance(cond.prompt, list) else [cond.prompt] * count
+    return replace(cond, embeds=cond.embeds[rows], prompt=[prompts[r] for r in rows])
+
+
 def _stack(images: list) -> torch.Tensor | None:
     """Per-task images (1, 3, H, W) as one batch; None when no task has one (text-to-image)."""
     if all(image is None for image in images):
@@ -414,8 +536,8 @@ def run_batch(configs: Sequence, tasks: Sequence[Task], session=None,
     check_batch(configs)
     if flow is None:
         if configs[0].protocol not in protocols.BATCHED:
-            raise InputError(f"{configs[0].protocol} is a parallel multi-ES protocol (joint tiles); batched runs "
-                             f"cover {', '.join(protocols.BATCHED)} (run it task by task)")
+            raise InputError(f"{configs[0].protocol} cannot run batched; batched runs cover "
+                             f"{', '.join(protocols.BATCHED)} (run it task by task)")
         flow = protocols.get(configs[0].protocol)
     links = [GatheredLinks(session.link_factory(c)) for c in configs]
     graphs = [Flowgraph(c, f) for c, f in zip(configs, links, strict=True)]

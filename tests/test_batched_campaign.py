@@ -50,10 +50,11 @@ def _same_run(a, b):
         assert a.graph.compute[node]["work"] == b.graph.compute[node]["work"]
 
 
-@pytest.mark.parametrize("protocol, n_es", [("EIUG", 1), ("CENTRALIZED", 1), ("UIDCG", 3), ("DCSUC", 2)])
+@pytest.mark.parametrize("protocol, n_es", [("EIUG", 1), ("CENTRALIZED", 1), ("UIDCG", 3), ("DCSUC", 2),
+                                            ("UIDG", 2), ("DIUG", 4), ("DSUC", 2)])
 def test_batch_equals_task_by_task(session, protocol, n_es):
-    """Single-ES protocols and the cooperative chains (step ranges over wired backhaul, the prompt broadcast
-    to every ES of the chain) run batched as they run alone."""
+    """Every protocol runs batched as it runs alone: single-ES, the cooperative chains (step ranges over wired
+    backhaul) and the parallel ones (each ES's tile steps batched over the tasks, exchanges per task)."""
     configs = [_config(s, protocol, n_es=n_es) for s in SEEDS]
     tasks = [make_task(c, session) for c in configs]
     one = [run_protocol(c, t, session) for c, t in zip(configs, tasks, strict=True)]
@@ -109,8 +110,8 @@ def test_batches_refuse_what_they_cannot_run(session):
     tasks = [make_task(_config(s), session) for s in SEEDS[:2]]
     with pytest.raises(InputError, match="share every setting"):
         run_batch([_config(11), _config(12, snr_db=3.0)], tasks, session)
-    with pytest.raises(InputError, match="multi-ES"):
-        run_batch([_config(s, "DIUG", n_es=2) for s in SEEDS[:2]], tasks, session)
+    with pytest.raises(InputError, match="whole-latent context"):
+        run_batch([_config(s, "DIUG", n_es=2, tile_context=1) for s in SEEDS[:2]], tasks, session)
 
 
 def test_batched_plan_option_keeps_earlier_plan_files():
@@ -141,3 +142,17 @@ def test_case_study_unit_batched_matches_task_by_task():
                 assert rb[key] == pytest.approx(value, rel=1e-3, abs=1e-6), key
             else:
                 assert rb[key] == value, key
+
+
+def test_joint_denoising_batches_tasks_resumed_at_different_levels(session):
+    """UIDG with the seed up on analog links at 0 dB: each task's ESs resume at its own noise level, so the
+    tasks' schedules differ in length and the batched steps cover the tasks that still have one."""
+    data = {"link": {"scheme": "analog", "channel": "awgn"}, "uplink": {"scheme": "analog", "snr_db": 0.0},
+            "downlink": {"snr_db": 5.0}}
+    configs = [config_from_dict(data, protocol="UIDG", seed=s, steps=10, strength=0.7, image_at="ue", n_es=2)
+               for s in SEEDS]
+    tasks = [make_task(c, session) for c in configs]
+    one = [run_protocol(c, t, session) for c, t in zip(configs, tasks, strict=True)]
+    assert len({o.graph.compute["ES1"]["steps"] for o in one}) > 1      # the schedules really differ
+    for a, b in zip(one, run_batch(configs, tasks, session), strict=True):
+        _same_run(a, b)

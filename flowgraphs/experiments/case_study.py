@@ -138,8 +138,8 @@ class Plan:
     """`reproduce --mcs`: the MCS of every digital hop of the series that do not fix their own (None: the link
     default, 'auto'); left out of to_dict when None, so earlier campaigns resume."""
     batched: bool = False
-    """Run a unit's tasks as one batch (flowgraphs.batch; the single-ES protocols and the cooperative chains,
-    flowgraphs.protocols.BATCHED): about 3x the tasks per CPU
+    """Run a unit's tasks as one batch (flowgraphs.batch; every protocol, flowgraphs.protocols.BATCHED): about
+    2-3x the tasks per CPU
     second, results equal to task by task up to float rounding of the batched model kernels (not bit for
     bit, so off by default; benchmarks/bench_campaign.py measures both). Left out of to_dict when False."""
 

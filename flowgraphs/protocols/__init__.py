@@ -30,9 +30,9 @@ PROTOCOLS: dict[str, str] = {
 SINGLE_ES = ("CENTRALIZED", "UIEG", "EIUG", "CIAG", "ESUC")
 """Protocols that use one ES whatever n_es says."""
 
-BATCHED = (*SINGLE_ES, "UIDCG", "DCSUC")
-"""Protocols flowgraphs.batch runs on many tasks at once: the single-ES ones and the cooperative chains (each
-ES a step range of the whole latent); the parallel ones (joint tiles) run task by task."""
+BATCHED = (*SINGLE_ES, "UIDCG", "DCSUC", "UIDG", "DIUG", "DSUC")
+"""Protocols flowgraphs.batch runs on many tasks at once: all ten (the parallel ones with whole-latent context
+windows, the default)."""
 
 IMAGE_AT_UE = ("UIEG", "CIAG", "UIDG", "UIDCG")
 """Protocols that make their seed from the input image at the UE: they refuse image_at = "es"."""
