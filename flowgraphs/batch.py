@@ -220,7 +220,7 @@ class BatchStages:
 
         variances = list(noise_var) if isinstance(noise_var, Sequence) else [noise_var] * len(self)
         with self.g.on(node):
-            sketch = resize(sketch, tuple(self.task.image.shape[-2:]))
+            sketch = resize(sketch, tuple(int(v) for v in self.ldm.resolution))
             strengths = [self.cfg.sketch_strength] * len(self)
             if self.cfg.resume == "channel-aware":
                 strengths = [sketch_strength(v, base=self.cfg.sketch_strength, ldm=self.ldm, image=sketch[i:i + 1])

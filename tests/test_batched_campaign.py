@@ -121,14 +121,21 @@ def test_batched_plan_option_keeps_earlier_plan_files():
     assert data["batched"] is True
 
 
-def test_case_study_unit_batched_matches_task_by_task():
+@pytest.mark.parametrize("kind, series, n_es", [("img2img-ue", "seed-analog-aware", 1),
+                                              ("text-to-image", "sketch-analog", 1),
+                                              ("text-to-image", "proto-DSUC", 2),
+                                              ("text-to-image", "proto-DIUG", 2),
+                                              ("text-to-image", "proto-DCSUC", 2)])
+def test_case_study_unit_batched_matches_task_by_task(kind, series, n_es):
+    """A campaign unit batched and task by task, in every kind of stage a plan batches (text-to-image
+    sketches are completed at the model's resolution: there is no input image to take it from)."""
     from dataclasses import asdict, replace
 
     from flowgraphs.experiments import case_study as cs
 
-    plan = cs.Plan(grids=(cs.Grid(("img2img-ue",), ("seed-analog-aware",), ("awgn",), (0.0,)),), n_tasks=3, chunk=3,
+    plan = cs.Plan(grids=(cs.Grid((kind,), (series,), ("awgn",), (0.0,), (n_es,)),), n_tasks=3, chunk=3,
                    steps=10)
-    point = asdict(cs.Point("img2img-ue", "seed-analog-aware", "awgn", 0.0, 1))
+    point = asdict(cs.Point(kind, series, "awgn", 0.0, n_es))
     one = cs.Harness(plan)
     many = cs.Harness(replace(plan, batched=True))
     many.session, many.world = one.session, one.world
