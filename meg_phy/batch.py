@@ -62,22 +62,14 @@ def denoise(ldm: SplitLDM, seeds: Sequence[Seed], cond: PromptCondition,
     before returns its kept result (module docstring)."""
     if getattr(ldm, "memo", None) is None:
         return _denoise(ldm, seeds, cond, until)
-    import copy
     import dataclasses
-    import time
 
     from meg_phy.memo import memo_key
 
     key = memo_key("denoise-batch", [[getattr(s, f.name) for f in dataclasses.fields(s)] for s in seeds],
                    cond.prompt, cond.negative_prompt, cond.guidance, cond.embeds, cond.uncond_embeds,
                    list(until) if isinstance(until, Sequence) else until)
-    found = ldm.memo.get(key)
-    if found is not None:
-        return copy.deepcopy(found[0])
-    start = time.perf_counter()
-    result = _denoise(ldm, seeds, cond, until)
-    ldm.memo.put(key, copy.deepcopy(result), None, time.perf_counter() - start)
-    return result
+    return ldm.memo.recall(key, lambda: _denoise(ldm, seeds, cond, until))
 
 
 def _denoise(ldm: SplitLDM, seeds: Sequence[Seed], cond: PromptCondition,

@@ -14,11 +14,9 @@ Euler (its step index is rebuilt from the seed) fit the same split.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -358,17 +356,7 @@ class SplitLDM:
         key = memo_key("denoise", [getattr(seed, f.name) for f in dataclasses.fields(seed)], cond.prompt,
                        cond.negative_prompt, cond.guidance, cond.embeds, cond.uncond_embeds, until, region,
                        None if generator is None else generator.get_state())
-        found = self.memo.get(key)
-        if found is not None:
-            result, state = found
-            if generator is not None:
-                generator.set_state(state)
-            return copy.deepcopy(result)
-        start = time.perf_counter()
-        result = self._denoise(seed, cond, until, region, generator)
-        self.memo.put(key, copy.deepcopy(result), None if generator is None else generator.get_state(),
-                      time.perf_counter() - start)
-        return result
+        return self.memo.recall(key, lambda: self._denoise(seed, cond, until, region, generator), generator)
 
     def _denoise(self, seed: Seed, cond: PromptCondition, until: int | None, region: Box | None,
                  generator: torch.Generator | None) -> Seed:

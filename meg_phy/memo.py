@@ -15,8 +15,11 @@ measured, so a run reports what its work costs, not what the lookup did.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -91,6 +94,21 @@ class DenoiseMemo:
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+
+    def recall(self, key: bytes, compute: Callable[[], Any], generator: torch.Generator | None = None) -> Any:
+        """`compute()`'s result for `key`: kept, or computed now and kept (with its wall seconds and the state
+        it leaves `generator` in, which a later hit restores). The caller gets its own copy either way."""
+        found = self.get(key)
+        if found is not None:
+            result, state = found
+            if generator is not None:
+                generator.set_state(state)
+            return copy.deepcopy(result)
+        start = time.perf_counter()
+        result = compute()
+        self.put(key, copy.deepcopy(result), None if generator is None else generator.get_state(),
+                 time.perf_counter() - start)
+        return result
 
     def __len__(self) -> int:
         return len(self._entries)
