@@ -276,7 +276,7 @@ class BatchStages:
         """Stages.denoise_jointly for every task: each step, ES i advances its tile of every task that still has
         a step in one batched UNet call (tasks resumed at other noise levels have other schedules); the
         exchanges run per task on its own flowgraph, when that task's would."""
-        from flowgraphs.joint import exchange
+        from flowgraphs.joint import exchange, keep_tile
 
         joints = joint.joints
         every = self.cfg.exchange_every
@@ -295,11 +295,8 @@ class BatchStages:
                     outs = ldm_batch.denoise(self.ldm, seeds, _rows(conds[i], active, len(self)),
                                              until=[s.step + 1 for s in seeds])
                 for t, seed, out in zip(active, seeds, outs, strict=True):
-                    top, left, h, w = joints[t].layout.boxes[i]
-                    latents = seed.latents.clone()
-                    latents[..., top:top + h, left:left + w] = out.latents[..., top:top + h, left:left + w]
-                    joints[t].copies[i] = seed.replace(latents=latents, step=out.step, guidance=out.guidance,
-                                                       prompt=out.prompt, scheduler_state=out.scheduler_state)
+                    joints[t].copies[i] = keep_tile(seed, out, joints[t].windows[i], joints[t].layout.boxes[i],
+                                                    whole=True)
             for t in active:
                 joints[t].since += 1
             due = [t for t in active if joints[t].since >= every

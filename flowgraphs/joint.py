@@ -98,15 +98,22 @@ def advance_tile(ldm, seed, window: Box, box: Box, full: Box, cond, steps: int =
     copy keeps what the other ESs last sent): the new full-size copy.
 
     A pure function of the model and its arguments, so it runs wherever the ES is placed."""
-    (top, left, h, w), whole = box, window == full
+    whole = window == full
     for _ in range(steps):
-        out = ldm.denoise(seed if whole else seed.crop(window), cond, until=seed.step + 1)
-        latents = seed.latents.clone()
-        latents[..., top:top + h, left:left + w] = out.latents[..., top - window[0]:top - window[0] + h,
-                                                               left - window[1]:left - window[1] + w]
-        seed = seed.replace(latents=latents, step=out.step, guidance=out.guidance, prompt=out.prompt,
-                            scheduler_state=out.scheduler_state if whole else {})
+        seed = keep_tile(seed, ldm.denoise(seed if whole else seed.crop(window), cond, until=seed.step + 1),
+                         window, box, whole)
     return seed
+
+
+def keep_tile(seed, out, window: Box, box: Box, whole: bool):
+    """ES's copy `seed` after a step whose result on its context `window` is `out`: the new values on its tile
+    `box` only, the rest as it was (the scheduler's state carries on only from a whole-latent step)."""
+    top, left, h, w = box
+    latents = seed.latents.clone()
+    latents[..., top:top + h, left:left + w] = out.latents[..., top - window[0]:top - window[0] + h,
+                                                           left - window[1]:left - window[1] + w]
+    return seed.replace(latents=latents, step=out.step, guidance=out.guidance, prompt=out.prompt,
+                        scheduler_state=out.scheduler_state if whole else {})
 
 
 def exchange(st: Stages, joint: Joint, levels: list[float] | None = None) -> list[float]:
