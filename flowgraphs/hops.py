@@ -135,9 +135,10 @@ class Hop:
 
         `side`, when given, is side information that goes digitally on the same hop (with CRC and
         retries, decoded by `decode_side`); its cost is added to this hop's record, and the hop is
-        `delivered` only if it arrived. A hop whose every frame went missing (over a radio) is not delivered
-        either; one that lost some frames is (their values come back as nothing received, the link's rule). Without it the side information is session state shared in advance
-        (the value scale and count travel in the analog link's accounted 64-bit header).
+        `delivered` only if it arrived. Without it the side information is session state shared in advance
+        (the value scale and count travel in the analog link's accounted 64-bit header). A hop whose every
+        frame went missing (over a radio) is not delivered either; one that lost some frames is (their
+        values come back as nothing received, the link's rule).
         """
         link = self._factory(self.spec, self.seed)
         flat = values.detach().reshape(-1).float()

@@ -25,8 +25,9 @@ def radio_link_factory(radio: str, uri: str | None = None, frame_codec=None, **s
     and code length, while the OFDM numerology on air is the over-the-air frame's (FrameConfig). Link
     adaptation on a radio picks the MCS from the BLER table measured over the air (`RADIO_BLER_TABLE`: the
     OTA receiver over the simulated radio with `sdr_drivers.sim.REALISTIC` impairments), not from the
-    link-level one: the receiver is about 2 dB from the link-level simulation and more at 64-QAM, so the
-    link-level table's MCS fails on air. A digital radio link retransmits its failed frames itself (ARQ,
+    link-level one: the receiver needs 0.2-0.4 dB more than the link-level LMMSE table from MCS 7 up, and no
+    MCS works below about 1.3 dB (frame synchronisation and header), so the link-level MCS fails on air
+    near its threshold (docs/over-the-air.md). A digital radio link retransmits its failed frames itself (ARQ,
     link_models.ota.radio_link).
     'sim': a fresh SimRadio per hop at the hop's SNR and channel, with realistic impairments (20 ppm CFO
     and SCO, DC offset, IQ imbalance; override with keyword arguments). 'pluto': one PlutoRadio shared by

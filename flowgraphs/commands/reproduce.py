@@ -121,14 +121,15 @@ def main(args) -> int:
     from flowgraphs.commands import bandwidth
 
     bandwidth.unused(args)
-    if args.bandwidth and (args.batched or getattr(args, "report_only", False)):
+    report_only = getattr(args, "report_only", False)
+    if args.bandwidth and (args.batched or report_only):
         raise InputError("--batched and --report-only apply to the case study, not to --bandwidth; drop them")
     placement, args = _placement(args)
     if args.bandwidth:
         return bandwidth.main(args)
     plan = plan_from_args(args)
     executor = executor_from_args(args)
-    if getattr(args, "report_only", False):
+    if report_only:
         if not (Path(args.out) / "plan.json").exists():
             raise InputError(f"--report-only: {args.out} holds no campaign (no plan.json); run it first without "
                              f"--report-only, with the same options")
@@ -146,7 +147,7 @@ def main(args) -> int:
     from flowgraphs.placement import placed_setup
 
     units, store = cs.campaign(plan), JsonUnitStore(out / "units")
-    if getattr(args, "report_only", False):
+    if report_only:
         stored = store.load()
         results = {u.key: stored[u.key] for u in units if u.key in stored}
         if not results:
@@ -159,7 +160,7 @@ def main(args) -> int:
     merged, skipped = cs.collect(results)
     rows = cs.rows(merged)
     claims = verdicts.claims(merged)
-    if not getattr(args, "report_only", False):
+    if not report_only:
         save_timing()
     took = read_json(timing)
     from flowgraphs.experiments.world import load_world
