@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowgraphs.config import LinkSpec
-from flowgraphs.experiments.case_study import KINDS, SEED_SERIES
+from flowgraphs.experiments.case_study import KINDS
 from flowgraphs.experiments.verdicts import ACCURACY_MARGIN, FIDELITY_MARGIN, MEG_SERIES
 
 KIND_TEXT = {
@@ -92,7 +92,7 @@ def write(rows: list[dict[str, Any]], claims: list[dict[str, Any]], plan, versio
         "|---|---|---|---|---:|---|---|",
     ]
     for c in claims:
-        lines.append(f"| {c['claim']} | {c.get('series', SEED_SERIES)} | {c['task_kind']} | {c['channel']} | "
+        lines.append(f"| {c['claim']} | {c['series']} | {c['task_kind']} | {c['channel']} | "
                      f"{c['snr_db']:g} | **{c['verdict']}** | {c['evidence']} |")
     if not claims:
         lines.append("| (no point of this run decides a claim) | | | | | | |")
