@@ -93,23 +93,21 @@ def decoder_setting(choice: str) -> str | None:
 
 
 def settings_of(args, decoder: str | None, estimator: str) -> dict:
+    """What a table was measured with (a resumed file must match): the scan's settings, then the link's."""
+    scan = {"channel": "awgn", "n": args.n, "target_errors": args.target_errors, "max_codewords": args.max_codewords,
+            "ldpc_iterations": args.ldpc_iterations, "seed": args.seed, "step_db": STEP_DB, "bler_high": BLER_HIGH,
+            "bler_low": BLER_LOW}
     if args.radio == "sim":
         from link_models.ota.config import FrameConfig
         from sdr_drivers.sim import REALISTIC
 
-        return {"channel": "awgn", "radio": "sim", "estimator": "radio-sim", "impairments": {k: str(v) for k, v in REALISTIC.items()},
+        return {**scan, "radio": "sim", "estimator": "radio-sim", "impairments": {k: str(v) for k, v in REALISTIC.items()},
                 "frame": str(FrameConfig()), "receiver": "link_models.ota (LS from pilots, CFO/timing recovery)",
-                "snr": "Es/N0 per used subcarrier (dB)", "n": args.n, "method": "RadioLink.forward, first "
-                "transmissions", "target_errors": args.target_errors, "max_codewords": args.max_codewords,
-                "decoder": "the OTA frame codec's", "ldpc_iterations": args.ldpc_iterations, "seed": args.seed,
-                "step_db": STEP_DB,
-                "bler_high": BLER_HIGH, "bler_low": BLER_LOW}
-    return {"channel": "awgn", "estimator": estimator, "snr": "Es/N0 per resource element (dB)", "n": args.n,
-            "fft_size": args.fft_size, "cp_length": args.cp_length, "num_ofdm_symbols": 14,
-            "pilot_symbols": [2, 11], "method": "LinkConfig(mcs=index): repetition below rate 1/5",
-            "target_errors": args.target_errors, "max_codewords": args.max_codewords,
-            "decoder": decoder or "sionna", "ldpc_iterations": args.ldpc_iterations, "seed": args.seed,
-            "step_db": STEP_DB, "bler_high": BLER_HIGH, "bler_low": BLER_LOW}
+                "snr": "Es/N0 per used subcarrier (dB)", "method": "RadioLink.forward, first transmissions",
+                "decoder": "the OTA frame codec's"}
+    return {**scan, "estimator": estimator, "snr": "Es/N0 per resource element (dB)", "fft_size": args.fft_size,
+            "cp_length": args.cp_length, "num_ofdm_symbols": 14, "pilot_symbols": [2, 11],
+            "method": "LinkConfig(mcs=index): repetition below rate 1/5", "decoder": decoder or "sionna"}
 
 
 def link_config(m, args, estimator: str, decoder: str | None, snr_db: float = 0.0):
