@@ -75,6 +75,8 @@ def test_reproduce_contract_baselines_verdicts_and_resume(assets, tmp_path, caps
     assert all(c["verdict"] in ("supported", "not supported", "inconclusive") and c["evidence"] for c in claims)
     report = (out / "report.md").read_text()
     assert "## Verdicts" in report and results["versions"]["commit"].split("-")[0] in report
+    assert sum(len(s[v]) for s in results["summary"] for v in ("supported", "not supported", "inconclusive")) \
+        == len(claims) and "In short" in report
     assert "prompt-only" in report and "ue-local" in report
     for png in ("case_study_text-to-image.png", "case_study_img2img-ue.png", "tradeoff.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"

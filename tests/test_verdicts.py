@@ -90,3 +90,13 @@ def test_less_communication_is_judged_for_every_meg_series_on_its_own():
     assert set(found) == {"seed-analog-aware", "seed-digital"}
     assert found["seed-analog-aware"]["verdict"] == "not supported"
     assert found["seed-digital"]["verdict"] == "supported" and found["seed-digital"]["fewer_downlink"]["value"] == 2184 / 900
+
+
+def test_summary_counts_each_verdict_with_its_snrs():
+    merged = world()
+    merged.update({Point("img2img-ue", "seed-analog-aware", "awgn", -10.0, 1): records([0.6] * N, [True] * N, seed=6),
+                   Point("img2img-ue", "seed-analog-aware", "awgn", 0.0, 1): records([0.9] * N, [True] * N, seed=7)})
+    decided = verdicts.claims(merged)
+    (low,) = [s for s in verdicts.summary(decided) if s["claim"] == "low-snr"]
+    assert low["supported"] == [-5.0, 0.0] and low["inconclusive"] == [-10.0] and low["not supported"] == []
+    assert sum(len(s[v]) for s in verdicts.summary(decided) for v in verdicts.VERDICTS) == len(decided)

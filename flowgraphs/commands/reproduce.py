@@ -174,13 +174,13 @@ def main(args) -> int:
     ordered = [{**{k: r[k] for k in OUTPUT_FIELDS}, **{k: v for k, v in r.items() if k not in OUTPUT_FIELDS}}
                for r in rows]
     atomic_write_json(out / "results.json", {
-        "rows": ordered, "claims": claims, "config": {**plan.to_dict(), "executor": args.executor,
+        "rows": ordered, "claims": claims, "summary": verdicts.summary(claims), "config": {**plan.to_dict(), "executor": args.executor,
                                                       "placement": args.placement},
         "versions": versions(), "model": model, "world": world, "skipped": skipped, "not_run": hooks,
         "seconds": took["seconds"], "cpu_seconds": took["cpu_seconds"], "units": progress})
     atomic_write_text(out / "report.md", paper.write(rows, claims, plan, versions(), model, world, took["seconds"],
                                                      took["cpu_seconds"], args.quick, hooks, skipped, progress, plots))
-    counts = {v: sum(c["verdict"] == v for c in claims) for v in ("supported", "not supported", "inconclusive")}
+    counts = {v: sum(c["verdict"] == v for c in claims) for v in verdicts.VERDICTS}
     print(f"case study: {len(rows)} rows, {len(claims)} verdicts ("
           + ", ".join(f"{v} {k}" for k, v in counts.items()) + f") in {took['seconds'] / 60:.1f} min"
           + (f", {progress['done']} of {progress['of']} units" if progress["done"] < progress["of"] else "") + "; "

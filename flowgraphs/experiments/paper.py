@@ -6,7 +6,7 @@ from typing import Any
 
 from flowgraphs.config import LinkSpec
 from flowgraphs.experiments.case_study import KINDS
-from flowgraphs.experiments.verdicts import ACCURACY_MARGIN, FIDELITY_MARGIN, MEG_SERIES
+from flowgraphs.experiments.verdicts import ACCURACY_MARGIN, FIDELITY_MARGIN, MEG_SERIES, VERDICTS, summary
 
 KIND_TEXT = {
     "text-to-image": "text-to-image (the UE wants the ES's image; the seed carries what the prompt leaves open)",
@@ -88,6 +88,17 @@ def write(rows: list[dict[str, Any]], claims: list[dict[str, Any]], plan, versio
         f"at equal or better fidelity (paired interval above -{FIDELITY_MARGIN:g}) than the best CENTRALIZED "
         "series at the same point, how many times fewer air symbols (interval above 1: supported).",
         "",
+    ]
+    overview = summary(claims)
+    if overview:
+        lines += ["In short (the SNRs, in dB, at which each verdict came out):", "",
+                  "| claim | series | task | channel | " + " | ".join(VERDICTS) + " |",
+                  "|---|---|---|---|" + "---|" * len(VERDICTS)]
+        for s in overview:
+            cells = [f"{len(s[v])}: {', '.join(f'{x:g}' for x in s[v])}" if s[v] else "0" for v in VERDICTS]
+            lines.append(f"| {s['claim']} | {s['series']} | {s['task_kind']} | {s['channel']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += [
         "| claim | series | task | channel | SNR (dB) | verdict | evidence |",
         "|---|---|---|---|---:|---|---|",
     ]
@@ -96,7 +107,7 @@ def write(rows: list[dict[str, Any]], claims: list[dict[str, Any]], plan, versio
                      f"{c['snr_db']:g} | **{c['verdict']}** | {c['evidence']} |")
     if not claims:
         lines.append("| (no point of this run decides a claim) | | | | | | |")
-    counts = {v: sum(c["verdict"] == v for c in claims) for v in ("supported", "not supported", "inconclusive")}
+    counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
     lines += ["", "In all: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ".", ""]
 
     lines += ["## Trade-off: UE compute, symbols and fidelity", "", "![trade-off](tradeoff.png)", ""]

@@ -29,6 +29,7 @@ from typing import Any
 from flowgraphs.experiments.case_study import NO_CHANNEL, SEED_SERIES, Point
 from meg_common import stats
 
+VERDICTS = ("supported", "not supported", "inconclusive")
 ACCURACY_MARGIN = 0.1
 FIDELITY_MARGIN = 0.05
 """Equal fidelity, for less-communication: the paired difference is above -0.05 (on a 0..1 agreement scale)."""
@@ -140,3 +141,15 @@ def less_communication(merged: dict[Point, list[dict[str, Any]]], series: str = 
 
 def claims(merged: dict[Point, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return low_snr(merged) + [c for series in MEG_SERIES for c in less_communication(merged, series)]
+
+
+def summary(decided: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The verdicts counted per claim, series, task kind and channel, with the SNRs (dB) of each outcome: the
+    overview a reader needs before the per-point table (a claim that holds only at high SNR shows as such)."""
+    groups: dict[tuple, dict[str, list[float]]] = {}
+    for c in decided:
+        key = (c["claim"], c["series"], c["task_kind"], c["channel"])
+        groups.setdefault(key, {v: [] for v in VERDICTS})[c["verdict"]].append(c["snr_db"])
+    return [{"claim": claim, "series": series, "task_kind": kind, "channel": channel,
+             **{v: sorted(snrs) for v, snrs in outcome.items()}}
+            for (claim, series, kind, channel), outcome in groups.items()]
