@@ -145,7 +145,8 @@ def claims(merged: dict[Point, list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 def summary(decided: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The verdicts counted per claim, series, task kind and channel, with the SNRs (dB) of each outcome: the
-    overview a reader needs before the per-point table (a claim that holds only at high SNR shows as such)."""
+    overview a reader needs before the per-point table (a claim that holds only at high SNR shows as such);
+    in the order the claims were decided."""
     groups: dict[tuple, dict[str, list[float]]] = {}
     for c in decided:
         key = (c["claim"], c["series"], c["task_kind"], c["channel"])
