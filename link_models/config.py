@@ -236,12 +236,6 @@ class LinkConfig(ConfigMixin):
         return LinkConfig(**values)
 
 
-
-
-
-
-
-
 @functools.cache
 def link_adaptation(table: int, target: float, bler_table: str | None = None, estimator: str = "perfect"):
     """The LinkAdaptation of a BLER table file (None: the shipped one measured with `estimator`) for `table`
