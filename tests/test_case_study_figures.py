@@ -67,3 +67,20 @@ def test_the_figures_are_pngs(tmp_path):
     written = figures.figure_set(rows, tmp_path, ("img2img-ue",), 8)
     for name, _ in written["img2img-ue"]:
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tradeoff_draws_one_row_per_task_kind_from_the_link_level_series_on_one_channel(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    kept = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, path: kept.setdefault("fig", fig) and path)
+    monkeypatch.setattr(plt, "close", lambda *a: None)
+    rows = [row("prompt-only", snr=None), row("prompt-only", kind="text-to-image", snr=None)]
+    rows += [row("seed-analog-aware", snr=s) for s in (5.0, -5.0, 0.0)]
+    rows += [row("seed-analog-aware", channel="tdl-a", snr=0.0), row("proto-UIDG", snr=0.0, n_es=2)]
+    figures.tradeoff(rows, tmp_path / "t.png", "t")
+    axes = kept["fig"].axes
+    assert len(axes) == 4 and [a.get_ylabel() for a in axes[::2]] == ["fidelity, text-to-image", "fidelity, img2img-ue"]
+    # img2img-ue, UE steps: the prompt-only marker and one line through the seed's three AWGN SNRs, nothing else
+    lines = [line for line in axes[2].get_lines() if len(line.get_xdata()) > 0 and line.get_marker() not in ("_", "|")]
+    assert sorted(len(line.get_xdata()) for line in lines) == [1, 3]

@@ -5,7 +5,8 @@ baselines in every panel (a line and a band: they use no channel, so they do not
 - `figure_set`: the curves of a run split into readable figures (`GROUPS`): the link-level series, the
   protocols (colour per protocol, line style per number of ESs), the uplink sweep, link against radio.
 - `tradeoff`: the three-way trade-off MEG is about: UE denoising steps against fidelity, and air symbols
-  against fidelity, one marker per design point (baselines at 0 symbols).
+  against fidelity, one row per task kind, each link-level series a line through its SNRs (baselines at 0
+  symbols).
 """
 
 from __future__ import annotations
@@ -144,53 +145,66 @@ def curves(rows: list[dict[str, Any]], path: Path, kind: str, title: str) -> Pat
             if metric == "air_symbols":
                 ax.set_yscale("symlog", linthresh=100)
     fig.suptitle(title, fontsize=10)
-    _legend(fig, axes[0][0])
+    _legend(fig, axes[0][0], beside=True)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def tradeoff(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
-    """UE steps vs fidelity and air symbols vs fidelity (error bars: 95 % intervals on both axes)."""
+def tradeoff(rows: list[dict[str, Any]], path: Path, title: str, channel: str = "awgn") -> Path:
+    """UE steps vs fidelity and air symbols vs fidelity, one row per task kind (error bars: 95 % intervals on
+    both axes). The link-level single-ES series on `channel` only, each a line through its SNRs, and the
+    baselines (0 symbols): the other channels, the protocols and the radio have their own figures, and all
+    of them on one panel is unreadable."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
-    seen = set()
-    for r in rows:
-        fid = _value(r, "fidelity")
-        if fid is None:
-            continue
-        colour, _, marker = _style(r)
-        label = r["label"] if r["series"] not in seen else None
-        seen.add(r["series"])
-        if r["snr_db"] is None:
-            marker = "s"
-        for ax, metric in zip(axes, ("ue_steps", "air_symbols"), strict=True):
-            x = _value(r, metric)
-            if x is None:
-                continue
-            ax.errorbar(x[0], fid[0], xerr=[[x[1]], [x[2]]], yerr=[[fid[1]], [fid[2]]], color=colour,
-                        marker=marker, markersize=5 if r["snr_db"] is not None else 8, capsize=2,
-                        linestyle="none", alpha=0.8, label=label if ax is axes[0] else None)
-    axes[0].set_xlabel("UE denoising steps per run")
-    axes[1].set_xlabel("air symbols per run (uplink + downlink)")
-    axes[1].set_xscale("symlog", linthresh=100)
-    for ax in axes:
-        ax.set_ylabel("fidelity to the reference")
-        ax.set_ylim(-0.03, 1.03)
-        ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    _legend(fig, axes[0])
+    from flowgraphs.experiments.case_study import KINDS
+
+    drawn = [r for r in rows if _value(r, "fidelity") is not None
+             and (r["snr_db"] is None or (GROUPS["case_study"][1](r) and r["channel"] == channel))]
+    kinds = [k for k in KINDS if any(r["task_kind"] == k for r in drawn)] or [None]
+    fig, axes = plt.subplots(len(kinds), 2, figsize=(13, 4.2 * len(kinds)), squeeze=False)
+    for row_axes, kind in zip(axes, kinds, strict=True):
+        mine = [r for r in drawn if r["task_kind"] == kind]
+        curves_of: dict[str, list[dict[str, Any]]] = {}
+        for r in mine:
+            curves_of.setdefault(r["series"], []).append(r)
+        for points in curves_of.values():
+            points.sort(key=lambda r: r["snr_db"] if r["snr_db"] is not None else 0.0)
+            colour, line, marker = _style(points[0])
+            baseline = points[0]["snr_db"] is None
+            for ax, metric in zip(row_axes, ("ue_steps", "air_symbols"), strict=True):
+                xs = [_value(r, metric) for r in points]
+                ys = [_value(r, "fidelity") for r in points]
+                keep = [(x, y) for x, y in zip(xs, ys, strict=True) if x is not None]
+                if not keep:
+                    continue
+                ax.errorbar([x[0] for x, _ in keep], [y[0] for _, y in keep],
+                            xerr=[[x[1] for x, _ in keep], [x[2] for x, _ in keep]],
+                            yerr=[[y[1] for _, y in keep], [y[2] for _, y in keep]], color=colour,
+                            marker="s" if baseline else marker, markersize=8 if baseline else 4, capsize=2,
+                            linestyle="none" if baseline else line, linewidth=0.8, alpha=0.85,
+                            label=points[0]["label"] if ax is row_axes[0] else None)
+        row_axes[0].set_xlabel("UE denoising steps per run")
+        row_axes[1].set_xlabel("air symbols per run (uplink + downlink)")
+        row_axes[1].set_xscale("symlog", linthresh=100)
+        for ax in row_axes:
+            ax.set_ylabel(f"fidelity, {kind}" if kind else "fidelity to the reference")
+            ax.set_ylim(-0.03, 1.03)
+            ax.grid(alpha=0.3)
+    fig.suptitle(f"{title}; {channel}, link level, n_es = 1; each line joins a series' SNRs "
+                 "(fidelity rises with SNR)", fontsize=10)
+    _legend(fig, axes[0][0], beside=True)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def _legend(fig, ax) -> None:
-    """The legend of `ax`'s series: over the panel, or beside the figure when there are many."""
+def _legend(fig, ax, beside: bool = False) -> None:
+    """The legend of `ax`'s series: over the panel, or beside the figure when there are many (or `beside`)."""
     handles, labels = ax.get_legend_handles_labels()
-    if len(labels) > 12:
+    if beside or len(labels) > 12:
         fig.legend(handles, labels, fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
     else:
         ax.legend(fontsize=6, loc="lower right")
