@@ -174,8 +174,8 @@ def main(args) -> int:
     ordered = [{**{k: r[k] for k in OUTPUT_FIELDS}, **{k: v for k, v in r.items() if k not in OUTPUT_FIELDS}}
                for r in rows]
     atomic_write_json(out / "results.json", {
-        "rows": ordered, "claims": claims, "summary": verdicts.summary(claims), "config": {**plan.to_dict(), "executor": args.executor,
-                                                      "placement": args.placement},
+        "rows": ordered, "claims": claims, "summary": verdicts.summary(claims),
+        "config": {**plan.to_dict(), "executor": args.executor, "placement": args.placement},
         "versions": versions(), "model": model, "world": world, "skipped": skipped, "not_run": hooks,
         "seconds": took["seconds"], "cpu_seconds": took["cpu_seconds"], "units": progress})
     atomic_write_text(out / "report.md", paper.write(rows, claims, plan, versions(), model, world, took["seconds"],
