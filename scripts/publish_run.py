@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import sys
 from pathlib import Path
 
 from meg_common.errors import InputError
-from meg_common.io import atomic_write_json, read_json
+from meg_common.io import atomic_write_bytes, atomic_write_json, read_json
 
 KEPT = ("claims", "summary", "config", "units", "versions", "model", "world", "seconds", "skipped", "not_run")
 
@@ -34,13 +33,7 @@ def publish(run: Path, dest: Path) -> list[Path]:
     if missing:
         raise InputError(f"{run}: report.md links {', '.join(missing)}, which is not there; rerun "
                          "`meg-phy reproduce --report-only` with the run's options to redraw the figures")
-    dest.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in figures + ["report.md"]:
-        tmp = dest / f".{name}.tmp"
-        shutil.copyfile(run / name, tmp)
-        tmp.replace(dest / name)
-        written.append(dest / name)
+    written = [atomic_write_bytes(dest / name, (run / name).read_bytes()) for name in figures + ["report.md"]]
     data = read_json(results)
     atomic_write_json(dest / "verdicts.json", {k: data[k] for k in KEPT if k in data})
     return written + [dest / "verdicts.json"]

@@ -180,9 +180,8 @@ def main(args) -> int:
         "seconds": took["seconds"], "cpu_seconds": took["cpu_seconds"], "units": progress})
     atomic_write_text(out / "report.md", paper.write(rows, claims, plan, versions(), model, world, took["seconds"],
                                                      took["cpu_seconds"], args.quick, hooks, skipped, progress, plots))
-    counts = {v: sum(c["verdict"] == v for c in claims) for v in verdicts.VERDICTS}
     print(f"case study: {len(rows)} rows, {len(claims)} verdicts ("
-          + ", ".join(f"{v} {k}" for k, v in counts.items()) + f") in {took['seconds'] / 60:.1f} min"
+          + ", ".join(f"{v} {k}" for k, v in verdicts.counts(claims).items()) + f") in {took['seconds'] / 60:.1f} min"
           + (f", {progress['done']} of {progress['of']} units" if progress["done"] < progress["of"] else "") + "; "
           f"wrote {out}/report.md")
     return 0

@@ -6,7 +6,14 @@ from typing import Any
 
 from flowgraphs.config import LinkSpec
 from flowgraphs.experiments.case_study import KINDS
-from flowgraphs.experiments.verdicts import ACCURACY_MARGIN, FIDELITY_MARGIN, MEG_SERIES, VERDICTS, summary
+from flowgraphs.experiments.verdicts import (
+    ACCURACY_MARGIN,
+    FIDELITY_MARGIN,
+    MEG_SERIES,
+    VERDICTS,
+    counts,
+    summary,
+)
 
 KIND_TEXT = {
     "text-to-image": "text-to-image (the UE wants the ES's image; the seed carries what the prompt leaves open)",
@@ -107,8 +114,7 @@ def write(rows: list[dict[str, Any]], claims: list[dict[str, Any]], plan, versio
                      f"{c['snr_db']:g} | **{c['verdict']}** | {c['evidence']} |")
     if not claims:
         lines.append("| (no point of this run decides a claim) | | | | | | |")
-    counts = {v: sum(c["verdict"] == v for c in claims) for v in VERDICTS}
-    lines += ["", "In all: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + ".", ""]
+    lines += ["", "In all: " + ", ".join(f"{k} {v}" for k, v in counts(claims).items()) + ".", ""]
 
     lines += ["## Trade-off: UE compute, symbols and fidelity", "", "![trade-off](tradeoff.png)", ""]
     for kind in KINDS:

@@ -143,6 +143,11 @@ def claims(merged: dict[Point, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return low_snr(merged) + [c for series in MEG_SERIES for c in less_communication(merged, series)]
 
 
+def counts(decided: list[dict[str, Any]]) -> dict[str, int]:
+    """How many claims came out each way, in `VERDICTS` order."""
+    return {v: sum(c["verdict"] == v for c in decided) for v in VERDICTS}
+
+
 def summary(decided: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The verdicts counted per claim, series, task kind and channel, with the SNRs (dB) of each outcome: the
     overview a reader needs before the per-point table (a claim that holds only at high SNR shows as such);
