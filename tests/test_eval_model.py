@@ -10,8 +10,8 @@ import torch
 from meg_phy import scenes
 from meg_phy.evaluator import load_evaluator
 from meg_phy.models import DEFAULT_MODEL_DIR
+from meg_phy.training.data import held_out_prompts
 from meg_phy.training.evaluation import attribute_hits, edit_tasks, load_pipelines
-from meg_phy.training.trainer import held_out_prompts
 
 N = 16
 # Floors for these N = 16 tasks, set from what the shipped model does, with margin. It misses issue 9's bars

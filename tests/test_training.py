@@ -9,7 +9,7 @@ import torch
 
 from meg_common.errors import InputError
 from meg_phy import scenes
-from meg_phy.training import components, trainer
+from meg_phy.training import components, data, trainer
 from meg_phy.training.checkpoint import load_checkpoint, save_checkpoint
 from meg_phy.training.trainer import TrainConfig, train
 
@@ -33,7 +33,7 @@ def test_tokenizer_gives_one_token_per_word_and_the_fast_path_agrees(tmp_path):
     assert all(len(i) == 1 for i in ids) and len({i[0] for i in ids}) == len(ids)
     gen = torch.Generator().manual_seed(0)
     full = scenes.sample_attributes(gen, 50)
-    prompts = [scenes.make_prompt(s) for s in full] + [trainer.prompt_for(s, gen) for s in full] + [""]
+    prompts = [scenes.make_prompt(s) for s in full] + [data.prompt_for(s, gen) for s in full] + [""]
     slow = tokenizer(prompts, padding="max_length", max_length=components.MAX_TOKENS, truncation=True,
                      return_tensors="pt").input_ids
     assert torch.equal(components.FastTokenizer()(prompts), slow)

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from meg_phy import scenes
+from meg_phy.training.data import held_out, held_out_prompts
 
 EDIT_OFFSET = 700_000
 PROMPT_OFFSET = 800_000
@@ -29,8 +30,6 @@ SEEDS_OFFSET = 880_000
 
 def edit_tasks(n: int) -> list[tuple[dict, dict, int]]:
     """(source scene, target scene, render seed): one object's colour or shape changed, alternately."""
-    from meg_phy.training.trainer import held_out
-
     sources, seeds = held_out(n, offset=EDIT_OFFSET)
     gen = torch.Generator().manual_seed(EDIT_OFFSET)
     tasks = []
@@ -62,7 +61,6 @@ def evaluate_model(model=None, evaluator=None, n: int = 64, steps: int = 20, gui
                    strength: float = 0.7, seed: int = 0, batch: int = 16, progress=None) -> dict:
     """All measures above, with the images they came from (keys starting with '_')."""
     from meg_phy.evaluator import load_evaluator
-    from meg_phy.training.trainer import held_out, held_out_prompts
 
     text_pipe, edit_pipe = load_pipelines(model)
     reader = load_evaluator(evaluator)

@@ -26,10 +26,10 @@ def plot_curves(log: dict, path: str | Path) -> Path:
     evals = stages.get("unet", {}).get("eval", [])
     ax = axes[2]
     if evals:
-        from meg_phy.training.evaluation import rate
+        from meg_common import stats
 
         minutes = [e["minutes"] for e in evals]
-        shares = [rate(round(e["prompt_accuracy"] * e["n"]), e["n"]) for e in evals]
+        shares = [stats.rate(round(e["prompt_accuracy"] * e["n"]), e["n"]) for e in evals]
         values = [s["value"] for s in shares]
         ax.errorbar(minutes, values, yerr=[[v - s["ci_low"] for v, s in zip(values, shares, strict=True)],
                                            [s["ci_high"] - v for v, s in zip(values, shares, strict=True)]],

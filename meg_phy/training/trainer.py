@@ -34,12 +34,18 @@ from meg_common.io import atomic_write_json, read_json
 from meg_phy import scenes
 from meg_phy.training import components
 from meg_phy.training.checkpoint import load_checkpoint, save_checkpoint
+from meg_phy.training.data import (
+    EVALUATOR_SEED_BASE,
+    HELD_OUT_SEED,
+    TRAIN_SEED_BASE,
+    VAE_SEED_BASE,
+    held_out,
+    held_out_prompts,
+    prompt_for,
+    scenes_for,
+)
 
 STAGES = ("evaluator", "vae", "evaluator_tune", "latents", "unet", "export")
-TRAIN_SEED_BASE = 0  # the fixed UNet training set: scene and render seed TRAIN_SEED_BASE + i
-EVALUATOR_SEED_BASE = 20_000_000  # on-the-fly renders of the reader's stages
-VAE_SEED_BASE = 40_000_000  # on-the-fly renders of the VAE stage
-HELD_OUT_SEED = 10_000_000  # everything evaluated uses seeds from here up to EVALUATOR_SEED_BASE
 
 
 @dataclass
@@ -138,31 +144,6 @@ def augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     sigma = 0.05 * torch.rand(b, 1, 1, 1, generator=gen)
     x = x * gain + shift + sigma * torch.randn(x.shape, generator=gen)
     return x.clamp(0, 1)
-
-
-def scenes_for(seeds: list[int]) -> list[dict]:
-    """The complete scene of each seed (the world's own draw: 1-3 objects, every attribute)."""
-    return [scenes.complete({}, s) for s in seeds]
-
-
-def held_out(n: int, offset: int = 0) -> tuple[list[dict], list[int]]:
-    """`n` complete scenes and their render seeds that training never uses."""
-    seeds = [HELD_OUT_SEED + offset + i for i in range(n)]
-    return scenes_for(seeds), seeds
-
-
-def prompt_for(scene: dict, gen: torch.Generator) -> str:
-    """A training/evaluation prompt of a complete scene: attributes dropped at random, objects shuffled."""
-    spec = scenes.drop_attributes(scene, gen)
-    order = torch.randperm(len(spec["objects"]), generator=gen).tolist()
-    spec["objects"] = [spec["objects"][i] for i in order]
-    return scenes.make_prompt(spec)
-
-
-def held_out_prompts(n: int, offset: int = 900_000) -> list[str]:
-    """`n` held-out prompts of 1-3 objects from the training prompt distribution (unseen scenes)."""
-    scene_list, seeds = held_out(n, offset)
-    return [prompt_for(s, torch.Generator().manual_seed(seed)) for s, seed in zip(scene_list, seeds, strict=True)]
 
 
 def attribute_accuracy(evaluator, n: int, offset: int = 0) -> dict:
