@@ -33,13 +33,20 @@ def test_the_tree_keeps_every_layer_contract():
     ("link_models/bad.py", "def f():\n    from diffusers import UNet2DModel\n", "diffusion code"),
     ("meg_common/bad.py", "import flowgraphs\n", "Layers"),
     ("sdr_drivers/bad.py", "from meg_phy import ldm\n", "Radios"),
+    ("meg_phy/scenes/__init__.py", "def f():\n    from meg_phy import ldm\n", "meg_phy layers"),
+    ("meg_phy/codecs/__init__.py", "def f():\n    import meg_phy.metrics\n", "meg_phy layers"),
+    ("meg_phy/training/evaluation/__init__.py", "def f():\n    from meg_phy.training.trainer import held_out\n",
+     "meg_phy.training layers"),
+    ("meg_phy/training/report/__init__.py", "def f():\n    from meg_phy.training.evaluation import rate\n",
+     "meg_phy.training layers"),
 ])
 def test_a_forbidden_import_anywhere_breaks_a_contract(tmp_path, importer, line, contract):
-    """The same contracts on a tree of empty packages with one forbidden (function-level) import."""
+    """The same contracts on a tree of empty packages (every layer of the layered packages present) with one
+    forbidden (function-level) import."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
-    for pkg in config["root_packages"]:
-        (tmp_path / pkg).mkdir()
-        (tmp_path / pkg / "__init__.py").write_text("")
+    for module in config["root_packages"] + _layer_modules(config):
+        (tmp_path / module.replace(".", "/")).mkdir(parents=True, exist_ok=True)
+        (tmp_path / module.replace(".", "/") / "__init__.py").write_text("")
     (tmp_path / "meg_common" / "rng.py").write_text("import torch\nimport sionna\n")
     (tmp_path / "link_models" / "digital.py").write_text("")
     (tmp_path / importer).write_text(textwrap.dedent(line))
@@ -47,6 +54,14 @@ def test_a_forbidden_import_anywhere_breaks_a_contract(tmp_path, importer, line,
     out = lint(tmp_path, tmp_path)
     assert out.returncode != 0, out.stdout[-3000:]
     assert "BROKEN" in out.stdout and contract in out.stdout.split("Broken contracts")[-1]
+
+
+def _layer_modules(config: dict) -> list[str]:
+    """Every required layer of the contracts that layer a package's insides, as full module names."""
+    return [f"{container}.{tail.strip()}"
+            for contract in config["contracts"] for container in contract.get("containers", [])
+            for layer in contract["layers"] for tail in layer.replace(":", "|").split("|")
+            if not tail.strip().startswith("(")]
 
 
 def _ini(config: dict) -> str:
