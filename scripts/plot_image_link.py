@@ -5,7 +5,7 @@
 The payload is what CENTRALIZED sends down: a rendered scene as WebP (quality 75) with the codec's header and
 CRC. Each scheme sends it through a protocol hop (flowgraphs.hops.Hop, one resource block per frame, AWGN)
 with `--draws` seeds per SNR:
-- fixed: QPSK, LDPC rate 1/2, LS estimation, blind whole-payload retries (3 tries): the hop before issue 11;
+- fixed: QPSK, LDPC rate 1/2, LS estimation, blind whole-payload retries (3 tries): the hop without link adaptation;
 - auto, lmmse: MCS chosen per SNR from the shipped BLER table, HARQ (4 transmissions, chase combining),
   LMMSE estimation with N0 estimated (the protocol hops' default);
 - auto, perfect CSI: the same with the true channel and N0;

@@ -14,7 +14,7 @@ from meg_phy.training.data import held_out_prompts
 from meg_phy.training.evaluation import attribute_hits, edit_tasks, load_pipelines
 
 N = 16
-# Floors for these N = 16 tasks, set from what the shipped model does, with margin. It misses issue 9's bars
+# Floors for these N = 16 tasks, set from what the shipped model does, with margin. It misses the model's quality bars
 # (0.9 text-to-image, 0.85 edits): eval-model --n 200 measured 0.185 [0.137, 0.245] and 0.120 [0.082, 0.172]
 # (docs/embedded-model.md). Measured on these tasks: attributes 0.74 prompted / 0.22 without a prompt,
 # 5 of 16 prompts fully satisfied; edits: attributes 0.74, fidelity to the input 0.55 (0.29 from text alone).

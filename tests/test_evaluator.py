@@ -74,7 +74,7 @@ def test_save_and_load_round_trip(tmp_path, untrained):
 
 
 def test_embedded_reader_reads_2000_held_out_renders():
-    """Every attribute read right on at least 0.94 of 2000 held-out renders. Issue 9's bar is 0.97: the shipped
+    """Every attribute read right on at least 0.94 of 2000 held-out renders. The shipping bar is 0.97: the shipped
     reader reaches it on shape, colour, size, position and background (0.976-0.9995) but not on the object
     count (0.948: heavily overlapping pairs read as one object; docs/embedded-model.md)."""
     from meg_phy.training.trainer import attribute_accuracy

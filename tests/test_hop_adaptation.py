@@ -1,5 +1,5 @@
-"""Issue 11 in the protocol hops: link adaptation, HARQ, the estimating receiver, the capacity scheme and
-SoftCast, as a RunConfig reaches them; with the issue's "must show" checks on the CENTRALIZED image."""
+"""Adaptive links in the protocol hops: link adaptation, HARQ, the estimating receiver, the capacity scheme and
+SoftCast, as a RunConfig reaches them; with the acceptance checks on the CENTRALIZED image."""
 
 import sys
 from pathlib import Path

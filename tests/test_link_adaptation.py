@@ -1,4 +1,4 @@
-"""Issue 11 at link level: MCS / link adaptation in LinkConfig and DigitalLink, HARQ with chase combining,
+"""Adaptive links at link level: MCS / link adaptation in LinkConfig and DigitalLink, HARQ with chase combining,
 and the receiver that estimates its own noise (ls, lmmse) with LMMSE channel estimation across the frame.
 
 Adaptation rules are checked against a synthetic BLER table written here (a steep curve 2 dB above each
@@ -225,7 +225,7 @@ def test_auto_mcs_keeps_the_bler_target_at_every_snr(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("channel", ["awgn", "tdl-a"])
 def test_lmmse_reported_variance_holds_from_minus_10_to_20_db(tmp_path, channel):
-    """The issue's check: analog link, lmmse, no N0 given: reported / measured within 0.8..1.25 (mean over the
+    """The estimator's acceptance check: analog link, lmmse, no N0 given: reported / measured within 0.8..1.25 (mean over the
     sweep's frames) at every SNR; the median-to-mean gap is reported (scripts/plot_estimation.py plots it)."""
     cfg = LinkConfig(channel=channel, estimator="lmmse", snr_db=-10.0, fft_size=12, cp_length=1, batch=32)
     result = run_sweep(cfg, tmp_path, scheme="analog", axis="snr_db", values=[-10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0],

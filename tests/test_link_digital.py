@@ -69,7 +69,7 @@ def test_ldpc_qpsk_bler_at_1_57_db_is_consistent_with_sionna_reference():
 def test_fast_decoder_default_is_not_worse_than_the_sionna_reference():
     """The default (fast, layered min-sum) decoder at the reference point: at most the BP reference BLER
     (measured 2.4e-3 over about 85,000 codewords: 20 layered iterations converge further than 20 flooding
-    ones). 1152 codewords; the bound allows the issue's 1.3x tolerance on top of the reference."""
+    ones). 1152 codewords; the bound allows the decoder's 1.3x tolerance on top of the reference."""
     link = DigitalLink(LinkConfig(modulation="qpsk", k=1024, n=2048, ebno_db=1.57, batch=64), seed=3)
     assert link.cfg.decoder == "fast"
     bler = _bler(link, blocks=1152)

@@ -1,4 +1,4 @@
-"""Multi-ES protocols (issue 12): joint tiled denoising, the wired backhaul, uplink broadcast, where the image
+"""Multi-ES protocols: joint tiled denoising, the wired backhaul, uplink broadcast, where the image
 must be, and compute as work. Real split-LDM stages (tiny random SD folder, the embedded model's geometry)
 over real link_models links; the seam test uses the embedded model."""
 

@@ -1,4 +1,4 @@
-"""`--placement ray` (issue 14, item 2): each ES of a run on its own Ray actor gives the same run, bit for bit,
+"""`--placement ray`: each ES of a run on its own Ray actor gives the same run, bit for bit,
 as every node in this process; ESs really run on their actors (own processes, one PyTorch thread, one model
 load each); without Ray, or with an address where no Ray listens, one line says so.
 

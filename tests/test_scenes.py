@@ -10,7 +10,7 @@ from meg_common.errors import InputError
 from meg_phy import scenes
 
 
-def test_vocabulary_meets_the_issue():
+def test_the_vocabulary_has_enough_shapes_colours_sizes_and_positions():
     assert len(scenes.SHAPES) >= 5 and len(scenes.COLOURS_RGB) >= 8
     assert scenes.ATTRIBUTES["size"] == ("small", "medium", "large")
     assert len(scenes.POSITIONS) == 9 and "top left" in scenes.POSITIONS and "center" in scenes.POSITIONS

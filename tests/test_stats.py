@@ -26,7 +26,7 @@ def test_wilson_interval_is_the_closed_form(k, n):
 
 
 def test_known_wilson_numbers():
-    # 24/24 vs 21/24 (the "1.00 vs 0.88"): the intervals overlap
+    # 24/24 vs 21/24 (prompt accuracies "1.00 vs 0.88"): the intervals overlap
     a, b = stats.rate(24, 24), stats.rate(21, 24)
     assert a["ci_low"] == pytest.approx(0.8620, abs=1e-4) and b["ci_high"] == pytest.approx(0.9566, abs=1e-4)
     assert a["ci_low"] < b["ci_high"]
