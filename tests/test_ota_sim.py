@@ -1,4 +1,4 @@
-"""Must-shows over the simulated radio: detection rate and false alarms at +-40 ppm CFO/SCO with every
+"""The receiver over the simulated radio: detection rate and false alarms at +-40 ppm CFO/SCO with every
 impairment, several frames per buffer at random start times, a TDL channel, and coded BLER within 2 dB
 of the link-level simulation."""
 

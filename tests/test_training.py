@@ -1,4 +1,4 @@
-"""World-v2 training: tokenizer, 48x compression, pickle-free checkpoints, a tiny run of every stage that
+"""Training the embedded model: tokenizer, 48x compression, pickle-free checkpoints, a tiny run of every stage that
 ends in a standard SD folder, and resume after an interruption."""
 
 import json
