@@ -20,7 +20,6 @@ from dataclasses import replace
 from flowgraphs.config import RunConfig
 from flowgraphs.hops import Broadcast, Hop, HopRecord, LinkFactory, direction_of
 from meg_common.errors import InputError
-from meg_phy.memo import replayed_seconds
 
 
 class Flowgraph:
@@ -45,15 +44,15 @@ class Flowgraph:
 
     @contextmanager
     def on(self, node: str, steps: int = 0, work: int = 0) -> Iterator[None]:
-        """Run the enclosed stage on `node`: its wall time (with the computation time of denoising results
-        replayed from a memo), `steps` denoising steps and `work` (latent elements x steps) are accounted
-        there."""
+        """Run the enclosed step of this run on `node`: its wall time, `steps` denoising steps and `work`
+        (latent elements x steps) are accounted there (model stages of a batch are timed by
+        flowgraphs.stages, which shares their time among the tasks)."""
         self._check_node(node)
-        start, replayed = time.perf_counter(), replayed_seconds()
+        start = time.perf_counter()
         try:
             yield
-        finally:  # a denoising result kept from an earlier run costs what its computation did (meg_phy.memo)
-            self.compute[node]["seconds"] += time.perf_counter() - start + replayed_seconds() - replayed
+        finally:
+            self.compute[node]["seconds"] += time.perf_counter() - start
             self.compute[node]["steps"] += int(steps)
             self.compute[node]["work"] += int(work)
 

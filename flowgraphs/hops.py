@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
@@ -108,26 +108,19 @@ class Hop:
         self._factory = link_factory
         self._on_record = on_record or (lambda record: None)
 
+    def link(self):
+        """This hop's link, as its factory hands it out for the hop's configuration and seed."""
+        return self._factory(self.spec, self.seed)
+
+    def side_hop(self) -> Hop:
+        """The hop that carries this hop's digital side information: same ends, a digital link (wired stays
+        wired), the next seed."""
+        spec = self.spec if self.spec.scheme == "wired" else replace(self.spec, scheme="digital")
+        return Hop(self.name, self.src, self.dst, self.payload, spec, self.seed + 1, self._factory)
+
     def send_bytes(self, data: bytes, decode: Callable[[bytes], T]) -> tuple[T | None, HopRecord]:
         """Send `data` until `decode(received)` accepts it (it raises on a CRC or format error) or tries run out."""
-        if not data:
-            raise InputError(f"hop {self.name}: empty payload; nothing to send")
-        link = self._factory(self.spec, self.seed)
-        stats: list[dict[str, Any]] = []
-        result: T | None = None
-        delivered = False
-        for _ in range(1 if getattr(link, "harq", False) else self.spec.max_attempts):
-            received, s = link.send_bytes(data)
-            stats.append(_stats_dict(s))
-            try:
-                result = decode(received)
-                delivered = True
-                break
-            except (InputError, ValueError, OSError, zlib.error):
-                continue
-        record = self._record(stats, delivered, analog=False)
-        self._on_record(record)
-        return result, record
+        return send_bytes_together([self], [data], decode)[0]
 
     def send_values(self, values: torch.Tensor, side: bytes | None = None,
                     decode_side: Callable[[bytes], T] | None = None) -> tuple[torch.Tensor, torch.Tensor, HopRecord]:
@@ -140,30 +133,7 @@ class Hop:
         frame went missing (over a radio) is not delivered either; one that lost some frames is (their
         values come back as nothing received, the link's rule).
         """
-        link = self._factory(self.spec, self.seed)
-        flat = values.detach().reshape(-1).float()
-        est, noise_var, s = link.send_values(flat)
-        noise_var = torch.as_tensor(noise_var, dtype=torch.float32)
-        # nothing arrived (a radio's receiver found none of the frames): the values are not delivered
-        stats, delivered = [_stats_dict(s)], not (s.frames and s.frames_lost >= s.frames)
-        if side is not None:
-            side_spec = self.spec if self.spec.scheme == "wired" else replace(self.spec, scheme="digital")
-            side_link = self._factory(side_spec, self.seed + 1)
-            delivered = False
-            for _ in range(1 if getattr(side_link, "harq", False) else self.spec.max_attempts):
-                received, s = side_link.send_bytes(side)
-                stats.append(_stats_dict(s))
-                try:
-                    (decode_side or (lambda b: b))(received)
-                    delivered = True
-                    break
-                except (InputError, ValueError):
-                    continue
-        record = self._record(stats, delivered=delivered, analog=True)
-        record.values = int(flat.numel())
-        record.noise_var = float(noise_var.mean())
-        self._on_record(record)
-        return est.reshape(values.shape).to(values.dtype), noise_var.reshape(-1), record
+        return send_values_together([self], [values], [side], decode_side)[0]
 
     def _record(self, stats: list[dict[str, Any]], delivered: bool, analog: bool) -> HopRecord:
         def total(key: str, among: list[dict[str, Any]] = stats) -> float:
@@ -226,16 +196,12 @@ class Broadcast:
 
     def send_bytes(self, data: bytes, decode: Callable[[bytes], T]) -> list[T | None]:
         """What each receiver decoded (None where it never got the payload intact)."""
-        outcomes = [hop.send_bytes(data, decode) for hop in self.hops]
-        self._account([record for _, record in outcomes], transmissions=max(r.attempts for _, r in outcomes))
-        return [result for result, _ in outcomes]
+        return broadcast_bytes([self], [data], decode)[0]
 
     def send_values(self, values: torch.Tensor, side: bytes | None = None,
                     decode_side: Callable[[bytes], T] | None = None) -> list[tuple[torch.Tensor, torch.Tensor, HopRecord]]:
         """(estimates, noise variance, record) at each receiver (one analog transmission)."""
-        outcomes = [hop.send_values(values, side=side, decode_side=decode_side) for hop in self.hops]
-        self._account([record for *_, record in outcomes], transmissions=None)
-        return outcomes
+        return broadcast_values([self], [values], [side], decode_side)[0]
 
     def _account(self, records: list[HopRecord], transmissions: int | None) -> None:
         carrier = records[0]
@@ -251,6 +217,163 @@ class Broadcast:
             record.broadcast_of = carrier.name
         for record in records:
             self._on_record(record)
+
+
+DECODE_ERRORS = (InputError, ValueError, OSError, zlib.error)
+"""What a payload decoder raises for a payload that did not arrive intact (CRC or format)."""
+
+
+class _Lane:
+    """One hop's payload on its way: the hop's link, the generator its draws come from, the tries left."""
+
+    def __init__(self, index: int, link: Any, generator: torch.Generator | None, tries: int):
+        self.index, self.link, self.generator, self.tries = index, link, generator, tries
+
+
+def _lane(index: int, hop: Hop, kind: str) -> _Lane:
+    """The hop's link as its factory hands it out. A link with batched sends gets a generator of its own for
+    this hop, cloned from the link's (the hop's seed), so the payload draws what it would alone whatever
+    else shares the call; any other link (generator None) must be used at once, before the factory hands
+    the same link to another hop."""
+    link = hop.link()
+    tries = 1 if (kind == "values" or getattr(link, "harq", False)) else hop.spec.max_attempts
+    if not hasattr(link, f"send_{kind}_many"):
+        return _Lane(index, link, None, tries)
+    own = torch.Generator(device=link.generator.device)
+    own.set_state(link.generator.get_state())
+    return _Lane(index, link, own, tries)
+
+
+def _by_link(lanes: list[_Lane]) -> list[list[_Lane]]:
+    groups: dict[int, list[_Lane]] = {}
+    for lane in lanes:
+        groups.setdefault(id(lane.link), []).append(lane)
+    return list(groups.values())
+
+
+def _bytes_rounds(hops: Sequence[Hop], payloads: Sequence[bytes], decode: Callable[[bytes], Any]
+                  ) -> list[tuple[Any, bool, list[dict[str, Any]]]]:
+    """Every hop sends its payload until `decode` accepts what arrived or its tries run out: per hop (result,
+    delivered, the stats of every transmission).
+
+    The rounds are explicit: in each, the hops still sending on a link with batched sends go in one
+    `send_bytes_many` call per link (each payload drawing from its own hop's generator: bit for bit what it
+    would draw alone); a link that retransmits by itself (HARQ) gets one round. A link without batched sends
+    (a radio, a wired or a capacity link) takes its hop's tries one by one, right after the factory hands it
+    out, so its own random stream is the hop's."""
+    for hop, data in zip(hops, payloads, strict=True):
+        if not data:
+            raise InputError(f"hop {hop.name}: empty payload; nothing to send")
+    results: list[Any] = [None] * len(hops)
+    delivered = [False] * len(hops)
+    stats: list[list[dict[str, Any]]] = [[] for _ in hops]
+
+    def take(lane: _Lane, received: bytes, s: Any) -> None:
+        stats[lane.index].append(_stats_dict(s))
+        lane.tries -= 1
+        try:
+            results[lane.index], delivered[lane.index] = decode(received), True
+        except DECODE_ERRORS:
+            pass
+
+    together = []
+    for i, hop in enumerate(hops):
+        lane = _lane(i, hop, "bytes")
+        if lane.generator is not None:
+            together.append(lane)
+            continue
+        while lane.tries and not delivered[i]:
+            take(lane, *lane.link.send_bytes(payloads[i]))
+    while together:
+        for group in _by_link(together):
+            sent = group[0].link.send_bytes_many([payloads[lane.index] for lane in group],
+                                                 [lane.generator for lane in group])
+            for lane, (received, s) in zip(group, sent, strict=True):
+                take(lane, received, s)
+        together = [lane for lane in together if lane.tries and not delivered[lane.index]]
+    return [(r, d, s) for r, d, s in zip(results, delivered, stats, strict=True)]
+
+
+def send_bytes_together(hops: Sequence[Hop], payloads: Sequence[bytes], decode: Callable[[bytes], T]
+                        ) -> list[tuple[T | None, HopRecord]]:
+    """`Hop.send_bytes` of many hops at once (the tasks of a batch): per hop (what decoded or None, record)."""
+    out = []
+    for hop, (result, delivered, stats) in zip(hops, _bytes_rounds(hops, payloads, decode), strict=True):
+        record = hop._record(stats, delivered, analog=False)
+        hop._on_record(record)
+        out.append((result if delivered else None, record))
+    return out
+
+
+def send_values_together(hops: Sequence[Hop], values: Sequence[torch.Tensor], sides: Sequence[bytes | None],
+                         decode_side: Callable[[bytes], Any] | None = None
+                         ) -> list[tuple[torch.Tensor, torch.Tensor, HopRecord]]:
+    """`Hop.send_values` of many hops at once: the values in one round (one `send_values_many` call per link
+    where the link has it), then the side information that goes digitally in rounds of its own
+    (`_bytes_rounds`); per hop (estimates, per-value noise variance, record)."""
+    flat = [v.detach().reshape(-1).float() for v in values]
+    sent: list[Any] = [None] * len(hops)
+    together = []
+    for i, hop in enumerate(hops):
+        lane = _lane(i, hop, "values")
+        if lane.generator is None:
+            sent[i] = lane.link.send_values(flat[i])
+        else:
+            together.append(lane)
+    for group in _by_link(together):
+        out = group[0].link.send_values_many([flat[lane.index] for lane in group], [lane.generator for lane in group])
+        for lane, got in zip(group, out, strict=True):
+            sent[lane.index] = got
+    with_side = [i for i, side in enumerate(sides) if side is not None]
+    side_out = dict(zip(with_side, _bytes_rounds([hops[i].side_hop() for i in with_side],
+                                                 [sides[i] for i in with_side], decode_side or (lambda b: b)),
+                        strict=True))
+    out = []
+    for i, hop in enumerate(hops):
+        est, noise_var, s = sent[i]
+        noise_var = torch.as_tensor(noise_var, dtype=torch.float32)
+        # nothing arrived (a radio's receiver found none of the frames): the values are not delivered
+        stats, delivered = [_stats_dict(s)], not (s.frames and s.frames_lost >= s.frames)
+        if i in side_out:
+            _, delivered, side_stats = side_out[i]
+            stats += side_stats
+        record = hop._record(stats, delivered=delivered, analog=True)
+        record.values = int(flat[i].numel())
+        record.noise_var = float(noise_var.mean())
+        hop._on_record(record)
+        out.append((est.reshape(values[i].shape).to(values[i].dtype), noise_var.reshape(-1), record))
+    return out
+
+
+def broadcast_bytes(broadcasts: Sequence[Broadcast], payloads: Sequence[bytes], decode: Callable[[bytes], T]
+                    ) -> list[list[T | None]]:
+    """`Broadcast.send_bytes` of many broadcasts at once: every receiver's hop in the same rounds; per
+    broadcast, what each receiver decoded."""
+    hops = [hop for b in broadcasts for hop in b.hops]
+    sent = iter(send_bytes_together(hops, [p for b, p in zip(broadcasts, payloads, strict=True) for _ in b.hops],
+                                    decode))
+    out = []
+    for b in broadcasts:
+        outcomes = [next(sent) for _ in b.hops]
+        b._account([record for _, record in outcomes], transmissions=max(r.attempts for _, r in outcomes))
+        out.append([result for result, _ in outcomes])
+    return out
+
+
+def broadcast_values(broadcasts: Sequence[Broadcast], values: Sequence[torch.Tensor],
+                     sides: Sequence[bytes | None], decode_side: Callable[[bytes], Any] | None = None
+                     ) -> list[list[tuple[torch.Tensor, torch.Tensor, HopRecord]]]:
+    """`Broadcast.send_values` of many broadcasts at once; per broadcast, (estimates, noise variance, record)
+    at each receiver."""
+    hops = [hop for b in broadcasts for hop in b.hops]
+    pairs = [(v, side) for b, v, side in zip(broadcasts, values, sides, strict=True) for _ in b.hops]
+    sent = iter(send_values_together(hops, [v for v, _ in pairs], [side for _, side in pairs], decode_side))
+    out = []
+    for b in broadcasts:
+        outcomes = [next(sent) for _ in b.hops]
+        b._account([record for *_, record in outcomes], transmissions=None)
+        out.append(outcomes)
+    return out
 
 
 def direction_of(src: str, dst: str) -> str:

@@ -27,32 +27,29 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
 
 import torch
 
-from meg_common.errors import InputError
+from flowgraphs.graph import Flowgraph
 from meg_phy.tiles import Box, TileLayout, blend_weights, intersect
-
-if TYPE_CHECKING:
-    from flowgraphs.stages import Stages
 
 
 @dataclass
 class Joint:
-    """The ESs' copies of one latent during joint denoising: ES i owns `layout.boxes[i]` and sees `windows[i]`."""
+    """The ESs' copies of one task's latent during joint denoising: ES i owns `layout.boxes[i]` and sees
+    `windows[i]`."""
 
     es: list[str]
     layout: TileLayout
     windows: list[Box]
     copies: list
-    """Full-size seeds, one per ES: its own tile fresh, the rest as last received."""
+    """Full-size latents, one per ES: its own tile fresh, the rest as last received."""
     since: int = 0
     """Steps since the last exchange."""
 
     def tile(self, i: int):
-        """ES i's tile as a tile seed (what it sends to the UE)."""
+        """ES i's tile as a tile latent (what it sends to the UE)."""
         return self.copies[i].crop(self.layout.boxes[i])
 
     def view(self, i: int):
@@ -63,46 +60,41 @@ class Joint:
         return self.copies[i].crop(window)
 
 
-def tile_step(st: Stages, joint: Joint, i: int, cond):
-    """One denoising step of ES i: the UNet on its window, the result kept on its tile (accounted there)."""
-    return step_tiles(st, joint, [cond if j == i else None for j in range(len(joint.es))], only=i)[0]
+@dataclass
+class BatchJoint:
+    """The joint tiled denoising of a batch: one Joint per task (same ESs, layout and windows), as a protocol
+    sees `joint`."""
+
+    joints: list[Joint]
+
+    @property
+    def layout(self) -> TileLayout:
+        return self.joints[0].layout
+
+    def tile(self, i: int) -> list:
+        """ES i's tile of every task (what it sends to the UE)."""
+        return [j.tile(i) for j in self.joints]
 
 
-def step_tiles(st: Stages, joint: Joint, conds: list, only: int | None = None, steps: int = 1) -> list:
-    """`steps` denoising steps (with no exchange between them) of every ES (or of ES `only`): the new copies.
-
-    The ESs' steps go to the run's placement at once (`flowgraphs.placement`), one call per ES: in this
-    process one after another, or on the ESs' Ray actors concurrently. An ES's steps read only its own copy,
-    so the order does not matter and both placements give the same latents. Each ES is accounted its steps,
-    its work and the seconds they took (on an actor: the actor's compute time, without the round trip).
-    """
-    layout = joint.layout
-    full = (0, 0, layout.height, layout.width)
-    todo = range(len(joint.es)) if only is None else [only]
-    if any(joint.windows[i] != full for i in todo) and st.ldm.scheduler_name != "ddim":
-        raise InputError(f"joint denoising with a context window needs the stateless DDIM scheduler, not "
-                         f"{st.ldm.scheduler_name}; leave tile_context unset (the whole latent)")
-    calls = [(joint.es[i], advance_tile, (joint.copies[i], joint.windows[i], layout.boxes[i], full, conds[i], steps))
-             for i in todo]
-    out = []
-    for i, (seed, seconds) in zip(todo, st.placement.run_all(st.ldm, calls), strict=True):
-        window = joint.windows[i]
-        st.g.account(joint.es[i], seconds=seconds, steps=steps,
-                     work=steps * seed.latents.shape[-3] * window[2] * window[3])
-        out.append(seed)
-    return out
-
-
-def advance_tile(ldm, seed, window: Box, box: Box, full: Box, cond, steps: int = 1):
-    """`steps` steps of the UNet on `seed`'s context `window`, each kept on its tile `box` only (outside it the
-    copy keeps what the other ESs last sent): the new full-size copy.
+def advance_tiles(ldm, latents: list, window: Box, box: Box, full: Box, cond, steps: int = 1) -> list:
+    """`steps` steps of the UNet on every latent's context `window` (one batched call a step), each kept on the
+    tile `box` only (outside it a copy keeps what the other ESs last sent): the new full-size copies.
 
     A pure function of the model and its arguments, so it runs wherever the ES is placed."""
     whole = window == full
     for _ in range(steps):
-        seed = keep_tile(seed, ldm.denoise(seed if whole else seed.crop(window), cond, until=seed.step + 1),
-                         window, box, whole)
-    return seed
+        views = latents if whole else [z.crop(window) for z in latents]
+        outs = ldm.denoise(views, cond, until=[z.step + 1 for z in latents])
+        latents = [keep_tile(z, out, window, box, whole) for z, out in zip(latents, outs, strict=True)]
+    return latents
+
+
+def keep_rows(cond, rows: list[int], count: int):
+    """The prompt condition of the batch's tasks `rows` (all of them, or one embedding for all: `cond` itself)."""
+    if len(rows) == count or cond.embeds.shape[0] == 1:
+        return cond
+    prompts = cond.prompt if isinstance(cond.prompt, list) else [cond.prompt] * count
+    return replace(cond, embeds=cond.embeds[rows], prompt=[prompts[r] for r in rows])
 
 
 def keep_tile(seed, out, window: Box, box: Box, whole: bool):
@@ -116,8 +108,8 @@ def keep_tile(seed, out, window: Box, box: Box, whole: bool):
                         scheduler_state=out.scheduler_state if whole else {})
 
 
-def exchange(st: Stages, joint: Joint, levels: list[float] | None = None) -> list[float]:
-    """One exchange round: ES i sends ES j its tile's values inside j's window; every ES blends its window.
+def exchange(g: Flowgraph, joint: Joint, levels: list[float] | None = None) -> list[float]:
+    """One exchange round of one task (its hops and blending on its ledger `g`): ES i sends ES j its tile's values inside j's window; every ES blends its window.
 
     `levels` (noise-variance estimates of received seeds, one per ES) ride along as 32 bits of side
     information; returns the level each ES then uses (the mean of those it has).
@@ -133,7 +125,7 @@ def exchange(st: Stages, joint: Joint, levels: list[float] | None = None) -> lis
                 continue
             t, x, h, w = box
             values = joint.copies[i].latents[..., t:t + h, x:x + w]
-            got, level = send_border(st, joint.es[i], joint.es[j], values, None if levels is None else levels[i])
+            got, level = send_border(g, joint.es[i], joint.es[j], values, None if levels is None else levels[i])
             plane = joint.copies[j].latents.clone()  # a lost border: ES j keeps its own stale values there
             if got is not None:
                 plane[..., t:t + h, x:x + w] = got.to(plane)
@@ -142,7 +134,7 @@ def exchange(st: Stages, joint: Joint, levels: list[float] | None = None) -> lis
                 heard[j].append(level)
     for j in range(n):
         t, x, h, w = joint.windows[j]
-        with st.g.on(joint.es[j]):
+        with g.on(joint.es[j]):
             own = joint.copies[j].latents
             fused = sum(weights[i].to(own) * (own if i == j else planes[j][i] if planes[j][i] is not None else own)
                         for i in range(n))
@@ -153,10 +145,10 @@ def exchange(st: Stages, joint: Joint, levels: list[float] | None = None) -> lis
     return [sum(h) / len(h) if h else 0.0 for h in heard]
 
 
-def send_border(st: Stages, src: str, dst: str, values: torch.Tensor, level: float | None):
+def send_border(g: Flowgraph, src: str, dst: str, values: torch.Tensor, level: float | None):
     """Tile values (and optionally a noise level) over one backhaul hop: (values that arrived or None, level
     that arrived or None). Wired and analog hops carry values; a digital hop carries float32 bytes + CRC32."""
-    hop = st.g.hop(src, dst, "border")
+    hop = g.hop(src, dst, "border")
     flat = values.detach().reshape(-1).float()
     side = None if level is None else _pack(torch.tensor([level]))
     if hop.spec.scheme == "digital":

@@ -21,12 +21,21 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from flowgraphs.config import RunConfig
+from flowgraphs.graph import Flowgraph
 from flowgraphs.hops import HopRecord
 from meg_common.config import ConfigMixin
 
 if TYPE_CHECKING:
-    from flowgraphs.runner import Outcome
     from flowgraphs.task import Task
+
+
+@dataclass
+class Outcome:
+    """One flowgraph execution: the image the UE ends with, and the run's ledger of compute and hops."""
+
+    config: RunConfig
+    image: torch.Tensor
+    graph: Flowgraph
 
 
 @dataclass(frozen=True)

@@ -1,47 +1,83 @@
-"""Run a protocol on a task: the run itself, its noiseless reference, and the CENTRALIZED baseline.
+"""Run a protocol: on a batch of tasks (the one path), its noiseless reference, and the CENTRALIZED baseline.
 
-`run_protocol` is one flowgraph execution. `evaluate` adds what every run reports (protocols.md): the
-reference (same task, ideal links), quality against it, and the ratio of channel symbols to CENTRALIZED
-on the same task and hop configuration, as a `RunResult`. Both take the `Session` whose model, evaluator
-and links they use (None: a new one, so nothing is shared with other runs).
+`run_batch` executes one protocol on many tasks at once, each with its own ledger (compute and hops), its
+own links and generators; `run_protocol` is a batch of one. `evaluate` adds what every run reports
+(protocols.md): the reference (same task, ideal links), quality against it, and the ratio of channel
+symbols to CENTRALIZED on the same task and hop configuration, as a `RunResult`. All take the `Session`
+whose model, evaluator and links they use (None: a new one, so nothing is shared with other runs).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
-import torch
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from flowgraphs import protocols
 from flowgraphs.config import RunConfig
 from flowgraphs.graph import Flowgraph
-from flowgraphs.result import RunResult, measure
+from flowgraphs.result import Outcome, RunResult, measure
 from flowgraphs.session import Session
 from flowgraphs.stages import Stages
 from flowgraphs.task import Task, make_task
+from meg_common.errors import InputError
 
 IMAGES = {"output": "output.png", "reference": "reference.png"}
 """The image files of `meg-phy run`, beside result.json."""
+PER_TASK_FIELDS = ("seed", "prompt", "image")
+"""RunConfig fields that may differ between the tasks of one batch; everything else is one setting."""
 
 
-@dataclass
-class Outcome:
-    """One flowgraph execution: the image the UE ends with, and the accounted graph."""
+def check_batch(configs: Sequence[RunConfig]) -> None:
+    """InputError unless the configs differ only in PER_TASK_FIELDS (one protocol, one link setup)."""
+    if not configs:
+        raise InputError("an empty batch; give at least one task")
+    first = {k: v for k, v in configs[0].to_dict().items() if k not in PER_TASK_FIELDS}
+    for config in configs[1:]:
+        data = {k: v for k, v in config.to_dict().items() if k not in PER_TASK_FIELDS}
+        if data != first:
+            differ = sorted(k for k in set(data) | set(first) if data.get(k) != first.get(k))
+            raise InputError(f"the tasks of a batch must share every setting but {', '.join(PER_TASK_FIELDS)}; "
+                             f"these differ: {', '.join(differ)}")
 
-    config: RunConfig
-    image: torch.Tensor
-    graph: Flowgraph
+
+def run_batch(configs: Sequence[RunConfig], tasks: Sequence[Task], session: Session | None = None,
+              flow: Callable | None = None) -> list[Outcome]:
+    """Run one protocol (`flow`: default the configs' protocol module's `run`) on every task as one batch;
+    one Outcome per task, with that task's own ledger. The configs are resolved (single-ES protocols use
+    ES1) and must differ only in PER_TASK_FIELDS."""
+    session = session or Session()
+    configs = [c.resolved() for c in configs]
+    check_batch(configs)
+    if len(tasks) != len(configs):
+        raise InputError(f"{len(configs)} configs for {len(tasks)} tasks; give one of each per task")
+    flow = flow or protocols.get(configs[0].protocol)
+    graphs = [Flowgraph(c, session.link_factory(c)) for c in configs]
+    images = flow(Stages(graphs, list(tasks), session.placement))
+    return [Outcome(c, images[i:i + 1].detach().clamp(0, 1), g)
+            for i, (c, g) in enumerate(zip(configs, graphs, strict=True))]
 
 
 def run_protocol(config: RunConfig, task: Task | None = None, session: Session | None = None) -> Outcome:
-    """Execute the protocol of `config` (resolved: single-ES protocols use ES1) on `task` (default: the
-    config's), with the model and links of `session`."""
+    """Execute the protocol of `config` on `task` (default: the config's), with the model and links of
+    `session`: a batch of one."""
     session = session or Session()
-    config = config.resolved()
-    task = task or make_task(config, session)
-    graph = Flowgraph(config, session.link_factory(config))
-    image = protocols.get(config.protocol)(Stages(graph, task, session.placement))
-    return Outcome(config, image.detach().clamp(0, 1), graph)
+    return run_batch([config], [task or make_task(config, session)], session)[0]
+
+
+def run_baselines(name: str, configs: Sequence[RunConfig], tasks: Sequence[Task], session: Session | None = None
+                  ) -> list[Outcome]:
+    """Run baseline `name` (flowgraphs.protocols.baselines) on `tasks` (already `baseline_task`) as one batch:
+    the UE's images and ledgers with no hops. The configs only supply the node set (UE + ES1, unused)."""
+    from flowgraphs.protocols.baselines import flow_of
+
+    configs = [replace(c, protocol="CENTRALIZED", n_es=1, image_at="ue") for c in configs]
+    flow = flow_of(name, image_at_ue=tasks[0].image is not None)
+    return run_batch(configs, tasks, session, flow)
+
+
+def run_baseline(name: str, config: RunConfig, task: Task, session: Session | None = None) -> Outcome:
+    """`run_baselines` on one task."""
+    return run_baselines(name, [config], [task], session)[0]
 
 
 def evaluate(config: RunConfig, session: Session | None = None, task: Task | None = None,

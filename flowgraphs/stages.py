@@ -1,58 +1,131 @@
-"""The blocks a protocol is made of: generation stages placed on a node, and payload hops between nodes.
+"""The blocks a protocol is made of, for a batch of tasks: generation stages on a node, payload transfers
+between nodes.
 
-`Stages(g, task)` binds a flowgraph to a task. Every method names where it runs:
-- generation stages (`start`, `denoise`, `decode`, `sketch`, `complete`, ...) run on one node and account
-  their denoising steps, work (latent elements x steps) and wall time there;
-- transfers (`send_prompt`, `send_image`, `send_seed`, ...) encode a payload with meg_phy.codecs, move it
-  through one hop and decode it at the receiver; they return what arrived and its noise variance, and
-  `resume` makes a received seed usable (channel-aware or naive, as configured). `upload_*` reach several
-  ESs at once: one broadcast transmission (config `broadcast`, the default) or one hop per ES;
+`Stages(graphs, tasks)` binds one run ledger per task (flowgraphs.graph.Flowgraph) to its task; a batch of
+one is an ordinary run. A protocol module is written once against it, and every value it passes around
+carries the batch: prompts and latents as per-task lists, images and prompt conditions as tensors with one
+row per task, noise variances as `PerTask` lists. Every method names the node it runs on:
+
+- generation stages (`start`, `denoise`, `decode`, `sketch`, `complete`, ...) are one model call for the
+  batch (meg_phy.ldm.SplitLDM takes lists), on the node's model (`placement`: this process, or the ES's
+  Ray actor); each task draws from its own generator and keeps its own schedule, and is accounted its own
+  denoising steps and work and an equal share of the wall time (a memo hit counts the seconds it saves);
+- transfers (`send_prompt`, `send_image`, `send_seed`, `upload_*`) encode one payload per task with
+  meg_phy.codecs, open that task's hop (or broadcast) on its own ledger, and hand the payloads to the hop
+  layer together (flowgraphs.hops.send_bytes_together: one batched link call per round where the link
+  can, one by one where it cannot); what arrived is decoded per task. `resume` makes a received latent
+  usable (channel-aware or naive);
 - joint tiled denoising (`share_tiles`, `denoise_jointly`, `decode_tile`): the parallel protocols' ESs
-  each advance their own tile of one latent, seeing a context window around it, and exchange their tiles
-  over backhaul hops every `exchange_every` steps (flowgraphs.joint explains the method).
-When a digital payload is still corrupt after its last attempt the receiver carries on with the
-best it has (a prompt-less generation, a fresh-noise latent, a grey image, its own stale border) and the hop
-says `delivered: false`, so quality drops visibly instead of the run crashing or pretending.
+  each advance their own tile of one latent and exchange tiles over backhaul (flowgraphs.joint).
+When a digital payload is still corrupt after its last attempt the receiver carries on with the best it has
+(a prompt-less generation, a fresh-noise latent, a grey image) and the hop says `delivered: false`, so
+quality drops visibly instead of the run crashing or pretending.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
 from flowgraphs.graph import Flowgraph
-from flowgraphs.joint import Joint, exchange, step_tiles
+from flowgraphs.hops import broadcast_bytes, broadcast_values
+from flowgraphs.joint import BatchJoint, Joint, advance_tiles, exchange, keep_rows
 from flowgraphs.task import Task
 from meg_common.errors import InputError
 from meg_phy.images import resize
 
 
-class Stages:
-    """Generation stages and payload transfers of one run, accounted on its flowgraph."""
+class PerTask(list):
+    """One number per task (a noise variance), as a protocol passes it around: `sum(values) / n` over ESs
+    works task by task, as it does on numbers."""
 
-    def __init__(self, g: Flowgraph, task: Task, placement=None):
-        """`placement`: where the ESs' model calls run (flowgraphs.placement; None: in this process)."""
+    def __add__(self, other):
+        return PerTask(a + b for a, b in zip(self, other, strict=True)) if isinstance(other, list) else \
+            PerTask(a + other for a in self)
+
+    def __radd__(self, other):
+        return self.__add__(other)
+
+    def __truediv__(self, other):
+        return PerTask(a / other for a in self)
+
+
+class Tasks:
+    """The tasks of a batch as a protocol sees `st.task`: prompts as a list, images as one tensor (or None)."""
+
+    def __init__(self, tasks: Sequence[Task]):
+        self.tasks = list(tasks)
+        for name in ("steps", "strength", "guidance", "ldm"):
+            values = [getattr(t, name) for t in self.tasks]
+            if any(v is not values[0] and v != values[0] for v in values[1:]):
+                raise InputError(f"the tasks of a batch differ in {name!r}; batch tasks that share it")
+        self.steps, self.strength, self.guidance = self.tasks[0].steps, self.tasks[0].strength, self.tasks[0].guidance
+        self.ldm = self.tasks[0].ldm
+
+    @property
+    def prompt(self) -> list[str]:
+        return [t.prompt for t in self.tasks]
+
+    @property
+    def image(self) -> torch.Tensor | None:
+        """(B, 3, H, W), or None for text-to-image tasks."""
+        return stack_images([t.image for t in self.tasks])
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+
+class Ledgers:
+    """The tasks' ledgers as a protocol sees `st.g`: the node names, one set for the batch."""
+
+    def __init__(self, graphs: Sequence[Flowgraph]):
+        self.graphs = list(graphs)
+        self.config = self.graphs[0].config
+        self.nodes = self.graphs[0].nodes
+
+    @property
+    def es(self) -> list[str]:
+        return self.nodes[1:]
+
+
+class Stages:
+    """Generation stages and payload transfers of a batch of runs, each accounted on its task's ledger."""
+
+    def __init__(self, graphs: Sequence[Flowgraph] | Flowgraph, tasks: Sequence[Task] | Task, placement=None):
+        """One ledger per task (a single ledger and task: a batch of one); `placement`: where the ESs' model
+        calls run (flowgraphs.placement; None: in this process)."""
         from flowgraphs.placement import LOCAL
 
-        self.g, self.task, self.cfg = g, task, g.config
-        self.ldm = task.ldm
+        graphs = [graphs] if isinstance(graphs, Flowgraph) else list(graphs)
+        tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
+        if not graphs or len(graphs) != len(tasks):
+            raise InputError(f"{len(graphs)} ledgers for {len(tasks)} tasks; give one of each per task")
+        self.graphs = graphs
+        self.g = Ledgers(graphs)
+        self.task = Tasks(tasks)
+        self.cfg = graphs[0].config
+        self.ldm = self.task.ldm
         self.placement = placement or LOCAL
-        self.placement.prepare(g.es, self.ldm)
-        self.n_steps = len(self.ldm.schedule(task.steps, task.strength)[0])
+        self.placement.prepare(self.g.es, self.ldm)
+        self.n_steps = len(self.ldm.schedule(self.task.steps, self.task.strength)[0])
         """Denoising steps of the img2img task (diffusers runs steps * strength of the schedule)."""
 
-    # --- where the work is split ---------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    # --- where the work is split and who computes ------------------------------------------------------
     def split_step(self) -> int:
-        """The step at which a seed changes hands (config `split`)."""
+        """The step at which a latent changes hands (config `split`)."""
         return round(self.n_steps * self.cfg.split)
 
-    def share(self, seed, servers_left: int) -> int:
-        """Where this ES of a cooperative chain stops: an equal share of the steps still to run.
-
-        Recomputed at every ES, because channel-aware resume may lengthen the remaining schedule.
-        """
-        return seed.step + -(-(seed.total - seed.step) // servers_left)
+    def share(self, latents: list, servers_left: int) -> list[int]:
+        """Where this ES of a cooperative chain stops, per task: an equal share of the steps still to run
+        (recomputed at every ES, because channel-aware resume may lengthen the remaining schedule)."""
+        return [z.step + -(-(z.total - z.step) // servers_left) for z in latents]
 
     def tiles(self):
         """The overlapping latent tiles of the parallel protocols, one per ES (a meg_phy.tiles.TileLayout)."""
@@ -65,9 +138,27 @@ class Stages:
         """The model as `node` runs it: this process's, or the ES's own on its Ray actor (same calls)."""
         return self.placement.model(node, self.ldm)
 
+    @contextmanager
+    def on(self, node: str, steps: Sequence[int] | int = 0, work: Sequence[int] | int = 0) -> Iterator[None]:
+        """A stage of the batch on `node`: each task is accounted its own steps and work and an equal share
+        of the wall time, plus the seconds memo hits stood in for (meg_phy.memo): a run reports what its
+        work costs, not what the lookup did."""
+        count = len(self)
+        steps = list(steps) if isinstance(steps, Sequence) else [steps] * count
+        work = list(work) if isinstance(work, Sequence) else [work] * count
+        memo = getattr(self.ldm, "memo", None)
+        saved = memo.saved_s if memo is not None else 0.0
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds = time.perf_counter() - start + ((memo.saved_s - saved) if memo is not None else 0.0)
+            for g, s, w in zip(self.graphs, steps, work, strict=True):
+                g.account(node, seconds=seconds / count, steps=s, work=w)
+
     # --- where the input image is --------------------------------------------------------------------
-    def ue_image(self) -> torch.Tensor:
-        """The input image at the UE, for protocols that make their seed from it (UIEG, CIAG, UIDG, UIDCG)."""
+    def ue_image(self) -> torch.Tensor | None:
+        """The input images at the UE, for protocols that make their latent from them (UIEG, CIAG, UIDG, UIDCG)."""
         if self.cfg.image_at != "ue":
             raise InputError(f"{self.cfg.protocol} makes its seed from the input image at the UE, but image_at = "
                              f"'{self.cfg.image_at}'; set image_at = 'ue' (or, with the image at the ES, use EIUG, "
@@ -75,273 +166,372 @@ class Stages:
         return self.task.image
 
     def input_image(self, ue: str, es: str) -> torch.Tensor | None:
-        """The input image at an ES: uploaded by the UE (config image_at = 'ue'), or already there ('es');
-        None for a text-to-image task (no input image: the ES generates from the prompt, nothing goes up)."""
-        if self.task.image is None or self.cfg.image_at == "es":
-            return self.task.image
-        return self.send_image(ue, es, self.task.image)[0]
+        """The input images at an ES: uploaded by the UE (config image_at = 'ue'), or already there ('es');
+        None for text-to-image tasks (the ES generates from the prompt, nothing goes up)."""
+        images = self.task.image
+        if images is None or self.cfg.image_at == "es":
+            return images
+        return self.send_image(ue, es, images)[0]
 
     def upload_image(self, ue: str, servers: list[str]) -> list[torch.Tensor | None]:
-        """The input image at every ES: the UE's upload (a broadcast by default), or, with image_at = 'es', the
-        copy that the first ES holds, sent to the others over backhaul hops; None everywhere for a
-        text-to-image task (each ES starts from the task's noise, the same draw on every ES)."""
-        if self.task.image is None:
+        """The input images at every ES: the UE's upload (a broadcast by default), or, with image_at = 'es',
+        the copy that the first ES holds, sent to the others over backhaul hops; None everywhere for
+        text-to-image tasks (each ES starts from the task's noise, the same draw on every ES)."""
+        images = self.task.image
+        if images is None:
             return [None] * len(servers)
         if self.cfg.image_at == "es":
-            return [self.task.image] + [self.send_image(servers[0], es, self.task.image)[0] for es in servers[1:]]
-        return [image for image, _ in self._reach(ue, servers, "image", lambda ch: self._send_image(ch, self.task.image))]
+            return [images] + [self.send_image(servers[0], es, images)[0] for es in servers[1:]]
+        return [got for got, _ in self._images(self._reach(ue, servers, "image"), images, "image")]
 
-    # --- generation stages ---------------------------------------------------------------------------
-    def encode_prompt(self, node: str, prompt: str | None):
-        with self.g.on(node):
-            return self.model_on(node).encode_prompt(prompt or "", guidance=self.task.guidance)
+    # --- generation stages (one model call for the batch) ----------------------------------------------
+    def encode_prompt(self, node: str, prompts: Sequence[str | None] | str | None):
+        """The prompt condition on `node`: one embedding per task (a lost prompt: the empty one)."""
+        if prompts is None or isinstance(prompts, str):
+            prompts = [prompts] * len(self)
+        with self.on(node):
+            return self.model_on(node).encode_prompt([p or "" for p in prompts], guidance=self.task.guidance)
 
-    def start(self, node: str, image: torch.Tensor | None, steps: int | None = None, strength: float | None = None):
-        """VAE-encode the input image and noise it to the img2img strength: the seed at step 0."""
-        with self.g.on(node):
-            return self.model_on(node).start(
-                None, image, strength=self.task.strength if strength is None else strength,
-                steps=self.task.steps if steps is None else steps, generator=torch.Generator().manual_seed(self.task.seed))
+    def start(self, node: str, images: torch.Tensor | None, steps: int | None = None,
+              strength: float | Sequence[float] | None = None) -> list:
+        """VAE-encode the input images and noise them to the img2img strength (per task, or one for all): the
+        latents at step 0, each task drawing from its own generator (its seed)."""
+        strengths = list(strength) if isinstance(strength, Sequence) else [strength] * len(self)
+        strengths = [self.task.strength if s is None else float(s) for s in strengths]
+        steps = self.task.steps if steps is None else steps
+        latents: list = [None] * len(self)
+        with self.on(node):
+            for value in dict.fromkeys(strengths):
+                group = [i for i, s in enumerate(strengths) if s == value]
+                gens = [torch.Generator().manual_seed(self.task.tasks[i].seed) for i in group]
+                part = None if images is None else images[group]
+                out = self.model_on(node).start(None, part, strength=value, steps=steps, generator=gens)
+                for i, z in zip(group, out, strict=True):
+                    latents[i] = z
+        return latents
 
-    def denoise(self, node: str, seed, cond, to: int | None = None, tile: tuple | None = None):
-        """Denoise `seed` (only its `tile` box, when given) from its step to step `to` (default: the end)."""
-        target = seed.total if to is None else to
-        steps = max(0, target - seed.step)
-        area = tile[2] * tile[3] if tile is not None else seed.latents.shape[-2] * seed.latents.shape[-1]
-        with self.g.on(node, steps=steps, work=steps * seed.latents.shape[-3] * area):
-            return self.model_on(node).denoise(seed, cond, until=target, region=tile)
+    def denoise(self, node: str, latents: list, cond, to: int | Sequence[int] | None = None) -> list:
+        """Denoise every task's latent from its step to step `to` (per task or one for all; None: the end)."""
+        tos = list(to) if isinstance(to, Sequence) else [to] * len(latents)
+        latents = [self.ldm.resolve_timesteps(z) for z in latents]
+        targets = [z.total if t is None else t for z, t in zip(latents, tos, strict=True)]
+        steps = [max(0, t - z.step) for z, t in zip(latents, targets, strict=True)]
+        work = [n * z.latents[0].numel() for n, z in zip(steps, latents, strict=True)]
+        with self.on(node, steps=steps, work=work):
+            return self.model_on(node).denoise(latents, cond, until=targets)
 
-    def decode(self, node: str, seed) -> torch.Tensor:
-        with self.g.on(node):
-            return self.model_on(node).decode(seed)
+    def decode(self, node: str, latents: list) -> torch.Tensor:
+        with self.on(node):
+            return self.model_on(node).decode(latents)
 
-    def start_sketch(self, node: str, image: torch.Tensor | None):
-        """The seed of a sketch: the same task with only `sketch_steps` denoising steps in all.
+    def start_sketch(self, node: str, images: torch.Tensor | None) -> list:
+        """The latents of a sketch: the same task with only `sketch_steps` denoising steps in all (img2img runs
+        int(steps * strength) of a `steps` schedule, so the schedule is ceil(sketch_steps / strength))."""
+        return self.start(node, images, steps=max(1, math.ceil(self.cfg.sketch_steps / self.task.strength)))
 
-        img2img runs int(steps * strength) of a `steps` schedule, so the schedule is ceil(sketch_steps / strength).
-        """
-        return self.start(node, image, steps=max(1, math.ceil(self.cfg.sketch_steps / self.task.strength)))
+    def render_sketch(self, node: str, latents: list) -> torch.Tensor:
+        """Decode sketch latents (a sketch is sent at 1/`sketch_scale` resolution, see send_image)."""
+        return self.decode(node, latents)
 
-    def render_sketch(self, node: str, seed) -> torch.Tensor:
-        """Decode a sketch seed (it is sent at 1/`sketch_scale` resolution, see send_image)."""
-        return self.decode(node, seed)
+    def sketch(self, node: str, images: torch.Tensor | None, cond) -> torch.Tensor:
+        return self.render_sketch(node, self.denoise(node, self.start_sketch(node, images), cond))
 
-    def sketch(self, node: str, image: torch.Tensor | None, cond) -> torch.Tensor:
-        return self.render_sketch(node, self.denoise(node, self.start_sketch(node, image), cond))
-
-    def resume(self, node: str, seed, noise_var: float):
-        """Resume from a received seed: channel-aware (noise as extra diffusion noise) or naive (as is)."""
-        if noise_var <= 0 or self.cfg.resume == "naive":
-            return seed
+    def resume(self, node: str, latents: list, noise_vars: Sequence[float]) -> list:
+        """Resume from received latents: channel-aware (noise as extra diffusion noise) or naive (as is)."""
         from meg_phy.resume import resume
 
-        with self.g.on(node):
-            return resume(self.ldm, seed, noise_var, mode=self.cfg.resume)
+        out = list(latents)
+        with self.on(node):
+            for i, (z, v) in enumerate(zip(latents, noise_vars, strict=True)):
+                if v > 0 and self.cfg.resume != "naive":
+                    out[i] = resume(self.ldm, z, float(v), mode=self.cfg.resume)
+        return out
 
-    def crop(self, node: str, seed, tiles, i: int):
-        """Tile i of a seed."""
-        with self.g.on(node):
-            return seed.crop(tiles.boxes[i])
-
-    def merge(self, node: str, seeds: list, tiles):
-        """Blend latent tiles (raised-cosine windows over the overlaps) into one seed."""
+    def merge(self, node: str, tiles_per_es: list[list], layout) -> list:
+        """Blend each task's latent tiles (one list per ES) into one latent (raised-cosine over the overlaps)."""
         from meg_phy.ldm import merge_seeds
 
-        with self.g.on(node):
-            return merge_seeds(seeds, tiles)
+        with self.on(node):
+            return [merge_seeds([tiles[t] for tiles in tiles_per_es], layout) for t in range(len(self))]
 
-    def stitch(self, node: str, images: list[torch.Tensor], tiles) -> torch.Tensor:
-        """Blend image tiles (each resized to its place, so sketch tiles work too) into one full-size image."""
+    def stitch(self, node: str, images: list[torch.Tensor], layout) -> torch.Tensor:
+        """Blend image tiles (one batch per ES, each resized to its place, so sketch tiles work too) into full
+        images."""
         from meg_phy.tiles import merge
 
-        pixels = tiles.scaled(self.ldm.vae_scale_factor)
-        with self.g.on(node):
+        pixels = layout.scaled(self.ldm.vae_scale_factor)
+        with self.on(node):
             placed = [resize(img, (h, w)) for img, (_, _, h, w) in zip(images, pixels.boxes, strict=True)]
             return merge(placed, pixels).clamp(0, 1)
 
-    def complete(self, node: str, sketch: torch.Tensor, cond, noise_var: float = 0.0) -> torch.Tensor:
-        """Text-guided img2img from a (noisy) sketch, at a strength raised to cover its noise (meg_phy.resume)."""
+    def complete(self, node: str, sketch: torch.Tensor, cond, noise_var: Sequence[float] | float = 0.0) -> torch.Tensor:
+        """Text-guided img2img from (noisy) sketches, at a strength raised to cover each task's noise
+        (meg_phy.resume.sketch_strength)."""
         from meg_phy.resume import sketch_strength
 
-        with self.g.on(node):
+        variances = list(noise_var) if isinstance(noise_var, Sequence) else [noise_var] * len(self)
+        with self.on(node):
             sketch = resize(sketch, tuple(int(v) for v in self.ldm.resolution))
-            strength = self.cfg.sketch_strength
+            strengths = [self.cfg.sketch_strength] * len(self)
             if self.cfg.resume == "channel-aware":
-                strength = sketch_strength(noise_var, base=strength, ldm=self.ldm, image=sketch)
-        seed = self.start(node, sketch, strength=strength)
-        return self.decode(node, self.denoise(node, seed, cond))
+                strengths = [sketch_strength(v, base=self.cfg.sketch_strength, ldm=self.ldm, image=sketch[i:i + 1])
+                             for i, v in enumerate(variances)]
+        return self.decode(node, self.denoise(node, self.start(node, sketch, strength=strengths), cond))
 
-    # --- joint tiled denoising (parallel protocols) --------------------------------------------------
-    def share_tiles(self, copies: list, noise_vars: list[float] | None = None) -> Joint:
-        """Start joint denoising from each ES's own copy of the latent (what it received or made): the ESs
-        exchange their tiles once, so they start from one latent; with `noise_vars` (received seeds) they
-        also exchange their noise estimates and resume at the mean level."""
+    # --- joint tiled denoising (parallel protocols) ----------------------------------------------------
+    def share_tiles(self, copies: list[list], noise_vars: list | None = None) -> BatchJoint:
+        """Start joint denoising from each ES's own copy of every task's latent (what it received or made):
+        the ESs exchange their tiles once, so they start from one latent; with `noise_vars` (received
+        latents, one PerTask per ES) they also exchange their noise estimates and resume at the mean level."""
         from meg_phy.tiles import context_box
 
         layout = self.tiles()
         windows = [context_box(layout, i, self.cfg.tile_context, self.ldm.unet_multiple) for i in range(layout.n)]
-        joint = Joint(list(self.g.es), layout, windows, [self.ldm.resolve_timesteps(c) for c in copies])
-        levels = exchange(self, joint, noise_vars)
-        if noise_vars is not None:
-            joint.copies = [self.resume(es, seed, level) for es, seed, level in zip(joint.es, joint.copies, levels, strict=True)]
-            if len({(c.step, tuple(c.timesteps.tolist())) for c in joint.copies}) > 1:
-                raise InputError("the ESs resumed at different noise levels (a level message was lost on the "
-                                 "backhaul); use a wired backhaul ([backhaul] scheme = 'wired') or a digital one")
+        joints = []
+        for t in range(len(self)):
+            joint = Joint(list(self.g.es), layout, windows, [self.ldm.resolve_timesteps(c[t]) for c in copies])
+            levels = exchange(self.graphs[t], joint, None if noise_vars is None else [float(v[t]) for v in noise_vars])
+            if noise_vars is not None:
+                for i, es in enumerate(joint.es):
+                    joint.copies[i] = self._resume_one(t, es, joint.copies[i], levels[i])
+                if len({(c.step, tuple(c.timesteps.tolist())) for c in joint.copies}) > 1:
+                    raise InputError("the ESs resumed at different noise levels (a level message was lost on the "
+                                     "backhaul); use a wired backhaul ([backhaul] scheme = 'wired') or a digital one")
+            joints.append(joint)
+        return BatchJoint(joints)
+
+    def denoise_jointly(self, joint: BatchJoint, conds: list, to: int | None = None,
+                        last_exchange: bool = False) -> BatchJoint:
+        """Every ES advances its tile of every task until step `to` (default: the end); each task's tiles are
+        exchanged every `exchange_every` steps, and after the last step only when `last_exchange` (the ESs
+        decode with context; otherwise the UE's merge is the last fusion). The steps up to the next exchange
+        are one placement call per ES for the tasks that still have them (concurrent on Ray actors)."""
+        joints, every = joint.joints, self.cfg.exchange_every
+        targets = [j.copies[0].total if to is None else to for j in joints]
+        while True:
+            active = [t for t, j in enumerate(joints) if j.copies[0].step < targets[t]]
+            if not active:
+                break
+            n = min(min(max(1, every - joints[t].since), targets[t] - joints[t].copies[0].step) for t in active)
+            self._step_tiles(joints, active, conds, n)
+            for t in active:
+                joints[t].since += n
+                if joints[t].since >= every and (joints[t].copies[0].step < targets[t] or last_exchange):
+                    exchange(self.graphs[t], joints[t])
+        if last_exchange:
+            for t, j in enumerate(joints):
+                if j.since:
+                    exchange(self.graphs[t], j)
         return joint
 
-    def denoise_jointly(self, joint: Joint, conds: list, to: int | None = None, last_exchange: bool = False) -> Joint:
-        """Every ES advances its tile one step at a time (seeing its context window) until step `to` (default:
-        the end); the tiles are exchanged every `exchange_every` steps, and after the last step only when
-        `last_exchange` (the ESs decode with context; otherwise the UE's merge is the last fusion)."""
-        first = joint.copies[0]
-        target = first.total if to is None else to
-        step = first.step
-        while step < target:  # the steps up to the next exchange: one call per ES (concurrent on Ray actors)
-            n = min(max(1, self.cfg.exchange_every - joint.since), target - step)
-            joint.copies = step_tiles(self, joint, conds, steps=n)
-            joint.since, step = joint.since + n, step + n
-            if joint.since >= self.cfg.exchange_every and (step < target or last_exchange):
-                exchange(self, joint)
-        if last_exchange and joint.since:
-            exchange(self, joint)
-        return joint
+    def _step_tiles(self, joints: list[Joint], active: list[int], conds: list, steps: int) -> None:
+        """`steps` steps (no exchange between them) of every ES on the tasks `active`: one call per ES, handed
+        to the placement at once; each task is accounted its steps, its window's work and its share of the
+        ES's seconds (on an actor: the actor's compute time, without the round trip)."""
+        layout = joints[0].layout
+        full = (0, 0, layout.height, layout.width)
+        windows = joints[0].windows
+        if any(w != full for w in windows) and self.ldm.scheduler_name != "ddim":
+            raise InputError(f"joint denoising with a context window needs the stateless DDIM scheduler, not "
+                             f"{self.ldm.scheduler_name}; leave tile_context unset (the whole latent)")
+        es = joints[0].es
+        calls = [(es[i], advance_tiles, ([joints[t].copies[i] for t in active], windows[i], layout.boxes[i], full,
+                                         keep_rows(conds[i], active, len(self)), steps))
+                 for i in range(len(es))]
+        for i, (copies, seconds) in enumerate(self.placement.run_all(self.ldm, calls)):
+            area = steps * copies[0].latents.shape[-3] * windows[i][2] * windows[i][3]
+            for t, copy in zip(active, copies, strict=True):
+                joints[t].copies[i] = copy
+                self.graphs[t].account(es[i], seconds=seconds / len(active), steps=steps, work=area)
 
-    def decode_tile(self, node: str, joint: Joint, i: int) -> torch.Tensor:
-        """ES i's tile in pixels: it decodes its context window and keeps its tile (no seam from the decoder)."""
+    def decode_tile(self, node: str, joint: BatchJoint, i: int) -> torch.Tensor:
+        """ES i's tile of every task in pixels: it decodes its context window and keeps its tile (no seam from
+        the decoder)."""
         from meg_phy.tiles import intersect
 
-        window, box = joint.windows[i], joint.layout.boxes[i]
+        first = joint.joints[0]
+        window, box = first.windows[i], first.layout.boxes[i]
         f = self.ldm.vae_scale_factor
         inside = intersect(window, box)
-        with self.g.on(node):
-            pixels = self.model_on(node).decode(joint.view(i))
-            top, left = (inside[0] - window[0]) * f, (inside[1] - window[1]) * f
-            return pixels[..., top:top + box[2] * f, left:left + box[3] * f]
+        with self.on(node):
+            pixels = self.model_on(node).decode([j.view(i) for j in joint.joints])
+        top, left = (inside[0] - window[0]) * f, (inside[1] - window[1]) * f
+        return pixels[..., top:top + box[2] * f, left:left + box[3] * f]
 
-    # --- transfers -----------------------------------------------------------------------------------
-    def send_prompt(self, src: str, dst: str, text: str) -> str | None:
-        """The prompt as UTF-8 bytes with a CRC (always digital); None when it never arrived intact."""
-        return self.upload_prompt(src, [dst], text)[0]
+    # --- transfers ---------------------------------------------------------------------------------------
+    def send_prompt(self, src: str, dst: str, texts: Sequence[str]) -> list[str | None]:
+        """The prompts as UTF-8 bytes with a CRC (always digital); None where one never arrived intact."""
+        return self.upload_prompt(src, [dst], texts)[0]
 
     def prompt_at(self, ue: str, servers: list[str]) -> list:
-        """The task's prompt uploaded to every ES (one broadcast) and encoded there: one condition per ES."""
-        prompts = self.upload_prompt(ue, servers, self.task.prompt)
-        return [self.encode_prompt(es, prompt) for es, prompt in zip(servers, prompts, strict=True)]
+        """The tasks' prompts uploaded to every ES (one broadcast) and encoded there: one condition per ES."""
+        return [self.encode_prompt(es, prompts)
+                for es, prompts in zip(servers, self.upload_prompt(ue, servers, self.task.prompt), strict=True)]
 
-    def upload_prompt(self, src: str, dsts: list[str], text: str) -> list[str | None]:
-        """The prompt at every node of `dsts` (one broadcast, or one hop each with broadcast = false)."""
+    def upload_prompt(self, src: str, dsts: list[str], texts: Sequence[str]) -> list[list[str | None]]:
+        """The prompts at every node of `dsts` (one broadcast, or one hop each with broadcast = false): per
+        node, the batch's prompts as they arrived there."""
         from flowgraphs.prompt_codec import decode_prompt, encode_prompt
 
-        return self._reach(src, dsts, "prompt", lambda ch: ch.send_bytes(encode_prompt(text), decode_prompt))
+        arrived = self._bytes(self._reach(src, dsts, "prompt"), [encode_prompt(t) for t in texts], decode_prompt)
+        return [[got[j] for got in arrived] for j in range(len(dsts))]
 
-    def send_image(self, src: str, dst: str, image: torch.Tensor, payload: str = "image") -> tuple[torch.Tensor, float]:
-        """An image (input, final image or sketch) as compressed bytes or analog pixels: (what arrived, noise var).
+    def send_image(self, src: str, dst: str, images: torch.Tensor, payload: str = "image"
+                   ) -> tuple[torch.Tensor, PerTask]:
+        """Images (input, final image or sketch) as compressed bytes or analog pixels: (what arrived, noise
+        variance per task). Sketches go at 1/`sketch_scale` of their resolution and come back upsampled.
+        Analog: the noise variance is per pixel in [0, 1] units; digital (and wired): 0 (a lost image arrives
+        as mid-grey, the hop says so)."""
+        return self._images(self._reach(src, [dst], payload), images, payload)[0]
 
-        Sketches go at 1/`sketch_scale` of their resolution and come back upsampled. Analog: the noise
-        variance is per pixel in [0, 1] units; digital (and wired): 0 (a lost image arrives as mid-grey, the
-        hop says so).
-        """
-        return self._send_image(self.g.broadcast(src, [dst], payload), image, payload)[0]
+    def send_seed(self, src: str, dst: str, latents: list) -> tuple[list, PerTask]:
+        """Latents (with their step) as analog values or quantised bytes: (what arrived, noise variance per
+        task, in latent units: what channel-aware resume needs). Analog: the values go on the analog link (its
+        header carries their scale); the rest of the side information (shape, schedule) is session state, or
+        goes digitally when `side_info = "link"`. Wired: float32 values, exactly."""
+        return self.upload_seed(src, [dst], latents)[0]
 
-    def send_seed(self, src: str, dst: str, seed) -> tuple[object, float]:
-        """A seed (latent + step) as analog values or quantised bytes; returns (what arrived, noise variance).
+    def upload_seed(self, src: str, dsts: list[str], latents: list) -> list[tuple[list, PerTask]]:
+        """Latents at every node of `dsts`, each with its own noise (one broadcast, or one hop each)."""
+        from meg_phy.codecs import seed as codec
 
-        Analog: the latent values go on the analog link (its header carries their scale); the rest of the
-        side information (shape, schedule) is session state, or goes digitally when `side_info = "link"`.
-        Wired: the latent as float32 values, exactly. The noise variance is in latent units (what
-        channel-aware resume needs).
-        """
-        return self._send_seed(self.g.broadcast(src, [dst], "seed"), seed)[0]
+        channels = self._reach(src, dsts, "seed")
+        if channels[0][0].spec.scheme in ("analog", "wired", "softcast"):
+            packed = [codec.seed_to_analog(z, normalise=False) for z in latents]
+            arrived = self._analog(channels, packed, codec.side_info, codec.analog_to_seed)
+        else:
+            got = self._bytes(channels, [codec.encode_seed(z, self.cfg.seed_format) for z in latents],
+                              codec.decode_seed)
+            arrived = [[None if r is None else (r, 0.0) for r in per] for per in got]
+        out = []
+        for j, dst in enumerate(dsts):
+            column = []
+            for t, z in enumerate(latents):
+                a = arrived[t][j]
+                if a is None:
+                    with self.graphs[t].on(dst):
+                        a = (self._latent_from_scratch(t, z), 0.0)
+                column.append(a)
+            out.append(([z for z, _ in column], PerTask(v for _, v in column)))
+        return out
 
-    def upload_seed(self, src: str, dsts: list[str], seed) -> list[tuple[object, float]]:
-        """A seed at every node of `dsts`, each with its own noise (one broadcast, or one hop each)."""
-        return self._reach(src, dsts, "seed", lambda ch: self._send_seed(ch, seed))
-
-    def _reach(self, src: str, dsts: list[str], payload: str, send) -> list:
-        """`send(channel)` to every node of `dsts`: one broadcast channel, or (broadcast = false) one each."""
+    # --- the transfer machinery: per task its own hops, all tasks' payloads sent together --------------
+    def _reach(self, src: str, dsts: list[str], payload: str) -> list[list]:
+        """Per task, the transmissions that reach `dsts` on its ledger: one broadcast, or (broadcast =
+        false) one each."""
         groups = [list(dsts)] if self.cfg.broadcast else [[dst] for dst in dsts]
-        return [out for group in groups for out in send(self.g.broadcast(src, group, payload))]
+        return [[g.broadcast(src, group, payload) for group in groups] for g in self.graphs]
 
-    def _send_image(self, channel, image: torch.Tensor, payload: str = "image") -> list[tuple[torch.Tensor, float]]:
+    def _bytes(self, channels: list[list], payloads: list[bytes], decode) -> list[list]:
+        """Each task's payload through its transmissions, all tasks together: per task, what each receiver
+        decoded (None where it never got the payload intact)."""
+        flat = [(t, b) for t, per in enumerate(channels) for b in per]
+        results = broadcast_bytes([b for _, b in flat], [payloads[t] for t, _ in flat], decode)
+        out: list[list] = [[] for _ in channels]
+        for (t, _), got in zip(flat, results, strict=True):
+            out[t].extend(got)
+        return out
+
+    def _analog(self, channels: list[list], packed: list[tuple], decode_side, from_analog) -> list[list]:
+        """Codec values as they are (the link's mapping normalises their power, once, and carries the scale in
+        its header) per task, all tasks together: per task and receiver (what arrived, mean noise variance
+        in payload units), or None where the hop lost them. The rest of the side information rides on the
+        link only when `side_info = "link"`; otherwise it is session state."""
+        flat = [(t, b) for t, per in enumerate(channels) for b in per]
+        on_link = self.cfg.side_info == "link"
+        results = broadcast_values([b for _, b in flat], [packed[t][0] for t, _ in flat],
+                                   [packed[t][1] if on_link else None for t, _ in flat], decode_side)
+        out: list[list] = [[] for _ in channels]
+        for (t, _), got in zip(flat, results, strict=True):
+            for est, noise_var, record in got:
+                if not record.delivered:
+                    out[t].append(None)
+                    continue
+                received, var = from_analog(est, noise_var, packed[t][1])
+                out[t].append((received, float(var.mean())))
+        return out
+
+    def _images(self, channels: list[list], images: torch.Tensor, payload: str) -> list[tuple[torch.Tensor, PerTask]]:
+        """Per receiver (in the order of the transmissions' receivers): the batch's images as they arrived
+        and their noise."""
         from meg_phy import codecs
 
         size = None
         if payload == "sketch":
-            size = tuple(max(1, d // self.cfg.sketch_scale) for d in image.shape[-2:])
-        lost = (torch.full_like(image, 0.5), 0.0)
-        if channel.spec.scheme == "softcast":
-            return self._send_softcast(channel, image, size, lost)
-        if channel.spec.scheme == "analog":
+            size = tuple(max(1, d // self.cfg.sketch_scale) for d in images.shape[-2:])
+        scheme = channels[0][0].spec.scheme
+        rows = [images[t:t + 1] for t in range(len(self))]
+        lost = [(torch.full_like(row, 0.5), 0.0) for row in rows]
+        if scheme == "softcast":
+            arrived = self._softcast(channels, rows, size)
+        elif scheme == "analog":
             to_analog = codecs.sketch_to_analog if payload == "sketch" else codecs.image_to_analog
-            values, side = to_analog(image, size=size, normalise=False)
-            arrived = self._send_analog(channel, values, side, codecs.image_info, codecs.analog_to_image)
-            return [lost if a is None else a for a in arrived]
-        encode = codecs.encode_sketch if payload == "sketch" else codecs.encode_image
-        data = encode(image, fmt=self.cfg.image_format, quality=self.cfg.image_quality, size=size)
-        return [lost if r is None else (r, 0.0) for r in channel.send_bytes(data, codecs.decode_image)]
+            arrived = self._analog(channels, [to_analog(row, size=size, normalise=False) for row in rows],
+                                   codecs.image_info, codecs.analog_to_image)
+        else:
+            encode = codecs.encode_sketch if payload == "sketch" else codecs.encode_image
+            got = self._bytes(channels, [encode(row, fmt=self.cfg.image_format, quality=self.cfg.image_quality,
+                                                size=size) for row in rows], codecs.decode_image)
+            arrived = [[None if r is None else (r, 0.0) for r in per] for per in got]
+        out = []
+        for j in range(len(arrived[0])):
+            column = [lost[t] if arrived[t][j] is None else arrived[t][j] for t in range(len(self))]
+            out.append((torch.cat([img.to(images) for img, _ in column]), PerTask(v for _, v in column)))
+        return out
 
-    def _send_softcast(self, channel, image: torch.Tensor, size, lost) -> list[tuple[torch.Tensor, float]]:
-        """An image as SoftCast values in `softcast_uses` channel uses (a sketch: 1/sketch_scale^2 of them) on
-        the analog link, its metadata digitally on the same hop; per receiver (image, the LLSE decoder's
-        expected pixel MSE of the sent chunks, from the reported noise variance: what channel-aware sketch
-        completion needs)."""
+    def _softcast(self, channels: list[list], rows: list[torch.Tensor], size) -> list[list]:
+        """Images as SoftCast values in `softcast_uses` channel uses (a sketch: 1/sketch_scale^2 of them) on the
+        analog link, their metadata digitally on the same hop; per task and receiver (image, the LLSE
+        decoder's expected pixel MSE of the sent chunks, from the reported noise variance: what channel-aware
+        sketch completion needs), or None where the hop was not delivered."""
         from meg_phy.codecs.softcast import SoftCastDecoder, SoftCastEncoder, unpack_meta
 
-        small = image if size is None else resize(image, size)
         uses = self.cfg.softcast_uses // (self.cfg.sketch_scale ** 2 if size is not None else 1)
-        values, meta = SoftCastEncoder()(small.detach().cpu().float(), channel_uses=max(8, uses))
-        info = unpack_meta(meta)
-        out = []
-        for est, noise_var, record in channel.send_values(values, side=meta, decode_side=unpack_meta):
-            if not record.delivered:
-                out.append(lost)
-                continue
-            received = SoftCastDecoder()(est, noise_var, meta).to(image)
-            if size is not None:
-                received = resize(received, tuple(image.shape[-2:]))
-            g, lam = info.gains[info.kept], info.energy_hat[info.kept]
-            s2 = float(noise_var.double().mean())
-            mse = float((lam * s2 / (g.square() * lam + s2)).sum()) * info.chunk_len / (3 * info.size[0] * info.size[1])
-            out.append((received, mse))
+        encoded = [SoftCastEncoder()((row if size is None else resize(row, size)).detach().cpu().float(),
+                                     channel_uses=max(8, uses)) for row in rows]
+        flat = [(t, b) for t, per in enumerate(channels) for b in per]
+        results = broadcast_values([b for _, b in flat], [encoded[t][0] for t, _ in flat],
+                                   [encoded[t][1] for t, _ in flat], unpack_meta)
+        out: list[list] = [[] for _ in channels]
+        for (t, _), got in zip(flat, results, strict=True):
+            meta = encoded[t][1]
+            info = unpack_meta(meta)
+            for est, noise_var, record in got:
+                if not record.delivered:
+                    out[t].append(None)
+                    continue
+                received = SoftCastDecoder()(est, noise_var, meta).to(rows[t])
+                if size is not None:
+                    received = resize(received, tuple(rows[t].shape[-2:]))
+                g, lam = info.gains[info.kept], info.energy_hat[info.kept]
+                s2 = float(noise_var.double().mean())
+                mse = float((lam * s2 / (g.square() * lam + s2)).sum()) * info.chunk_len / (3 * info.size[0] * info.size[1])
+                out[t].append((received, mse))
         return out
 
-    def _send_seed(self, channel, seed) -> list[tuple[object, float]]:
-        from meg_phy.codecs import seed as codec
+    def _resume_one(self, t: int, node: str, latent, noise_var: float):
+        """`resume` of task t's latent on `node`, accounted on that task's ledger."""
+        if noise_var <= 0 or self.cfg.resume == "naive":
+            return latent
+        from meg_phy.resume import resume
 
-        if channel.spec.scheme in ("analog", "wired", "softcast"):
-            values, side = codec.seed_to_analog(seed, normalise=False)
-            arrived = self._send_analog(channel, values, side, codec.side_info, codec.analog_to_seed)
-        else:
-            got = channel.send_bytes(codec.encode_seed(seed, self.cfg.seed_format), codec.decode_seed)
-            arrived = [None if r is None else (r, 0.0) for r in got]
-        out = []
-        for hop, a in zip(channel.hops, arrived, strict=True):
-            if a is None:
-                with self.g.on(hop.dst):
-                    a = (self._seed_from_scratch(seed), 0.0)
-            out.append(a)
-        return out
+        with self.graphs[t].on(node):
+            return resume(self.ldm, latent, noise_var, mode=self.cfg.resume)
 
-    def _seed_from_scratch(self, seed):
-        """What a receiver resumes from when a seed was lost (not delivered: a digital payload that never
+    def _latent_from_scratch(self, t: int, latent):
+        """What a receiver resumes from when a latent was lost (not delivered: a digital payload that never
         passed its CRC, an analog one whose every frame went missing): the limit of channel-aware resume as
         the noise grows without bound, i.e. fresh noise at the start of the full schedule, so the receiver
-        generates from scratch with all the schedule's steps (it carries the seed's prompt and guidance)."""
-        fresh = self.ldm.start(None, None, strength=1.0, steps=seed.num_inference_steps,
-                               generator=torch.Generator().manual_seed(self.task.seed + 1))
-        return fresh.replace(latents=fresh.latents.to(seed.latents), guidance=seed.guidance, prompt=seed.prompt)
+        generates from scratch with all the schedule's steps (it carries the latent's prompt and guidance)."""
+        fresh = self.ldm.start(None, None, strength=1.0, steps=latent.num_inference_steps,
+                               generator=torch.Generator().manual_seed(self.task.tasks[t].seed + 1))
+        return fresh.replace(latents=fresh.latents.to(latent.latents), guidance=latent.guidance, prompt=latent.prompt)
 
-    def _send_analog(self, channel, values, side, decode_side, from_analog) -> list:
-        """Codec values as they are (not normalised: the link's mapping normalises their power, once, and
-        carries the scale in its header) over an analog (or wired) hop or broadcast: per receiver (what
-        arrived, mean noise variance in payload units), or None when the hop lost them. The rest of the side
-        information rides on the link only when `side_info = "link"`; otherwise it is session state."""
-        on_link = side if self.cfg.side_info == "link" else None
-        out = []
-        for est, noise_var, record in channel.send_values(values, side=on_link, decode_side=decode_side):
-            if not record.delivered:
-                out.append(None)
-                continue
-            received, var = from_analog(est, noise_var, side)
-            out.append((received, float(var.mean())))
-        return out
+
+def stack_images(images: list) -> torch.Tensor | None:
+    """Per-task images (1, 3, H, W) as one batch; None when no task has one (text-to-image)."""
+    if all(image is None for image in images):
+        return None
+    if any(image is None for image in images):
+        raise InputError("a batch mixes text-to-image and img2img tasks; batch tasks of one kind")
+    return torch.cat(images)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -312,11 +313,27 @@ class SplitLDM:
 
     @torch.no_grad()
     def start(self, cond: PromptCondition | None = None, image: torch.Tensor | None = None, strength: float = 0.75,
-              steps: int = 20, generator: torch.Generator | None = None, batch_size: int = 1) -> Seed:
+              steps: int = 20, generator: torch.Generator | Sequence[torch.Generator] | None = None,
+              batch_size: int = 1) -> Seed | list[Seed]:
         """First stage: pure noise at step 0 (text-to-image) or the VAE-encoded image noised to `strength`.
 
-        Text-to-image makes `batch_size` latents (default: one per prompt of `cond`); image-to-image one per image.
+        With one generator (or none): one seed holding `batch_size` latents (default: one per prompt of
+        `cond`; image-to-image: one per image). With a list of generators, as diffusers' pipelines take them:
+        one seed per generator, latent i drawn from generators[i] (the draws a batch of one makes), from one
+        VAE encoding of the images (B, 3, H, W), or from noise when `image` is None.
         """
+        if isinstance(generator, Sequence):
+            generators = list(generator)
+            if not generators:
+                raise InputError("no generators; give one per latent")
+            if image is not None and image.shape[0] != len(generators):
+                raise InputError(f"{image.shape[0]} images for {len(generators)} generators; give one generator "
+                                 f"per image")
+            seed = self._start(cond, image, strength, steps, generators, len(generators))
+            return [seed.replace(latents=seed.latents[i:i + 1]) for i in range(len(generators))]
+        return self._start(cond, image, strength, steps, generator, batch_size)
+
+    def _start(self, cond, image, strength, steps, generator, batch_size) -> Seed:
         from diffusers.utils.torch_utils import randn_tensor
 
         sched = self.make_scheduler()
@@ -342,53 +359,112 @@ class SplitLDM:
                     scheduler_config=dict(self.scheduler_config))
 
     @torch.no_grad()
-    def denoise(self, seed: Seed, cond: PromptCondition, until: int | None = None, region: Box | None = None,
-                generator: torch.Generator | None = None) -> Seed:
+    def denoise(self, seed: Seed | Sequence[Seed], cond: PromptCondition,
+                until: int | Sequence[int | None] | None = None, region: Box | None = None,
+                generator: torch.Generator | None = None) -> Seed | list[Seed]:
         """Denoising stage: run steps seed.step .. until-1 (None: to the end), on the tile `region` if given.
 
-        The returned seed continues on any machine with the same model: splitting a run at any step gives
-        the same latent as running it whole.
+        A list of seeds is one batch: every step is one UNet call on the seeds that still have a step to run,
+        seed i with its own schedule (a seed resumed channel-aware carries its own timesteps), its own
+        scheduler and state, and its own target (`until`: one for all or one per seed); `cond` holds one
+        embedding for all or one per latent. One seed is a batch of one, returned as a seed. The returned
+        seeds continue on any machine with the same model: splitting a run at any step gives the same latent
+        as running it whole.
+
+        Float results: the elementwise parts (noising, guidance, scheduler steps) run on each seed's slice with
+        the shapes of a one-seed run, so they are bit-identical given the same model outputs. The model calls
+        are not, on a CPU: PyTorch's oneDNN convolutions and MKL GEMMs pick their algorithm by batch size, so
+        a UNet output in a batch differs from the same seed alone by about 1e-6 and a decoded image by about
+        1e-5 (benchmarks/bench_campaign.py measures it on whole runs). With a memo (`self.memo`) a batch seen
+        before returns its kept result (meg_phy.memo).
         """
+        single = isinstance(seed, Seed)
+        seeds = [seed] if single else list(seed)
+        if not seeds:
+            raise InputError("no seeds to denoise; give at least one")
+        targets = list(until) if isinstance(until, Sequence) else [until] * len(seeds)
+        if len(targets) != len(seeds):
+            raise InputError(f"{len(targets)} targets for {len(seeds)} seeds; give one target or one per seed")
         if self.memo is None:
-            return self._denoise(seed, cond, until, region, generator)
-        from meg_phy.memo import memo_key
+            out = self._denoise(seeds, cond, targets, region, generator)
+        else:
+            from meg_phy.memo import memo_key
 
-        key = memo_key("denoise", [getattr(seed, f.name) for f in dataclasses.fields(seed)], cond.prompt,
-                       cond.negative_prompt, cond.guidance, cond.embeds, cond.uncond_embeds, until, region,
-                       None if generator is None else generator.get_state())
-        return self.memo.recall(key, lambda: self._denoise(seed, cond, until, region, generator), generator)
+            key = memo_key("denoise", [[getattr(s, f.name) for f in dataclasses.fields(s)] for s in seeds],
+                           cond.prompt, cond.negative_prompt, cond.guidance, cond.embeds, cond.uncond_embeds,
+                           targets, region, None if generator is None else generator.get_state())
+            out = self.memo.recall(key, lambda: self._denoise(seeds, cond, targets, region, generator), generator)
+        return out[0] if single else out
 
-    def _denoise(self, seed: Seed, cond: PromptCondition, until: int | None, region: Box | None,
-                 generator: torch.Generator | None) -> Seed:
-        seed = self.resolve_timesteps(seed)
+    def _denoise(self, seeds: list[Seed], cond: PromptCondition, until: list[int | None], region: Box | None,
+                 generator: torch.Generator | None) -> list[Seed]:
+        seeds = [self.resolve_timesteps(s) for s in seeds]
         if region is not None:
-            seed = seed.crop(region)
-        until = seed.total if until is None else int(until)
-        if not seed.step <= until <= seed.total:
-            raise InputError(f"denoise until step {until}: must be between the seed's step {seed.step} "
-                             f"and its schedule length {seed.total}")
-        self._check_latent_size(seed.latents.shape[-2:])
-        sched = self._scheduler_for(seed)
-        latents = seed.latents.to(self.device, self.dtype)
-        batch = latents.shape[0]
-        embeds = cond.unet_embeds(batch)
+            seeds = [s.crop(region) for s in seeds]
+        targets = [s.total if t is None else int(t) for s, t in zip(seeds, until, strict=True)]
+        for s, t in zip(seeds, targets, strict=True):
+            if not s.step <= t <= s.total:
+                raise InputError(f"denoise until step {t}: must be between the seed's step {s.step} "
+                                 f"and its schedule length {s.total}")
+            self._check_latent_size(s.latents.shape[-2:])
+        rows = [int(s.latents.shape[0]) for s in seeds]
+        offsets = [sum(rows[:i]) for i in range(len(rows))]
+        if cond.embeds.shape[0] == 1:
+            embeds = [cond.embeds.expand(r, -1, -1) for r in rows]
+        elif cond.embeds.shape[0] == sum(rows):
+            embeds = [cond.embeds[o:o + r] for o, r in zip(offsets, rows, strict=True)]
+        else:
+            raise InputError(f"{cond.embeds.shape[0]} prompt embeddings for {sum(rows)} latents; give one or "
+                             f"one per latent")
+        scheds = [self._scheduler_for(s) for s in seeds]
+        latents = [s.latents.to(self.device, self.dtype) for s in seeds]
+        steps = [s.step for s in seeds]
         extra = {"generator": generator} if generator is not None else {}
-        for i in range(seed.step, until):
-            t = seed.timesteps[i]
-            model_in = torch.cat([latents] * 2) if cond.uses_guidance else latents
-            model_in = sched.scale_model_input(model_in, t)
-            out = self.unet(model_in, t, encoder_hidden_states=embeds).sample
-            if cond.uses_guidance:
-                uncond, text = out.chunk(2)
-                out = uncond + cond.guidance * (text - uncond)
-            latents = sched.step(out, t, latents, **extra).prev_sample
-        return seed.replace(latents=latents, step=until, scheduler_state=self._scheduler_state(sched),
-                            guidance=cond.guidance, prompt=cond.prompt)
+        while True:
+            active = [i for i in range(len(seeds)) if steps[i] < targets[i]]
+            if not active:
+                break
+            ts = [seeds[i].timesteps[steps[i]] for i in active]
+            if cond.uses_guidance:  # diffusers' order: [uncond of every latent, cond of every latent]
+                pairs = [scheds[i].scale_model_input(torch.cat([latents[i]] * 2), t)
+                         for i, t in zip(active, ts, strict=True)]
+                model_in = torch.cat([p[:rows[i]] for i, p in zip(active, pairs, strict=True)]
+                                     + [p[rows[i]:] for i, p in zip(active, pairs, strict=True)])
+                hidden = torch.cat([cond.uncond_embeds.expand(rows[i], -1, -1) for i in active]
+                                   + [embeds[i] for i in active])
+                t_in = torch.cat([t.reshape(1).expand(rows[i]) for i, t in zip(active, ts, strict=True)] * 2)
+            else:
+                model_in = torch.cat([scheds[i].scale_model_input(latents[i], t) for i, t in zip(active, ts, strict=True)])
+                hidden = torch.cat([embeds[i] for i in active])
+                t_in = torch.cat([t.reshape(1).expand(rows[i]) for i, t in zip(active, ts, strict=True)])
+            if len(active) == 1:
+                t_in = ts[0]  # one schedule: the timestep as diffusers' pipelines pass it
+            out = self.unet(model_in, t_in, encoder_hidden_states=hidden).sample
+            half = sum(rows[i] for i in active)
+            at = 0
+            for i, t in zip(active, ts, strict=True):
+                pred = out[at:at + rows[i]]
+                if cond.uses_guidance:
+                    text = out[half + at:half + at + rows[i]]
+                    pred = pred + cond.guidance * (text - pred)
+                at += rows[i]
+                latents[i] = scheds[i].step(pred, t, latents[i], **extra).prev_sample
+                steps[i] += 1
+        per_seed = isinstance(cond.prompt, list) and len(cond.prompt) == len(seeds) and all(r == 1 for r in rows)
+        prompts = cond.prompt if per_seed else [cond.prompt] * len(seeds)
+        return [s.replace(latents=latents[i], step=targets[i], scheduler_state=self._scheduler_state(scheds[i]),
+                          guidance=cond.guidance, prompt=prompts[i]) for i, s in enumerate(seeds)]
 
     @torch.no_grad()
-    def decode(self, seed: Seed | torch.Tensor) -> torch.Tensor:
-        """VAE decoding stage: latent -> image (B,3,H,W) in [0,1]. Decodes whatever noise is left."""
-        latents = seed.latents if isinstance(seed, Seed) else seed
+    def decode(self, seed: Seed | Sequence[Seed] | torch.Tensor) -> torch.Tensor:
+        """VAE decoding stage: latents -> images (B,3,H,W) in [0,1], one VAE call for a list of seeds. Decodes
+        whatever noise is left."""
+        if isinstance(seed, torch.Tensor):
+            latents = seed
+        elif isinstance(seed, Seed):
+            latents = seed.latents
+        else:
+            latents = torch.cat([s.latents for s in seed])
         image = self.vae.decode(latents.to(self.device, self.dtype) / self.scaling_factor).sample
         return (image.float() / 2 + 0.5).clamp(0, 1)
 

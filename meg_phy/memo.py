@@ -8,8 +8,8 @@ returned again: bit for bit what the computation would give (same model, device 
 generator left where the computation would leave it. `DenoiseMemo` is that table, bounded (least recently
 used entries go first); a campaign worker attaches one to its model (`SplitLDM.memo`).
 
-Compute time stays honest: an entry keeps the wall seconds its computation took, and a hit adds them to
-this process's `replayed_seconds()`, which whoever times a stage (flowgraphs.graph) adds to what it
+Compute time stays honest: an entry keeps the wall seconds its computation took, and a hit adds them to the
+memo's `saved_s`, which whoever times a stage (flowgraphs.stages) reads before and after and adds to what it
 measured, so a run reports what its work costs, not what the lookup did.
 """
 
@@ -46,14 +46,6 @@ def _digest(h, value: Any) -> None:
         h.update(repr(value).encode())
 
 
-_replayed = 0.0
-
-
-def replayed_seconds() -> float:
-    """Seconds of computation that memo hits stood in for, in this process so far."""
-    return _replayed
-
-
 def memo_key(*parts: Any) -> bytes:
     """A digest of `parts` (tensors by value): equal inputs, equal keys."""
     h = hashlib.blake2b(digest_size=20)
@@ -73,11 +65,12 @@ class DenoiseMemo:
         self._entries: OrderedDict[bytes, tuple[Any, Any, float]] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self.saved_s = 0.0
+        """Seconds of computation that this memo's hits stood in for, so far."""
 
     def get(self, key: bytes) -> tuple[Any, Any] | None:
         """(result, generator state after) for `key`, or None (counted as a miss); a hit adds the seconds
-        its computation took to `replayed_seconds()`."""
-        global _replayed
+        its computation took to `saved_s`."""
         found = self._entries.get(key)
         if found is None:
             self.misses += 1
@@ -85,7 +78,7 @@ class DenoiseMemo:
         self._entries.move_to_end(key)
         self.hits += 1
         result, state, seconds = found
-        _replayed += seconds
+        self.saved_s += seconds
         return result, state
 
     def put(self, key: bytes, result: Any, generator_state: Any = None, seconds: float = 0.0) -> None:

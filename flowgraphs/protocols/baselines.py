@@ -11,11 +11,13 @@ passes the task with the seed the UE draws (`baseline_task`). In a text-to-image
 `prompt-only` (there is no input image).
 
 They are flowgraphs like the protocols (a module-level `run(st)` each), accounted on the same Flowgraph,
-but not MEG protocols: they are not in `flowgraphs.protocols.PROTOCOLS`, and `run_baseline` runs them.
+but not MEG protocols: they are not in `flowgraphs.protocols.PROTOCOLS`; `flowgraphs.runner.run_baselines`
+runs them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 BASELINES: dict[str, str] = {
@@ -43,20 +45,10 @@ def baseline_task(task):
     return replace(task, seed=task.seed + BASELINE_SEED_OFFSET)
 
 
-def run_baseline(name: str, config, task, session=None):
-    """Run baseline `name` on `task` (already `baseline_task`) and return a `flowgraphs.runner.Outcome`: the UE's
-    image and a Flowgraph with no hops. `config` only supplies the node set (UE + ES1, unused)."""
-    from flowgraphs.graph import Flowgraph
-    from flowgraphs.runner import Outcome
-    from flowgraphs.session import Session
-    from flowgraphs.stages import Stages
+def flow_of(name: str, image_at_ue: bool) -> Callable:
+    """The flow of baseline `name` (`ue-local` of a text-to-image task is `prompt-only`: no input image)."""
     from meg_common.errors import InputError
 
     if name not in BASELINES:
         raise InputError(f"baseline {name!r} is not known; choose one of: {', '.join(BASELINES)}")
-    session = session or Session()
-    config = replace(config, protocol="CENTRALIZED", n_es=1, image_at="ue")
-    graph = Flowgraph(config, session.link_factory(config))
-    run = prompt_only if name == "prompt-only" or task.image is None else ue_local
-    image = run(Stages(graph, task))
-    return Outcome(config, image.detach().clamp(0, 1), graph)
+    return ue_local if name == "ue-local" and image_at_ue else prompt_only
