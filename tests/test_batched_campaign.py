@@ -1,7 +1,8 @@
-"""Batched runs (flowgraphs.batch, meg_phy.batch) against task-by-task runs, with the embedded model.
+"""Batched runs (flowgraphs.runner.run_batch, SplitLDM on lists) against task-by-task runs, with the
+embedded model.
 
 Bit-identity is not expected from the model calls (PyTorch's CPU kernels choose their algorithm by batch
-size, meg_phy.batch), so results are compared within TOL; everything discrete (steps, symbols, deliveries)
+size, SplitLDM.denoise says why), so results are compared within TOL; everything discrete (steps, symbols, deliveries)
 must be equal, and what does not pass through a batched kernel (noise draws, hops) must be equal exactly.
 Nothing here depends on the model's image size.
 """
@@ -9,14 +10,12 @@ Nothing here depends on the model's image size.
 import pytest
 import torch
 
-from flowgraphs.batch import run_batch
 from flowgraphs.config import config_from_dict
 from flowgraphs.experiments.case_study import Plan
-from flowgraphs.runner import run_protocol
+from flowgraphs.runner import run_batch, run_protocol
 from flowgraphs.session import Session
 from flowgraphs.task import make_task
 from meg_common.errors import InputError
-from meg_phy import batch
 
 TOL = 1e-4          # images in [0, 1]: a 39th of an 8-bit grey level (benchmarks/bench_campaign.py)
 SEEDS = [11, 12, 13, 14]
@@ -82,7 +81,7 @@ def test_changing_one_tasks_seed_changes_only_that_task(session):
 def test_start_draws_each_task_from_its_own_generator(session):
     ldm = session.model()
     steps = 10
-    seeds = batch.start(ldm, None, [torch.Generator().manual_seed(s) for s in SEEDS], 1.0, steps)
+    seeds = ldm.start(None, None, strength=1.0, steps=steps, generator=[torch.Generator().manual_seed(s) for s in SEEDS])
     for s, got in zip(SEEDS, seeds, strict=True):
         alone = ldm.start(None, None, steps=steps, generator=torch.Generator().manual_seed(s))
         assert torch.equal(got.latents, alone.latents)          # pure noise: no batched kernel involved
@@ -94,12 +93,12 @@ def test_denoise_runs_each_seed_on_its_own_schedule(session):
     from meg_phy.resume import resume
 
     ldm = session.model()
-    cond = batch.encode_prompts(ldm, ["a large red circle at the center on a white background"] * 3, 3.0)
-    start = batch.start(ldm, None, [torch.Generator().manual_seed(s) for s in SEEDS[:3]], 1.0, 10)
-    half = batch.denoise(ldm, start, cond, until=5)
+    cond = ldm.encode_prompt(["a large red circle at the center on a white background"] * 3, guidance=3.0)
+    start = ldm.start(None, None, strength=1.0, steps=10, generator=[torch.Generator().manual_seed(s) for s in SEEDS[:3]])
+    half = ldm.denoise(start, cond, until=5)
     resumed = [resume(ldm, s, v) for s, v in zip(half, (0.0, 0.3, 2.0), strict=True)]
     assert len({s.total for s in resumed}) == 3
-    done = batch.denoise(ldm, resumed, cond)
+    done = ldm.denoise(resumed, cond)
     for s, got in zip(resumed, done, strict=True):
         alone = ldm.denoise(s, ldm.encode_prompt(cond.prompt[0], guidance=3.0))
         assert got.step == alone.step == s.total
@@ -110,8 +109,8 @@ def test_batches_refuse_what_they_cannot_run(session):
     tasks = [make_task(_config(s), session) for s in SEEDS[:2]]
     with pytest.raises(InputError, match="share every setting"):
         run_batch([_config(11), _config(12, snr_db=3.0)], tasks, session)
-    with pytest.raises(InputError, match="whole-latent context"):
-        run_batch([_config(s, "DIUG", n_es=2, tile_context=1) for s in SEEDS[:2]], tasks, session)
+    with pytest.raises(InputError, match="configs for"):
+        run_batch([_config(11)], tasks, session)
 
 
 def test_batched_plan_option_keeps_earlier_plan_files():

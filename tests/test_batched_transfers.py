@@ -1,15 +1,14 @@
-"""Transfers of a batch (flowgraphs.batch.BatchStages with GatheredLinks): bit for bit the one-task transfers.
+"""Transfers of a batch: bit for bit what each task's transfer gives in a batch of one.
 
 A transfer calls no model, so every task of a batch must get exactly what `Stages` gives it alone: the
 same received payload and noise variance, the same hop records (retries, HARQ transmissions, symbols,
-estimated SNR), while each link is called once per pass with the payloads of every task. Nothing here
-depends on the model's image size.
+estimated SNR), while each link is called once per round with the payloads of every task still sending
+(flowgraphs.hops.send_bytes_together). Nothing here depends on the model's image size.
 """
 
 import pytest
 import torch
 
-from flowgraphs.batch import BatchStages, GatheredLinks
 from flowgraphs.config import config_from_dict
 from flowgraphs.graph import Flowgraph
 from flowgraphs.session import Session
@@ -37,9 +36,8 @@ def _both(session, configs, send, monkeypatch):
     alone = []
     for c, t in zip(configs, tasks, strict=True):
         st = Stages(Flowgraph(c, session.link_factory(c)), t)
-        alone.append((send(st, [t], single=True), st.g.records))
-    links = [GatheredLinks(session.link_factory(c)) for c in configs]
-    graphs = [Flowgraph(c, f) for c, f in zip(configs, links, strict=True)]
+        alone.append((send(st, [t], single=True), st.graphs[0].records))
+    graphs = [Flowgraph(c, session.link_factory(c)) for c in configs]
     calls = []
     for cls, name in ((DigitalLink, "send_bytes_many"), (AnalogLink, "send_values_many")):
         original = getattr(cls, name)
@@ -49,7 +47,7 @@ def _both(session, configs, send, monkeypatch):
             return _original(self, payloads, seeds)
 
         monkeypatch.setattr(cls, name, counted)
-    out = send(BatchStages(graphs, tasks, links=links), tasks, single=False)
+    out = send(Stages(graphs, tasks), tasks, single=False)
     monkeypatch.undo()
     return alone, out, [g.records for g in graphs], calls
 
@@ -67,7 +65,8 @@ def test_seed_down_analog_with_side_information_on_the_link(session, monkeypatch
 
     def send(st, tasks, single):
         if single:
-            return st.send_seed("ES1", "UE", seeds[SEEDS.index(st.task.seed)])
+            got, variances = st.send_seed("ES1", "UE", [seeds[SEEDS.index(tasks[0].seed)]])
+            return got[0], variances[0]
         return st.send_seed("ES1", "UE", seeds)
 
     alone, (got, variances), records, calls = _both(session, configs, send, monkeypatch)
@@ -78,9 +77,9 @@ def test_seed_down_analog_with_side_information_on_the_link(session, monkeypatch
     assert len({v for v in variances}) == len(SEEDS)          # each task its own draws
 
 
-def test_digital_retries_and_harq_replay_across_passes(session, monkeypatch):
+def test_digital_retries_and_harq_retry_in_rounds(session, monkeypatch):
     """Blind whole-payload retries (harq = false) near the waterfall: tasks need different numbers of link
-    calls, so the batch runs several passes; and HARQ retransmissions inside the link on TDL-A. The payloads
+    calls, so the batch runs several rounds; and HARQ retransmissions inside the link on TDL-A. The payloads
     are texts of their own (prompts go digital), so their size does not depend on the model."""
     texts = [f"task {i}: " + "a large red circle at the center on a white background, " * 5 for i in range(len(SEEDS))]
     for uplink in ({"scheme": "digital", "snr_db": 1.5, "harq": False, "max_attempts": 4, "mcs": "none"},
@@ -89,7 +88,7 @@ def test_digital_retries_and_harq_replay_across_passes(session, monkeypatch):
 
         def send(st, tasks, single):
             if single:
-                return st.send_prompt("UE", "ES1", texts[SEEDS.index(st.task.seed)])
+                return st.send_prompt("UE", "ES1", [texts[SEEDS.index(tasks[0].seed)]])[0]
             return st.send_prompt("UE", "ES1", texts)
 
         alone, got, records, calls = _both(session, configs, send, monkeypatch)
@@ -98,7 +97,7 @@ def test_digital_retries_and_harq_replay_across_passes(session, monkeypatch):
             assert _records(records[i]) == _records(rec1)
         attempts = [r[0].attempts for r in records]
         assert len(set(attempts)) > 1, attempts                    # the tasks needed different transmissions
-        if not uplink.get("harq", True):   # pass k sends the payloads of the tasks still trying
+        if not uplink.get("harq", True):   # round k sends the payloads of the tasks still trying
             assert calls == [("send_bytes_many", sum(a > k for a in attempts)) for k in range(max(attempts))]
         else:
             assert calls == [("send_bytes_many", len(SEEDS))]
@@ -109,7 +108,7 @@ def test_prompt_and_image_up(session, monkeypatch):
 
     def send(st, tasks, single):
         if single:
-            return st.send_prompt("UE", "ES1", st.task.prompt), st.input_image("UE", "ES1")
+            return st.send_prompt("UE", "ES1", st.task.prompt)[0], st.input_image("UE", "ES1")
         return st.send_prompt("UE", "ES1", [t.prompt for t in tasks]), st.input_image("UE", "ES1")
 
     alone, (prompts, images), records, calls = _both(session, configs, send, monkeypatch)

@@ -25,10 +25,10 @@ def test_a_hit_returns_the_computation_and_misses_on_any_other_input(ldm):
     ldm.memo = DenoiseMemo(16)
     try:
         computed = ldm.denoise(first, cond, until=5)
-        before = memo_module.replayed_seconds()
+        before = ldm.memo.saved_s
         kept = ldm.denoise(first, cond, until=5)
         assert ldm.memo.stats() == {"hits": 1, "misses": 1, "entries": 1}
-        assert memo_module.replayed_seconds() > before  # the hit stands in for the computation's seconds
+        assert ldm.memo.saved_s > before  # the hit stands in for the computation's seconds
         for out in (computed, kept):
             assert torch.equal(out.latents, plain.latents) and out.step == plain.step == 5
             assert out.scheduler_state.keys() == plain.scheduler_state.keys()
@@ -99,25 +99,23 @@ def test_a_campaign_reuses_the_es_work_across_snrs_and_reports_its_seconds(tmp_p
 
 
 def test_a_batch_seen_before_is_returned_bit_for_bit_and_any_other_batch_is_computed(ldm):
-    from meg_phy import batch as ldm_batch
-
     firsts = [_start(ldm, seed=s)[0] for s in (3, 4)]
-    cond = ldm_batch.encode_prompts(ldm, ["a red circle", "a blue square"], 3.0)
-    plain = ldm_batch.denoise(ldm, firsts, cond, until=5)
+    cond = ldm.encode_prompt(["a red circle", "a blue square"], guidance=3.0)
+    plain = ldm.denoise(firsts, cond, until=5)
     ldm.memo = DenoiseMemo(8)
     try:
-        computed = ldm_batch.denoise(ldm, firsts, cond, until=5)
-        before = memo_module.replayed_seconds()
-        kept = ldm_batch.denoise(ldm, firsts, cond, until=5)
+        computed = ldm.denoise(firsts, cond, until=5)
+        before = ldm.memo.saved_s
+        kept = ldm.denoise(firsts, cond, until=5)
         assert ldm.memo.stats() == {"hits": 1, "misses": 1, "entries": 1}
-        assert memo_module.replayed_seconds() > before
+        assert ldm.memo.saved_s > before
         for outs in (computed, kept):
             assert all(torch.equal(o.latents, p.latents) and o.step == p.step == 5 for o, p in zip(outs, plain, strict=True))
         kept[0].latents.add_(1.0)  # the caller's copy, not the table's
-        assert torch.equal(ldm_batch.denoise(ldm, firsts, cond, until=5)[0].latents, plain[0].latents)
-        ldm_batch.denoise(ldm, firsts, cond, until=[5, 6])
-        ldm_batch.denoise(ldm, firsts[::-1], cond, until=5)
-        ldm_batch.denoise(ldm, [firsts[0], firsts[1].replace(latents=firsts[1].latents + 1e-7)], cond, until=5)
+        assert torch.equal(ldm.denoise(firsts, cond, until=5)[0].latents, plain[0].latents)
+        ldm.denoise(firsts, cond, until=[5, 6])
+        ldm.denoise(firsts[::-1], cond, until=5)
+        ldm.denoise([firsts[0], firsts[1].replace(latents=firsts[1].latents + 1e-7)], cond, until=5)
         assert ldm.memo.stats()["misses"] == 4
     finally:
         ldm.memo = None

@@ -160,8 +160,8 @@ def test_cooperative_ranges_and_tiles_cover_the_work(model):
     seed = st.start("UE", st.task.image)
     stops = []
     for left in (3, 2, 1):
-        stops.append(st.share(seed, left))
-        seed = seed.replace(step=stops[-1])
+        stops.append(st.share(seed, left)[0])
+        seed = [seed[0].replace(step=stops[-1])]
     assert stops == [3, 5, 7]  # consecutive ranges 0-3, 3-5, 5-7
     layout = st.tiles()
     assert layout.n == 4 and (layout.height, layout.width) == (8, 8)

@@ -33,17 +33,17 @@ def test_batched_flag_sets_the_plan_and_refuses_what_it_cannot_batch(tmp_path, c
 
 
 def test_batched_reproduce_runs_batches_and_matches_task_by_task(assets, tmp_path, monkeypatch):
-    import flowgraphs.batch
+    import flowgraphs.runner
 
     model, evaluator = assets
     batches = []
-    run_batch = flowgraphs.batch.run_batch
+    run_batch = flowgraphs.runner.run_batch
 
     def counted(configs, tasks, session=None, flow=None):
         batches.append((configs[0].protocol, len(configs)))
         return run_batch(configs, tasks, session, flow)
 
-    monkeypatch.setattr(flowgraphs.batch, "run_batch", counted)
+    monkeypatch.setattr(flowgraphs.runner, "run_batch", counted)
     args = ["reproduce", "--model", model, "--evaluator", evaluator, "--tasks", "3", "--snr-db=0",
             "--series", "seed-analog-aware,centralized-digital", "--channels", "awgn", "--kinds", "img2img-ue"]
     assert main([*args, "--batched", "--out", str(tmp_path / "batched")]) == 0

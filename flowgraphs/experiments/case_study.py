@@ -138,9 +138,8 @@ class Plan:
     """`reproduce --mcs`: the MCS of every digital hop of the series that do not fix their own (None: the link
     default, 'auto'); left out of to_dict when None, so earlier campaigns resume."""
     batched: bool = False
-    """Run a unit's tasks as one batch (flowgraphs.batch; every protocol, flowgraphs.protocols.BATCHED): about
-    2-3x the tasks per CPU
-    second, results equal to task by task up to float rounding of the batched model kernels (not bit for
+    """Run a unit's tasks as one batch (flowgraphs.runner.run_batch; every protocol): about 2-3x the tasks per
+    CPU second, results equal to task by task up to float rounding of the batched model kernels (not bit for
     bit, so off by default; benchmarks/bench_campaign.py measures both). Left out of to_dict when False."""
 
     @classmethod
@@ -311,20 +310,16 @@ class Harness:
                 torch.set_num_threads(self.threads)
 
     def outcomes(self, point: Point, indices: list[int]) -> list:
-        """(image, numbers) of every task of `indices` at a point: one batch (plan.batched, a protocol of
-        flowgraphs.protocols.BATCHED: flowgraphs.batch.run_batch) or task by task."""
-        from flowgraphs.protocols import BATCHED
+        """(image, numbers) of every task of `indices` at a point: one batch (plan.batched:
+        flowgraphs.runner.run_batch) or task by task (batches of one)."""
+        from flowgraphs import runner
 
-        protocol = SERIES[point.series].protocol
         local = getattr(self.session.placement, "name", "local") == "local"   # ES actors: runs go one by one
-        if not (self.plan.batched and local and point.series not in BASELINE_KEYS and protocol in BATCHED
-                and len(indices) > 1):
+        if not (self.plan.batched and local and point.series not in BASELINE_KEYS and len(indices) > 1):
             return [self.outcome(point, i) for i in indices]
-        from flowgraphs.batch import run_batch
-
         try:
             image_at = self._image_at(point)
-            runs = run_batch([self.config(point, i, image_at) for i in indices],
+            runs = runner.run_batch([self.config(point, i, image_at) for i in indices],
                              [self.task(point.kind, i) for i in indices], self.session)
             return [(run.image, graph_numbers(run.graph)) for run in runs]
         finally:
@@ -336,8 +331,8 @@ class Harness:
         return {"img2img-es": "es", "img2img-ue": "ue"}.get(point.kind) or ("ue" if protocol in UE_SEEDED else "es")
 
     def _outcome(self, point: Point, i: int):
-        from flowgraphs.protocols.baselines import baseline_task, run_baseline
-        from flowgraphs.runner import run_protocol
+        from flowgraphs.protocols.baselines import baseline_task
+        from flowgraphs.runner import run_baseline, run_protocol
 
         task = self.task(point.kind, i)
         if point.series in BASELINE_KEYS:

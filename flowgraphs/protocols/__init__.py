@@ -1,7 +1,7 @@
 """The nine MEG protocols and the CENTRALIZED baseline, one module each.
 
-Each module has `run(st: Stages) -> image`: its flowgraph, stage by stage and hop by hop, so the module
-reads as the protocol's description. The roles are this project's reading of the acronyms of Zhong et al.,
+Each module has `run(st: Stages) -> images`: its flowgraph, stage by stage and hop by hop, for a batch of
+tasks (flowgraphs.stages), so the module reads as the protocol's description. The roles are this project's reading of the acronyms of Zhong et al.,
 "Mobile Edge Generation: A New Era to 6G" (IEEE Network 2024), which names the protocols but publishes
 no code (see docs/protocols.md).
 """
@@ -29,10 +29,6 @@ PROTOCOLS: dict[str, str] = {
 
 SINGLE_ES = ("CENTRALIZED", "UIEG", "EIUG", "CIAG", "ESUC")
 """Protocols that use one ES whatever n_es says."""
-
-BATCHED = (*SINGLE_ES, "UIDCG", "DCSUC", "UIDG", "DIUG", "DSUC")
-"""Protocols flowgraphs.batch runs on many tasks at once: all ten (the parallel ones with whole-latent context
-windows, the default)."""
 
 IMAGE_AT_UE = ("UIEG", "CIAG", "UIDG", "UIDCG")
 """Protocols that make their seed from the input image at the UE: they refuse image_at = "es"."""
