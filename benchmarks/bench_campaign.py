@@ -1,17 +1,17 @@
-"""Batched campaigns: a campaign point's tasks run as one batch (flowgraphs.batch) against task by task.
+"""Batched campaigns: a campaign point's tasks run as one batch against task by task (batches of one).
 
 What is timed: the case study's point img2img-ue | seed-analog-aware | AWGN 0 dB downlink (EIUG: prompt
 and input image up on digital hops at 20 dB, the seed down on the analog link, channel-aware resume at the
 UE), 32 tasks, the embedded model, one PyTorch thread (as every campaign unit runs). Task by task is
 `Harness.outcome` per task (what `reproduce` runs); batched is `Harness.outcomes` with `plan.batched`, one
-`flowgraphs.batch.run_batch` over the 32 tasks. Both produce the images and numbers of a unit.
+`flowgraphs.runner.run_batch` over the 32 tasks. Both produce the images and numbers of a unit.
 
 `ratio` = tasks per CPU second batched / task by task (target >= 4). CPU time (`time.process_time`), because
 the shared development machine is loaded and wall time measures the other jobs; wall times are reported
 too. `stages_cpu_s` says where each path spends its time (generation stages against per-task hops).
 
 `identical`: the batched results equal the task-by-task ones within `tolerance` (they are not bit for bit:
-PyTorch's CPU kernels choose their algorithm by batch size, meg_phy.batch explains). Every discrete outcome
+PyTorch's CPU kernels choose their algorithm by batch size, SplitLDM.denoise explains). Every discrete outcome
 must be equal (denoising steps per node, symbols and bits on every hop, deliveries, attempts), the images
 within `tolerance.pixel_max_abs` (a 39th of one 8-bit grey level; the 64x64 model measured up to 2.0e-5) and every task's PSNR against its
 reference within `tolerance.psnr_db`. `bit_identical` says whether they are equal bit for bit;
@@ -45,50 +45,47 @@ def _timed(fn):
 
 
 def _stage_timer():
-    """Wrap the stage methods of Stages and BatchStages with CPU timers; returns (totals, undo)."""
-    from flowgraphs.batch import BatchStages
+    """Wrap the stage methods of Stages with CPU timers; returns (totals, undo). A stage that calls another
+    (input_image calls send_image) counts in both."""
     from flowgraphs.stages import Stages
 
     totals: dict[str, float] = {}
     saved = []
-    names = ("send_prompt", "send_image", "send_seed", "input_image", "resume", "encode_prompt", "start",
-             "denoise", "decode")
-    for cls in (Stages, BatchStages):
-        for name in names if cls is BatchStages else names[:3] + names[4:]:   # Stages.input_image is send_image
-            fn = cls.__dict__[name]
+    names = ("send_prompt", "send_image", "send_seed", "resume", "encode_prompt", "start", "denoise", "decode")
+    for name in names:
+        fn = Stages.__dict__[name]
 
-            def timed(*args, _fn=fn, _key=f"{cls.__name__}.{name}", **kwargs):
-                start = time.process_time()
-                try:
-                    return _fn(*args, **kwargs)
-                finally:
-                    totals[_key] = totals.get(_key, 0.0) + time.process_time() - start
+        def timed(*args, _fn=fn, _key=name, **kwargs):
+            start = time.process_time()
+            try:
+                return _fn(*args, **kwargs)
+            finally:
+                totals[_key] = totals.get(_key, 0.0) + time.process_time() - start
 
-            saved.append((cls, name, fn))
-            setattr(cls, name, timed)
+        saved.append((name, fn))
+        setattr(Stages, name, timed)
 
     def undo():
-        for cls, name, fn in saved:
-            setattr(cls, name, fn)
+        for name, fn in saved:
+            setattr(Stages, name, fn)
     return totals, undo
 
 
-def _stage_breakdown(totals: dict[str, float], prefix: str) -> dict[str, float]:
-    """CPU seconds per stage of one path (transfers inside BatchStages are counted once, at the batch)."""
-    out = {k.split(".", 1)[1]: round(v, 3) for k, v in totals.items() if k.startswith(prefix + ".")}
+def _stage_breakdown(totals: dict[str, float]) -> dict[str, float]:
+    """CPU seconds per stage since the timer started, largest first; the totals start again from zero."""
+    out = {k: round(v, 3) for k, v in totals.items()}
+    totals.clear()
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def _latent_diff(harness, count: int) -> float:
     """Max |latent| difference after start + the whole schedule: batched stages vs one-task stages."""
-    from meg_phy import batch
-
     ldm = harness.ldm
     tasks = [harness.task(POINT["kind"], i) for i in range(count)]
-    cond = batch.encode_prompts(ldm, [t.prompt for t in tasks], tasks[0].guidance)
+    cond = ldm.encode_prompt([t.prompt for t in tasks], guidance=tasks[0].guidance)
     gens = [torch.Generator().manual_seed(t.seed) for t in tasks]
-    seeds = batch.denoise(ldm, batch.start(ldm, torch.cat([t.image for t in tasks]), gens, tasks[0].strength,
-                                           tasks[0].steps), cond)
+    seeds = ldm.denoise(ldm.start(None, torch.cat([t.image for t in tasks]), strength=tasks[0].strength,
+                                  steps=tasks[0].steps, generator=gens), cond)
     worst = 0.0
     for t, s in zip(tasks, seeds, strict=True):
         c = ldm.encode_prompt(t.prompt, guidance=t.guidance)
@@ -130,10 +127,11 @@ def run(quick: bool = False) -> dict:
     many.outcomes(point, [0, 1])
     totals, undo = _stage_timer()
     try:
+        totals.clear()
         seq, seq_cpu, seq_wall = _timed(lambda: [one.outcome(point, i) for i in range(n)])
-        seq_stages = _stage_breakdown(totals, "Stages")
+        seq_stages = _stage_breakdown(totals)
         bat, bat_cpu, bat_wall = _timed(lambda: many.outcomes(point, list(range(n))))
-        bat_stages = _stage_breakdown(totals, "BatchStages")
+        bat_stages = _stage_breakdown(totals)
     finally:
         undo()
     refs = torch.cat([one.reference(point.kind, i)[0] for i in range(n)])

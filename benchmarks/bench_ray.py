@@ -67,7 +67,7 @@ def diug(quick: bool = False) -> dict:
 
     def timed(self, *args, **kwargs):
         def es_seconds():
-            return sum(self.g.compute[n]["seconds"] for n in self.g.es)
+            return sum(g.compute[n]["seconds"] for g in self.graphs for n in self.g.es)
 
         start, busy = time.perf_counter(), es_seconds()
         try:

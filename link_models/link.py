@@ -17,7 +17,7 @@ for an analog link they are single N(0, 1) values, (values, estimates) [batch_si
 The simulated OFDM links (DigitalLink, AnalogLink) also send many payloads in one call, each drawing from
 its own seed: `send_bytes_many(payloads, seeds)` / `send_values_many(values, seeds)` give payload i bit for
 bit what `reseed(seeds[i])` and one `send_*` give (a seed may also be a generator, advanced as the link's
-own would be). Not part of the protocol: a caller checks for them (flowgraphs.batch does).
+own would be). Not part of the protocol: a caller checks for them (flowgraphs.hops does).
 
 Analog values go through the one unit-power mapping of `link_models.mapping` (the link normalises power,
 the scale travels as side information); a value whose frame never arrived comes back as 0 with its

@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     parser.add_argument("--mcs", help="MCS of the digital hops of every series that does not fix its own: auto "
                                       "(link adaptation, the default), a TS 38.214 MCS index, or none")
     parser.add_argument("--batched", action="store_true",
-                        help="run a unit's tasks of a single-ES protocol as one batch (flowgraphs.batch: one model "
+                        help="run a unit's tasks of a protocol as one batch (flowgraphs.runner.run_batch: one model "
                              "call per stage for all, batched link sends); results equal task by task up to the "
                              "model kernels' float rounding, which a digital seed's quantiser can turn into other "
                              "bytes (docs/distributed.md). Off by default; a folder resumes only as it was begun")
