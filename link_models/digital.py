@@ -115,6 +115,11 @@ class DigitalLink(OFDMLink):
         return self.cfg.max_transmissions > 1
 
     @property
+    def uses_per_codeword(self) -> int:
+        """Channel uses (complex data symbols) one transmission of a codeword takes: n / bits per symbol."""
+        return self.cfg.n // self.cfg.bits_per_symbol
+
+    @property
     def payload_bits_per_codeword(self) -> int:
         """Payload bits one codeword carries: k, less the CRC when HARQ is on."""
         return self.cfg.k - (CRC_BITS if self.harq else 0)
@@ -196,17 +201,33 @@ class DigitalLink(OFDMLink):
         """A 1-D tensor of 0/1 bits (any length >= 1) through the link: (decoded bits, stats)."""
         return self.send_bits_many([bits], [self.generator])[0]
 
-    def send_bits_many(self, payloads: Sequence[torch.Tensor], seeds: Sequence[int | torch.Generator]
-                       ) -> list[tuple[torch.Tensor, LinkStats]]:
+    def send_bits_many(self, payloads: Sequence[torch.Tensor], seeds: Sequence[int | torch.Generator],
+                       budgets: Sequence[int | None] | None = None) -> list[tuple[torch.Tensor, LinkStats]]:
         """Several bit vectors in one batched send, vector i drawing from its own generator (`seeds[i]`: an
         int, or a generator that is advanced): per vector what `reseed(seeds[i])` then `send_bits(payloads[i])`
         gives, bit for bit, HARQ included (its own codewords, frames, N0 estimates, retransmissions).
+
+        `budgets[i]` (None: no limit): the channel uses (coded symbols, `uses_per_codeword` a codeword) vector
+        i may spend. Its first transmission must fit (InputError otherwise); a HARQ round of retransmissions
+        goes out only while every codeword still pending fits in what is left, so it never spends more.
+        `stats.crc_failures` says how many codewords the receiver's CRC still rejects at the end.
 
         The payloads go in lockstep: the j-th pass of every payload still sending is one `transmit_many`,
         and each payload's passes are the ones it makes alone, in the same order, so each generator sees the
         same draws."""
         jobs = [_Job(self._check_bits(b), self) for b in payloads]
         generators = self.generators(seeds, len(jobs))
+        limits = list(budgets) if budgets is not None else [None] * len(jobs)
+        if len(limits) != len(jobs):
+            raise InputError(f"{len(jobs)} payloads for {len(limits)} budgets; give one budget per payload")
+        per_cw = self.uses_per_codeword
+        for job, limit in zip(jobs, limits, strict=True):
+            if limit is not None and job.codewords * per_cw > limit:
+                raise InputError(f"{job.codewords} codewords take {job.codewords * per_cw} channel uses, the "
+                                 f"budget is {limit}; send less or give more uses")
+
+        def room(i: int) -> bool:  # every pending codeword of payload i fits in what its budget has left
+            return limits[i] is None or jobs[i].pending.numel() * per_cw <= limits[i] - jobs[i].sent * per_cw
         step = self.codewords_per_batch
         live = list(range(len(jobs)))
         while live:  # one round: a transmission of every payload's pending codewords
@@ -228,7 +249,8 @@ class DigitalLink(OFDMLink):
             crc_ok = self.crc_decoder(words)[1].reshape(-1).split([jobs[i].pending.numel() for i in live])
             for i, ok in zip(live, crc_ok, strict=True):
                 jobs[i].pending = jobs[i].pending[~ok]
-            live = [i for i in live if jobs[i].pending.numel() and jobs[i].transmissions < self.cfg.max_transmissions]
+            live = [i for i in live if jobs[i].pending.numel() and jobs[i].transmissions < self.cfg.max_transmissions
+                    and room(i)]
         return [self._finish(job) for job in jobs]
 
     def _check_bits(self, bits) -> torch.Tensor:
@@ -246,6 +268,7 @@ class DigitalLink(OFDMLink):
         bits_hat = blocks_hat.reshape(-1)[:num]
         stats = self._stats(job.passes, payload_bits=num, codewords=job.codewords)
         stats.transmissions = job.transmissions
+        stats.crc_failures = int(job.pending.numel()) if self.harq else None
         stats.padding_bits = job.codewords * k - num
         stats.bit_errors = int((bits_hat != job.bits).sum())
         stats.ber = stats.bit_errors / num
@@ -257,13 +280,13 @@ class DigitalLink(OFDMLink):
         """Bytes through the link (MSB first): (received bytes of the same length, stats)."""
         return self.send_bytes_many([payload], [self.generator])[0]
 
-    def send_bytes_many(self, payloads: Sequence[bytes], seeds: Sequence[int | torch.Generator]
-                        ) -> list[tuple[bytes, LinkStats]]:
+    def send_bytes_many(self, payloads: Sequence[bytes], seeds: Sequence[int | torch.Generator],
+                        budgets: Sequence[int | None] | None = None) -> list[tuple[bytes, LinkStats]]:
         """Several payloads in one batched send, payload i drawing from its own generator (`seeds[i]`: an int,
         or a generator that is advanced): per payload what `reseed(seeds[i])` then `send_bytes(payloads[i])`
-        gives, bit for bit (send_bits_many)."""
+        gives, bit for bit; `budgets`: channel uses per payload (send_bits_many)."""
         bits = [torch.from_numpy(np.unpackbits(_payload_bytes(p)).astype(np.float32)) for p in payloads]
-        out = self.send_bits_many(bits, seeds)
+        out = self.send_bits_many(bits, seeds, budgets)
         return [(np.packbits(b.to("cpu", torch.uint8).numpy()).tobytes(), stats) for b, stats in out]
 
     def _stats(self, passes: list[Pass], payload_bits: int, codewords: int) -> LinkStats:
@@ -311,6 +334,7 @@ class _Job:
         self.pending = torch.arange(self.codewords, device=link.device)
         self.passes: list[Pass] = []
         self.transmissions = 0
+        self.sent = 0  # codeword transmissions so far
 
     def take(self, idx: torch.Tensor, p: Pass, harq: bool) -> None:
         """What one pass of codewords `idx` brought: decoded words, and with HARQ the combined LLRs."""
@@ -319,5 +343,6 @@ class _Job:
                 self.llr = torch.zeros(self.codewords, p.llr.shape[1], dtype=p.llr.dtype, device=p.llr.device)
             self.llr[idx] = p.llr
         self.words_hat[idx] = p.bits_hat
+        self.sent += int(idx.numel())
         p.llr = None  # keep only the combined LLRs
         self.passes.append(p)

@@ -45,6 +45,7 @@ class LinkStats:
     code_rate: float | None = None  # digital: k / n, information bits per coded bit sent
     transmissions: int | None = None  # digital: HARQ transmissions the worst codeword needed (1 without HARQ)
     codeword_transmissions: int = 0   # digital: codewords sent, retransmissions included
+    crc_failures: int | None = None   # digital with HARQ: codewords the receiver's CRC still rejects at the end
 
     def to_dict(self) -> dict:
         return asdict(self)
