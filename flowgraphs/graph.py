@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from flowgraphs.config import RunConfig
-from flowgraphs.hops import Broadcast, Hop, HopRecord, LinkFactory, direction_of
+from flowgraphs.hops import Broadcast, Hop, HopRecord, LinkFactory, direction_of, simulated_link
 from meg_common.errors import InputError
 
 
@@ -26,17 +26,13 @@ class Flowgraph:
     """Nodes, per-node compute accounting and the record of every hop of one run."""
 
     def __init__(self, config: RunConfig, link_factory: LinkFactory | None = None):
-        """`link_factory`: where hops get their links (normally `Session.link_factory(config)`; None: the
-        simulated links of a new Session)."""
+        """`link_factory`: where hops get their links (normally `Session.link_factory(config)`; None: simulated
+        links built anew for every hop, the same draws without a session's cache)."""
         self.config = config
         self.nodes = ["UE"] + [f"ES{i + 1}" for i in range(config.n_es)]
         self.compute = {node: {"steps": 0, "seconds": 0.0, "work": 0} for node in self.nodes}
         self.records: list[HopRecord] = []
-        if link_factory is None:
-            from flowgraphs.session import Session
-
-            link_factory = Session().link
-        self._factory = link_factory
+        self._factory = link_factory or simulated_link
 
     @property
     def es(self) -> list[str]:

@@ -34,8 +34,8 @@ class Task:
 
 
 def make_task(config, session=None) -> Task:
-    """The task of a RunConfig: prompt, input image and model (from `session`; None: a new Session)."""
-    from flowgraphs.session import Session
+    """The task of a RunConfig: prompt, input image and model (from `session`, which keeps it loaded; None:
+    loaded for this task)."""
     from meg_phy import scenes
     from meg_phy.images import resize
 
@@ -46,7 +46,12 @@ def make_task(config, session=None) -> Task:
         if _is_default_model(config.model):
             raise
         spec = scenes.parse_prompt(DEFAULT_PROMPT)
-    ldm = (session or Session()).model(config.model)
+    if session is not None:
+        ldm = session.model(config.model)
+    else:
+        from meg_phy.ldm import load_ldm
+
+        ldm = load_ldm(config.model)
     if config.image is not None:
         image = _load_image(config.image, ldm)
         source = f"file:{config.image}"
