@@ -27,30 +27,31 @@ runs the same configuration again.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from meg_common import validate
+from meg_common import validate, vocabulary
 from meg_common.config import ConfigMixin, Lowercase, read_config_file
 from meg_common.errors import InputError
+from meg_common.vocabulary import Channel, Estimator, Modulation, Scheme, effective_snr_db, values
 
 if TYPE_CHECKING:
     from link_models.config import LinkConfig
 
-SCHEMES = ("analog", "digital", "wired", "capacity", "softcast")
-"""wired: error-free bits at `rate_bps` plus `latency_s` (link_models.wired), the default for backhaul hops.
+SCHEMES = values(Scheme)
+"""meg_common.vocabulary.Scheme.
+wired: error-free bits at `rate_bps` plus `latency_s` (link_models.wired), the default for backhaul hops.
 capacity: digital payloads over the fewest channel uses the channel's capacity allows (link_models.capacity:
 the bound no digital scheme can beat; awgn, rayleigh or ideal channels, simulated links only).
 softcast: an analog hop whose images and sketches go as SoftCast (meg_phy.codecs.softcast: DCT chunks, power
 allocation, LLSE decoding) in `softcast_uses` channel uses, the metadata digitally on the same hop and
 counted there; other payloads go as on an analog hop."""
-ANALOG_SCHEMES = ("analog", "softcast")
-MODULATIONS = ("bpsk", "qpsk", "16qam", "64qam", "256qam")
-CHANNELS = ("ideal", "awgn", "rayleigh") + tuple(f"tdl-{c}" for c in "abcde") + tuple(f"cdl-{c}" for c in "abcde")
-ESTIMATORS = ("perfect", "ls", "lmmse")
+ANALOG_SCHEMES = values(vocabulary.ANALOG_SCHEMES)
+MODULATIONS = values(Modulation)
+CHANNELS = values(Channel)
+ESTIMATORS = values(Estimator)
 DIRECTIONS = ("uplink", "downlink", "backhaul")
 SEED_FORMATS = ("float32", "float16", "int8", "int4")
 IMAGE_FORMATS = ("webp", "jpeg", "png")
@@ -68,8 +69,9 @@ class LinkSpec(ConfigMixin):
     scheme: Lowercase = "analog"
     """analog: values mapped straight onto symbols; digital: bytes through 5G LDPC + QAM. Prompts are always digital."""
     channel: Lowercase = "awgn"
-    snr_db: float = 10.0
-    """Es/N0 per resource element, dB (the link models' definition)."""
+    snr_db: float | None = 10.0
+    """Es/N0 per resource element, dB (the link models' definition). None: no noise (the ideal channel has
+    none, whatever snr_db says; meg_common.vocabulary.effective_snr_db)."""
     mcs: str | int = "auto"
     """Digital hops: 'auto' (link adaptation: the highest TS 38.214 MCS whose BLER at snr_db is at most 10 % in
     the shipped BLER table), an MCS index (table 1), or 'none' (modulation and code_rate as given)."""
@@ -104,7 +106,11 @@ class LinkSpec(ConfigMixin):
         validate.choice("modulation", self.modulation, MODULATIONS, where=where)
         validate.choice("estimator", self.estimator, ESTIMATORS, where=where)
         _mcs_of(self.mcs, where)
-        validate.number("snr_db", self.snr_db, -40, 60, where=where)
+        if self.snr_db is not None:
+            validate.number("snr_db", self.snr_db, -40, 60, where=where)
+        elif self.channel != Channel.IDEAL:
+            raise InputError(f"config {where}: snr_db needs a value on channel {self.channel!r}; no noise is "
+                             f"channel 'ideal'")
         validate.number("code_rate", self.code_rate, 0.1, 0.95, where=where)
         validate.integer("codeword_bits", self.codeword_bits, 64, 8448, where=where)
         validate.number("subcarrier_spacing_khz", self.subcarrier_spacing_khz, 15, 240, where=where)
@@ -123,15 +129,15 @@ class LinkSpec(ConfigMixin):
 
     def link_config(self, bler_table: str | None = None) -> LinkConfig:
         """The link_models configuration of this hop: the one place a hop's settings become a LinkConfig, for
-        simulated links and radio links alike (the ideal channel is noiseless: snr_db = inf). Digital hops
-        carry the MCS (resolved for snr_db by LinkConfig, from `bler_table` if given: a radio's own table)
-        and, with `harq`, max_attempts transmissions."""
+        simulated links and radio links alike (the ideal channel is noiseless: snr_db None). Digital hops
+        carry the MCS (resolved for snr_db by `LinkConfig.resolved()`, from `bler_table` if given: a radio's
+        own table) and, with `harq`, max_attempts transmissions."""
         from link_models.config import LinkConfig
 
-        digital = self.scheme == "digital"
+        digital = self.scheme == Scheme.DIGITAL
         return LinkConfig(modulation=self.modulation, code="ldpc", k=self.info_bits, n=self.codeword_bits,
                           channel=self.channel, estimator=self.estimator,
-                          snr_db=math.inf if self.channel == "ideal" else float(self.snr_db),
+                          snr_db=effective_snr_db(self.channel, self.snr_db),
                           fft_size=self.fft_size, num_ofdm_symbols=self.num_ofdm_symbols,
                           subcarrier_spacing_khz=self.subcarrier_spacing_khz, cp_length=self.cp_length,
                           mcs=_mcs_of(self.mcs, "link") if digital else None,
@@ -139,8 +145,8 @@ class LinkSpec(ConfigMixin):
                           bler_table=bler_table if digital else None)
 
     def ideal(self) -> LinkSpec:
-        """The same hop with a noiseless channel (for the reference run)."""
-        return replace(self, channel="ideal", estimator="perfect")
+        """The same hop without noise (for the reference run): the ideal channel, snr_db None."""
+        return replace(self, channel=Channel.IDEAL.value, estimator=Estimator.PERFECT.value, snr_db=None)
 
 
 @dataclass(frozen=True)

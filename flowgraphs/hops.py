@@ -394,25 +394,30 @@ def build_link(spec: LinkSpec):
     `flowgraphs.session.Session.link` builds one per configuration and reseeds it for every hop.
     """
     from link_models import AnalogLink, DigitalLink
+    from meg_common.vocabulary import ANALOG_SCHEMES, Scheme
 
-    if spec.scheme == "wired":
+    if spec.scheme == Scheme.WIRED:
         from link_models.wired import WiredLink
 
         return WiredLink(spec.rate_bps, spec.latency_s)
-    if spec.scheme == "capacity":
+    if spec.scheme == Scheme.CAPACITY:
         return capacity_link(spec)
 
-    return (AnalogLink if spec.scheme in ("analog", "softcast") else DigitalLink)(spec.link_config(), seed=0)
+    return (AnalogLink if spec.scheme in ANALOG_SCHEMES else DigitalLink)(spec.link_config(), seed=0)
 
 
 def capacity_link(spec: LinkSpec):
-    """The capacity bound as this hop's link: awgn and rayleigh at the hop's SNR; ideal as awgn at 100 dB."""
+    """The capacity bound as this hop's link: awgn and rayleigh at the hop's SNR; without noise (the ideal
+    channel) awgn at meg_common.vocabulary.NOISELESS_SNR_DB, the bound needing a number."""
     from link_models.capacity import CapacityConfig, CapacityLink
+    from meg_common.vocabulary import CAPACITY_CHANNELS, Channel, effective_snr_db, noiseless, numeric_snr_db
 
-    if spec.channel not in ("awgn", "rayleigh", "ideal"):
-        raise InputError(f"scheme 'capacity' knows the capacity of awgn and rayleigh (and ideal) channels, not "
-                         f"'{spec.channel}'; use one of those or scheme 'digital'")
-    channel, snr = ("awgn", 100.0) if spec.channel == "ideal" else (spec.channel, float(spec.snr_db))
+    if spec.channel not in (*CAPACITY_CHANNELS, Channel.IDEAL):
+        raise InputError(f"scheme 'capacity' knows the capacity of {' and '.join(CAPACITY_CHANNELS)} (and ideal) "
+                         f"channels, not '{spec.channel}'; use one of those or scheme 'digital'")
+    snr_db = effective_snr_db(spec.channel, spec.snr_db)
+    channel = Channel.AWGN.value if noiseless(snr_db) else spec.channel
+    snr = numeric_snr_db(snr_db)
     rate = spec.fft_size * spec.subcarrier_spacing_khz * 1e3  # resource elements per second of the OFDM links
     return CapacityLink(CapacityConfig(snr_db=snr, channel=channel, symbol_rate_hz=rate), seed=0)
 

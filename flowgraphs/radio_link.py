@@ -8,11 +8,12 @@
 
 from __future__ import annotations
 
-from link_models.config import LinkConfig
+from link_models.config import LinkConfig, ResolvedLink
 from link_models.mcs import shipped_table_path
 from link_models.ota.config import FrameConfig
 from link_models.ota.radio_link import RadioLink
 from meg_common.errors import InputError
+from meg_common.vocabulary import SIM_RADIO_CHANNELS, effective_snr_db, numeric_snr_db
 
 RADIO_BLER_TABLE = shipped_table_path("radio-sim")
 """BLER per MCS over the air (scripts/make_bler_table.py --radio sim); without it, the link-level table."""
@@ -37,25 +38,27 @@ def radio_link_factory(radio: str, uri: str | None = None, frame_codec=None, **s
     """
     shared = {}
 
-    def build(radio_obj, cfg: LinkConfig, seed: int) -> RadioLink:
+    def build(radio_obj, cfg: ResolvedLink, seed: int) -> RadioLink:
         frame = FrameConfig(sample_rate=float(radio_obj.sample_rate))
         codec = frame_codec(frame, cfg.ldpc_iterations) if frame_codec is not None else None
         return RadioLink(radio_obj, cfg, frame, seed=seed, codec=codec)
 
     def factory(spec, seed: int) -> RadioLink:
-        cfg = spec.link_config(bler_table=str(RADIO_BLER_TABLE) if RADIO_BLER_TABLE.is_file() else None)
+        cfg = spec.link_config(bler_table=str(RADIO_BLER_TABLE) if RADIO_BLER_TABLE.is_file() else None).resolved()
         if cfg.ldpc_n < cfg.n:  # the frame cannot repeat coded bits (MCS rate < 1/5): the rate-1/5 code, once
-            cfg = LinkConfig(**{**cfg.to_dict(), "mcs": None, "n": cfg.ldpc_n})
+            cfg = LinkConfig(**{**cfg.config.to_dict(), "mcs": None, "modulation": cfg.modulation, "k": cfg.k,
+                                "n": cfg.ldpc_n}).resolved()
         if radio == "sim":
             from sdr_drivers.sim import SimRadio
 
-            channel = spec.channel if spec.channel in ("awgn", "ideal") or spec.channel.startswith("tdl-") else None
+            channel = spec.channel if spec.channel in SIM_RADIO_CHANNELS else None
             if channel is None:
-                raise InputError(f"channel '{spec.channel}' is not simulated by the radio; use awgn, ideal or tdl-a..e")
+                raise InputError(f"channel '{spec.channel}' is not simulated by the radio; use one of "
+                                 f"{', '.join(SIM_RADIO_CHANNELS)}")
             from sdr_drivers.sim import REALISTIC
 
             settings = {**REALISTIC, **sim_settings}
-            snr = 60.0 if spec.channel == "ideal" else float(spec.snr_db)
+            snr = numeric_snr_db(effective_snr_db(spec.channel, spec.snr_db))
             return build(SimRadio(snr_db=snr, channel=channel, seed=seed, **settings), cfg, seed)
         if radio == "pluto":
             if "radio" not in shared:

@@ -12,11 +12,11 @@ Building blocks for other links (e.g. the over-the-air frame): `link_models.codi
 The heavy classes load lazily, so `import link_models` (and `meg-phy --help`) does not import Sionna.
 """
 
-from link_models.config import LinkConfig
+from link_models.config import LinkConfig, ResolvedLink, resolve
 from link_models.link import Link
 from link_models.stats import LinkStats
 
-__all__ = ["LinkConfig", "LinkStats", "Link", "DigitalLink", "AnalogLink"]
+__all__ = ["LinkConfig", "ResolvedLink", "resolve", "LinkStats", "Link", "DigitalLink", "AnalogLink"]
 
 
 def __getattr__(name: str):

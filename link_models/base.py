@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from link_models.config import LinkConfig
+from link_models.config import LinkConfig, ResolvedLink, resolve
 from link_models.link import check_seed, not_carried
 from link_models.stats import LinkStats
 from meg_common.errors import InputError
@@ -29,18 +29,19 @@ class OFDMLink(nn.Module):
 
     schemes: tuple[str, ...] = ()
 
-    def __init__(self, cfg: LinkConfig, seed: int | None = 0):
+    def __init__(self, cfg: LinkConfig | ResolvedLink, seed: int | None = 0):
         super().__init__()
-        if not isinstance(cfg, LinkConfig):
+        if not isinstance(cfg, (LinkConfig, ResolvedLink)):
             raise InputError(f"{type(self).__name__} needs a LinkConfig; build one with LinkConfig(...)")
-        self.cfg = cfg
+        cfg = resolve(cfg)
+        self.cfg = cfg  # the ResolvedLink it transmits with (the MCS applied)
         self.device = resolve_device(cfg.device)
         self.generator = make_generator(seed, self.device)
         with sionna_rng(self.generator):
             self.build(cfg)
         self.no = torch.tensor(cfg.noise_variance, dtype=torch.float32, device=self.device)
 
-    def build(self, cfg: LinkConfig) -> None:
+    def build(self, cfg: ResolvedLink) -> None:
         raise NotImplementedError
 
     def reseed(self, seed: int) -> None:

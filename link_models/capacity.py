@@ -34,8 +34,9 @@ from link_models.link import check_seed, not_carried
 from link_models.stats import LinkStats
 from meg_common import validate
 from meg_common.errors import InputError
+from meg_common.vocabulary import CAPACITY_CHANNELS, values
 
-CHANNELS = ("awgn", "rayleigh")
+CHANNELS = values(CAPACITY_CHANNELS)
 LOG2E = math.log2(math.e)
 
 

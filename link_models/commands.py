@@ -6,8 +6,9 @@ import argparse
 
 from meg_common.cli import number_list
 from meg_common.executors import add_executor_arguments, executor_from_args
+from meg_common.vocabulary import CARRIERS, Channel, Code, Decoder, Estimator, Modulation, values
 
-CHANNELS = ("ideal", "awgn", "rayleigh", *(f"tdl-{x}" for x in "abcde"), *(f"cdl-{x}" for x in "abcde"))
+CHANNELS = values(Channel)
 DEFAULT_POINTS = {"digital": ("ebno_db", [0.0, 1.0, 2.0, 3.0, 4.0]),
                   "analog": ("snr_db", [0.0, 5.0, 10.0, 15.0, 20.0])}
 
@@ -23,14 +24,14 @@ def register(subparsers) -> None:
                     "the points run in parallel on a Ray cluster (docs/distributed.md), with the same results.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sweep.add_argument("--out", required=True, help="output folder (created; resumed if it holds this sweep)")
-    sweep.add_argument("--scheme", choices=("digital", "analog"), default="digital",
+    sweep.add_argument("--scheme", choices=values(CARRIERS), default="digital",
                        help="digital: bits through LDPC/QAM; analog: real values two per complex symbol")
-    sweep.add_argument("--code", choices=("ldpc", "none"), default="ldpc", help="5G NR LDPC or uncoded")
+    sweep.add_argument("--code", choices=values(Code), default="ldpc", help="5G NR LDPC or uncoded")
     sweep.add_argument("--k", type=int, default=1024, help="information bits per codeword (uncoded: block size)")
     sweep.add_argument("--n", type=int, default=2048, help="coded bits per codeword (ignored when uncoded)")
-    sweep.add_argument("--modulation", choices=("bpsk", "qpsk", "16qam", "64qam", "256qam"), default="qpsk")
+    sweep.add_argument("--modulation", choices=values(Modulation), default="qpsk")
     sweep.add_argument("--channel", choices=CHANNELS, default="awgn")
-    sweep.add_argument("--estimator", choices=("perfect", "ls", "lmmse"), default="perfect",
+    sweep.add_argument("--estimator", choices=values(Estimator), default="perfect",
                        help="perfect CSI and N0; ls (linear interpolation) or lmmse (across the frame, with the "
                             "channel model's covariances) from the pilots, with N0 estimated by the receiver")
     sweep.add_argument("--mcs", default=None,
@@ -62,7 +63,7 @@ def register(subparsers) -> None:
     chan.add_argument("--carrier-frequency-hz", type=float, default=3.5e9, help="TDL/CDL carrier")
     chan.add_argument("--repetition", type=int, default=1, help="analog bandwidth expansion by repetition")
     chan.add_argument("--ldpc-iterations", type=int, default=20, help="maximum LDPC decoder iterations")
-    chan.add_argument("--decoder", choices=("fast", "sionna"), default="fast",
+    chan.add_argument("--decoder", choices=values(Decoder), default="fast",
                       help="LDPC decoder: fast (layered min-sum, early stop; CPU) or sionna (BP; used on CUDA)")
     chan.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     chan.add_argument("--no-progress", action="store_true", help="no progress bars")

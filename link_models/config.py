@@ -10,21 +10,34 @@ SNR conventions (see docs/link-models.md):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from meg_common import validate
 from meg_common.config import ConfigMixin
 from meg_common.errors import InputError
+from meg_common.vocabulary import (
+    BITS_PER_SYMBOL,
+    Channel,
+    Code,
+    Decoder,
+    Estimator,
+    Modulation,
+    noiseless,
+    numeric_snr_db,
+    values,
+)
 
-MODULATIONS: dict[str, int] = {"bpsk": 1, "qpsk": 2, "16qam": 4, "64qam": 6, "256qam": 8}
-CODES = ("ldpc", "none")
-ESTIMATORS = ("perfect", "ls", "lmmse")
-CHANNELS = ("ideal", "awgn", "rayleigh",
-            *(f"tdl-{x}" for x in "abcde"), *(f"cdl-{x}" for x in "abcde"))
+MODULATIONS: dict[str, int] = {str(m.value): BITS_PER_SYMBOL[m] for m in Modulation}
+"""Bits per symbol of each modulation (meg_common.vocabulary.Modulation), as plain text keys."""
+CODES = values(Code)
+ESTIMATORS = values(Estimator)
+CHANNELS = values(Channel)
 DEVICES = ("cpu", "cuda")
-DECODERS = ("fast", "sionna")  # fast: link_models.ldpc_fast (CPU; Sionna's is used on CUDA devices)
+DECODERS = values(Decoder)  # fast: link_models.ldpc_fast (CPU; Sionna's is used on CUDA devices)
 
 # 5G NR LDPC limits (TS 38.212 5.3.2 / 5.4.2.1): information block and code rate.
 LDPC_K_MIN, LDPC_K_MAX = 12, 8448
@@ -42,25 +55,29 @@ transmissions: table 3 MCS 0 at -10 dB 0.358 at k=30 and 0.117 at k=240; MCS 2 a
 MAX_TRANSMISSIONS = 16
 
 
-@dataclass
+@dataclass(frozen=True)
 class LinkConfig(ConfigMixin):
-    """Settings of one OFDM link; validated on construction (InputError with a one-line fix).
+    """Settings of one OFDM link, as configured; frozen and validated on construction (InputError with a
+    one-line fix). What a link transmits with is `resolved()`: a `ResolvedLink` (the MCS applied).
 
     The frame is one Sionna ResourceGrid: `num_ofdm_symbols` x `fft_size` resource elements, one stream,
     pilots on every subcarrier of the OFDM symbols in `pilot_symbols` (Kronecker pattern).
-    With `code="none"` a block is `k` uncoded bits (`n` is set to `k`; the bit stream is zero-padded to whole
-    symbols).
+    With `code="none"` a block is `k` uncoded bits (the resolved `n` is `k`; the bit stream is zero-padded to
+    whole symbols).
+
+    No noise is `snr_db = None` (and no `ebno_db`): the ideal channel, which stores None whatever SNR it is
+    given (meg_common.vocabulary.noiseless). Every other channel needs exactly one of snr_db / ebno_db.
 
     Link adaptation (`mcs`): None uses `modulation`, `k` and `n` as given. An MCS index of TS 38.214 table
     `mcs_table`, or "auto" (the highest MCS whose BLER at `snr_db` is at most `bler_target` in the shipped
     BLER table measured with this config's `estimator`, or the file `bler_table`; below the table's lowest
-    MCS, table 3's low-SE rows; link_models.mcs.LinkAdaptation), sets `modulation` and `k` from the MCS and
-    keeps `n` as the codeword length, rounded down to a multiple of 24 bits (longer at the lowest rates, so a
-    codeword carries at least MCS_MIN_INFO_BITS information bits); `mcs_index` tells which MCS was
-    chosen, `mcs_table_used` of which table. Rates
-    below 1/5 (the lowest MCSs) use the rate-1/5 LDPC mother code (`ldpc_n` bits) and repeat its bits
-    cyclically up to `n`, as 5G's circular buffer does. `max_transmissions` > 1 turns on HARQ (chase
-    combining, link_models.digital): each codeword carries a CRC24B and is sent again until it passes.
+    MCS, table 3's low-SE rows; link_models.mcs.LinkAdaptation), sets the resolved `modulation` and `k` from
+    the MCS and keeps `n` as the codeword length, rounded down to a multiple of 24 bits (longer at the lowest
+    rates, so a codeword carries at least MCS_MIN_INFO_BITS information bits); the resolved `mcs_index` tells
+    which MCS was chosen, `mcs_table_used` of which table. Rates below 1/5 (the lowest MCSs) use the rate-1/5
+    LDPC mother code (`ldpc_n` bits) and repeat its bits cyclically up to `n`, as 5G's circular buffer does.
+    `max_transmissions` > 1 turns on HARQ (chase combining, link_models.digital): each codeword carries a
+    CRC24B and is sent again until it passes.
     Estimators: perfect (true channel and true N0), ls, lmmse (both estimate N0 from the pilots).
     """
 
@@ -92,11 +109,13 @@ class LinkConfig(ConfigMixin):
     max_transmissions: int = 1
 
     def __post_init__(self) -> None:
-        self.modulation = str(self.modulation).lower()
-        self.code = str(self.code).lower()
-        self.channel = str(self.channel).lower()
-        self.estimator = str(self.estimator).lower()
-        self.decoder = str(self.decoder).lower()
+        """Normalise the values (lower-case names, typed numbers, no SNR on the ideal channel), check every
+        setting, and resolve once to check what depends on the MCS (the result is not stored here)."""
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        for name in ("modulation", "code", "channel", "estimator", "decoder"):
+            put(name, str(getattr(self, name)).lower())
         validate.choice("modulation", self.modulation, tuple(MODULATIONS))
         validate.choice("code", self.code, CODES)
         validate.choice("channel", self.channel, CHANNELS)
@@ -105,30 +124,19 @@ class LinkConfig(ConfigMixin):
         for name in ("k", "n", "fft_size", "num_ofdm_symbols", "repetition", "batch", "ldpc_iterations"):
             validate.positive_int(name, getattr(self, name))
         validate.non_negative_int("cp_length", self.cp_length)
-        self.max_transmissions = validate.integer("max_transmissions", self.max_transmissions, 1, MAX_TRANSMISSIONS)
-        self.mcs = parse_mcs(self.mcs)
-        self.mcs_index: int | None = None
-        self.mcs_table_used: int | None = None  # mcs_table, or 3 where auto fell back to its low-SE rows
-        if self.code == "none":
-            if self.mcs is not None:
-                raise InputError(f"mcs={self.mcs!r} needs code 'ldpc' (an MCS is a modulation and an LDPC rate); "
-                                 "use code='ldpc' or mcs=None")
-            self.n = self.k
-        elif self.mcs is not None:
-            self._resolve_mcs()
-        self.ldpc_n = self.n
-        if self.code == "ldpc":
-            if self.mcs is not None and self.k < LDPC_RATE_MIN * self.n:  # repeat the rate-1/5 mother code
-                self.ldpc_n = 5 * self.k // self.bits_per_symbol * self.bits_per_symbol
-            self._check_ldpc()
-        if self.max_transmissions > 1 and self.k <= CRC_BITS:
-            raise InputError(f"k={self.k}: HARQ puts a {CRC_BITS}-bit CRC in every codeword, so k must exceed "
-                             f"{CRC_BITS}; use a longer codeword or max_transmissions=1")
-        m = self.bits_per_symbol
-        if self.code == "ldpc" and self.n % m:
-            raise InputError(f"n={self.n} is not a multiple of the {m} bits per {self.modulation} symbol; "
-                             f"choose n as a multiple of {m} (as 5G NR rate matching does)")
-        self.pilot_symbols = _pilot_indices(self.pilot_symbols, self.num_ofdm_symbols)
+        put("max_transmissions", validate.integer("max_transmissions", self.max_transmissions, 1, MAX_TRANSMISSIONS))
+        put("mcs", parse_mcs(self.mcs))
+        if self.code == "none" and self.mcs is not None:
+            raise InputError(f"mcs={self.mcs!r} needs code 'ldpc' (an MCS is a modulation and an LDPC rate); "
+                             "use code='ldpc' or mcs=None")
+        if self.mcs is not None:
+            put("mcs_table", validate.integer("mcs_table", self.mcs_table, 1, 4))
+            put("bler_target", validate.number("bler_target", self.bler_target, 0, 1))
+            if not 0 < self.bler_target < 1:
+                raise InputError(f"bler_target={self.bler_target}: give a BLER target between 0 and 1 (e.g. 0.1)")
+            if self.n < MCS_BLOCK:
+                raise InputError(f"n={self.n}: an MCS codeword needs at least {MCS_BLOCK} coded bits; choose a larger n")
+        put("pilot_symbols", _pilot_indices(self.pilot_symbols, self.num_ofdm_symbols))
         if len(self.pilot_symbols) >= self.num_ofdm_symbols:
             raise InputError("pilot_symbols leave no OFDM symbol for data; use fewer pilot symbols")
         if self.estimator != "perfect" and not self.pilot_symbols:
@@ -141,65 +149,72 @@ class LinkConfig(ConfigMixin):
             validate.positive_float(name, getattr(self, name))
         for name in ("delay_spread_ns", "speed_mps"):
             validate.non_negative_float(name, getattr(self, name))
-        if (self.snr_db is None) == (self.ebno_db is None):
-            if self.channel == "ideal" and self.snr_db is None:
-                self.snr_db = math.inf  # noiseless; nothing to configure
-            else:
-                raise InputError("give exactly one of snr_db (Es/N0 per resource element) or ebno_db "
-                                 "(Eb/N0 per information bit)")
+        if self.channel == Channel.IDEAL:
+            put("snr_db", None)   # the ideal channel has no noise: snr_db None is the one convention
+            put("ebno_db", None)
+        elif (self.snr_db is None) == (self.ebno_db is None):
+            raise InputError("give exactly one of snr_db (Es/N0 per resource element) or ebno_db "
+                             "(Eb/N0 per information bit); only the ideal channel has no noise")
         for name in ("snr_db", "ebno_db"):
             value = getattr(self, name)
-            if value is not None and (not validate.is_real(value) or math.isnan(value)
-                                      or (math.isinf(value) and self.channel != "ideal")):
-                raise InputError(f"{name}={value!r}: must be a finite number of dB")
+            if value is not None:
+                if not validate.is_real(value) or not math.isfinite(value):
+                    raise InputError(f"{name}={value!r}: must be a finite number of dB (no noise: channel 'ideal')")
+                put(name, float(value))
+        if self.mcs == "auto" and self.ebno_db is not None:
+            raise InputError("mcs 'auto' picks the MCS for snr_db (Es/N0 per resource element); give snr_db "
+                             "instead of ebno_db, or a fixed MCS index")
         if self.device is not None:
-            self.device = str(self.device)
+            put("device", str(self.device))
             if self.device.split(":")[0] not in DEVICES:
                 raise InputError(f"device '{self.device}': use 'cpu', 'cuda', 'cuda:N' or None (automatic)")
+        self.resolved()  # what depends on the MCS (LDPC limits, HARQ's CRC, whole symbols) fails here, not later
 
-    def _resolve_mcs(self) -> None:
-        """modulation and k from the MCS (fixed, or chosen for snr_db); n rounded to MCS_BLOCK bits and long
-        enough for MCS_MIN_INFO_BITS."""
-        from link_models.mcs import mcs
+    def resolved(self) -> ResolvedLink:
+        """What a link transmits with: this configuration with its MCS applied (a new frozen value; the
+        same for equal configurations)."""
+        return _resolve(self)
 
-        self.mcs_table = validate.integer("mcs_table", self.mcs_table, 1, 4)
-        self.bler_target = validate.number("bler_target", self.bler_target, 0, 1)
-        if not 0 < self.bler_target < 1:
-            raise InputError(f"bler_target={self.bler_target}: give a BLER target between 0 and 1 (e.g. 0.1)")
-        if self.n < MCS_BLOCK:
-            raise InputError(f"n={self.n}: an MCS codeword needs at least {MCS_BLOCK} coded bits; choose a larger n")
-        if self.mcs == "auto":
-            if self.snr_db is None and not (self.channel == "ideal" and self.ebno_db is None):
-                raise InputError("mcs 'auto' picks the MCS for snr_db (Es/N0 per resource element); give snr_db "
-                                 "instead of ebno_db, or a fixed MCS index")
-            snr = math.inf if self.snr_db is None else self.snr_db
-            if not validate.is_real(snr) or math.isnan(snr):
-                raise InputError(f"snr_db={snr!r}: must be a number of dB")
-            snr = float(snr)
-            adaptation = link_adaptation(self.mcs_table, self.bler_target, self.bler_table, self.estimator)
-            row = adaptation.mcs(min(max(snr, -100.0), 100.0))
-        else:
-            row = mcs(self.mcs, self.mcs_table)
-        self.mcs_index = row.index
-        self.mcs_table_used = row.table
-        self.modulation = row.modulation
-        self.nominal_n = self.n // MCS_BLOCK * MCS_BLOCK  # what with_snr starts from, so n never drifts
-        self.n = max(self.nominal_n, math.ceil(MCS_MIN_INFO_BITS / row.code_rate / MCS_BLOCK) * MCS_BLOCK)
-        self.k = max(LDPC_K_MIN, round(row.code_rate * self.n))
+    # --- derived quantities (of the configuration; a ResolvedLink has the same ones after the MCS) ---------
+    @property
+    def noiseless(self) -> bool:
+        return noiseless(self.snr_db) and self.ebno_db is None
 
-    def _check_ldpc(self) -> None:
-        k, n = self.k, self.ldpc_n
-        if not LDPC_K_MIN <= k <= LDPC_K_MAX:
-            raise InputError(f"k={k}: 5G LDPC supports {LDPC_K_MIN} <= k <= {LDPC_K_MAX} information bits; "
-                             "choose k in that range (or --code none)")
-        if n > LDPC_N_MAX:
-            raise InputError(f"n={n}: 5G LDPC supports n <= {LDPC_N_MAX}; choose a smaller n")
-        rate = k / n
-        if not LDPC_RATE_MIN <= rate <= LDPC_RATE_MAX:
-            raise InputError(f"k={k}, n={n}: code rate {rate:.3f} outside 5G LDPC's [1/5, 0.95]; "
-                             f"choose n between {math.ceil(k / LDPC_RATE_MAX)} and {5 * k}")
+    @property
+    def noise_variance(self) -> float:
+        """Complex noise variance N0 per resource element for unit-energy symbols (0 without noise)."""
+        return self.resolved().noise_variance
 
-    # --- derived quantities -------------------------------------------------------------------------------
+    def with_snr(self, *, snr_db: float | None = None, ebno_db: float | None = None) -> LinkConfig:
+        """A copy at another operating point (exactly one of snr_db / ebno_db)."""
+        return dataclasses.replace(self, snr_db=snr_db, ebno_db=ebno_db)
+
+
+@dataclass(frozen=True)
+class ResolvedLink:
+    """A `LinkConfig` with its MCS applied: the modulation and code a link transmits with (`LinkConfig.
+    resolved()`). `config` is the configuration as given; every setting the MCS does not decide reads
+    through to it (`resolved.channel`, `resolved.snr_db`, ...)."""
+
+    config: LinkConfig
+    modulation: str
+    k: int
+    n: int
+    ldpc_n: int
+    """Length of the LDPC code actually built: n, or the rate-1/5 mother code repeated up to n."""
+    mcs_index: int | None = None
+    """The TS 38.214 MCS chosen (None without link adaptation)."""
+    mcs_table_used: int | None = None
+    """The MCS table of mcs_index (mcs_table, or 3 where auto fell back to its low-SE rows)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "config":  # copy / pickle probe before the fields exist
+            raise AttributeError(name)
+        return getattr(self.config, name)
+
+    def resolved(self) -> ResolvedLink:
+        return self
+
     @property
     def bits_per_symbol(self) -> int:
         return MODULATIONS[self.modulation]
@@ -209,31 +224,99 @@ class LinkConfig(ConfigMixin):
         return self.k / self.n
 
     @property
-    def es_no_db(self) -> float:
-        """Es/N0 per resource element in dB (from snr_db, or from ebno_db via bits per symbol and code rate)."""
+    def noiseless(self) -> bool:
+        return self.config.noiseless
+
+    @property
+    def es_no_db(self) -> float | None:
+        """Es/N0 per resource element in dB (from snr_db, or from ebno_db via bits per symbol and code rate);
+        None without noise."""
         if self.snr_db is not None:
             return float(self.snr_db)
+        if self.ebno_db is None:
+            return None
         return float(self.ebno_db) + 10 * math.log10(self.bits_per_symbol * self.code_rate)
 
     @property
-    def eb_no_db(self) -> float:
-        """Eb/N0 per information bit on the data resource elements, in dB."""
+    def eb_no_db(self) -> float | None:
+        """Eb/N0 per information bit on the data resource elements, in dB; None without noise."""
         if self.ebno_db is not None:
             return float(self.ebno_db)
+        if self.snr_db is None:
+            return None
         return float(self.snr_db) - 10 * math.log10(self.bits_per_symbol * self.code_rate)
 
     @property
     def noise_variance(self) -> float:
-        """Complex noise variance N0 per resource element for unit-energy symbols (0 for the ideal channel)."""
-        if self.channel == "ideal":
-            return 0.0
-        return 10 ** (-self.es_no_db / 10)
+        """Complex noise variance N0 per resource element for unit-energy symbols (0 without noise)."""
+        es_no_db = self.es_no_db
+        return 0.0 if es_no_db is None else 10 ** (-es_no_db / 10)
 
-    def with_snr(self, *, snr_db: float | None = None, ebno_db: float | None = None) -> LinkConfig:
-        """A copy at another operating point (exactly one of snr_db / ebno_db)."""
-        values = self.to_dict()
-        values.update(snr_db=snr_db, ebno_db=ebno_db, n=getattr(self, "nominal_n", self.n))
-        return LinkConfig(**values)
+    def with_snr(self, *, snr_db: float | None = None, ebno_db: float | None = None) -> ResolvedLink:
+        """The configuration at another operating point, resolved again (auto picks the MCS for it)."""
+        return self.config.with_snr(snr_db=snr_db, ebno_db=ebno_db).resolved()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration (`config.to_dict()`) with what the MCS decided: modulation, k, n, ldpc_n,
+        mcs_index, mcs_table_used."""
+        return {**self.config.to_dict(), "modulation": self.modulation, "k": self.k, "n": self.n,
+                "ldpc_n": self.ldpc_n, "mcs_index": self.mcs_index, "mcs_table_used": self.mcs_table_used}
+
+
+def resolve(cfg: LinkConfig | ResolvedLink) -> ResolvedLink:
+    """The ResolvedLink of a configuration (a ResolvedLink as it is); InputError for anything else."""
+    if isinstance(cfg, ResolvedLink):
+        return cfg
+    if isinstance(cfg, LinkConfig):
+        return cfg.resolved()
+    raise InputError(f"a link needs a LinkConfig, not {type(cfg).__name__}; build one with LinkConfig(...)")
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolve(cfg: LinkConfig) -> ResolvedLink:
+    """modulation and k from the MCS (fixed, or chosen for snr_db); n rounded to MCS_BLOCK bits and long
+    enough for MCS_MIN_INFO_BITS; then the checks of what a code can build."""
+    modulation, k, n = cfg.modulation, cfg.k, cfg.n
+    mcs_index = mcs_table_used = None
+    if cfg.code == "none":
+        n = k
+    elif cfg.mcs is not None:
+        from link_models.mcs import mcs
+
+        if cfg.mcs == "auto":
+            adaptation = link_adaptation(cfg.mcs_table, cfg.bler_target, cfg.bler_table, cfg.estimator)
+            row = adaptation.mcs(min(max(numeric_snr_db(cfg.snr_db), -100.0), 100.0))
+        else:
+            row = mcs(cfg.mcs, cfg.mcs_table)
+        mcs_index, mcs_table_used, modulation = row.index, row.table, row.modulation
+        nominal_n = n // MCS_BLOCK * MCS_BLOCK
+        n = max(nominal_n, math.ceil(MCS_MIN_INFO_BITS / row.code_rate / MCS_BLOCK) * MCS_BLOCK)
+        k = max(LDPC_K_MIN, round(row.code_rate * n))
+    m = MODULATIONS[modulation]
+    ldpc_n = n
+    if cfg.code == "ldpc":
+        if cfg.mcs is not None and k < LDPC_RATE_MIN * n:  # repeat the rate-1/5 mother code
+            ldpc_n = 5 * k // m * m
+        _check_ldpc(k, ldpc_n)
+    if cfg.max_transmissions > 1 and k <= CRC_BITS:
+        raise InputError(f"k={k}: HARQ puts a {CRC_BITS}-bit CRC in every codeword, so k must exceed "
+                         f"{CRC_BITS}; use a longer codeword or max_transmissions=1")
+    if cfg.code == "ldpc" and n % m:
+        raise InputError(f"n={n} is not a multiple of the {m} bits per {modulation} symbol; "
+                         f"choose n as a multiple of {m} (as 5G NR rate matching does)")
+    return ResolvedLink(cfg, modulation, k, n, ldpc_n, mcs_index, mcs_table_used)
+
+
+def _check_ldpc(k: int, n: int) -> None:
+    if not LDPC_K_MIN <= k <= LDPC_K_MAX:
+        raise InputError(f"k={k}: 5G LDPC supports {LDPC_K_MIN} <= k <= {LDPC_K_MAX} information bits; "
+                         "choose k in that range (or --code none)")
+    if n > LDPC_N_MAX:
+        raise InputError(f"n={n}: 5G LDPC supports n <= {LDPC_N_MAX}; choose a smaller n")
+    rate = k / n
+    if not LDPC_RATE_MIN <= rate <= LDPC_RATE_MAX:
+        raise InputError(f"k={k}, n={n}: code rate {rate:.3f} outside 5G LDPC's [1/5, 0.95]; "
+                         f"choose n between {math.ceil(k / LDPC_RATE_MAX)} and {5 * k}")
 
 
 @functools.cache

@@ -32,8 +32,10 @@ import numpy as np
 from meg_common import validate
 from meg_common.errors import InputError
 from meg_common.io import read_json
+from meg_common.vocabulary import BITS_PER_SYMBOL
 
-MODULATION_NAMES = {2: "qpsk", 4: "16qam", 6: "64qam", 8: "256qam"}
+MODULATION_NAMES = {bits: str(name) for name, bits in BITS_PER_SYMBOL.items()}
+"""Bits per symbol -> modulation name (the MCS tables use 2, 4, 6 and 8)."""
 TABLES = (1, 2, 3)
 MAX_INDEX = {1: 28, 2: 27, 3: 28}
 DATA = Path(__file__).parent / "data"

@@ -23,6 +23,7 @@ from link_models.config import LinkConfig
 from meg_common.errors import InputError
 from meg_common.executors import Executor, LocalExecutor, Unit, UnitStore
 from meg_common.io import atomic_write_json, atomic_write_text, read_json
+from meg_common.vocabulary import CARRIERS
 
 POINT_FIELDS = ("ebno_db", "snr_db", "ber", "bler", "bit_errors", "bits", "block_errors", "blocks", "frames",
                 "nmse", "snr_est_db", "noise_var", "wall_s", "noise_var_reported", "nmse_median",
@@ -40,8 +41,8 @@ RESUMABLE_KEYS = ("points_db", "device")
 def sweep_config(cfg: LinkConfig, scheme: str, axis: str, values: list[float], target_errors: int,
                  max_frames: int, seed: int) -> dict:
     """The JSON-able identity of a sweep (what must match to resume)."""
-    if scheme not in ("digital", "analog"):
-        raise InputError(f"unknown scheme '{scheme}'; choose digital or analog")
+    if scheme not in CARRIERS:
+        raise InputError(f"unknown scheme '{scheme}'; choose {' or '.join(CARRIERS)}")
     if axis not in ("ebno_db", "snr_db"):
         raise InputError(f"unknown SNR axis '{axis}'; use ebno_db or snr_db")
     if scheme == "analog" and axis == "ebno_db":

@@ -42,6 +42,7 @@ from meg_common.cli import number_list  # noqa: E402
 from meg_common.errors import InputError  # noqa: E402
 from meg_common.io import atomic_write_json, read_json  # noqa: E402
 from meg_common.provenance import versions  # noqa: E402
+from meg_common.vocabulary import Decoder, Modulation, values  # noqa: E402
 
 STEP_DB = 0.5
 BLER_HIGH, BLER_LOW = 0.95, 0.01
@@ -66,7 +67,7 @@ def parse_args(argv=None):
     p.add_argument("--cp-length", type=int, default=1, help="cyclic prefix samples (default 1, as hops)")
     p.add_argument("--target-errors", type=int, default=300)
     p.add_argument("--max-codewords", type=int, default=3000)
-    p.add_argument("--decoder", choices=("auto", "fast", "sionna"), default="auto",
+    p.add_argument("--decoder", choices=("auto", *values(Decoder)), default="auto",
                    help="LDPC decoder: fast (numba) when LinkConfig has it, else Sionna's (auto)")
     p.add_argument("--ldpc-iterations", type=int, default=20)
     p.add_argument("--batch", type=int, default=32, help="OFDM frames per batched pass")
@@ -124,7 +125,7 @@ def link_config(m, args, estimator: str, decoder: str | None, snr_db: float = 0.
 
 def curve_plan(m, args, estimator: str = "perfect", decoder: str | None = None) -> dict:
     """How the curve of MCS `m` is measured: the link's (k, n) and the mother code's length `ldpc_n`."""
-    cfg = link_config(m, args, estimator, decoder)
+    cfg = link_config(m, args, estimator, decoder).resolved()
     return {"modulation": m.modulation, "bits_per_symbol": m.bits_per_symbol, "code_rate": m.code_rate,
             "spectral_efficiency": m.spectral_efficiency, "shannon_snr_db": m.shannon_snr_db, "k": cfg.k,
             "n": cfg.n, "ldpc_n": cfg.ldpc_n, "mcs": [m.table, m.index],
@@ -137,11 +138,12 @@ class RadioCodewords:
     codewords_per_batch = 64
 
     def __init__(self, cfg, seed: int):
-        from link_models import LinkConfig
+        import dataclasses
+
         from link_models.ota.radio_link import RadioLink
         from sdr_drivers.sim import REALISTIC, SimRadio
 
-        cfg = LinkConfig(**{**cfg.to_dict(), "max_transmissions": 1})
+        cfg = dataclasses.replace(cfg, max_transmissions=1)
         self.snr_db = 0.0
         self.link = RadioLink(SimRadio(snr_db=self.snr_db, channel="awgn", seed=seed, **REALISTIC), cfg, seed=seed)
 
@@ -302,7 +304,7 @@ def plot(store: dict, table_path: Path, png: Path, tables: list[int]) -> None:
     from meg_common.io import atomic_write
 
     table = BlerTable(table_path)
-    colours = {"qpsk": "tab:blue", "16qam": "tab:orange", "64qam": "tab:green", "256qam": "tab:red"}
+    colours = dict(zip(values(Modulation)[1:], ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=True))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     first = tables[0]
     for index in table.indices(first):

@@ -18,10 +18,11 @@ from pathlib import Path
 os.environ.setdefault("MPLCONFIGDIR", "/tmp/mpl")
 
 from meg_common.io import atomic_write_json  # noqa: E402
+from meg_common.vocabulary import Channel, Estimator, values  # noqa: E402
 
 SNRS = [-10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0]
-CHANNELS = ("awgn", "tdl-a")
-ESTIMATORS = ("ls", "lmmse")
+PLOTTED_CHANNELS = values((Channel.AWGN, Channel.TDL_A))
+PLOTTED_ESTIMATORS = values((Estimator.LS, Estimator.LMMSE))
 
 
 def main(argv=None) -> int:
@@ -40,8 +41,8 @@ def main(argv=None) -> int:
     from link_models.sweep import run_sweep
 
     results = {}
-    for channel in CHANNELS:
-        for estimator in ESTIMATORS:
+    for channel in PLOTTED_CHANNELS:
+        for estimator in PLOTTED_ESTIMATORS:
             cfg = LinkConfig(channel=channel, estimator=estimator, snr_db=SNRS[0], fft_size=12, cp_length=1, batch=32)
             out = args.runs / f"{channel}-{estimator}"
             out.mkdir(parents=True, exist_ok=True)

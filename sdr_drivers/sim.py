@@ -22,10 +22,11 @@ import numpy as np
 
 from meg_common import validate
 from meg_common.errors import InputError
+from meg_common.vocabulary import SIM_RADIO_CHANNELS, values
 from sdr_drivers.base import Radio, check_count, check_samples
 from sdr_drivers.impairments import awgn, frequency_shift, iq_imbalance, quantize, resample
 
-CHANNELS = ("awgn", "ideal", *(f"tdl-{c}" for c in "abcde"))
+CHANNELS = values(SIM_RADIO_CHANNELS)
 REALISTIC = {"cfo_ppm": 20.0, "sco_ppm": 20.0, "dc_offset": 0.01 + 0.005j, "iq_gain_db": 0.5, "iq_phase_deg": 3.0}
 """The impairments of a typical low-cost SDR pair (`--radio sim`, the radio BLER table): 20 ppm oscillators,
 a small DC offset, 0.5 dB / 3 degree IQ imbalance (with the default 12-bit ADC)."""

@@ -81,7 +81,8 @@ def test_capacity_hop_takes_the_fewest_channel_uses(image_bytes):
 
 def test_link_spec_settings_reach_the_link_config():
     cfg = LinkSpec(scheme="digital", snr_db=20.0).link_config()
-    assert cfg.mcs == "auto" and cfg.mcs_index is not None and cfg.estimator == "lmmse" and cfg.max_transmissions == 4
+    assert cfg.mcs == "auto" and cfg.resolved().mcs_index is not None and cfg.estimator == "lmmse"
+    assert cfg.max_transmissions == 4
     cfg = LinkSpec(scheme="digital", snr_db=3.0, mcs="none", harq=False).link_config()
     assert (cfg.mcs, cfg.modulation, cfg.k, cfg.n, cfg.max_transmissions) == (None, "qpsk", 512, 1024, 1)
     assert LinkSpec(scheme="analog").link_config().mcs is None

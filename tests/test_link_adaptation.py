@@ -47,38 +47,39 @@ def table(tmp_path_factory):
 def test_fixed_mcs_sets_modulation_and_rate_and_keeps_the_codeword_length():
     for index in (5, 15, 25):
         row = mcs_table(1)[index]
-        cfg = LinkConfig(mcs=index, snr_db=10.0, n=1024)
+        cfg = LinkConfig(mcs=index, snr_db=10.0, n=1024).resolved()
         assert (cfg.mcs_index, cfg.modulation) == (index, row.modulation)
         assert cfg.n == 1008 and cfg.n % MCS_BLOCK == 0 and cfg.ldpc_n == cfg.n
         assert abs(cfg.code_rate - row.code_rate) < 1 / cfg.n
-    assert LinkConfig(mcs="7", snr_db=0.0).mcs_index == 7  # an index as text (command line)
+    assert LinkConfig(mcs="7", snr_db=0.0).resolved().mcs_index == 7  # an index as text (command line)
     assert LinkConfig(mcs="none", snr_db=0.0, modulation="16qam").mcs is None  # as given
 
 
 def test_lowest_rates_lengthen_the_codeword_so_the_crc_stays_small():
     from link_models.config import MCS_MIN_INFO_BITS
 
-    low = LinkConfig(mcs=0, mcs_table=3, snr_db=-10.0, n=1024, max_transmissions=4)  # rate 30/1024
+    low = LinkConfig(mcs=0, mcs_table=3, snr_db=-10.0, n=1024, max_transmissions=4).resolved()  # rate 30/1024
     assert low.k >= MCS_MIN_INFO_BITS and CRC_BITS <= 0.1 * low.k
     assert low.n % MCS_BLOCK == 0 and low.n > 1008 and abs(low.code_rate - 30 / 1024) < 1 / low.n
     assert low.ldpc_n == 5 * low.k // 2 * 2 < low.n  # the rate-1/5 mother code, repeated up to n
-    high = LinkConfig(mcs=15, snr_db=10.0, n=1024)
+    high = LinkConfig(mcs=15, snr_db=10.0, n=1024).resolved()
     assert high.n == 1008  # rates that already carry 240 bits keep the hop's length
     # and an operating point that moves the MCS up again returns to the nominal length
-    assert low.with_snr(snr_db=-10.0) == low and LinkConfig(mcs="auto", snr_db=-10.0, n=1024).with_snr(snr_db=25.0).n == 1008
+    assert low.with_snr(snr_db=-10.0) == low
+    assert LinkConfig(mcs="auto", snr_db=-10.0, n=1024).with_snr(snr_db=25.0).resolved().n == 1008
 
 
 def test_auto_picks_the_highest_mcs_within_the_target(table):
     bler = BlerTable(table)
     for snr in (-8.0, -3.0, 0.0, 4.5, 9.0, 14.0, 25.0):
-        cfg = LinkConfig(mcs="auto", snr_db=snr, bler_table=table)
+        cfg = LinkConfig(mcs="auto", snr_db=snr, bler_table=table).resolved()
         ok = [i for i in bler.indices(1) if bler.bler(i, snr) <= 0.1]
         assert cfg.mcs_index == (max(ok) if ok else 0)
     # the codeword length does not drift when the MCS changes with the SNR
-    cfg = LinkConfig(mcs="auto", snr_db=25.0, n=1000, bler_table=table)
+    cfg = LinkConfig(mcs="auto", snr_db=25.0, n=1000, bler_table=table).resolved()
     assert cfg.with_snr(snr_db=-3.0).with_snr(snr_db=25.0) == cfg and cfg.n == 984
-    assert LinkConfig(mcs="auto", snr_db=0.0, bler_target=0.5, bler_table=table).mcs_index >= \
-        LinkConfig(mcs="auto", snr_db=0.0, bler_table=table).mcs_index
+    assert LinkConfig(mcs="auto", snr_db=0.0, bler_target=0.5, bler_table=table).resolved().mcs_index >= \
+        LinkConfig(mcs="auto", snr_db=0.0, bler_table=table).resolved().mcs_index
 
 
 @pytest.mark.parametrize("kw, message", [
@@ -96,7 +97,7 @@ def test_bad_mcs_settings_say_what_to_do(kw, message):
 
 
 def test_rates_below_one_fifth_repeat_the_mother_code_and_deliver():
-    cfg = LinkConfig(mcs=0, snr_db=-4.0, n=1024, estimator="perfect", **FAST)
+    cfg = LinkConfig(mcs=0, snr_db=-4.0, n=1024, estimator="perfect", **FAST).resolved()
     assert cfg.code_rate < 0.2 and cfg.ldpc_n < cfg.n and cfg.k / cfg.ldpc_n >= 0.2
     payload = os.urandom(40)
     received, stats = DigitalLink(cfg, seed=1).send_bytes(payload)
@@ -210,7 +211,7 @@ def test_auto_mcs_keeps_the_bler_target_at_every_snr(tmp_path):
     cfg = LinkConfig(mcs="auto", snr_db=0.0, estimator="perfect", channel="awgn", **grid)
     snrs = [-5.0, -3.0, 0.0, 3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 21.0]
     for snr in snrs:
-        picked = cfg.with_snr(snr_db=snr)
+        picked = cfg.with_snr(snr_db=snr).resolved()
         assert table.bler(picked.mcs_index, snr, picked.mcs_table_used) <= 0.1
     frames = 400 * 128 // grid["fft_size"]  # about 300 codewords of QPSK at least
     result = run_sweep(cfg, tmp_path, scheme="digital", axis="snr_db", values=snrs, max_frames=frames,

@@ -73,7 +73,7 @@ def test_hop_config_takes_the_mcs_of_its_estimators_table():
             pytest.skip(f"no {estimator} table yet (scripts/make_bler_table.py)")
     picks = {}
     for estimator in ("perfect", "lmmse"):
-        cfg = LinkSpec(scheme="digital", snr_db=10.0, estimator=estimator).validate("t").link_config()
+        cfg = LinkSpec(scheme="digital", snr_db=10.0, estimator=estimator).validate("t").link_config().resolved()
         table = BlerTable.shipped(estimator)
         assert cfg.n == 1008 and table.bler(cfg.mcs_index, 10.0) <= TARGET
         picks[estimator] = cfg.mcs_index
@@ -103,7 +103,7 @@ def test_first_try_bler_at_the_auto_mcs_holds_the_target(estimator):
         pytest.skip(f"no {estimator} table yet (scripts/make_bler_table.py)")
     n = 2000
     for snr_db in (-5.0, 0.0, 10.0, 20.0):
-        cfg = LinkSpec(scheme="digital", snr_db=snr_db, estimator=estimator).validate("t").link_config()
+        cfg = LinkSpec(scheme="digital", snr_db=snr_db, estimator=estimator).validate("t").link_config().resolved()
         failed, sent = first_try(cfg, n)
         ci = binomtest(failed, sent).proportion_ci(method="wilson")
         detail = (snr_db, cfg.mcs_table_used, cfg.mcs_index, failed, sent, round(ci.low, 4), round(ci.high, 4))

@@ -1,29 +1,54 @@
-"""LinkConfig: validation with one-line InputErrors, and the SNR conventions (Es/N0 per RE vs Eb/N0 per info bit)."""
+"""LinkConfig: validation with one-line InputErrors, the SNR conventions (Es/N0 per RE vs Eb/N0 per info bit),
+a frozen configuration and its resolution (ResolvedLink) as a separate step."""
 
+import dataclasses
 import math
 
 import pytest
 
-from link_models import LinkConfig
+from link_models import LinkConfig, ResolvedLink, resolve
 from meg_common.errors import InputError
 
 
 def test_ebno_and_snr_follow_the_textbook_definitions():
-    cfg = LinkConfig(modulation="16qam", k=1024, n=2048, ebno_db=3.0)
+    cfg = LinkConfig(modulation="16qam", k=1024, n=2048, ebno_db=3.0).resolved()
     assert cfg.es_no_db == pytest.approx(3.0 + 10 * math.log10(4 * 0.5))
     assert cfg.noise_variance == pytest.approx(1 / (10 ** 0.3 * 4 * 0.5))
-    snr = LinkConfig(modulation="qpsk", code="none", k=512, snr_db=6.0)
+    config = LinkConfig(modulation="qpsk", code="none", k=512, snr_db=6.0)
+    snr = config.resolved()
     assert snr.eb_no_db == pytest.approx(6.0 - 10 * math.log10(2))
-    assert snr.n == 512  # uncoded: a block is k bits
+    assert snr.n == 512 and config.n == 2048  # uncoded: a block is k bits; the configuration keeps what was given
 
 
 def test_with_snr_switches_operating_point():
     cfg = LinkConfig(ebno_db=1.0).with_snr(snr_db=7.0)
-    assert cfg.snr_db == 7.0 and cfg.ebno_db is None and cfg.es_no_db == 7.0
+    assert cfg.snr_db == 7.0 and cfg.ebno_db is None and cfg.resolved().es_no_db == 7.0
 
 
-def test_ideal_channel_needs_no_snr():
-    assert LinkConfig(channel="ideal").noise_variance == 0.0
+def test_ideal_channel_has_no_noise_and_snr_db_none():
+    ideal = LinkConfig(channel="ideal")
+    assert ideal.noise_variance == 0.0 and ideal.snr_db is None and ideal.noiseless
+    assert ideal.resolved().es_no_db is None and ideal.resolved().eb_no_db is None
+    # an SNR given to the ideal channel is not kept: no noise is snr_db None, one convention
+    assert LinkConfig(channel="ideal", snr_db=5.0) == ideal
+    assert not LinkConfig(snr_db=5.0).noiseless
+
+
+def test_the_configuration_is_frozen_and_resolving_does_not_change_it():
+    cfg = LinkConfig(mcs="auto", snr_db=5.0, n=1024)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.k = 12  # type: ignore[misc]
+    before = cfg.to_dict()
+    resolved = cfg.resolved()
+    assert cfg.to_dict() == before and (cfg.modulation, cfg.k, cfg.n) == ("qpsk", 1024, 1024)
+    assert isinstance(resolved, ResolvedLink) and resolved.config is cfg and resolve(resolved) is resolved
+    assert resolved.mcs_index is not None and resolved.n == 1008 and resolved.k != cfg.k
+    assert resolved.channel == "awgn" and resolved.snr_db == 5.0  # the other settings read through
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        resolved.k = 12  # type: ignore[misc]
+    # another operating point resolves again from the configuration, so n never drifts
+    assert resolved.with_snr(snr_db=25.0).with_snr(snr_db=5.0) == resolved
+    assert resolved.to_dict()["mcs_index"] == resolved.mcs_index and resolved.to_dict()["mcs"] == "auto"
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
@@ -36,6 +61,8 @@ def test_ideal_channel_needs_no_snr():
     ({"k": 1024, "n": 2049, "snr_db": 1}, "multiple"),
     ({"modulation": "16qam", "k": 1024, "n": 2046, "snr_db": 1}, "multiple"),
     ({}, "exactly one"),
+    ({"channel": "awgn"}, "only the ideal channel has no noise"),
+    ({"snr_db": float("inf")}, "finite"),
     ({"snr_db": 1, "ebno_db": 2}, "exactly one"),
     ({"snr_db": float("nan")}, "finite"),
     ({"snr_db": 1, "pilot_symbols": (2, 14)}, "pilot symbol index"),

@@ -18,8 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-CHANNELS = ("awgn", "ideal", "tdl-a", "tdl-b", "tdl-c", "tdl-d", "tdl-e")
-MODULATIONS = ("bpsk", "qpsk", "16qam", "64qam", "256qam")
+from meg_common.vocabulary import CARRIERS, SIM_RADIO_CHANNELS, Code, Modulation, values
+
+CHANNELS = values(SIM_RADIO_CHANNELS)
+MODULATIONS = values(Modulation)
 
 
 def register(subparsers) -> None:
@@ -83,9 +85,9 @@ def _payload_options(p) -> None:
     g = p.add_argument_group("payload and frame")
     g.add_argument("--payload", default="random", help="'random' or a FILE to send (default random)")
     g.add_argument("--frames", type=int, default=None, help="random payload: this many frames (default 10)")
-    g.add_argument("--scheme", choices=("digital", "analog"), default="digital")
+    g.add_argument("--scheme", choices=values(CARRIERS), default="digital")
     g.add_argument("--modulation", choices=MODULATIONS, default="qpsk")
-    g.add_argument("--code", choices=("ldpc", "none"), default="ldpc")
+    g.add_argument("--code", choices=values(Code), default="ldpc")
     g.add_argument("--k", type=int, default=1024, help="LDPC information bits per codeword (default 1024)")
     g.add_argument("--n", type=int, default=2048, help="LDPC codeword bits (default 2048)")
     g.add_argument("--ldpc-iterations", type=int, default=20)

@@ -13,7 +13,9 @@ import argparse
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The task and link options shared by `run` (None = not given, so a TOML value stays)."""
+    from flowgraphs.config import IMAGE_FORMATS, IMAGE_PLACES, RADIOS, RESUME_MODES, SEED_FORMATS
     from meg_common.cli import OneLineParser  # noqa: F401  (argparse only)
+    from meg_common.vocabulary import AIR_SCHEMES, Channel, Estimator, Modulation, values
 
     task = parser.add_argument_group("task")
     task.add_argument("--prompt", help="text prompt (default: a prompt of the embedded vocabulary)")
@@ -24,32 +26,33 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                                                          "as meg-phy generate)")
     task.add_argument("--seed", type=int, help="random seed: noise, link noise, rendered input (default 0)")
     task.add_argument("--model", help="Stable-Diffusion diffusers folder (default: the embedded model)")
-    task.add_argument("--image-at", choices=("ue", "es"), help="who holds the input image (default ue)")
+    task.add_argument("--image-at", choices=IMAGE_PLACES, help="who holds the input image (default ue)")
     proto = parser.add_argument_group("protocol")
     proto.add_argument("--n-es", type=int, help="number of edge servers for multi-ES protocols, 1..4 (default 2)")
     proto.add_argument("--split", type=float, help="fraction of the steps done before the seed changes hands (default 0.5)")
-    proto.add_argument("--resume", choices=("channel-aware", "naive"), help="how a noisy analog seed is resumed")
-    proto.add_argument("--seed-format", choices=("float32", "float16", "int8", "int4"), help="quantisation of digital seeds")
-    proto.add_argument("--image-format", choices=("webp", "jpeg", "png"), help="codec of digital images and sketches")
+    proto.add_argument("--resume", choices=RESUME_MODES, help="how a noisy analog seed is resumed")
+    proto.add_argument("--seed-format", choices=SEED_FORMATS, help="quantisation of digital seeds")
+    proto.add_argument("--image-format", choices=IMAGE_FORMATS, help="codec of digital images and sketches")
     proto.add_argument("--image-quality", type=int, help="image codec quality 1..100 (default 75)")
     link = parser.add_argument_group("links (defaults for every hop; per-hop settings in --config)")
-    link.add_argument("--scheme", choices=("analog", "digital", "capacity", "softcast"),
+    link.add_argument("--scheme", choices=values(AIR_SCHEMES),
                       help="analog values, coded bytes, the capacity bound (digital payloads over the fewest channel "
                            "uses), or softcast (analog; images as SoftCast) (default analog)")
     link.add_argument("--snr-db", type=float, help="Es/N0 per resource element, dB (default 10)")
-    link.add_argument("--channel", help="ideal, awgn, rayleigh, tdl-a..e, cdl-a..e (default awgn)")
+    link.add_argument("--channel", choices=values(Channel), metavar="CHANNEL",
+                      help=f"{', '.join(values(Channel))} (default awgn)")
     link.add_argument("--mcs", help="digital hops: 'auto' (link adaptation per SNR, the default), a TS 38.214 MCS "
                                     "index, or 'none' (--modulation and --code-rate as given)")
-    link.add_argument("--modulation", choices=("bpsk", "qpsk", "16qam", "64qam", "256qam"),
+    link.add_argument("--modulation", choices=values(Modulation),
                       help="with --mcs none (default qpsk)")
     link.add_argument("--code-rate", type=float, help="LDPC code rate with --mcs none (default 0.5)")
-    link.add_argument("--estimator", choices=("perfect", "ls", "lmmse"),
+    link.add_argument("--estimator", choices=values(Estimator),
                       help="channel estimation: perfect (true channel and N0), ls or lmmse (N0 estimated from the "
                            "pilots) (default lmmse)")
     link.add_argument("--max-attempts", type=int, help="HARQ transmissions per codeword of a digital payload "
                                                        "(whole-payload tries on a radio link) (default 4)")
     link.add_argument("--softcast-uses", type=int, help="channel uses of an image on a softcast hop (default 512)")
-    link.add_argument("--radio", choices=("link", "sim", "pluto"),
+    link.add_argument("--radio", choices=RADIOS,
                       help="link: link_models simulation (default); sim/pluto: IQ radio via link_models.ota.RadioLink")
     link.add_argument("--uri", help="Pluto URI, e.g. ip:192.168.2.1")
     parser.add_argument("--config", help="TOML file with any of these settings plus [link], [uplink], "

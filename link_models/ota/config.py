@@ -16,8 +16,9 @@ import numpy as np
 
 from meg_common.config import ConfigMixin
 from meg_common.errors import InputError
+from meg_common.vocabulary import CARRIERS, values
 
-SCHEMES = ("digital", "analog")
+SCHEMES = values(CARRIERS)
 
 
 @dataclass(frozen=True)

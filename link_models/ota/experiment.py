@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from link_models.config import LinkConfig
+from link_models.config import LinkConfig, ResolvedLink, resolve
 from link_models.ota.config import FrameConfig
 from link_models.ota.radio_link import RadioLink, scale_burst, shared_codec
 from meg_common.errors import InputError
@@ -28,7 +28,7 @@ from meg_common.io import atomic_write, atomic_write_bytes, atomic_write_json
 from meg_common.provenance import versions
 
 
-def make_payload(scheme: str, frame: FrameConfig, cfg: LinkConfig, payload: str = "random",
+def make_payload(scheme: str, frame: FrameConfig, cfg: LinkConfig | ResolvedLink, payload: str = "random",
                  frames: int | None = None, seed: int = 0) -> tuple[bytes | None, np.ndarray | None]:
     """(bytes, None) for digital, (None, float64 values) for analog: random (`frames` frames, default 10)
     or the bytes of the file `payload` (analog: its bytes as values centred on 0)."""
@@ -47,6 +47,7 @@ def make_payload(scheme: str, frame: FrameConfig, cfg: LinkConfig, payload: str 
         return None, np.frombuffer(data, np.uint8).astype(np.float64) - 127.5
     frames = frames or 10
     if scheme == "digital":
+        cfg = resolve(cfg)
         per = frame.codewords_per_frame * cfg.k // 8 - 4
         if per < 1:
             raise InputError(f"--k {cfg.k}: too small for a frame; raise --k or --codewords-per-frame")
@@ -105,7 +106,7 @@ def loopback(radio, cfg: LinkConfig, frame: FrameConfig, payload: bytes | None =
     return report, found
 
 
-def transmit(out: Path, frame: FrameConfig, cfg: LinkConfig, payload: bytes | None = None,
+def transmit(out: Path, frame: FrameConfig, cfg: LinkConfig | ResolvedLink, payload: bytes | None = None,
              values: np.ndarray | None = None, msg_id: int = 0, radio=None, seconds: float = 10.0,
              center_frequency: float = 2.4e9, args: dict | None = None, say=print) -> dict:
     """Frames -> OUT/tx.sigmf-* (radio None) or a cyclic transmission through `radio` for `seconds`.
@@ -114,6 +115,7 @@ def transmit(out: Path, frame: FrameConfig, cfg: LinkConfig, payload: bytes | No
     returns tx.json's fields."""
     from link_models.ota.frame import FrameBuilder
 
+    cfg = resolve(cfg)
     builder = FrameBuilder(shared_codec(frame, cfg.ldpc_iterations), cfg.modulation, cfg.code, cfg.k, cfg.n)
     frames = builder.digital_frames(payload, msg_id) if values is None else builder.analog_frames(values, msg_id)
     burst = builder.burst(frames)

@@ -32,13 +32,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from link_models.config import MODULATIONS, LinkConfig
+from link_models.config import MODULATIONS, LinkConfig, ResolvedLink, resolve
 from link_models.link import check_seed, check_values
 from link_models.mapping import nothing_received
 from link_models.ota.config import FrameConfig
 from link_models.stats import LinkStats
 from meg_common.errors import InputError
 from meg_common.rng import make_generator
+from meg_common.vocabulary import numeric_snr_db
 
 TX_LEVEL_DBFS = -12.0            # RMS of the burst; OFDM peaks stay below full scale (clipped at 1 otherwise)
 CAPTURE_MARGIN = 4000            # extra samples around a one-shot burst (the start time is unknown)
@@ -91,10 +92,10 @@ class RadioLink:
 
     schemes = ("digital", "analog")
 
-    def __init__(self, radio, cfg: LinkConfig | None = None, frame: FrameConfig | None = None, seed: int = 0,
+    def __init__(self, radio, cfg: LinkConfig | ResolvedLink | None = None, frame: FrameConfig | None = None, seed: int = 0,
                  cyclic: bool | None = None, tx_level_dbfs: float = TX_LEVEL_DBFS, recorder=None, codec=None):
         self.radio = radio
-        self.cfg = cfg or LinkConfig(snr_db=getattr(radio, "snr_db", 20.0))
+        self.cfg = resolve(cfg or LinkConfig(snr_db=getattr(radio, "snr_db", 20.0)))  # the MCS applied
         if self.cfg.code not in ("ldpc", "none"):
             raise InputError(f"code '{self.cfg.code}' is not supported over the air; use ldpc or none")
         self.frame = frame or FrameConfig(sample_rate=float(radio.sample_rate))
@@ -138,7 +139,7 @@ class RadioLink:
             if not isinstance(getattr(type(self.radio), "snr_db", None), property):
                 raise InputError(f"{type(self.radio).__name__} has no SNR setting: over the air the channel sets "
                                  "it; call the link without ebno_db / snr_db")
-            self.radio.snr_db = self.cfg.es_no_db
+            self.radio.snr_db = numeric_snr_db(self.cfg.es_no_db)
         k = self.cfg.k if self.cfg.code == "ldpc" else self.cfg.n
         bits = torch.randint(0, 2, (int(batch_size), k), generator=self.generator, dtype=torch.uint8)
         flat = bits.reshape(-1).numpy()
