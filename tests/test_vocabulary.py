@@ -63,7 +63,6 @@ def test_every_cli_choice_of_a_link_setting_is_a_vocabulary_list(options):
     assert seen[("meg-phy link sweep", "channel")] == values(Channel)
     assert seen[("meg-phy link sweep", "scheme")] == values(CARRIERS)
     assert seen[("meg-phy link sweep", "decoder")] == values(Decoder)
-    assert seen[("meg-phy run", "channel")] == values(Channel)
     assert seen[("meg-phy run", "scheme")] == values(AIR_SCHEMES)
     assert seen[("meg-phy run", "estimator")] == values(Estimator)
     assert seen[("meg-phy ota loopback", "channel")] == values(SIM_RADIO_CHANNELS)
@@ -77,6 +76,15 @@ def test_run_settings_choices_are_the_config_lists(options):
     assert run["seed_format"] == config.SEED_FORMATS and run["image_format"] == config.IMAGE_FORMATS
     assert run["resume"] == config.RESUME_MODES and run["radio"] == config.RADIOS
     assert run["image_at"] == config.IMAGE_PLACES
+
+
+def test_run_channel_is_checked_by_the_config_against_the_vocabulary():
+    from flowgraphs.config import load_config
+
+    assert load_config(channel="TDL-A").link.channel == "tdl-a"  # any case on the command line
+    with pytest.raises(InputError) as info:
+        load_config(channel="moon")
+    assert listed(str(info.value), values(Channel))
 
 
 def rejects(build, bad: str) -> str:

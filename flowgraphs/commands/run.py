@@ -39,8 +39,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                       help="analog values, coded bytes, the capacity bound (digital payloads over the fewest channel "
                            "uses), or softcast (analog; images as SoftCast) (default analog)")
     link.add_argument("--snr-db", type=float, help="Es/N0 per resource element, dB (default 10)")
-    link.add_argument("--channel", choices=values(Channel), metavar="CHANNEL",
-                      help=f"{', '.join(values(Channel))} (default awgn)")
+    link.add_argument("--channel", help=f"{', '.join(values(Channel))} (default awgn; any case, checked by the "
+                                        "run configuration)")
     link.add_argument("--mcs", help="digital hops: 'auto' (link adaptation per SNR, the default), a TS 38.214 MCS "
                                     "index, or 'none' (--modulation and --code-rate as given)")
     link.add_argument("--modulation", choices=values(Modulation),
