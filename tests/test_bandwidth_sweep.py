@@ -1,11 +1,13 @@
-"""The bandwidth sweep (flowgraphs.experiments.bandwidth, `meg-phy reproduce --bandwidth`): the repetition
-combiner against theory, the budget rules of every series (SoftCast exactly N, digital never more than N,
-the capacity bound above every digital payload), the output contract with intervals, and resume. The end-to-end
-run uses a tiny random SD folder and a random evaluator: it checks the wiring and the accounting, not quality."""
+"""The bandwidth sweep (flowgraphs.experiments.bandwidth, `meg-phy bandwidth` = `meg-phy reproduce --bandwidth`):
+the budget rules of every series (SoftCast exactly N, digital never more than N, the capacity bound above every
+digital payload), a lost seed resumed by the protocols' own rule, the output contract with intervals, and resume.
+The sends under a budget themselves are link_models.budget's (tests/test_link_budget.py). The end-to-end run
+uses a tiny random SD folder and a random evaluator: it checks the wiring and the accounting, not quality."""
 
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,15 +17,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tiny_sd import make_tiny_evaluator, make_tiny_sd  # noqa: E402
 
 from flowgraphs.experiments import bandwidth as bw  # noqa: E402
+from flowgraphs.experiments import campaign  # noqa: E402
+from link_models import budget  # noqa: E402
 from meg_phy.cli import main  # noqa: E402
 
 CI_KEYS = {"value", "ci_low", "ci_high"}
-
-
-def analog_link(snr_db: float):
-    from link_models import AnalogLink, LinkConfig
-
-    return AnalogLink(LinkConfig(channel="awgn", estimator="perfect", snr_db=snr_db), seed=0)
 
 
 def digital_link(snr_db: float, seed: int = 0):
@@ -34,58 +32,24 @@ def digital_link(snr_db: float, seed: int = 0):
     return simulated_link(LinkSpec(scheme="digital", channel="awgn", snr_db=snr_db).validate("test"), seed)
 
 
-def test_repetition_combiner_noise_variance_falls_as_one_over_repeats():
-    """Cyclic fill + MRC on AWGN (true N0): a value sent c times has error variance scale^2 N0 / c, measured and
-    reported; fractional fills give each value its own copy count."""
-    values = torch.randn(2048, generator=torch.Generator().manual_seed(1)) * 3.0
-    snr_db = 5.0
-    link = analog_link(snr_db)
-    unit = values.square().mean() * 10 ** (-snr_db / 10)  # scale^2 N0 for one copy
-    for repeats in (1, 2, 4, 8):
-        est, var, copies, _ = bw.send_filled(link, values, repeats * values.numel() // 2)
-        assert torch.equal(copies, torch.full_like(copies, repeats))
-        measured = (est - values).square().mean()
-        assert measured / (unit / repeats) == pytest.approx(1.0, abs=0.1), repeats
-        assert var.mean() / (unit / repeats) == pytest.approx(1.0, rel=0.02), repeats
-    est, var, copies, _ = bw.send_filled(link, values, 3 * values.numel() // 4)  # 1.5 copies per value
-    assert set(copies.tolist()) == {1, 2} and int(copies.sum()) == 3 * values.numel() // 2
-    for c in (1, 2):
-        sel = copies == c
-        assert (est - values)[sel].square().mean() / (unit / c) == pytest.approx(1.0, abs=0.12)
-    with pytest.raises(ValueError, match="do not fit|budget"):
-        bw.send_filled(link, values, values.numel() // 2 - 1)
-
-
-def test_delivery_probability_closed_forms():
-    p = 0.1
-    assert bw.delivery_probability(7, 0, p, 4) == pytest.approx((1 - p) ** 7)
-    # one spare slot: none fails, or exactly one fails once and passes the second time
-    assert bw.delivery_probability(5, 1, p, 4) == pytest.approx((1 - p) ** 5 + 5 * p * (1 - p) ** 5)
-    assert bw.delivery_probability(3, -1, p, 4) == 0.0
-    assert bw.delivery_probability(3, 100, p, 4) == pytest.approx((1 - p**4) ** 3)
-
-
 @pytest.mark.parametrize("snr_db", [-5.0, 10.0])
 def test_digital_never_exceeds_budget_and_capacity_carries_more(snr_db):
     link = digital_link(snr_db)
-    rule = bw.digital_plan(link)
+    rule = budget.digital_plan(link)
     per_cw = link.cfg.n // link.cfg.bits_per_symbol
     assert rule.uses_per_codeword == per_cw and rule.bler == link.cfg.bler_target
-    assert bw.digital_plan(link, 0.3).bler == 0.3 and bw.digital_plan(link, 0.01).bler == link.cfg.bler_target
-    probe = bw.first_try_bler(link, 64)
-    assert 0 <= probe <= 1 and bw.first_try_bler(link, 64) == probe  # the same probe on every worker
     gen = torch.Generator().manual_seed(3)
     for size in (40, 200, 700):
         payload = bytes(torch.randint(0, 256, (size,), generator=gen, dtype=torch.uint8).tolist())
         bits = 8 * size
         need = rule.needs(bits)
-        assert rule.fits(bits, need) and not rule.fits(bits, need - 1)
-        for budget in (rule.first_uses(bits) - 1, rule.first_uses(bits), need, need + per_cw // 2):
-            got, info = bw.send_budgeted(link, payload, budget)
-            assert info["uses"] <= budget and info["transmissions"] <= link.cfg.max_transmissions
+        for uses in (rule.first_uses(bits) - 1, rule.first_uses(bits), need, need + per_cw // 2):
+            got, stats = budget.send_bytes(link, payload, uses)
+            spent = budget.uses_spent(link, stats)
+            assert spent <= uses and (stats.transmissions or 0) <= link.cfg.max_transmissions
             if got is not None:
-                assert got == payload and info["uses"] >= rule.first_uses(bits)
-                assert bits <= bw.capacity_bits(budget, snr_db, "awgn")  # no code beats capacity
+                assert got == payload and spent >= rule.first_uses(bits)
+                assert bits <= budget.capacity_bits(uses, snr_db, "awgn")  # no code beats capacity
         # the bound needs fewer channel uses than the fitted digital payload
         assert math.ceil(bits / math.log2(1 + 10 ** (snr_db / 10))) <= need
 
@@ -102,7 +66,7 @@ def test_structured_payloads_are_scrambled(monkeypatch):
         count = 0
         for s in range(20):
             link.reseed(100 + s)
-            count += bw.send_budgeted(link, payload, 2 * 168)[0] == payload
+            count += budget.send_bytes(link, payload, 2 * 168)[0] == payload
         return count
 
     assert delivered() >= 12
@@ -115,7 +79,7 @@ def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("bandwidth")
     make_tiny_evaluator(root / "evaluator")
     model = str(make_tiny_sd(root / "tiny"))
-    args = ["reproduce", "--bandwidth", "--model", model, "--evaluator", str(root / "evaluator"), "--tasks", "2",
+    args = ["bandwidth", "--model", model, "--evaluator", str(root / "evaluator"), "--tasks", "2",
             "--uses", "64,256,2048", "--snr-db=10", "--snr-sweep-db=0", "--out", str(root / "out")]
     assert main(args) == 0
     return root / "out", args
@@ -148,7 +112,7 @@ def test_sweep_json_contract_and_budgets(sweep):
             assert r["max_uses_spent"] <= uses
         if series == "image-digital" and r["payload_bits"] is not None:
             bound = rows[("image-capacity", snr, uses)]
-            assert r["payload_bits"]["value"] <= bound["payload_bits"]["value"] <= bw.capacity_bits(uses, snr, "awgn")
+            assert r["payload_bits"]["value"] <= bound["payload_bits"]["value"] <= budget.capacity_bits(uses, snr, "awgn")
     assert rows[("image-capacity", 10.0, 2048)]["delivered"]["k"] == 2
     assert rows[("image-digital", 10.0, 2048)]["planning_bler"] >= 0.1
     # the SNR sweep at the seed's size shares the units of the bandwidth grid
@@ -174,9 +138,35 @@ def test_sweep_resumes_from_stored_units(sweep, monkeypatch):
     assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
 
 
+def test_reproduce_bandwidth_is_the_same_command(sweep, monkeypatch):
+    """`reproduce --bandwidth` with the same options resumes the same folder: no unit runs again."""
+    out, args = sweep
+    before = json.loads((out / "bandwidth.json").read_text())["rows"]
+
+    def refuse(*_):
+        raise AssertionError("a stored unit ran again")
+
+    monkeypatch.setattr(bw, "run_unit", refuse)
+    assert main(["reproduce", "--bandwidth", *args[1:]]) == 0
+    assert json.loads((out / "bandwidth.json").read_text())["rows"] == before
+
+
+def test_a_lost_seed_is_generated_from_scratch(sweep):
+    """No seed arrived: the UE generates from scratch with the whole schedule (the protocols' rule, flowgraphs.transfer), i.e.
+    the task's unsplit run from the noise of seed + 1: the reference image of that task."""
+    out, _ = sweep
+    plan = bw.Plan.from_dict(json.loads((out / "plan.json").read_text()))
+    worker = campaign.make_setup(bw.Worker, replace(plan, n_tasks=1))()
+    task = worker.task("text-to-image", 0)
+    lost = worker.finish("text-to-image", 0, None, 0.0)
+    expected = campaign.reference_image(replace(task, seed=task.seed + 1))
+    assert lost.shape == expected.shape and float((lost - expected).abs().max()) < 1e-4
+    assert float((lost - worker.reference("text-to-image", 0)[0]).abs().max()) > 1e-3  # not the task's own noise
+
+
 def test_bad_input_is_one_line(sweep, tmp_path, capsys):
     out, args = sweep
-    assert main(["reproduce", "--bandwidth", "--uses", "0,64", "--out", str(tmp_path / "a")]) == 2
+    assert main(["bandwidth", "--uses", "0,64", "--out", str(tmp_path / "a")]) == 2
     assert "--uses" in capsys.readouterr().err
     assert main(["reproduce", "--uses", "64", "--out", str(tmp_path / "b")]) == 2
     assert "add --bandwidth" in capsys.readouterr().err

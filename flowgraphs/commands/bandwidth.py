@@ -1,9 +1,10 @@
-"""`meg-phy reproduce --bandwidth --out DIR`: quality against channel uses per image (issue 11, item 6).
+"""`meg-phy bandwidth [--quick] --out DIR`: quality against channel uses per image (flowgraphs.experiments.bandwidth).
 
-The options here are added to `meg-phy reproduce` (flowgraphs.commands.reproduce); `--bandwidth` sends the
-command to `main`, which runs flowgraphs.experiments.bandwidth: DIR/bandwidth.json (rows with 95 % intervals),
+Every downlink scheme (analog seed with repetition, SoftCast, link-adapted digital image and seed, the capacity
+bound, prompt-only) at N channel uses per image. Writes DIR/bandwidth.json (rows with 95 % intervals),
 DIR/bandwidth.md (the report section), DIR/bandwidth_<kind>_<channel>.png, checkpoints in DIR/units-bandwidth
-(run the same command again to resume). Argparse only at import.
+(run the same command again to resume). `meg-phy reproduce --bandwidth` is the same command (its options are
+added to reproduce by `add_arguments`). Argparse only at import.
 """
 
 from __future__ import annotations
@@ -11,15 +12,37 @@ from __future__ import annotations
 ONLY_HERE = ("uses", "fixed_uses", "snr_sweep_db")
 
 
-def add_arguments(parser) -> None:
+def register(subparsers) -> None:
+    from flowgraphs.commands.campaign_options import add_campaign_arguments
     from meg_common.cli import number_list
 
-    group = parser.add_argument_group("bandwidth sweep (--bandwidth: quality against channel uses per image)")
+    parser = subparsers.add_parser("bandwidth", help="quality against channel uses per image, every downlink scheme",
+                                   description=__doc__.split("\n\n")[0])
+    add_campaign_arguments(
+        parser, quick="16 tasks per point instead of 100",
+        snr="the fixed SNRs of the quality-against-uses panels (default -5,0,10)",
+        chunk="tasks per unit (default 16 quick, 25 full)",
+        series="comma-separated subset of the series (prompt-only always runs): seed-analog, softcast, "
+               "softcast-meta-free, image-digital, seed-digital, image-capacity, seed-capacity",
+        kinds="comma-separated task kinds: text-to-image, img2img-es",
+        out="folder for bandwidth.json, bandwidth.md, plots and checkpoints")
+    _sweep_arguments(parser.add_argument_group("budgets"), number_list)
+    parser.set_defaults(func=main, bandwidth=True)
+
+
+def add_arguments(parser) -> None:
+    """The sweep's options on `meg-phy reproduce` (`reproduce --bandwidth` is `meg-phy bandwidth`)."""
+    from meg_common.cli import number_list
+
+    group = parser.add_argument_group("bandwidth sweep (--bandwidth: the same as `meg-phy bandwidth`)")
     group.add_argument("--bandwidth", action="store_true",
-                       help="run the bandwidth sweep instead of the case study: every downlink scheme (analog seed "
-                            "with repetition, SoftCast, link-adapted digital image and seed, the capacity bound, "
-                            "prompt-only) at N channel uses per image; --snr-db sets its fixed SNRs (-5,0,10), "
+                       help="run the bandwidth sweep instead of the case study (= meg-phy bandwidth): every downlink "
+                            "scheme at N channel uses per image; --snr-db sets its fixed SNRs (-5,0,10), "
                             "--series, --channels, --kinds, --tasks, --chunk apply")
+    _sweep_arguments(group, number_list)
+
+
+def _sweep_arguments(group, number_list) -> None:
     group.add_argument("--uses", type=number_list("--uses"),
                        help="channel uses per image (default 64,128,256,512,1024,2048,4096; 'a:b:step' works)")
     group.add_argument("--fixed-uses", type=int,
@@ -100,12 +123,11 @@ def plan_from_args(args):
 
 
 def main(args) -> int:
-    import time
-
     from flowgraphs.experiments import bandwidth as bw
+    from flowgraphs.experiments import campaign as rt
     from flowgraphs.session import Session
-    from meg_common.executors import JsonUnitStore, executor_from_args
-    from meg_common.io import atomic_write_json, atomic_write_text, prepare_out_dir, read_json
+    from meg_common.executors import executor_from_args
+    from meg_common.io import atomic_write_json, atomic_write_text, prepare_out_dir
     from meg_common.provenance import versions
 
     plan = plan_from_args(args)
@@ -114,19 +136,12 @@ def main(args) -> int:
     plan = bw.resolve(plan, session)
     out = prepare_out_dir(args.out)
     bw.plan_matches(out, plan)
-    timing = out / "timing-bandwidth.json"
-    spent = read_json(timing)["seconds"] if timing.exists() else 0.0
-    start = time.perf_counter()
-
-    def save_timing(*_):
-        atomic_write_json(timing, {"seconds": spent + time.perf_counter() - start})
-
-    results = executor.run(bw.campaign(plan), JsonUnitStore(out / "units-bandwidth"), setup=bw.make_setup(plan),
-                           on_result=save_timing, desc="bandwidth sweep")
+    timing = rt.Timing(out / "timing-bandwidth.json")
+    results, _ = rt.run_units(executor, bw.campaign(plan), out, bw.make_setup(plan), timing, "bandwidth sweep",
+                              store="units-bandwidth")
     merged, skipped = bw.collect(results)
     rows = bw.rows(merged)
-    save_timing()
-    seconds = read_json(timing)["seconds"]
+    seconds = timing.read()["seconds"]
     model = session.model(plan.model).describe()
     for kind in plan.kinds:
         for channel in plan.channels:

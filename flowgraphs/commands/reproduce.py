@@ -14,21 +14,18 @@ OUTPUT_FIELDS = ("series", "protocol", "payload", "scheme", "task_kind", "channe
 
 
 def register(subparsers) -> None:
-    from meg_common.cli import number_list
-    from meg_common.executors import add_executor_arguments
+    from flowgraphs.commands.campaign_options import add_campaign_arguments
 
     parser = subparsers.add_parser("reproduce", help="the paper's case study against doing nothing, with intervals "
                                                      "and verdicts", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="32 tasks per point on a small grid (AWGN and TDL-A, "
-                                                             "-5 and 0 dB, every task kind) instead of the full run")
-    parser.add_argument("--snr-db", type=number_list("--snr-db"), help="override the SNR list ('0,5' or 'a:b:step')")
-    parser.add_argument("--tasks", type=int, help="override the number of tasks per point")
-    parser.add_argument("--chunk", type=int, help="tasks per unit (default 32 quick, 50 full)")
-    parser.add_argument("--series", help="comma-separated subset of the series (baselines always run): "
-                                         "seed-analog-aware, seed-analog-naive, seed-digital, sketch-analog, "
-                                         "sketch-digital, centralized-digital, centralized-analog, proto-EIUG, ...")
-    parser.add_argument("--channels", help="comma-separated channels (e.g. awgn,tdl-a) instead of the plan's")
-    parser.add_argument("--kinds", help="comma-separated task kinds: text-to-image, img2img-es, img2img-ue")
+    add_campaign_arguments(
+        parser, quick="32 tasks per point on a small grid (AWGN and TDL-A, -5 and 0 dB, every task kind) instead of "
+                      "the full run", snr="override the SNR list ('0,5' or 'a:b:step')",
+        chunk="tasks per unit (default 32 quick, 50 full)",
+        series="comma-separated subset of the series (baselines always run): seed-analog-aware, seed-analog-naive, "
+               "seed-digital, sketch-analog, sketch-digital, centralized-digital, centralized-analog, proto-EIUG, ...",
+        kinds="comma-separated task kinds: text-to-image, img2img-es, img2img-ue",
+        out="folder for results.json, report.md, plots and checkpoints")
     parser.add_argument("--n-es", help="comma-separated ES counts for the multi-ES protocols (e.g. 1,2,4)")
     parser.add_argument("--mcs", help="MCS of the digital hops of every series that does not fix its own: auto "
                                       "(link adaptation, the default), a TS 38.214 MCS index, or none")
@@ -41,10 +38,6 @@ def register(subparsers) -> None:
                         help="run nothing: write results.json, report.md and the plots from the units this --out "
                              "folder holds so far (a long run's interim results; the report says how many of its "
                              "units are in, each row its own n)")
-    parser.add_argument("--model", help="Stable-Diffusion diffusers folder (default: the embedded model)")
-    parser.add_argument("--evaluator", help="evaluator folder (default: the embedded one)")
-    parser.add_argument("--out", required=True, help="folder for results.json, report.md, plots and checkpoints")
-    add_executor_arguments(parser)
     from flowgraphs.placement import add_placement_arguments
 
     add_placement_arguments(parser, address=False)  # --address is the executor's, or with --placement ray the ESs'
@@ -103,22 +96,16 @@ def plan_from_args(args):
 
 
 def main(args) -> int:
-    import resource
-    import time
     from pathlib import Path
 
+    from flowgraphs.commands import bandwidth
+    from flowgraphs.experiments import campaign as rt
     from flowgraphs.experiments import case_study as cs
     from flowgraphs.experiments import figures, paper, verdicts
     from meg_common.errors import InputError
-    from meg_common.executors import JsonUnitStore, executor_from_args
-    from meg_common.io import atomic_write_json, atomic_write_text, prepare_out_dir, read_json
+    from meg_common.executors import executor_from_args
+    from meg_common.io import atomic_write_json, atomic_write_text, prepare_out_dir
     from meg_common.provenance import versions
-
-    def cpu() -> float:
-        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-    from flowgraphs.commands import bandwidth
 
     bandwidth.unused(args)
     report_only = getattr(args, "report_only", False)
@@ -135,34 +122,17 @@ def main(args) -> int:
                              f"--report-only, with the same options")
     out = prepare_out_dir(args.out)
     cs.plan_matches(out, plan)
-    timing = out / "timing.json"
-    spent = read_json(timing) if timing.exists() else {"seconds": 0.0, "cpu_seconds": 0.0}
-    start, cpu0 = time.perf_counter(), cpu()
-
-    def save_timing(*_):
-        atomic_write_json(timing, {"seconds": spent["seconds"] + time.perf_counter() - start,
-                                   "cpu_seconds": spent["cpu_seconds"] + cpu() - cpu0})
-
+    timing = rt.Timing(out / "timing.json")
     _, hooks = cs.points(plan)
     from flowgraphs.placement import placed_setup
 
-    units, store = cs.campaign(plan), JsonUnitStore(out / "units")
-    if report_only:
-        stored = store.load()
-        results = {u.key: stored[u.key] for u in units if u.key in stored}
-        if not results:
-            raise InputError(f"--report-only: {out} holds no finished unit yet; run the campaign first")
-    else:
-        with placement:
-            results = executor.run(units, store, setup=placed_setup(cs.make_setup(plan), placement),
-                                   on_result=save_timing, desc="case study")
-    progress = {"done": len(results), "of": len(units)}
+    units = cs.campaign(plan)
+    results, progress = rt.run_units(executor, units, out, placed_setup(cs.make_setup(plan), placement), timing,
+                                     "case study", report_only=report_only, context=placement)
     merged, skipped = cs.collect(results)
     rows = cs.rows(merged)
     claims = verdicts.claims(merged)
-    if not report_only:
-        save_timing()
-    took = read_json(timing)
+    took = timing.read()
     from flowgraphs.experiments.world import load_world
     from flowgraphs.session import Session
 

@@ -10,10 +10,10 @@ calls as the protocols' stages, on one node). Every series, baseline and protoco
 
 Design points: (task kind, series, channel, SNR, n_es [, swept direction]) over the same tasks; the zero-
 transmission baselines `prompt-only` and `ue-local` (flowgraphs.protocols.baselines) are one point per task
-kind. A point's tasks are cut into chunks of `chunk` tasks; each chunk is one independent unit for
-`meg_common.executors` (key: `unit_key`), whose result is the per-task records (`run_unit`), so a campaign
-runs in this process or on Ray with identical results and resumes from the units already stored. Each
-worker builds one `Harness` (session, world, tasks, references) with `setup`.
+kind. Units, chunks, resume, the worker's `Harness` (session, world, tasks, references, baselines) and
+pooling are the campaign runtime's (flowgraphs.experiments.campaign); this module is the experiment on it:
+its series, plans, points, the run configuration of a series and `run_unit` (the per-task records of one
+chunk of one point).
 
 Per-task record: prompt match (and the reference's), fidelity, feature distance, MSE, PSNR, SSIM, UE and ES
 denoising steps and compute seconds, symbols on the uplink, downlink, backhaul and air, airtime, delivery.
@@ -26,19 +26,17 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from flowgraphs.experiments import campaign as rt
+from flowgraphs.experiments.campaign import BASELINE_KEYS, NO_CHANNEL
+from flowgraphs.experiments.campaign import Harness as _Worker
 from meg_common import stats
 
 KINDS = ("text-to-image", "img2img-es", "img2img-ue")
-BASELINE_KEYS = ("prompt-only", "ue-local")
 UE_SEEDED = ("UIEG", "CIAG", "UIDG", "UIDCG")
 """Protocols that make their seed from the UE's image (text-to-image: from the UE's own noise)."""
-NO_CHANNEL = "none"
 
 
 @dataclass(frozen=True)
@@ -186,18 +184,13 @@ class Plan:
 
 
 @dataclass(frozen=True)
-class Point:
-    kind: str
-    series: str
-    channel: str
-    snr_db: float | None
+class Point(rt.Point):
     n_es: int
     swept: str = "downlink"
 
     @property
     def key(self) -> str:
-        snr = "none" if self.snr_db is None else f"{self.snr_db:+.1f}dB"
-        return f"{self.kind}|{self.series}|{self.channel}|{snr}|n{self.n_es}|{self.swept}"
+        return f"{self.kind}|{self.series}|{self.channel}|{self.snr_key}|n{self.n_es}|{self.swept}"
 
 
 def points(plan: Plan) -> tuple[list[Point], list[dict[str, str]]]:
@@ -222,186 +215,49 @@ def points(plan: Plan) -> tuple[list[Point], list[dict[str, str]]]:
     return list(dict.fromkeys(out)), list({h["series"]: h for h in hooks}.values())
 
 
-def chunks(plan: Plan) -> list[list[int]]:
-    return [list(range(i, min(i + plan.chunk, plan.n_tasks))) for i in range(0, plan.n_tasks, plan.chunk)]
-
-
-def unit_key(point: Point, part: int) -> str:
-    return f"{point.key}|chunk{part}"
-
-
 # ---- one worker's state ------------------------------------------------------------------------------
-class Harness:
-    """What a worker keeps between units: the session (model, evaluator, links), the world, the tasks, the
-    references and the baselines' outputs (both depend only on the task)."""
-
-    def __init__(self, plan: Plan):
-        from flowgraphs.experiments.world import load_world
-        from flowgraphs.session import Session
-
-        self.plan = plan
-        self.session = Session(evaluator=plan.evaluator)
-        self.world = load_world(plan.evaluator, self.session)
-        self.ldm = self.session.model(plan.model)
-        from meg_phy.memo import DenoiseMemo
-
-        self.ldm.memo = DenoiseMemo(MEMO_ENTRIES)
-        """The ES's denoising repeats across design points (EIUG's seed at every downlink SNR, CENTRALIZED's
-        image for each of its series): computed once per worker, bit for bit the same (meg_phy.memo)."""
-        self.prompts = self.world.prompts(plan.n_tasks)
-        self._references: dict[tuple[str, int], tuple[torch.Tensor, bool | None]] = {}
-        self._baselines: dict[tuple[str, str, int], tuple[torch.Tensor, dict[str, Any]]] = {}
-        self.threads = UNIT_THREADS
-        """PyTorch's threads in every unit, whatever the executor: float reductions split differently over
-        different thread counts (PSNRs moved in the 8th digit between a 2-thread local run and 1-CPU Ray
-        workers), so one count makes local and Ray results identical. Restored after every run, because
-        starting numba's OpenMP threads (the fast LDPC decoder's parallel region) resets the OpenMP runtime
-        that PyTorch shares (measured: 1 -> 2 threads, about 10x the CPU time per denoising step on busy
-        cores, and float results that depend on which run came first in a process). So numba's threads
-        start here, once."""
-        _start_numba_threads()
-        torch.set_num_threads(self.threads)
-
-    def task(self, kind: str, i: int):
-        from flowgraphs.task import Task
-        from meg_phy.images import resize
-
-        prompt, seed = self.prompts[i], 1000 + i
-        guidance = self.ldm.default_guidance if self.plan.guidance is None else self.plan.guidance
-        if kind == "text-to-image":
-            return Task(prompt=prompt, image=None, image_source="none (text-to-image)", ldm=self.ldm, seed=seed,
-                        steps=self.plan.steps, strength=1.0, guidance=guidance)
-        image = resize(self.world.input_image(prompt, seed)[None], tuple(int(v) for v in self.ldm.resolution))
-        return Task(prompt=prompt, image=image, image_source=f"{self.world.name} scene (edited colour)", ldm=self.ldm,
-                    seed=seed, steps=self.plan.steps, strength=self.plan.strength, guidance=guidance)
-
-    def reference(self, kind: str, i: int) -> tuple[torch.Tensor, bool | None]:
-        """The reference image of task i and whether it matches its prompt."""
-        family = "t2i" if kind == "text-to-image" else "i2i"
-        if (family, i) not in self._references:
-            from flowgraphs.result import measure
-
-            image = reference_image(self.task(kind, i))
-            match = measure(image, image, [self.prompts[i]], self.world.scorer)[0].prompt_match
-            self._references[(family, i)] = (image, match)
-        return self._references[(family, i)]
+class Harness(_Worker):
+    """The campaign's worker (flowgraphs.experiments.campaign.Harness) with the case study's runs: a series'
+    run configuration and its protocol runs, task by task or as one batch."""
 
     def config(self, point: Point, i: int, image_at: str):
-        from flowgraphs.config import config_from_dict
-
         series, plan = SERIES[point.series], self.plan
         up_snr, down_snr = (plan.uplink_snr_db, point.snr_db) if point.swept == "downlink" else \
             (point.snr_db, plan.uplink_snr_db)
         mcs = {} if plan.mcs is None else {"mcs": plan.mcs}
-        data = {"link": {"scheme": series.scheme, "channel": point.channel, **mcs, **dict(series.link)},
-                "uplink": {"scheme": series.uplink_scheme or series.scheme, "snr_db": up_snr},
-                "downlink": {"snr_db": down_snr}}
-        return config_from_dict(data, protocol=series.protocol, prompt=self.prompts[i], seed=1000 + i,
-                                resume=series.resume, steps=plan.steps, strength=plan.strength,
-                                guidance=plan.guidance, model=plan.model, n_es=max(1, point.n_es),
-                                image_at=image_at, radio=series.radio)
+        return self.run_config(i, series.protocol,
+                               {"scheme": series.scheme, "channel": point.channel, **mcs, **dict(series.link)},
+                               {"scheme": series.uplink_scheme or series.scheme, "snr_db": up_snr},
+                               {"snr_db": down_snr}, resume=series.resume, n_es=max(1, point.n_es),
+                               image_at=image_at, radio=series.radio)
 
     def outcome(self, point: Point, i: int):
         """(image, numbers) of task i at a point: a protocol run or a (cached) baseline run."""
-        try:
-            return self._outcome(point, i)
-        finally:
-            if torch.get_num_threads() != self.threads:
-                torch.set_num_threads(self.threads)
+        if point.series in BASELINE_KEYS:
+            return self.baseline(point.kind, point.series, i,
+                                 self.config(Point(point.kind, SEED_SERIES, "awgn", 0.0, 1), i, "ue"))
+        return self.run(self.config(point, i, self._image_at(point)), self.task(point.kind, i))
 
     def outcomes(self, point: Point, indices: list[int]) -> list:
         """(image, numbers) of every task of `indices` at a point: one batch (plan.batched:
         flowgraphs.runner.run_batch) or task by task (batches of one)."""
-        from flowgraphs import runner
-
         local = getattr(self.session.placement, "name", "local") == "local"   # ES actors: runs go one by one
         if not (self.plan.batched and local and point.series not in BASELINE_KEYS and len(indices) > 1):
             return [self.outcome(point, i) for i in indices]
-        try:
-            image_at = self._image_at(point)
-            runs = runner.run_batch([self.config(point, i, image_at) for i in indices],
-                             [self.task(point.kind, i) for i in indices], self.session)
-            return [(run.image, graph_numbers(run.graph)) for run in runs]
-        finally:
-            if torch.get_num_threads() != self.threads:
-                torch.set_num_threads(self.threads)
+        image_at = self._image_at(point)
+        return self.runs([self.config(point, i, image_at) for i in indices], [self.task(point.kind, i) for i in indices])
 
     def _image_at(self, point: Point) -> str:
         protocol = SERIES[point.series].protocol
         return {"img2img-es": "es", "img2img-ue": "ue"}.get(point.kind) or ("ue" if protocol in UE_SEEDED else "es")
 
-    def _outcome(self, point: Point, i: int):
-        from flowgraphs.protocols.baselines import baseline_task
-        from flowgraphs.runner import run_baseline, run_protocol
-
-        task = self.task(point.kind, i)
-        if point.series in BASELINE_KEYS:
-            name = "prompt-only" if task.image is None else point.series
-            family = "i2i" if name == "ue-local" else "any"
-            key = (name, family, i)
-            if key not in self._baselines:
-                config = self.config(Point(point.kind, SEED_SERIES, "awgn", 0.0, 1), i, "ue")
-                run = run_baseline(name, config, baseline_task(task), self.session)
-                self._baselines[key] = (run.image, graph_numbers(run.graph))
-            return self._baselines[key]
-        run = run_protocol(self.config(point, i, self._image_at(point)), task, self.session)
-        return run.image, graph_numbers(run.graph)
-
-
-UNIT_THREADS = 1
-"""PyTorch threads per campaign unit (a unit is one task on the small embedded model: one thread is
-the efficient choice on a CPU; scale out with more units, e.g. `--executor ray --workers N`)."""
-MEMO_ENTRIES = 8192
-"""Denoising results a worker keeps (a 4x8x8 seed is about 1.5 kB with its schedule): enough for a few
-design points of 200 tasks between two that share the ES's work."""
-
-
-def _start_numba_threads() -> None:
-    try:
-        from numba.np.ufunc import parallel
-    except ImportError:  # no numba: nothing resets the OpenMP runtime
-        return
-    launch = getattr(parallel, "_launch_threads", None)
-    if launch is not None:
-        launch()
-
-
-def reference_image(task) -> torch.Tensor:
-    """(1, 3, H, W): the task run whole on one node over no link (unsplit, noiseless, uncompressed), with the
-    model calls and noise of the protocols' stages, so an ideal split run reproduces it."""
-    ldm = task.ldm
-    cond = ldm.encode_prompt(task.prompt or "", guidance=task.guidance)
-    seed = ldm.start(None, task.image, strength=task.strength, steps=task.steps,
-                     generator=torch.Generator().manual_seed(task.seed))
-    return ldm.decode(ldm.denoise(seed, cond)).detach().clamp(0, 1)
-
-
-def graph_numbers(graph) -> dict[str, Any]:
-    """Compute and transmission numbers of one run's flowgraph."""
-    records = graph.records
-    by = {d: sum(r.symbols for r in records if r.direction == d) for d in ("uplink", "downlink", "backhaul")}
-    down = [r for r in records if r.direction == "downlink"]
-    es = [c for node, c in graph.compute.items() if node != "UE"]
-    totals = graph.totals()
-    return {
-        "ue_steps": graph.compute["UE"]["steps"], "es_steps": sum(c["steps"] for c in es),
-        "ue_seconds": graph.compute["UE"]["seconds"], "es_seconds": sum(c["seconds"] for c in es),
-        "ue_work": graph.compute["UE"]["work"], "es_work": sum(c["work"] for c in es),
-        "uplink": by["uplink"], "downlink": by["downlink"], "backhaul": by["backhaul"],
-        "air": by["uplink"] + by["downlink"], "backhaul_bits": totals["backhaul_bits"],
-        "airtime_s": totals["airtime_s"], "bits": totals["bits"],
-        "delivered": all(r.delivered for r in records), "payloads_lost": sum(not r.delivered for r in records),
-        "downlink_delivered": (sum(r.delivered for r in down) / len(down)) if down else None,
-    }
-
 
 def setup(plan_data: dict[str, Any]) -> Harness:
-    """Per-worker state (meg_common.executors `setup`): one Harness, built once."""
-    return Harness(Plan.from_dict(plan_data))
+    return rt.setup(Harness, Plan, plan_data)
 
 
 def make_setup(plan: Plan):
-    return partial(setup, plan.to_dict())
+    return rt.make_setup(Harness, plan)
 
 
 def run_unit(harness: Harness, point_data: dict[str, Any], indices: list[int]) -> dict[str, Any]:
@@ -413,29 +269,7 @@ def run_unit(harness: Harness, point_data: dict[str, Any], indices: list[int]) -
         outs = harness.outcomes(point, indices)
     except InputError as exc:  # e.g. a protocol that needs the image where this task kind does not have it
         return {"point": point_data, "skipped": str(exc)}
-    return {"point": point_data, "records": score(harness, point.kind, indices, outs)}
-
-
-def score(harness: Harness, kind: str, indices: list[int], outs: list) -> list[dict[str, Any]]:
-    """Per-task records of (image, numbers) outcomes, every one scored against its task's one reference:
-    prompt match, fidelity, feature distance, MSE, PSNR, SSIM, plus the run's numbers."""
-    from flowgraphs.result import measure
-
-    images = torch.cat([image for image, _ in outs])
-    refs_and_matches = [harness.reference(kind, i) for i in indices]
-    refs = torch.cat([r for r, _ in refs_and_matches])
-    prompts = [harness.prompts[i] for i in indices]
-    qualities = measure(images, refs, prompts, harness.world.scorer)
-    fidelity = harness.world.fidelity(images, refs)
-    distance = harness.world.feature_distance(images, refs)
-    records = []
-    for j, (i, (_, numbers), q, (_, ref_match)) in enumerate(zip(indices, outs, qualities, refs_and_matches,
-                                                                   strict=True)):
-        records.append({"task": i, "prompt_match": q.prompt_match, "reference_match": ref_match,
-                        "fidelity": fidelity[j], "feature_distance": None if distance is None else distance[j],
-                        "mse": q.mse, "psnr_db": q.psnr_db, "ssim": q.ssim, "identical": q.identical,
-                        **{k: (round(v, 4) if k.endswith("seconds") else v) for k, v in numbers.items()}})
-    return records
+    return {"point": point_data, "records": rt.score(harness, point.kind, indices, outs)}
 
 
 # ---- pooling -----------------------------------------------------------------------------------------
@@ -446,82 +280,42 @@ def row(point: Point, records: list[dict[str, Any]], baseline: list[dict[str, An
     """One design point pooled over its tasks, every figure with its 95 % interval (stats), plus paired
     differences against prompt-only on the same tasks and against the noiseless reference."""
     series = SERIES[point.series]
-    matches = [bool(r["prompt_match"]) for r in records]
-    refs = [bool(r["reference_match"]) for r in records]
+    matches = [float(bool(r["prompt_match"])) for r in records]
+    refs = [float(bool(r["reference_match"])) for r in records]
     out: dict[str, Any] = {
         "series": point.series, "label": series.label, "protocol": series.protocol, "payload": series.payload,
         "scheme": series.scheme, "radio": series.radio, "resume": series.resume, "task_kind": point.kind,
         "channel": None if point.channel == NO_CHANNEL else point.channel, "snr_db": point.snr_db,
         "swept": None if point.snr_db is None else point.swept, "n_es": point.n_es, "n": len(records),
-        "prompt_accuracy": stats.rate(sum(matches), len(matches)),
-        "reference_accuracy": stats.rate(sum(refs), len(refs)),
-        "psnr_db": stats.pooled_psnr([r["mse"] for r in records]),
-    }
-    for key in METRICS:
-        values = [r[key] for r in records if r.get(key) is not None]
-        out[key] = stats.mean(values) if values else None
+        "reference_accuracy": stats.rate(int(sum(refs)), len(refs)), **rt.quality(records, METRICS)}
     out["symbols"] = {d: sum(r[d] for r in records) / len(records) for d in ("uplink", "downlink", "backhaul", "air")}
     out["air_symbols"] = stats.mean([r["air"] for r in records])
     out["backhaul_bits"] = sum(r["backhaul_bits"] for r in records) / len(records)
     down = [r["downlink_delivered"] for r in records if r["downlink_delivered"] is not None]
     out["downlink_delivered"] = sum(down) / len(down) if down else None
-    out["paired"] = {"noiseless": {"prompt_accuracy": stats.paired_difference(
-        [float(m) for m in matches], [float(m) for m in refs])}}
+    out["paired"] = {"noiseless": {"prompt_accuracy": stats.paired_difference(matches, refs)}}
     if baseline is not None and point.series != "prompt-only":
-        base = {r["task"]: r for r in baseline}
-        mine = [r for r in records if r["task"] in base]
-        out["paired"]["prompt-only"] = {
-            "fidelity": stats.paired_difference([r["fidelity"] for r in mine], [base[r["task"]]["fidelity"] for r in mine]),
-            "prompt_accuracy": stats.paired_difference([float(bool(r["prompt_match"])) for r in mine],
-                                                       [float(bool(base[r["task"]]["prompt_match"])) for r in mine]),
-        }
+        out["paired"]["prompt-only"] = rt.paired(records, baseline, ("fidelity", "prompt_accuracy"))
     return out
 
 
 def collect(results: dict[str, Any]) -> tuple[dict[Point, list[dict[str, Any]]], list[dict[str, Any]]]:
     """Unit results -> the records of each point (chunks joined, in task order) and the skipped points."""
-    merged: dict[Point, list[dict[str, Any]]] = {}
-    skipped = {}
-    for result in results.values():
-        point = Point(**result["point"])
-        if "skipped" in result:
-            skipped[point] = {"point": point.key, "why": result["skipped"]}
-            continue
-        merged.setdefault(point, []).extend(result["records"])
-    for point in merged:
-        merged[point].sort(key=lambda r: r["task"])
-    return {p: r for p, r in merged.items() if p not in skipped}, list(skipped.values())
+    return rt.collect(results, Point)
 
 
 def rows(merged: dict[Point, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    out = []
-    for point, records in merged.items():
-        base = merged.get(Point(point.kind, "prompt-only", NO_CHANNEL, None, 0))
-        out.append(row(point, records, base))
-    return out
+    return rt.rows(merged, row, lambda p: Point(p.kind, "prompt-only", NO_CHANNEL, None, 0))
 
 
 def campaign(plan: Plan) -> list[Any]:
     """The units of a plan (meg_common.executors.Unit), baselines first."""
-    from meg_common.executors import Unit
-
-    pts, _ = points(plan)
-    return [Unit(unit_key(p, part), run_unit, (asdict(p), idx)) for p in pts for part, idx in enumerate(chunks(plan))]
+    return rt.units(points(plan)[0], plan, run_unit)
 
 
 def plan_matches(out: Path, plan: Plan) -> None:
     """Refuse to resume a folder made with another plan (its checkpoints would mix two configurations)."""
-    from meg_common.errors import InputError
-    from meg_common.io import atomic_write_json
-
-    path = out / "plan.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved != plan.to_dict():
-            raise InputError(f"{out} holds a campaign with another configuration ({path}); use a new --out, "
-                             f"or delete it to start over")
-    else:
-        atomic_write_json(path, plan.to_dict())
+    rt.plan_matches(out, plan, "campaign")
 
 
 def restrict(plan: Plan, *, snrs=None, series=None, channels=None, kinds=None, n_es=None, tasks=None,
@@ -560,4 +354,4 @@ def finite(value: float | None) -> bool:
 
 
 __all__ = ["BASELINES", "Grid", "Harness", "KINDS", "PAPER", "PROTOCOL_SERIES", "Plan", "Point", "SERIES",
-           "campaign", "collect", "make_setup", "points", "reference_image", "row", "rows", "run_unit", "setup"]
+           "campaign", "collect", "make_setup", "points", "row", "rows", "run_unit", "setup"]
