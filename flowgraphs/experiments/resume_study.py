@@ -5,35 +5,34 @@
 
 `compare_seed_resume` sends a seed at a split step, `compare_sketch_completion` a low-resolution sketch,
 through `analog_awgn` at each SNR and scores naive against channel-aware resume (meg_phy.resume) by PSNR,
-SSIM and prompt accuracy. `analog_awgn` is the ideal analog link: the unit-power mapping of every link
-(link_models.mapping: values normalised, two per complex symbol with Es = 1) plus complex AWGN with
-N0 = 1 / SNR, so each real value gets noise of variance P / SNR (P = mean square of the values).
+SSIM and prompt accuracy. `analog_awgn` is link_models' AnalogLink on AWGN with the true N0 (estimator
+"perfect"): the unit-power mapping of every link (values normalised, two per complex symbol with Es = 1),
+OFDM, complex noise with N0 = 1 / SNR, so each real value gets noise of variance P / SNR (P = mean square
+of the values), and the link reports that variance.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from link_models.mapping import from_symbols, power_scale, to_symbols
 from meg_phy.ldm import SplitLDM
 from meg_phy.resume import mean_noise_var, resume, sketch_strength
 
 
-def analog_awgn(values: torch.Tensor, snr_db: float,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ideal analog link: (received values, per-value noise variance), in the units of `values`.
+def awgn_link(snr_db: float, seed: int = 0):
+    """link_models' analog link on AWGN at `snr_db` with the true channel and N0 (estimator "perfect")."""
+    from link_models import AnalogLink, LinkConfig
 
-    The values go through the link mapping (scaled to unit average power P = mean(v^2), two per complex
-    symbol, Es = 1); complex noise with N0 = 1 / SNR (N0 / 2 per real dimension) is added to the symbols and
-    the mapping scales back, so each real value carries noise of variance P / SNR."""
+    return AnalogLink(LinkConfig(channel="awgn", estimator="perfect", snr_db=float(snr_db)), seed=seed)
+
+
+def analog_awgn(values: torch.Tensor, snr_db: float, generator: torch.Generator | None = None,
+                link=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`values` over `awgn_link(snr_db)` (or `link`, one built for that SNR): (received values, per-value noise
+    variance), in the units of `values`; the noise is drawn from `generator` (None: the link's own)."""
     values = torch.as_tensor(values, dtype=torch.float32).reshape(-1)
-    scale = power_scale(values)
-    symbols = to_symbols(values, scale)
-    no = 10 ** (-snr_db / 10)
-    noise = torch.randn(symbols.shape, generator=generator, dtype=torch.complex64) * math.sqrt(no)
-    est, var = from_symbols(symbols + noise, scale, values.numel(), torch.full(symbols.shape, no))
+    link = link or awgn_link(snr_db)
+    est, var, _ = link.send_values_many([values], [generator or link.generator])[0]
     return est, var
 
 
@@ -57,7 +56,7 @@ def compare_seed_resume(ldm: SplitLDM, prompts: list[str], snr_dbs: list[float],
 
     rows = []
     for i, snr_db in enumerate(snr_dbs):
-        values, side = seed_to_analog(at_split, normalise=False)   # the mapping normalises power
+        values, side = seed_to_analog(at_split, normalise=False)   # the link normalises power
         received_values, var = analog_awgn(values, snr_db, torch.Generator().manual_seed(seed + 1000 + i))
         received, latent_var = analog_to_seed(received_values, var, side)
         row = {"snr_db": snr_db, "split_step": at_split.step, "timestep": at_split.timestep,
@@ -103,11 +102,11 @@ def compare_sketch_completion(ldm: SplitLDM, prompts: list[str], snr_dbs: list[f
     def accuracy(images):
         return None if evaluator is None else sum(prompt_matches(images, prompts, evaluator)) / len(prompts)
 
-    def through_link(sketch, snr_db=None, generator=None):
+    def through_link(sketch, link=None, generator=None):
         values, side = sketch_to_analog(sketch[None], size, normalise=False)
         var = 0.0
-        if snr_db is not None:
-            values, var = analog_awgn(values, snr_db, generator)
+        if link is not None:
+            values, var = analog_awgn(values, link.cfg.snr_db, generator, link)
         image, pixel_var = analog_to_image(values, var, side)
         return image, mean_noise_var(pixel_var)
 
@@ -116,8 +115,9 @@ def compare_sketch_completion(ldm: SplitLDM, prompts: list[str], snr_dbs: list[f
     rows = []
     for i, snr_db in enumerate(snr_dbs):
         received, pixel_vars = [], []
+        link = awgn_link(snr_db)
         for j, sketch in enumerate(sketches):
-            image, pixel_var = through_link(sketch, snr_db, torch.Generator().manual_seed(seed + 2000 + 100 * i + j))
+            image, pixel_var = through_link(sketch, link, torch.Generator().manual_seed(seed + 2000 + 100 * i + j))
             received.append(image)
             pixel_vars.append(pixel_var)
         received = torch.cat(received)
