@@ -12,8 +12,8 @@ information (AnalogLink's accounted 64-bit header, the over-the-air frame header
 unbiased symbol estimate of complex noise variance no_eff gets unbiased value estimates with variance
 no_eff * scale^2 each (no_eff / 2 per real dimension, times 2 from the sqrt(2)).
 
-Used by link_models.analog.AnalogLink, link_models.ota.frame / receiver, link_models.ota.RadioLink and the
-resume study's AWGN stand-in (flowgraphs.experiments.resume_study). No Sionna here: torch only.
+Used by link_models.analog.AnalogLink (so by the resume study's AWGN link and link_models.budget), link_models.
+ota.frame / receiver and link_models.ota.RadioLink. No Sionna here: torch only.
 """
 
 from __future__ import annotations
