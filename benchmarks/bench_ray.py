@@ -17,7 +17,7 @@ embedded model, each ES on its own Ray actor (`diug_actors_s`) against every nod
 identical bit for bit), actors started and models loaded beforehand, median over repeats run alternately.
 `diug_speedup` = sequential / actors. No target: only the ESs' joint denoising runs concurrently (the UE's
 steps and the link simulation do not), and 4 actors share this machine's cores, so on 2 cores the ES phase
-can at best halve: `diug_joint_phase_s` is that phase alone (timed around `Stages.denoise_jointly`).
+can at best halve: `diug_joint_phase_s` is that phase alone (timed around `JointDenoiser.denoise`).
 `diug_joint_concurrency`: the ESs' compute seconds in that phase over its wall time, i.e. ESs computing at
 once (about 1 sequential; up to 4 with actors, each step then slower when the cores are shared).
 `diug_es_step_ms` is an ES's UNet step as timed on its actor and `diug_roundtrip_ms` an
@@ -57,17 +57,17 @@ def diug(quick: bool = False) -> dict:
     import torch
 
     from flowgraphs.config import load_config
+    from flowgraphs.joint import JointDenoiser
     from flowgraphs.placement import RayPlacement
     from flowgraphs.runner import run_protocol
     from flowgraphs.session import Session
-    from flowgraphs.stages import Stages
 
     joint: list[tuple[float, float]] = []  # per run: (wall time of joint denoising, ES compute seconds in it)
-    untimed = Stages.denoise_jointly
+    untimed = JointDenoiser.denoise
 
     def timed(self, *args, **kwargs):
         def es_seconds():
-            return sum(g.compute[n]["seconds"] for g in self.graphs for n in self.g.es)
+            return sum(g.compute[n]["seconds"] for g in self.st.graphs for n in self.st.g.es)
 
         start, busy = time.perf_counter(), es_seconds()
         try:
@@ -75,7 +75,7 @@ def diug(quick: bool = False) -> dict:
         finally:
             joint.append((time.perf_counter() - start, es_seconds() - busy))
 
-    Stages.denoise_jointly = timed
+    JointDenoiser.denoise = timed
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     repeats = 3 if quick else 7
@@ -110,7 +110,7 @@ def diug(quick: bool = False) -> dict:
                 trips.append(time.perf_counter() - start)
     finally:
         torch.set_num_threads(threads)
-        Stages.denoise_jointly = untimed
+        JointDenoiser.denoise = untimed
     seq, act = statistics.median(walls["sequential"]), statistics.median(walls["actors"])
     return {"diug_sequential_s": round(seq, 3), "diug_actors_s": round(act, 3), "diug_speedup": round(seq / act, 3),
             "diug_identical": identical, "diug_repeats": repeats,

@@ -246,7 +246,7 @@ class RunConfig(ConfigMixin):
 
     def validate(self, check_files: bool = True) -> RunConfig:
         """This configuration checked, with the protocol name in its canonical form (a new object)."""
-        from flowgraphs.protocols import canonical_name
+        from flowgraphs.protocol_table import canonical_name
 
         validate.choice("image_at", self.image_at, IMAGE_PLACES, where="run")
         validate.choice("resume", self.resume, RESUME_MODES, where="run")
@@ -290,7 +290,7 @@ class RunConfig(ConfigMixin):
     def resolved(self) -> RunConfig:
         """The configuration a run actually uses: canonical protocol name; single-ES protocols use ES1 only,
         whatever n_es says. This is what result.json records."""
-        from flowgraphs.protocols import SINGLE_ES, canonical_name
+        from flowgraphs.protocol_table import SINGLE_ES, canonical_name
 
         protocol = canonical_name(self.protocol)
         return replace(self, protocol=protocol, n_es=1 if protocol in SINGLE_ES else self.n_es)

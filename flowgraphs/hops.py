@@ -36,6 +36,7 @@ import torch
 
 from flowgraphs.config import LinkSpec
 from meg_common.errors import InputError
+from meg_common.vocabulary import effective_snr_db
 
 PAYLOADS = ("seed", "sketch", "image", "prompt", "border")
 """border: latent tile values the ESs of a parallel protocol exchange during joint denoising."""
@@ -158,7 +159,7 @@ class Hop:
             code_rate=last.get("code_rate"), transmissions=tries if last else None,
             bits=int(total("payload_bits")), values=None,
             symbols=int(total("total_symbols")), airtime_s=total("airtime_s"),
-            snr_db=None if self.spec.channel == "ideal" else float(self.spec.snr_db),
+            snr_db=effective_snr_db(self.spec.channel, self.spec.snr_db),
             snr_est_db=float(sum(ests) / len(ests)) if ests else None,
             ber=_ratio(total("bit_errors", digital), total("payload_bits", digital)) if digital else None,
             bler=_ratio(total("block_errors", digital), total("codewords", digital)) if digital else None,

@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from flowgraphs.graph import Flowgraph
+from meg_common.errors import InputError
 from meg_phy.tiles import Box, TileLayout, blend_weights, intersect
 
 
@@ -74,6 +75,95 @@ class BatchJoint:
     def tile(self, i: int) -> list:
         """ES i's tile of every task (what it sends to the UE)."""
         return [j.tile(i) for j in self.joints]
+
+
+class JointDenoiser:
+    """Joint tiled denoising of a batch of tasks (the parallel protocols' `st.joint`): per task one latent,
+    each ES advancing its own tile, tiles exchanged over backhaul hops on the task's ledger. Its model calls
+    go through the stages' placement and accounting (`st`: a flowgraphs.stages.Stages)."""
+
+    def __init__(self, st):
+        self.st = st
+
+    def start(self, copies: list[list], noise_vars: list | None = None) -> BatchJoint:
+        """Start joint denoising from each ES's own copy of every task's latent (what it received or made):
+        the ESs exchange their tiles once, so they start from one latent; with `noise_vars` (received
+        latents, one PerTask per ES) they also exchange their noise estimates and resume at the mean level."""
+        from meg_phy.tiles import context_box
+
+        layout = self.st.tiles()
+        windows = [context_box(layout, i, self.st.cfg.tile_context, self.st.ldm.unet_multiple) for i in range(layout.n)]
+        joints = []
+        for t in range(len(self.st)):
+            joint = Joint(list(self.st.g.es), layout, windows, [self.st.ldm.resolve_timesteps(c[t]) for c in copies])
+            levels = exchange(self.st.graphs[t], joint, None if noise_vars is None else [float(v[t]) for v in noise_vars])
+            if noise_vars is not None:
+                for i, es in enumerate(joint.es):
+                    joint.copies[i] = self.st._resume_one(t, es, joint.copies[i], levels[i])
+                if len({(c.step, tuple(c.timesteps.tolist())) for c in joint.copies}) > 1:
+                    raise InputError("the ESs resumed at different noise levels (a level message was lost on the "
+                                     "backhaul); use a wired backhaul ([backhaul] scheme = 'wired') or a digital one")
+            joints.append(joint)
+        return BatchJoint(joints)
+
+    def denoise(self, joint: BatchJoint, conds: list, to: int | None = None,
+                        last_exchange: bool = False) -> BatchJoint:
+        """Every ES advances its tile of every task until step `to` (default: the end); each task's tiles are
+        exchanged every `exchange_every` steps, and after the last step only when `last_exchange` (the ESs
+        decode with context; otherwise the UE's merge is the last fusion). The steps up to the next exchange
+        are one placement call per ES for the tasks that still have them (concurrent on Ray actors)."""
+        joints, every = joint.joints, self.st.cfg.exchange_every
+        targets = [j.copies[0].total if to is None else to for j in joints]
+        while True:
+            active = [t for t, j in enumerate(joints) if j.copies[0].step < targets[t]]
+            if not active:
+                break
+            n = min(min(max(1, every - joints[t].since), targets[t] - joints[t].copies[0].step) for t in active)
+            self._step(joints, active, conds, n)
+            for t in active:
+                joints[t].since += n
+                if joints[t].since >= every and (joints[t].copies[0].step < targets[t] or last_exchange):
+                    exchange(self.st.graphs[t], joints[t])
+        if last_exchange:
+            for t, j in enumerate(joints):
+                if j.since:
+                    exchange(self.st.graphs[t], j)
+        return joint
+
+    def _step(self, joints: list[Joint], active: list[int], conds: list, steps: int) -> None:
+        """`steps` steps (no exchange between them) of every ES on the tasks `active`: one call per ES, handed
+        to the placement at once; each task is accounted its steps, its window's work and its share of the
+        ES's seconds (on an actor: the actor's compute time, without the round trip)."""
+        layout = joints[0].layout
+        full = (0, 0, layout.height, layout.width)
+        windows = joints[0].windows
+        if any(w != full for w in windows) and self.st.ldm.scheduler_name != "ddim":
+            raise InputError(f"joint denoising with a context window needs the stateless DDIM scheduler, not "
+                             f"{self.st.ldm.scheduler_name}; leave tile_context unset (the whole latent)")
+        es = joints[0].es
+        calls = [(es[i], advance_tiles, ([joints[t].copies[i] for t in active], windows[i], layout.boxes[i], full,
+                                         keep_rows(conds[i], active, len(self.st)), steps))
+                 for i in range(len(es))]
+        for i, (copies, seconds) in enumerate(self.st.placement.run_all(self.st.ldm, calls)):
+            area = steps * copies[0].latents.shape[-3] * windows[i][2] * windows[i][3]
+            for t, copy in zip(active, copies, strict=True):
+                joints[t].copies[i] = copy
+                self.st.graphs[t].account(es[i], seconds=seconds / len(active), steps=steps, work=area)
+
+    def decode_tile(self, node: str, joint: BatchJoint, i: int) -> torch.Tensor:
+        """ES i's tile of every task in pixels: it decodes its context window and keeps its tile (no seam from
+        the decoder)."""
+        from meg_phy.tiles import intersect
+
+        first = joint.joints[0]
+        window, box = first.windows[i], first.layout.boxes[i]
+        f = self.st.ldm.vae_scale_factor
+        inside = intersect(window, box)
+        with self.st.on(node):
+            pixels = self.st.model_on(node).decode([j.view(i) for j in joint.joints])
+        top, left = (inside[0] - window[0]) * f, (inside[1] - window[1]) * f
+        return pixels[..., top:top + box[2] * f, left:left + box[3] * f]
+
 
 
 def advance_tiles(ldm, latents: list, window: Box, box: Box, full: Box, cond, steps: int = 1) -> list:

@@ -15,8 +15,8 @@ row per task, noise variances as `PerTask` lists. Every method names the node it
   layer together (flowgraphs.hops.send_bytes_together: one batched link call per round where the link
   can, one by one where it cannot); what arrived is decoded per task. `resume` makes a received latent
   usable (channel-aware or naive);
-- joint tiled denoising (`share_tiles`, `denoise_jointly`, `decode_tile`): the parallel protocols' ESs
-  each advance their own tile of one latent and exchange tiles over backhaul (flowgraphs.joint).
+- joint tiled denoising (`st.joint`: `start`, `denoise`, `decode_tile`): the parallel protocols' ESs each
+  advance their own tile of one latent and exchange tiles over backhaul (flowgraphs.joint).
 When a digital payload is still corrupt after its last attempt the receiver carries on with the best it has
 (a prompt-less generation, a fresh-noise latent, a grey image) and the hop says `delivered: false`, so
 quality drops visibly instead of the run crashing or pretending.
@@ -33,8 +33,9 @@ import torch
 
 from flowgraphs.graph import Flowgraph
 from flowgraphs.hops import broadcast_bytes, broadcast_values
-from flowgraphs.joint import BatchJoint, Joint, advance_tiles, exchange, keep_rows
+from flowgraphs.joint import JointDenoiser
 from flowgraphs.task import Task
+from flowgraphs.transfer import LostContext, transfer_for
 from meg_common.errors import InputError
 from meg_phy.images import resize
 
@@ -113,6 +114,8 @@ class Stages:
         self.placement.prepare(self.g.es, self.ldm)
         self.n_steps = len(self.ldm.schedule(self.task.steps, self.task.strength)[0])
         """Denoising steps of the img2img task (diffusers runs steps * strength of the schedule)."""
+        self.joint = JointDenoiser(self)
+        """Joint tiled denoising of the parallel protocols (flowgraphs.joint)."""
 
     def __len__(self) -> int:
         return len(self.graphs)
@@ -172,17 +175,6 @@ class Stages:
         if images is None or self.cfg.image_at == "es":
             return images
         return self.send_image(ue, es, images)[0]
-
-    def upload_image(self, ue: str, servers: list[str]) -> list[torch.Tensor | None]:
-        """The input images at every ES: the UE's upload (a broadcast by default), or, with image_at = 'es',
-        the copy that the first ES holds, sent to the others over backhaul hops; None everywhere for
-        text-to-image tasks (each ES starts from the task's noise, the same draw on every ES)."""
-        images = self.task.image
-        if images is None:
-            return [None] * len(servers)
-        if self.cfg.image_at == "es":
-            return [images] + [self.send_image(servers[0], es, images)[0] for es in servers[1:]]
-        return [got for got, _ in self._images(self._reach(ue, servers, "image"), images, "image")]
 
     # --- generation stages (one model call for the batch) ----------------------------------------------
     def encode_prompt(self, node: str, prompts: Sequence[str | None] | str | None):
@@ -278,87 +270,7 @@ class Stages:
                              for i, v in enumerate(variances)]
         return self.decode(node, self.denoise(node, self.start(node, sketch, strength=strengths), cond))
 
-    # --- joint tiled denoising (parallel protocols) ----------------------------------------------------
-    def share_tiles(self, copies: list[list], noise_vars: list | None = None) -> BatchJoint:
-        """Start joint denoising from each ES's own copy of every task's latent (what it received or made):
-        the ESs exchange their tiles once, so they start from one latent; with `noise_vars` (received
-        latents, one PerTask per ES) they also exchange their noise estimates and resume at the mean level."""
-        from meg_phy.tiles import context_box
-
-        layout = self.tiles()
-        windows = [context_box(layout, i, self.cfg.tile_context, self.ldm.unet_multiple) for i in range(layout.n)]
-        joints = []
-        for t in range(len(self)):
-            joint = Joint(list(self.g.es), layout, windows, [self.ldm.resolve_timesteps(c[t]) for c in copies])
-            levels = exchange(self.graphs[t], joint, None if noise_vars is None else [float(v[t]) for v in noise_vars])
-            if noise_vars is not None:
-                for i, es in enumerate(joint.es):
-                    joint.copies[i] = self._resume_one(t, es, joint.copies[i], levels[i])
-                if len({(c.step, tuple(c.timesteps.tolist())) for c in joint.copies}) > 1:
-                    raise InputError("the ESs resumed at different noise levels (a level message was lost on the "
-                                     "backhaul); use a wired backhaul ([backhaul] scheme = 'wired') or a digital one")
-            joints.append(joint)
-        return BatchJoint(joints)
-
-    def denoise_jointly(self, joint: BatchJoint, conds: list, to: int | None = None,
-                        last_exchange: bool = False) -> BatchJoint:
-        """Every ES advances its tile of every task until step `to` (default: the end); each task's tiles are
-        exchanged every `exchange_every` steps, and after the last step only when `last_exchange` (the ESs
-        decode with context; otherwise the UE's merge is the last fusion). The steps up to the next exchange
-        are one placement call per ES for the tasks that still have them (concurrent on Ray actors)."""
-        joints, every = joint.joints, self.cfg.exchange_every
-        targets = [j.copies[0].total if to is None else to for j in joints]
-        while True:
-            active = [t for t, j in enumerate(joints) if j.copies[0].step < targets[t]]
-            if not active:
-                break
-            n = min(min(max(1, every - joints[t].since), targets[t] - joints[t].copies[0].step) for t in active)
-            self._step_tiles(joints, active, conds, n)
-            for t in active:
-                joints[t].since += n
-                if joints[t].since >= every and (joints[t].copies[0].step < targets[t] or last_exchange):
-                    exchange(self.graphs[t], joints[t])
-        if last_exchange:
-            for t, j in enumerate(joints):
-                if j.since:
-                    exchange(self.graphs[t], j)
-        return joint
-
-    def _step_tiles(self, joints: list[Joint], active: list[int], conds: list, steps: int) -> None:
-        """`steps` steps (no exchange between them) of every ES on the tasks `active`: one call per ES, handed
-        to the placement at once; each task is accounted its steps, its window's work and its share of the
-        ES's seconds (on an actor: the actor's compute time, without the round trip)."""
-        layout = joints[0].layout
-        full = (0, 0, layout.height, layout.width)
-        windows = joints[0].windows
-        if any(w != full for w in windows) and self.ldm.scheduler_name != "ddim":
-            raise InputError(f"joint denoising with a context window needs the stateless DDIM scheduler, not "
-                             f"{self.ldm.scheduler_name}; leave tile_context unset (the whole latent)")
-        es = joints[0].es
-        calls = [(es[i], advance_tiles, ([joints[t].copies[i] for t in active], windows[i], layout.boxes[i], full,
-                                         keep_rows(conds[i], active, len(self)), steps))
-                 for i in range(len(es))]
-        for i, (copies, seconds) in enumerate(self.placement.run_all(self.ldm, calls)):
-            area = steps * copies[0].latents.shape[-3] * windows[i][2] * windows[i][3]
-            for t, copy in zip(active, copies, strict=True):
-                joints[t].copies[i] = copy
-                self.graphs[t].account(es[i], seconds=seconds / len(active), steps=steps, work=area)
-
-    def decode_tile(self, node: str, joint: BatchJoint, i: int) -> torch.Tensor:
-        """ES i's tile of every task in pixels: it decodes its context window and keeps its tile (no seam from
-        the decoder)."""
-        from meg_phy.tiles import intersect
-
-        first = joint.joints[0]
-        window, box = first.windows[i], first.layout.boxes[i]
-        f = self.ldm.vae_scale_factor
-        inside = intersect(window, box)
-        with self.on(node):
-            pixels = self.model_on(node).decode([j.view(i) for j in joint.joints])
-        top, left = (inside[0] - window[0]) * f, (inside[1] - window[1]) * f
-        return pixels[..., top:top + box[2] * f, left:left + box[3] * f]
-
-    # --- transfers ---------------------------------------------------------------------------------------
+    # --- transfers: the tasks' payloads sent together, each on its own task's hops -----------------------
     def send_prompt(self, src: str, dst: str, texts: Sequence[str]) -> list[str | None]:
         """The prompts as UTF-8 bytes with a CRC (always digital); None where one never arrived intact."""
         return self.upload_prompt(src, [dst], texts)[0]
@@ -371,142 +283,71 @@ class Stages:
     def upload_prompt(self, src: str, dsts: list[str], texts: Sequence[str]) -> list[list[str | None]]:
         """The prompts at every node of `dsts` (one broadcast, or one hop each with broadcast = false): per
         node, the batch's prompts as they arrived there."""
-        from flowgraphs.prompt_codec import decode_prompt, encode_prompt
-
-        arrived = self._bytes(self._reach(src, dsts, "prompt"), [encode_prompt(t) for t in texts], decode_prompt)
-        return [[got[j] for got in arrived] for j in range(len(dsts))]
+        return [arrived for arrived, _ in self._send(src, dsts, "prompt", "prompt", list(texts))]
 
     def send_image(self, src: str, dst: str, images: torch.Tensor, payload: str = "image"
                    ) -> tuple[torch.Tensor, PerTask]:
-        """Images (input, final image or sketch) as compressed bytes or analog pixels: (what arrived, noise
-        variance per task). Sketches go at 1/`sketch_scale` of their resolution and come back upsampled.
-        Analog: the noise variance is per pixel in [0, 1] units; digital (and wired): 0 (a lost image arrives
-        as mid-grey, the hop says so)."""
-        return self._images(self._reach(src, [dst], payload), images, payload)[0]
+        """Images (input, final image or `payload="sketch"`) as compressed bytes, analog pixels or SoftCast:
+        (what arrived, noise variance per task, per pixel in [0, 1] units; flowgraphs.transfer)."""
+        return self._images(self._send(src, [dst], payload, payload, [images[t:t + 1] for t in range(len(self))]))[0]
 
     def send_seed(self, src: str, dst: str, latents: list) -> tuple[list, PerTask]:
         """Latents (with their step) as analog values or quantised bytes: (what arrived, noise variance per
-        task, in latent units: what channel-aware resume needs). Analog: the values go on the analog link (its
-        header carries their scale); the rest of the side information (shape, schedule) is session state, or
-        goes digitally when `side_info = "link"`. Wired: float32 values, exactly."""
+        task, in latent units: what channel-aware resume needs). The analog side information (shape,
+        schedule) is session state, or goes digitally when `side_info = "link"` (flowgraphs.transfer)."""
         return self.upload_seed(src, [dst], latents)[0]
 
     def upload_seed(self, src: str, dsts: list[str], latents: list) -> list[tuple[list, PerTask]]:
         """Latents at every node of `dsts`, each with its own noise (one broadcast, or one hop each)."""
-        from meg_phy.codecs import seed as codec
+        return self._send(src, dsts, "seed", "latent", list(latents))
 
-        channels = self._reach(src, dsts, "seed")
-        if channels[0][0].spec.scheme in ("analog", "wired", "softcast"):
-            packed = [codec.seed_to_analog(z, normalise=False) for z in latents]
-            arrived = self._analog(channels, packed, codec.side_info, codec.analog_to_seed)
+    def upload_image(self, ue: str, servers: list[str]) -> list[torch.Tensor | None]:
+        """The input images at every ES: the UE's upload (a broadcast by default), or, with image_at = 'es',
+        the copy that the first ES holds, sent to the others over backhaul hops; None everywhere for
+        text-to-image tasks (each ES starts from the task's noise, the same draw on every ES)."""
+        images = self.task.image
+        if images is None:
+            return [None] * len(servers)
+        if self.cfg.image_at == "es":
+            return [images] + [self.send_image(servers[0], es, images)[0] for es in servers[1:]]
+        rows = [images[t:t + 1] for t in range(len(self))]
+        return [got for got, _ in self._images(self._send(ue, servers, "image", "image", rows))]
+
+    def _images(self, arrived: list[tuple[list, PerTask]]) -> list[tuple[torch.Tensor, PerTask]]:
+        return [(torch.cat(images), noise) for images, noise in arrived]
+
+    def _send(self, src: str, dsts: list[str], hop_payload: str, payload: str, values: list
+              ) -> list[tuple[list, PerTask]]:
+        """Every task's value to every node of `dsts`, over that task's own hops `SRC-DST-<hop_payload>` (one
+        broadcast, or one hop each with broadcast = false), all tasks' transmissions sent together
+        (flowgraphs.hops); encoded, decoded and stood in for when lost by the transfer table's row for the
+        hops' carrier. Per node of `dsts`: (the batch's values as they arrived, their noise per task)."""
+        groups = [list(dsts)] if self.cfg.broadcast else [[dst] for dst in dsts]
+        channels = [(t, g.broadcast(src, group, hop_payload)) for t, g in enumerate(self.graphs) for group in groups]
+        transfer = transfer_for(payload, channels[0][1].spec.scheme)
+        carried = [transfer.encode(v, self.cfg) for v in values]
+        if transfer.medium == "bytes":
+            sent = broadcast_bytes([b for _, b in channels], [carried[t].data for t, _ in channels],
+                                   transfer.decode_bytes)
+            arrived = [[None if r is None else (r, 0.0) for r in per] for per in sent]
         else:
-            got = self._bytes(channels, [codec.encode_seed(z, self.cfg.seed_format) for z in latents],
-                              codec.decode_seed)
-            arrived = [[None if r is None else (r, 0.0) for r in per] for per in got]
+            sent = broadcast_values([b for _, b in channels], [carried[t].data for t, _ in channels],
+                                    [carried[t].side for t, _ in channels], transfer.decode_side)
+            arrived = [[transfer.decode_values(est, var, carried[t]) if record.delivered else None
+                        for est, var, record in per] for (t, _), per in zip(channels, sent, strict=True)]
+        at: list[list] = [[] for _ in self.graphs]      # per task, per node of dsts (in the groups' order)
+        for (t, _), per in zip(channels, arrived, strict=True):
+            at[t].extend(per)
         out = []
         for j, dst in enumerate(dsts):
             column = []
-            for t, z in enumerate(latents):
-                a = arrived[t][j]
-                if a is None:
+            for t, value in enumerate(values):
+                got = at[t][j]
+                if got is None:
                     with self.graphs[t].on(dst):
-                        a = (self._latent_from_scratch(t, z), 0.0)
-                column.append(a)
-            out.append(([z for z, _ in column], PerTask(v for _, v in column)))
-        return out
-
-    # --- the transfer machinery: per task its own hops, all tasks' payloads sent together --------------
-    def _reach(self, src: str, dsts: list[str], payload: str) -> list[list]:
-        """Per task, the transmissions that reach `dsts` on its ledger: one broadcast, or (broadcast =
-        false) one each."""
-        groups = [list(dsts)] if self.cfg.broadcast else [[dst] for dst in dsts]
-        return [[g.broadcast(src, group, payload) for group in groups] for g in self.graphs]
-
-    def _bytes(self, channels: list[list], payloads: list[bytes], decode) -> list[list]:
-        """Each task's payload through its transmissions, all tasks together: per task, what each receiver
-        decoded (None where it never got the payload intact)."""
-        flat = [(t, b) for t, per in enumerate(channels) for b in per]
-        results = broadcast_bytes([b for _, b in flat], [payloads[t] for t, _ in flat], decode)
-        out: list[list] = [[] for _ in channels]
-        for (t, _), got in zip(flat, results, strict=True):
-            out[t].extend(got)
-        return out
-
-    def _analog(self, channels: list[list], packed: list[tuple], decode_side, from_analog) -> list[list]:
-        """Codec values as they are (the link's mapping normalises their power, once, and carries the scale in
-        its header) per task, all tasks together: per task and receiver (what arrived, mean noise variance
-        in payload units), or None where the hop lost them. The rest of the side information rides on the
-        link only when `side_info = "link"`; otherwise it is session state."""
-        flat = [(t, b) for t, per in enumerate(channels) for b in per]
-        on_link = self.cfg.side_info == "link"
-        results = broadcast_values([b for _, b in flat], [packed[t][0] for t, _ in flat],
-                                   [packed[t][1] if on_link else None for t, _ in flat], decode_side)
-        out: list[list] = [[] for _ in channels]
-        for (t, _), got in zip(flat, results, strict=True):
-            for est, noise_var, record in got:
-                if not record.delivered:
-                    out[t].append(None)
-                    continue
-                received, var = from_analog(est, noise_var, packed[t][1])
-                out[t].append((received, float(var.mean())))
-        return out
-
-    def _images(self, channels: list[list], images: torch.Tensor, payload: str) -> list[tuple[torch.Tensor, PerTask]]:
-        """Per receiver (in the order of the transmissions' receivers): the batch's images as they arrived
-        and their noise."""
-        from meg_phy import codecs
-
-        size = None
-        if payload == "sketch":
-            size = tuple(max(1, d // self.cfg.sketch_scale) for d in images.shape[-2:])
-        scheme = channels[0][0].spec.scheme
-        rows = [images[t:t + 1] for t in range(len(self))]
-        lost = [(torch.full_like(row, 0.5), 0.0) for row in rows]
-        if scheme == "softcast":
-            arrived = self._softcast(channels, rows, size)
-        elif scheme == "analog":
-            to_analog = codecs.sketch_to_analog if payload == "sketch" else codecs.image_to_analog
-            arrived = self._analog(channels, [to_analog(row, size=size, normalise=False) for row in rows],
-                                   codecs.image_info, codecs.analog_to_image)
-        else:
-            encode = codecs.encode_sketch if payload == "sketch" else codecs.encode_image
-            got = self._bytes(channels, [encode(row, fmt=self.cfg.image_format, quality=self.cfg.image_quality,
-                                                size=size) for row in rows], codecs.decode_image)
-            arrived = [[None if r is None else (r, 0.0) for r in per] for per in got]
-        out = []
-        for j in range(len(arrived[0])):
-            column = [lost[t] if arrived[t][j] is None else arrived[t][j] for t in range(len(self))]
-            out.append((torch.cat([img.to(images) for img, _ in column]), PerTask(v for _, v in column)))
-        return out
-
-    def _softcast(self, channels: list[list], rows: list[torch.Tensor], size) -> list[list]:
-        """Images as SoftCast values in `softcast_uses` channel uses (a sketch: 1/sketch_scale^2 of them) on the
-        analog link, their metadata digitally on the same hop; per task and receiver (image, the LLSE
-        decoder's expected pixel MSE of the sent chunks, from the reported noise variance: what channel-aware
-        sketch completion needs), or None where the hop was not delivered."""
-        from meg_phy.codecs.softcast import SoftCastDecoder, SoftCastEncoder, unpack_meta
-
-        uses = self.cfg.softcast_uses // (self.cfg.sketch_scale ** 2 if size is not None else 1)
-        encoded = [SoftCastEncoder()((row if size is None else resize(row, size)).detach().cpu().float(),
-                                     channel_uses=max(8, uses)) for row in rows]
-        flat = [(t, b) for t, per in enumerate(channels) for b in per]
-        results = broadcast_values([b for _, b in flat], [encoded[t][0] for t, _ in flat],
-                                   [encoded[t][1] for t, _ in flat], unpack_meta)
-        out: list[list] = [[] for _ in channels]
-        for (t, _), got in zip(flat, results, strict=True):
-            meta = encoded[t][1]
-            info = unpack_meta(meta)
-            for est, noise_var, record in got:
-                if not record.delivered:
-                    out[t].append(None)
-                    continue
-                received = SoftCastDecoder()(est, noise_var, meta).to(rows[t])
-                if size is not None:
-                    received = resize(received, tuple(rows[t].shape[-2:]))
-                g, lam = info.gains[info.kept], info.energy_hat[info.kept]
-                s2 = float(noise_var.double().mean())
-                mse = float((lam * s2 / (g.square() * lam + s2)).sum()) * info.chunk_len / (3 * info.size[0] * info.size[1])
-                out[t].append((received, mse))
+                        got = transfer.lost(value, LostContext(self.ldm, self.task.tasks[t].seed))
+                column.append(got)
+            out.append(([v for v, _ in column], PerTask(n for _, n in column)))
         return out
 
     def _resume_one(self, t: int, node: str, latent, noise_var: float):
@@ -517,15 +358,6 @@ class Stages:
 
         with self.graphs[t].on(node):
             return resume(self.ldm, latent, noise_var, mode=self.cfg.resume)
-
-    def _latent_from_scratch(self, t: int, latent):
-        """What a receiver resumes from when a latent was lost (not delivered: a digital payload that never
-        passed its CRC, an analog one whose every frame went missing): the limit of channel-aware resume as
-        the noise grows without bound, i.e. fresh noise at the start of the full schedule, so the receiver
-        generates from scratch with all the schedule's steps (it carries the latent's prompt and guidance)."""
-        fresh = self.ldm.start(None, None, strength=1.0, steps=latent.num_inference_steps,
-                               generator=torch.Generator().manual_seed(self.task.tasks[t].seed + 1))
-        return fresh.replace(latents=fresh.latents.to(latent.latents), guidance=latent.guidance, prompt=latent.prompt)
 
 
 def stack_images(images: list) -> torch.Tensor | None:

@@ -4,7 +4,6 @@ accounted compute time where the computation would; different inputs never share
 import pytest
 import torch
 
-from meg_phy import memo as memo_module
 from meg_phy.memo import DenoiseMemo, memo_key
 from tests.tiny_sd import tiny_ldm
 

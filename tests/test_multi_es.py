@@ -223,9 +223,9 @@ def test_joint_tiles_agree_where_they_meet_and_add_no_seam():
         g = Flowgraph(config.resolved(), session.link_factory(config))
         st, ldm = Stages(g, task), task.ldm     # a batch of one
         received = st.upload_seed("UE", g.es, st.start("UE", st.ue_image()))
-        joint = st.share_tiles([s for s, _ in received], noise_vars=[v for _, v in received])
-        joint = st.denoise_jointly(joint, st.prompt_at("UE", g.es), last_exchange=True)
-        parts = [st.decode_tile(es, joint, k) for k, es in enumerate(g.es)]   # (1, 3, h, w) each
+        joint = st.joint.start([s for s, _ in received], noise_vars=[v for _, v in received])
+        joint = st.joint.denoise(joint, st.prompt_at("UE", g.es), last_exchange=True)
+        parts = [st.joint.decode_tile(es, joint, k) for k, es in enumerate(g.es)]   # (1, 3, h, w) each
         stitched = st.stitch("UE", parts, joint.layout)
         # the former method: every tile denoised and decoded on its own
         cond = ldm.encode_prompt(task.prompt, task.guidance)

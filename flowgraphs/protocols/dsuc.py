@@ -12,9 +12,9 @@ def run(st):
     ue, servers = "UE", st.g.es
     conds = st.prompt_at(ue, servers)
     images = st.upload_image(ue, servers)
-    joint = st.share_tiles([st.start_sketch(es, image) for es, image in zip(servers, images, strict=True)])
-    joint = st.denoise_jointly(joint, conds, last_exchange=True)
-    parts, noise = zip(*(st.send_image(es, ue, st.decode_tile(es, joint, i), payload="sketch")
+    joint = st.joint.start([st.start_sketch(es, image) for es, image in zip(servers, images, strict=True)])
+    joint = st.joint.denoise(joint, conds, last_exchange=True)
+    parts, noise = zip(*(st.send_image(es, ue, st.joint.decode_tile(es, joint, i), payload="sketch")
                          for i, es in enumerate(servers)), strict=True)
     sketch = st.stitch(ue, list(parts), joint.layout)
     return st.complete(ue, sketch, st.encode_prompt(ue, st.task.prompt), sum(noise) / len(noise))

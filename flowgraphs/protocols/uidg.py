@@ -14,7 +14,7 @@ def run(st):
     seed = st.start(ue, st.ue_image())
     received = st.upload_seed(ue, servers, seed)
     conds = st.prompt_at(ue, servers)
-    joint = st.share_tiles([s for s, _ in received], noise_vars=[v for _, v in received])
-    joint = st.denoise_jointly(joint, conds, last_exchange=True)
-    parts = [st.send_image(es, ue, st.decode_tile(es, joint, i))[0] for i, es in enumerate(servers)]
+    joint = st.joint.start([s for s, _ in received], noise_vars=[v for _, v in received])
+    joint = st.joint.denoise(joint, conds, last_exchange=True)
+    parts = [st.send_image(es, ue, st.joint.decode_tile(es, joint, i))[0] for i, es in enumerate(servers)]
     return st.stitch(ue, parts, joint.layout)

@@ -114,6 +114,16 @@ class SoftCastMeta:
     def gains(self) -> torch.Tensor:
         return _gains(self.energy_hat, self.kept, self.power)
 
+    def received_mse(self, noise_var: float | torch.Tensor) -> float:
+        """The pixel MSE ([0, 1] units) the receiver expects of its LLSE estimate of the sent chunks, from the
+        metadata alone (quantised energies) and the mean of the reported noise variance: what channel-aware
+        sketch completion needs. The dropped chunks' error is unknown to it and left out
+        (`SoftCastPlan.expected_mse` has the whole error, from the true energies)."""
+        s2 = float(torch.as_tensor(noise_var, dtype=torch.float64).mean())
+        g, lam = self.gains[self.kept], self.energy_hat[self.kept]
+        height, width = self.size
+        return float((lam * s2 / (g.square() * lam + s2)).sum()) * self.chunk_len / (3 * height * width)
+
 
 def _quantise(energy: torch.Tensor, kept: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor, float, float]:
     """Codes (kept chunks, in order) of log2 energy on a uniform grid, the quantised energies, lo, hi."""

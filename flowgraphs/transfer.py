@@ -1,0 +1,247 @@
+"""The transfer table: how each payload travels on each carrier, and what a receiver has when it is lost.
+
+    transfer = transfer_for("seed", "analog")
+    carried = transfer.encode(latent, config)          # what goes on air for one task: data, side, info
+    value, noise_var = transfer.decode_values(est, noise_var, carried)     # a values carrier
+    value = transfer.decode_bytes(received)            # a bytes carrier (raises on a corrupt payload)
+    value, noise_var = transfer.lost(latent, context)  # what the receiver goes on with instead
+
+One row per (payload, carrier): a payload kind (`latent`, `image`, `sketch`, `prompt`) and the kind of hop
+that carries it (`analog`, `softcast`, `wired`, `digital`, `capacity`). The codecs (meg_phy.codecs) pack
+values; the link alone owns their power (the codecs are asked for their values as they are, `normalise=
+False`). Noise variances come back in payload units: latent units for a latent (what channel-aware resume
+needs), [0, 1] pixel units for an image. A digital, wired or capacity payload arrives exactly or not at all
+(noise 0). The one place that says what a lost payload becomes: a latent is generated from scratch (fresh
+noise at the start of the full schedule, the limit of channel-aware resume as the noise grows without
+bound), an image or sketch is mid-grey, a prompt is None (the receiver encodes the empty prompt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+
+from meg_common.errors import InputError
+
+CARRIERS_OF_VALUES = ("analog", "softcast", "wired")
+"""Hop schemes that carry a latent as real values (wired: float32 values, exactly)."""
+
+
+class Carried(NamedTuple):
+    """What one task's transfer puts on its hop: the data (bytes or a 1-D tensor), the side information that
+    goes digitally on the same hop (None: session state, nothing on air), and what the receiver's decoder
+    needs that it knows in advance (session state)."""
+
+    data: bytes | torch.Tensor
+    side: bytes | None
+    info: Any
+
+
+class LostContext(NamedTuple):
+    """What a receiver has to make a stand-in from: the model and the task's noise seed."""
+
+    ldm: Any
+    seed: int
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One row of the table: how one payload kind travels on one kind of carrier."""
+
+    payload: str
+    medium: str
+    """'bytes' (digital: CRC, retries) or 'values' (real values, once)."""
+    encode: Callable[[Any, Any], Carried]
+    """(the task's value, the run config) -> Carried."""
+    decode: Callable[..., Any]
+    """bytes: received bytes -> value (raises on a corrupt payload); values: (estimates, per-value noise
+    variance, Carried) -> (value, noise variance in payload units)."""
+    lost: Callable[[Any, LostContext], tuple[Any, float]]
+    """(what was sent, context) -> (what the receiver goes on with, its noise variance)."""
+    decode_side: Callable[[bytes], Any] | None = None
+    """Checks side information that arrived (raises when corrupt)."""
+
+    def decode_bytes(self, received: bytes) -> Any:
+        return self.decode(received)
+
+    def decode_values(self, est: torch.Tensor, noise_var: torch.Tensor, carried: Carried) -> tuple[Any, float]:
+        return self.decode(est, noise_var, carried)
+
+
+# --- latents -----------------------------------------------------------------------------------------------
+def _latent_values(latent, config) -> Carried:
+    from meg_phy.codecs import seed as codec
+
+    values, side = codec.seed_to_analog(latent, normalise=False)
+    return Carried(values, side if config.side_info == "link" else None, side)
+
+
+def _latent_from_values(est, noise_var, carried: Carried):
+    from meg_phy.codecs import seed as codec
+
+    received, var = codec.analog_to_seed(est, noise_var, carried.info)
+    return received, float(var.mean())
+
+
+def _latent_bytes(latent, config) -> Carried:
+    from meg_phy.codecs import seed as codec
+
+    return Carried(codec.encode_seed(latent, config.seed_format), None, None)
+
+
+def _latent_from_bytes(received: bytes):
+    from meg_phy.codecs import seed as codec
+
+    return codec.decode_seed(received)
+
+
+def _latent_side(data: bytes):
+    from meg_phy.codecs import seed as codec
+
+    return codec.side_info(data)
+
+
+def latent_from_scratch(latent, context: LostContext) -> tuple[Any, float]:
+    """What a receiver resumes from when a latent was lost (a digital payload that never passed its CRC, an
+    analog one whose every frame went missing): fresh noise at the start of the full schedule, so it
+    generates from scratch with all the schedule's steps (it keeps the latent's prompt and guidance)."""
+    fresh = context.ldm.start(None, None, strength=1.0, steps=latent.num_inference_steps,
+                              generator=torch.Generator().manual_seed(context.seed + 1))
+    return fresh.replace(latents=fresh.latents.to(latent.latents), guidance=latent.guidance,
+                         prompt=latent.prompt), 0.0
+
+
+# --- images and sketches -----------------------------------------------------------------------------------
+def _sent_size(payload: str, image: torch.Tensor, config) -> tuple[int, int] | None:
+    """Sketches go at 1/`sketch_scale` of their resolution (and come back upsampled); images as they are."""
+    if payload != "sketch":
+        return None
+    return tuple(max(1, d // config.sketch_scale) for d in image.shape[-2:])
+
+
+def _image_values(payload: str):
+    def encode(image, config) -> Carried:
+        from meg_phy import codecs
+
+        to_analog = codecs.sketch_to_analog if payload == "sketch" else codecs.image_to_analog
+        values, side = to_analog(image, size=_sent_size(payload, image, config), normalise=False)
+        return Carried(values, side if config.side_info == "link" else None, side)
+    return encode
+
+
+def _image_from_values(est, noise_var, carried: Carried):
+    from meg_phy import codecs
+
+    received, var = codecs.analog_to_image(est, noise_var, carried.info)
+    return received, float(var.mean())
+
+
+def _image_side(data: bytes):
+    from meg_phy import codecs
+
+    return codecs.image_info(data)
+
+
+def _image_softcast(payload: str):
+    def encode(image, config) -> Carried:
+        from meg_phy.codecs.softcast import SoftCastEncoder
+        from meg_phy.images import resize
+
+        size = _sent_size(payload, image, config)
+        uses = config.softcast_uses // (config.sketch_scale ** 2 if size is not None else 1)
+        small = image if size is None else resize(image, size)
+        values, meta = SoftCastEncoder()(small.detach().cpu().float(), channel_uses=max(8, uses))
+        return Carried(values, meta, (meta, tuple(image.shape[-2:]), image.dtype))
+    return encode
+
+
+def _image_from_softcast(est, noise_var, carried: Carried):
+    """The LLSE image, and the error the receiver expects of it (from the reported noise variance)."""
+    from meg_phy.codecs.softcast import SoftCastDecoder, unpack_meta
+    from meg_phy.images import resize
+
+    meta, full, dtype = carried.info
+    received = SoftCastDecoder()(est, noise_var, meta).to(dtype)
+    if tuple(received.shape[-2:]) != full:
+        received = resize(received, full)
+    return received, unpack_meta(meta).received_mse(noise_var)
+
+
+def _softcast_side(data: bytes):
+    from meg_phy.codecs.softcast import unpack_meta
+
+    return unpack_meta(data)
+
+
+def _image_bytes(payload: str):
+    def encode(image, config) -> Carried:
+        from meg_phy import codecs
+
+        encoder = codecs.encode_sketch if payload == "sketch" else codecs.encode_image
+        return Carried(encoder(image, fmt=config.image_format, quality=config.image_quality,
+                               size=_sent_size(payload, image, config)), None, None)
+    return encode
+
+
+def _image_from_bytes(received: bytes):
+    from meg_phy import codecs
+
+    return codecs.decode_image(received)
+
+
+def grey(image: torch.Tensor, context: LostContext) -> tuple[torch.Tensor, float]:
+    """A lost image or sketch: mid-grey (the hop says it was not delivered)."""
+    return torch.full_like(image, 0.5), 0.0
+
+
+# --- prompts -----------------------------------------------------------------------------------------------
+def _prompt_bytes(text: str, config) -> Carried:
+    from flowgraphs.prompt_codec import encode_prompt
+
+    return Carried(encode_prompt(text), None, None)
+
+
+def _prompt_from_bytes(received: bytes) -> str:
+    from flowgraphs.prompt_codec import decode_prompt
+
+    return decode_prompt(received)
+
+
+def no_prompt(text: str, context: LostContext) -> tuple[None, float]:
+    """A lost prompt: None (the receiver encodes the empty prompt and generates without it)."""
+    return None, 0.0
+
+
+def _table() -> dict[tuple[str, str], Transfer]:
+    table: dict[tuple[str, str], Transfer] = {}
+    for carrier in ("digital", "capacity"):
+        table["latent", carrier] = Transfer("latent", "bytes", _latent_bytes, _latent_from_bytes, latent_from_scratch)
+    for carrier in CARRIERS_OF_VALUES:
+        table["latent", carrier] = Transfer("latent", "values", _latent_values, _latent_from_values,
+                                            latent_from_scratch, _latent_side)
+    for payload in ("image", "sketch"):
+        for carrier in ("digital", "capacity", "wired"):
+            table[payload, carrier] = Transfer(payload, "bytes", _image_bytes(payload), _image_from_bytes, grey)
+        table[payload, "analog"] = Transfer(payload, "values", _image_values(payload), _image_from_values, grey,
+                                            _image_side)
+        table[payload, "softcast"] = Transfer(payload, "values", _image_softcast(payload), _image_from_softcast,
+                                              grey, _softcast_side)
+    for carrier in ("digital", "capacity", "wired"):   # text has no analog form: a hop sends prompts digitally
+        table["prompt", carrier] = Transfer("prompt", "bytes", _prompt_bytes, _prompt_from_bytes, no_prompt)
+    return table
+
+
+TRANSFERS: dict[tuple[str, str], Transfer] = _table()
+"""(payload, carrier) -> Transfer."""
+
+
+def transfer_for(payload: str, carrier: str) -> Transfer:
+    """The row of `payload` on `carrier`; InputError naming the carriers it has otherwise."""
+    try:
+        return TRANSFERS[payload, carrier]
+    except KeyError:
+        known = sorted(c for p, c in TRANSFERS if p == payload)
+        raise InputError(f"a {payload} cannot travel on a {carrier} hop; its carriers: {', '.join(known)}") from None
