@@ -44,12 +44,14 @@ def oracle(ldm):
 
 
 def test_awgn_noise_variance_follows_the_normalisation():
+    """The resume study's link (AnalogLink, AWGN, true N0) reports P / SNR per value (up to float32) and its
+    estimates carry that much noise."""
     values = torch.randn(200_000, generator=torch.Generator().manual_seed(0)) * 3 + 1
     power = values.pow(2).mean().item()
     for snr_db in (-10, 0, 20):
         est, var = resume_study.analog_awgn(values, snr_db, torch.Generator().manual_seed(1))
         expected = power / 10 ** (snr_db / 10)
-        assert var.shape == values.shape and var[0].item() == pytest.approx(expected, rel=1e-6)
+        assert var.shape == values.shape and var[0].item() == pytest.approx(expected, rel=1e-5)
         assert (est - values).var().item() == pytest.approx(expected, rel=0.02)
 
 
