@@ -46,6 +46,9 @@ class SimRadio(Radio):
         self._seed = seed
         self._queue: list[np.ndarray] = []
         self._cyclic: np.ndarray | None = None
+        self.last_bursts: list[tuple[float, int]] = []
+        """Ground truth of the last capture: (start, length) of every burst in it, start as a (fractional)
+        index into the captured samples (the sample clock offset included), length in transmitted samples."""
         self.configure(sample_rate=sample_rate, center_frequency=center_frequency, snr_db=snr_db,
                        cfo_ppm=cfo_ppm, sco_ppm=sco_ppm, dc_offset=dc_offset, iq_gain_db=iq_gain_db,
                        iq_phase_deg=iq_phase_deg, adc_bits=adc_bits, rx_level_dbfs=rx_level_dbfs,
@@ -146,10 +149,13 @@ class SimRadio(Radio):
         n = check_count(num_samples)
         rng = self._rng
         step = 1.0 / (1.0 + self.sco_ppm * 1e-6)
-        air, power = self._air(n, step)
+        air, power, placed = self._air(n, step)
         air = self._propagate(air)
         air = frequency_shift(air, self.cfo_hz, self.sample_rate, phase=rng.uniform(0, 2 * np.pi))
         start = rng.uniform(0, 1)
+        # y[m] = air(start + m * step): a burst at air index p starts at capture index (p - start) / step
+        self.last_bursts = [((p - start) / step, size) for p, size in placed if (p + size - start) / step > 0
+                            and (p - start) / step < n]
         y = resample(air, step, start=start, num=n)
         noise_var = power / self.occupied_fraction * 10 ** (-self.snr_db / 10) if power > 0 else 1e-6
         y = y + awgn(n, noise_var, rng)
@@ -158,8 +164,9 @@ class SimRadio(Radio):
         y = y * (10 ** (self.rx_level_dbfs / 20) / rms) + self.dc_offset
         return quantize(y, self.adc_bits).astype(np.complex64)
 
-    def _air(self, n: int, step: float) -> tuple[np.ndarray, float]:
-        """The transmitted signal as seen over the capture window (TX time), and its mean active power."""
+    def _air(self, n: int, step: float) -> tuple[np.ndarray, float, list[tuple[int, int]]]:
+        """The transmitted signal over the capture window (TX time), its mean active power, and where each
+        burst was placed: (start index in the window, may be negative for a cyclic one, length)."""
         span = int(math.ceil(n * step)) + 64
         air = np.zeros(span, np.complex128)
         rng = self._rng
@@ -169,25 +176,28 @@ class SimRadio(Radio):
             offset = int(rng.integers(0, burst.size))
             air[:] = np.tile(burst, reps)[offset:offset + span]
             active = burst
+            placed = [(j * burst.size - offset, burst.size) for j in range(reps)]
         elif self._queue:
             bursts, self._queue = self._queue, []
             total = sum(b.size for b in bursts)
             slack = max(0, span - total - 64)
             cuts = np.sort(rng.integers(0, slack + 1, len(bursts)))     # random start and random gaps
             pos, prev = 0, 0
+            placed = []
             for burst, cut in zip(bursts, cuts, strict=True):
                 pos += int(cut - prev)
                 prev = cut
+                placed.append((pos, burst.size))
                 end = min(span, pos + burst.size)
                 if pos < span:
                     air[pos:end] = burst[:end - pos]
                 pos += burst.size
             active = np.concatenate(bursts)
         else:
-            return air, 0.0
+            return air, 0.0, []
         nonzero = np.abs(active) > 0
         power = float(np.mean(np.abs(active[nonzero]) ** 2)) if nonzero.any() else 0.0
-        return air, power
+        return air, power, placed
 
     def _propagate(self, air: np.ndarray) -> np.ndarray:
         if self.channel in ("awgn", "ideal"):

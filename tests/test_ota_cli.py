@@ -6,7 +6,7 @@ import pytest
 
 from meg_phy.cli import main
 
-KEYS = {"frames_sent", "frames_detected", "frames_crc_ok", "false_alarms", "cfo_hz_est", "snr_est_db", "ber",
+KEYS = {"frames_sent", "frames_detected", "frames_crc_ok", "header_rejected", "noise_triggers", "cfo_hz_est", "snr_est_db", "ber",
         "bler", "payload_ok", "config", "versions"}
 
 
@@ -18,7 +18,7 @@ def test_loopback_sim_writes_the_report_plot_and_a_sigmf_recording(tmp_path):
     report = json.loads((out / "ota.json").read_text())
     assert KEYS <= set(report)
     assert report["frames_sent"] == report["frames_crc_ok"] == 3 and report["payload_ok"]
-    assert report["ber"] == 0.0 and report["bler"] == 0.0 and report["false_alarms"] == 0
+    assert report["ber"] == 0.0 and report["bler"] == 0.0 and report["header_rejected"] == report["noise_triggers"] == 0 and report["ground_truth"]
     assert all(abs(c + 96e3) < 2e3 for c in report["cfo_hz_est"])
     assert all(8 < s < 16 for s in report["snr_est_db"])
     assert (out / "ota.png").stat().st_size > 1000

@@ -5,7 +5,7 @@
     meg-phy ota tx --radio sigmf --frames 10 --out runs/ota-tx          # writes runs/ota-tx/tx.sigmf-*
     meg-phy ota rx --radio sigmf --in runs/ota-tx/tx --out runs/ota-rx   # decodes it (any recording)
 
-Each writes OUT/ota.json (frames_sent, frames_detected, frames_crc_ok, false_alarms, cfo_hz_est,
+Each writes OUT/ota.json (frames_sent, frames_detected, frames_crc_ok, header_rejected, noise_triggers, cfo_hz_est,
 snr_est_db, ber, bler, payload_ok, config, versions) and OUT/ota.png (constellation, CFO and SNR per
 frame). Registration imports argparse only; the work (link_models.ota.experiment) imports Sionna and the
 radios lazily.

@@ -92,7 +92,9 @@ def loopback(radio, cfg: LinkConfig, frame: FrameConfig, payload: bytes | None =
     speed = realtime(transfer.captures, frame.sample_rate)
     report = {
         "frames_sent": len(transfer.sent), "frames_detected": transfer.frames_detected,
-        "frames_crc_ok": transfer.frames_crc_ok, "false_alarms": transfer.false_alarms,
+        "frames_crc_ok": transfer.frames_crc_ok, "header_rejected": transfer.header_rejected,
+        "noise_triggers": transfer.noise_triggers, "foreign_frames": transfer.foreign_frames,
+        "ground_truth": transfer.ground_truth,
         "missing_frames": transfer.missing,
         "cfo_hz_est": [round(f.cfo_hz, 1) for f in found], "snr_est_db": [round(f.snr_est_db, 2) for f in found],
         "ber": stats.get("ber"), "bler": stats.get("bler"), "nmse": stats.get("nmse"), "payload_ok": bool(ok),
@@ -175,7 +177,8 @@ def receive(capture: np.ndarray, sample_rate: float, sent: bytes | None = None, 
     report = {
         "frames_sent": message.total if message.total else None,
         "frames_detected": len(frames), "frames_crc_ok": sum(f.crc_ok for f in frames),
-        "false_alarms": result.rejected, "missing_frames": message.missing,
+        "header_rejected": result.header_rejected, "noise_triggers": None, "ground_truth": False,
+        "missing_frames": message.missing,
         "cfo_hz_est": [round(f.cfo_hz, 1) for f in frames], "snr_est_db": [round(f.snr_est_db, 2) for f in frames],
         "ber": ber, "bler": (1 - sum(f.crc_ok for f in frames) / message.total) if message.total else None,
         "payload_ok": bool(ok and message.total > 0),
@@ -232,7 +235,8 @@ def plot(path: Path, frames: list) -> None:
 def summary(report: dict) -> str:
     cfo = report["cfo_hz_est"]
     return (f"ota: {report['frames_crc_ok']}/{report['frames_sent']} frames CRC-ok, detected "
-            f"{report['frames_detected']}, false alarms {report['false_alarms']}, "
+            f"{report['frames_detected']}, header rejected {report['header_rejected']}, noise triggers "
+            f"{'n/a' if report['noise_triggers'] is None else report['noise_triggers']}, "
             f"CFO {(sum(cfo) / len(cfo) / 1e3 if cfo else float('nan')):.2f} kHz, payload_ok={report['payload_ok']}"
             + (f", decoded at {report['realtime_factor']:g}x real time" if report.get("realtime_factor") else ""))
 

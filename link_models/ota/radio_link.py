@@ -65,9 +65,12 @@ class Transfer:
     sent: list = field(default_factory=list)          # link_models.ota.frame.Frame
     decoded: dict = field(default_factory=dict)       # seq -> DecodedFrame (first CRC-ok, else first found)
     detections: int = 0
-    rejected: int = 0
+    rejected: int = 0              # detections without a valid header, both kinds below
+    header_rejected: int = 0       # ... at a frame that was sent: the frame was found but its header failed
+    noise_triggers: int = 0        # ... where no frame was: the detector fired on noise
+    foreign_frames: int = 0        # valid headers of another message (not ours)
+    ground_truth: bool = True      # False: the radio gave no burst positions; the split above is by count
     truncated: int = 0
-    false_alarms: int = 0
     captures: list = field(default_factory=list)      # ReceiveResult per capture
     samples_on_air: int = 0
     retransmitted: list = field(default_factory=list)  # frames sent again (ARQ), once per retransmission
@@ -244,7 +247,6 @@ class RadioLink:
         transfer = previous if previous is not None else Transfer(sent=list(frames))
         if previous is not None:
             transfer.retransmitted += list(frames)
-        rejected_before = transfer.rejected
         msg_id = frames[0].header.msg_id
         for group in _groups(frames, MAX_BURST_SAMPLES):
             burst = builder.burst(group)
@@ -269,20 +271,25 @@ class RadioLink:
             result = receiver.receive(capture)
             transfer.captures.append(result)
             transfer.detections += result.detections
-            transfer.rejected += result.rejected
+            transfer.rejected += result.header_rejected
             transfer.truncated += result.truncated
+            starts = frame_starts(self.radio, group, self.frame.gap_samples)
+            at_frame, noise = split_rejected(result, starts, len(group) * (2 if self.cyclic else 1),
+                                             self.frame.cp_length)
+            transfer.header_rejected += at_frame
+            transfer.noise_triggers += noise
+            transfer.ground_truth = transfer.ground_truth and starts is not None
             for f in result.frames:
                 if self.recorder is not None:
                     self.recorder.annotate_rx(f.start, f.end - f.start,
                                               {"core:label": f"frame {f.header.seq}", "meg_phy:crc_ok": f.crc_ok,
                                                "meg_phy:cfo_hz": f.cfo_hz})
                 if f.header.msg_id != msg_id:
-                    transfer.false_alarms += 1     # a frame of another message: not ours
+                    transfer.foreign_frames += 1     # a frame of another message: not ours
                     continue
                 old = transfer.decoded.get(f.header.seq)
                 if old is None or (f.crc_ok and not old.crc_ok):
                     transfer.decoded[f.header.seq] = f
-        transfer.false_alarms += transfer.rejected - rejected_before
         self.last_transfer = transfer
         return transfer
 
@@ -327,6 +334,38 @@ def scale_burst(burst: np.ndarray, tx_level_dbfs: float = TX_LEVEL_DBFS) -> np.n
     over = peak > 1.0
     x[over] = x[over] / peak[over]                 # clip the rare OFDM peaks at full scale
     return x.astype(np.complex64)
+
+
+def frame_starts(radio, frames: list, gap: int) -> list[float] | None:
+    """Where the frames of a burst start in the last capture, from the radio's ground truth (a simulated
+    radio's `last_bursts`); None when the radio has none (hardware, files)."""
+    bursts = getattr(radio, "last_bursts", None)
+    if bursts is None:
+        return None
+    offsets, pos = [], 0
+    for f in frames:
+        offsets.append(pos)
+        pos += f.samples.size + gap
+    return [b0 + o for b0, _ in bursts for o in offsets]
+
+
+def split_rejected(result, starts: list[float] | None, expected: int, cp: int) -> tuple[int, int]:
+    """(header_rejected, noise_triggers) of one capture's detections without a valid header.
+
+    With ground truth (`starts`: where frames begin in the capture), a rejected detection within a cyclic
+    prefix (plus 1e-4 of the offset, the largest clock drift) of a frame start is that frame's, else noise.
+    Without it, by count: at most `expected` frames minus those found can have a failed header, the rest
+    are counted as noise triggers."""
+    rejected = result.header_rejected
+    if starts is None:
+        at_frame = min(rejected, max(0, expected - len(result.frames)))
+        return at_frame, rejected - at_frame
+    truth = np.asarray(starts, float)
+    at_frame = 0
+    for d in result.rejected_starts:
+        if truth.size and np.any(np.abs(truth - d) <= cp + 1e-4 * np.abs(truth)):
+            at_frame += 1
+    return at_frame, rejected - at_frame
 
 
 def _arrived(transfer: Transfer, frame) -> bool:

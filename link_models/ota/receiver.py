@@ -9,7 +9,10 @@ Stages (each timed, see `ReceiveResult.timings`):
    then data grids batched by shape;
 5. demap: soft demapping to LLRs (Sionna APP demapper); analog payloads stop after `ofdm`;
 6. ldpc: header and payload decoding (Sionna 5G LDPC), header CRC-16, payload CRC-32.
-Garbage never raises: a detection whose header fails its CRC is counted in `rejected`.
+Garbage never raises: a detection whose header fails its CRC is counted in `header_rejected` and its
+start kept in `rejected_starts`. The receiver alone cannot tell a real frame whose header failed from a
+noise trigger; whoever knows where frames were sent (RadioLink with a simulated radio's ground truth,
+scripts/validate_ota.py) splits them into `header_rejected` and `noise_triggers`.
 """
 
 from __future__ import annotations
@@ -82,11 +85,17 @@ class DecodedFrame:
 class ReceiveResult:
     frames: list[DecodedFrame] = field(default_factory=list)
     detections: int = 0
-    rejected: int = 0          # detections without a valid header (noise triggers or frames too weak)
+    header_rejected: int = 0   # detections without a valid header (a frame too weak, or a noise trigger)
+    rejected_starts: list[int] = field(default_factory=list)   # where those detections put a frame start
     truncated: int = 0         # frames cut by the end of the buffer
     samples: int = 0
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     seconds: float = 0.0       # the whole receive call (every stage and the bookkeeping), by the receiver's timer
+
+    @property
+    def rejected(self) -> int:
+        """Former name of `header_rejected`."""
+        return self.header_rejected
 
 
 class FrameReceiver:
@@ -142,7 +151,8 @@ class FrameReceiver:
         result.truncated += len(peaks) - len(syncs)
         clock.lap("sync")
         headers = self._headers(x, syncs, clock)
-        result.rejected += sum(h is None for h in headers)
+        result.header_rejected += sum(h is None for h in headers)
+        result.rejected_starts += [s.start for s, h in zip(syncs, headers, strict=True) if h is None]
         frames = [DecodedFrame(s, h, s.start + self.cfg.frame_length(self._data_symbols(h)))
                   for s, h in zip(syncs, headers, strict=True) if h is not None]
         frames = _drop_overlaps(frames)
