@@ -51,7 +51,7 @@ def _stage_timer():
 
     totals: dict[str, float] = {}
     saved = []
-    names = ("send_prompt", "send_image", "send_seed", "resume", "encode_prompt", "start", "denoise", "decode")
+    names = ("send_prompt", "send_image", "send_latent", "resume", "encode_prompt", "start", "denoise", "decode")
     for name in names:
         fn = Stages.__dict__[name]
 

@@ -1,4 +1,4 @@
-"""Flowgraph overhead: EIUG through flowgraphs (config layers, hop records, compute accounting, stages) against
+"""RunLedger overhead: EIUG through flowgraphs (config layers, hop records, compute accounting, stages) against
 the same stages and links called directly, in one run.
 
 Both sides do identical work: the same prebuilt task, the same link configurations and link seeds, the same
@@ -23,7 +23,7 @@ def _direct(task, config, session):
     """EIUG written out by hand: prompt + image up, ES denoises to the split, analog seed down, UE finishes.
 
     Links come from the same session as the flowgraph's (built once per configuration, reseeded per hop)."""
-    from flowgraphs.graph import hop_seed
+    from flowgraphs.ledger import hop_seed
     from flowgraphs.prompt_codec import decode_prompt, encode_prompt
     from meg_phy import codecs
     from meg_phy.resume import resume

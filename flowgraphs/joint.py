@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from flowgraphs.graph import Flowgraph
+from flowgraphs.ledger import RunLedger
 from meg_common.errors import InputError
 from meg_phy.tiles import Box, TileLayout, blend_weights, intersect
 
@@ -198,7 +198,7 @@ def keep_tile(seed, out, window: Box, box: Box, whole: bool):
                         scheduler_state=out.scheduler_state if whole else {})
 
 
-def exchange(g: Flowgraph, joint: Joint, levels: list[float] | None = None) -> list[float]:
+def exchange(g: RunLedger, joint: Joint, levels: list[float] | None = None) -> list[float]:
     """One exchange round of one task (its hops and blending on its ledger `g`): ES i sends ES j its tile's values inside j's window; every ES blends its window.
 
     `levels` (noise-variance estimates of received seeds, one per ES) ride along as 32 bits of side
@@ -235,7 +235,7 @@ def exchange(g: Flowgraph, joint: Joint, levels: list[float] | None = None) -> l
     return [sum(h) / len(h) if h else 0.0 for h in heard]
 
 
-def send_border(g: Flowgraph, src: str, dst: str, values: torch.Tensor, level: float | None):
+def send_border(g: RunLedger, src: str, dst: str, values: torch.Tensor, level: float | None):
     """Tile values (and optionally a noise level) over one backhaul hop: (values that arrived or None, level
     that arrived or None). Wired and analog hops carry values; a digital hop carries float32 bytes + CRC32."""
     hop = g.hop(src, dst, "border")

@@ -1,9 +1,9 @@
-"""The flowgraph of one protocol run: nodes (UE, ES1..ESn), the stages they run, the hops between them.
+"""The ledger of one protocol run: its nodes (UE, ES1..ESn), what each computed, and every hop between them.
 
-A protocol module composes it in a few lines: `with g.on("ES1", steps=k): ...` runs a stage on a node and
-accounts its denoising steps and wall time; `g.hop("ES1", "UE", "seed")` opens a hop with the link
-configuration the run gives that hop (see flowgraphs.config) and records what it put on air;
-`g.broadcast("UE", ["ES1", "ES2"], "prompt")` is one uplink transmission that every ES hears.
+The stages (flowgraphs.stages) write into it: `g.account(node, seconds, steps, work)` or `with g.on(node):`
+for compute; `g.hop("ES1", "UE", "seed")` opens a hop with the link configuration the run gives that hop
+(see flowgraphs.config) and records what it put on air; `g.broadcast("UE", ["ES1", "ES2"], "prompt")` is
+one uplink transmission that every ES hears. A run's result (flowgraphs.result) is read from it.
 
 Compute is accounted per node as denoising steps, work (latent elements the denoiser runs on, times steps:
 a tile costs what it covers, a context window what it covers) and wall seconds.
@@ -22,7 +22,7 @@ from flowgraphs.hops import Broadcast, Hop, HopRecord, LinkFactory, direction_of
 from meg_common.errors import InputError
 
 
-class Flowgraph:
+class RunLedger:
     """Nodes, per-node compute accounting and the record of every hop of one run."""
 
     def __init__(self, config: RunConfig, link_factory: LinkFactory | None = None):

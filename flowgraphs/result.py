@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from flowgraphs.config import RunConfig
-from flowgraphs.graph import Flowgraph
 from flowgraphs.hops import HopRecord
+from flowgraphs.ledger import RunLedger
 from meg_common.config import ConfigMixin
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class Outcome:
 
     config: RunConfig
     image: torch.Tensor
-    graph: Flowgraph
+    graph: RunLedger
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The blocks a protocol is made of, for a batch of tasks: generation stages on a node, payload transfers
 between nodes.
 
-`Stages(graphs, tasks)` binds one run ledger per task (flowgraphs.graph.Flowgraph) to its task; a batch of
+`Stages(graphs, tasks)` binds one run ledger per task (flowgraphs.ledger.RunLedger) to its task; a batch of
 one is an ordinary run. A protocol module is written once against it, and every value it passes around
 carries the batch: prompts and latents as per-task lists, images and prompt conditions as tensors with one
 row per task, noise variances as `PerTask` lists. Every method names the node it runs on:
@@ -10,7 +10,7 @@ row per task, noise variances as `PerTask` lists. Every method names the node it
   batch (meg_phy.ldm.SplitLDM takes lists), on the node's model (`placement`: this process, or the ES's
   Ray actor); each task draws from its own generator and keeps its own schedule, and is accounted its own
   denoising steps and work and an equal share of the wall time (a memo hit counts the seconds it saves);
-- transfers (`send_prompt`, `send_image`, `send_seed`, `upload_*`) encode one payload per task with
+- transfers (`send_prompt`, `send_image`, `send_latent`, `upload_*`) encode one payload per task with
   meg_phy.codecs, open that task's hop (or broadcast) on its own ledger, and hand the payloads to the hop
   layer together (flowgraphs.hops.send_bytes_together: one batched link call per round where the link
   can, one by one where it cannot); what arrived is decoded per task. `resume` makes a received latent
@@ -31,9 +31,9 @@ from contextlib import contextmanager
 
 import torch
 
-from flowgraphs.graph import Flowgraph
 from flowgraphs.hops import broadcast_bytes, broadcast_values
 from flowgraphs.joint import JointDenoiser
+from flowgraphs.ledger import RunLedger
 from flowgraphs.task import Task
 from flowgraphs.transfer import LostContext, transfer_for
 from meg_common.errors import InputError
@@ -83,7 +83,7 @@ class Tasks:
 class Ledgers:
     """The tasks' ledgers as a protocol sees `st.g`: the node names, one set for the batch."""
 
-    def __init__(self, graphs: Sequence[Flowgraph]):
+    def __init__(self, graphs: Sequence[RunLedger]):
         self.graphs = list(graphs)
         self.config = self.graphs[0].config
         self.nodes = self.graphs[0].nodes
@@ -96,12 +96,12 @@ class Ledgers:
 class Stages:
     """Generation stages and payload transfers of a batch of runs, each accounted on its task's ledger."""
 
-    def __init__(self, graphs: Sequence[Flowgraph] | Flowgraph, tasks: Sequence[Task] | Task, placement=None):
+    def __init__(self, graphs: Sequence[RunLedger] | RunLedger, tasks: Sequence[Task] | Task, placement=None):
         """One ledger per task (a single ledger and task: a batch of one); `placement`: where the ESs' model
         calls run (flowgraphs.placement; None: in this process)."""
         from flowgraphs.placement import LOCAL
 
-        graphs = [graphs] if isinstance(graphs, Flowgraph) else list(graphs)
+        graphs = [graphs] if isinstance(graphs, RunLedger) else list(graphs)
         tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
         if not graphs or len(graphs) != len(tasks):
             raise InputError(f"{len(graphs)} ledgers for {len(tasks)} tasks; give one of each per task")
@@ -241,10 +241,10 @@ class Stages:
 
     def merge(self, node: str, tiles_per_es: list[list], layout) -> list:
         """Blend each task's latent tiles (one list per ES) into one latent (raised-cosine over the overlaps)."""
-        from meg_phy.ldm import merge_seeds
+        from meg_phy.ldm import merge_latents
 
         with self.on(node):
-            return [merge_seeds([tiles[t] for tiles in tiles_per_es], layout) for t in range(len(self))]
+            return [merge_latents([tiles[t] for tiles in tiles_per_es], layout) for t in range(len(self))]
 
     def stitch(self, node: str, images: list[torch.Tensor], layout) -> torch.Tensor:
         """Blend image tiles (one batch per ES, each resized to its place, so sketch tiles work too) into full
@@ -291,13 +291,13 @@ class Stages:
         (what arrived, noise variance per task, per pixel in [0, 1] units; flowgraphs.transfer)."""
         return self._images(self._send(src, [dst], payload, payload, [images[t:t + 1] for t in range(len(self))]))[0]
 
-    def send_seed(self, src: str, dst: str, latents: list) -> tuple[list, PerTask]:
+    def send_latent(self, src: str, dst: str, latents: list) -> tuple[list, PerTask]:
         """Latents (with their step) as analog values or quantised bytes: (what arrived, noise variance per
         task, in latent units: what channel-aware resume needs). The analog side information (shape,
         schedule) is session state, or goes digitally when `side_info = "link"` (flowgraphs.transfer)."""
-        return self.upload_seed(src, [dst], latents)[0]
+        return self.upload_latent(src, [dst], latents)[0]
 
-    def upload_seed(self, src: str, dsts: list[str], latents: list) -> list[tuple[list, PerTask]]:
+    def upload_latent(self, src: str, dsts: list[str], latents: list) -> list[tuple[list, PerTask]]:
         """Latents at every node of `dsts`, each with its own noise (one broadcast, or one hop each)."""
         return self._send(src, dsts, "seed", "latent", list(latents))
 

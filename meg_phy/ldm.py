@@ -2,7 +2,7 @@
 
 MEG protocols run the parts of one Stable-Diffusion-style model on different machines: text encoding
 (`encode_prompt`), VAE encoding plus noising to an img2img strength (`start`), denoising between two steps
-(`denoise`, also on one spatial tile), VAE decoding (`decode`). What travels between the stages is a `Seed`:
+(`denoise`, also on one spatial tile), VAE decoding (`decode`). What travels between the stages is a `Latent`:
 the latent plus everything the next machine needs to continue bit-exactly (step index, the timestep schedule,
 strength, scheduler name, config and internal state, guidance, prompt), as plain data.
 
@@ -72,8 +72,10 @@ class PromptCondition:
 
 
 @dataclass
-class Seed:
-    """A latent at some step of a denoising run, with what is needed to resume it bit-exactly elsewhere.
+class Latent:
+    """A latent at some step of a denoising run (e.g. the ES's partially denoised latent, the payload users
+    call the "latent seed"), with its position in the schedule and what is needed to resume it bit-exactly
+    elsewhere.
 
     `latents` are in the scheduler's space (VAE latents times the VAE scaling factor, plus noise).
     `timesteps` is the schedule this run executes (img2img: already truncated to the strength); `step`
@@ -115,10 +117,10 @@ class Seed:
             return None
         return float(self.timesteps[self.step])
 
-    def replace(self, **changes: Any) -> Seed:
+    def replace(self, **changes: Any) -> Latent:
         return dataclasses.replace(self, **changes)
 
-    def crop(self, box: Box) -> Seed:
+    def crop(self, box: Box) -> Latent:
         """The tile `box` of this seed (latents and any spatial scheduler state), for multi-ES parallel work."""
         top, left, height, width = (int(v) for v in box)
         h, w = self.latents.shape[-2:]
@@ -139,12 +141,12 @@ class Seed:
                             full_size=self.full_size or (h, w))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able data (tensors as nested lists with dtype); `Seed.from_dict` restores it exactly."""
+        """Plain JSON-able data (tensors as nested lists with dtype); `Latent.from_dict` restores it exactly."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return _plain(out)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Seed:
+    def from_dict(cls, data: dict[str, Any]) -> Latent:
         try:
             values = {f.name: _unplain(data[f.name]) for f in dataclasses.fields(cls) if f.name in data}
             for name in ("region", "full_size"):
@@ -152,10 +154,10 @@ class Seed:
                     values[name] = tuple(values[name])
             return cls(**values)
         except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"not a seed dict ({exc}); expected the output of Seed.to_dict()") from None
+            raise InputError(f"not a seed dict ({exc}); expected the output of Latent.to_dict()") from None
 
 
-def merge_seeds(tiles: list[Seed], layout) -> Seed:
+def merge_latents(tiles: list[Latent], layout) -> Latent:
     """Blend tile seeds (same step) into one full-size seed with `meg_phy.tiles.merge` (latents and state)."""
     from meg_phy import tiles as tiling
 
@@ -243,7 +245,7 @@ class SplitLDM:
                              f"raise the strength to at least {1 / steps:.3g} or use more steps")
         return sched.timesteps[begin:].clone(), begin
 
-    def _scheduler_for(self, seed: Seed):
+    def _scheduler_for(self, seed: Latent):
         """A scheduler positioned at `seed.step`, with the seed's internal state restored (public API only).
 
         Stateful schedulers (DPM-Solver++, Euler) take their step index from `begin_index` on their first
@@ -270,7 +272,7 @@ class SplitLDM:
                     "lower_order_nums": int(sched.lower_order_nums)}
         return {}
 
-    def resolve_timesteps(self, seed: Seed) -> Seed:
+    def resolve_timesteps(self, seed: Latent) -> Latent:
         """Rebuild the schedule of a seed that travelled without it (payloads carry only N and the begin index)."""
         if seed.timesteps is not None:
             return seed
@@ -314,7 +316,7 @@ class SplitLDM:
     @torch.no_grad()
     def start(self, cond: PromptCondition | None = None, image: torch.Tensor | None = None, strength: float = 0.75,
               steps: int = 20, generator: torch.Generator | Sequence[torch.Generator] | None = None,
-              batch_size: int = 1) -> Seed | list[Seed]:
+              batch_size: int = 1) -> Latent | list[Latent]:
         """First stage: pure noise at step 0 (text-to-image) or the VAE-encoded image noised to `strength`.
 
         With one generator (or none): one seed holding `batch_size` latents (default: one per prompt of
@@ -333,7 +335,7 @@ class SplitLDM:
             return [seed.replace(latents=seed.latents[i:i + 1]) for i in range(len(generators))]
         return self._start(cond, image, strength, steps, generator, batch_size)
 
-    def _start(self, cond, image, strength, steps, generator, batch_size) -> Seed:
+    def _start(self, cond, image, strength, steps, generator, batch_size) -> Latent:
         from diffusers.utils.torch_utils import randn_tensor
 
         sched = self.make_scheduler()
@@ -353,15 +355,15 @@ class SplitLDM:
             if hasattr(sched, "set_begin_index"):
                 sched.set_begin_index(begin)
             latents = sched.add_noise(z0, noise, timesteps[:1].repeat(z0.shape[0]))
-        return Seed(latents=latents, step=0, timesteps=timesteps, num_inference_steps=steps, begin_index=begin,
+        return Latent(latents=latents, step=0, timesteps=timesteps, num_inference_steps=steps, begin_index=begin,
                     strength=float(strength), guidance=cond.guidance if cond else 1.0,
                     prompt=cond.prompt if cond else "", scheduler=self.scheduler_name,
                     scheduler_config=dict(self.scheduler_config))
 
     @torch.no_grad()
-    def denoise(self, seed: Seed | Sequence[Seed], cond: PromptCondition,
+    def denoise(self, seed: Latent | Sequence[Latent], cond: PromptCondition,
                 until: int | Sequence[int | None] | None = None, region: Box | None = None,
-                generator: torch.Generator | None = None) -> Seed | list[Seed]:
+                generator: torch.Generator | None = None) -> Latent | list[Latent]:
         """Denoising stage: run steps seed.step .. until-1 (None: to the end), on the tile `region` if given.
 
         A list of seeds is one batch: every step is one UNet call on the seeds that still have a step to run,
@@ -378,7 +380,7 @@ class SplitLDM:
         1e-5 (benchmarks/bench_campaign.py measures it on whole runs). With a memo (`self.memo`) a batch seen
         before returns its kept result (meg_phy.memo).
         """
-        single = isinstance(seed, Seed)
+        single = isinstance(seed, Latent)
         seeds = [seed] if single else list(seed)
         if not seeds:
             raise InputError("no seeds to denoise; give at least one")
@@ -396,8 +398,8 @@ class SplitLDM:
             out = self.memo.recall(key, lambda: self._denoise(seeds, cond, targets, region, generator), generator)
         return out[0] if single else out
 
-    def _denoise(self, seeds: list[Seed], cond: PromptCondition, until: list[int | None], region: Box | None,
-                 generator: torch.Generator | None) -> list[Seed]:
+    def _denoise(self, seeds: list[Latent], cond: PromptCondition, until: list[int | None], region: Box | None,
+                 generator: torch.Generator | None) -> list[Latent]:
         seeds = [self.resolve_timesteps(s) for s in seeds]
         if region is not None:
             seeds = [s.crop(region) for s in seeds]
@@ -456,12 +458,12 @@ class SplitLDM:
                           guidance=cond.guidance, prompt=prompts[i]) for i, s in enumerate(seeds)]
 
     @torch.no_grad()
-    def decode(self, seed: Seed | Sequence[Seed] | torch.Tensor) -> torch.Tensor:
+    def decode(self, seed: Latent | Sequence[Latent] | torch.Tensor) -> torch.Tensor:
         """VAE decoding stage: latents -> images (B,3,H,W) in [0,1], one VAE call for a list of seeds. Decodes
         whatever noise is left."""
         if isinstance(seed, torch.Tensor):
             latents = seed
-        elif isinstance(seed, Seed):
+        elif isinstance(seed, Latent):
             latents = seed.latents
         else:
             latents = torch.cat([s.latents for s in seed])

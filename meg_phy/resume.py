@@ -35,7 +35,7 @@ import math
 import torch
 
 from meg_common.errors import InputError
-from meg_phy.ldm import Seed, SplitLDM
+from meg_phy.ldm import Latent, SplitLDM
 
 SD_BETAS = (0.00085, 0.012)  # Stable Diffusion's scaled-linear schedule, for sketch_strength without a model
 
@@ -48,7 +48,7 @@ def mean_noise_var(noise_var: float | torch.Tensor) -> float:
     return value
 
 
-def seed_alpha_bar(ldm: SplitLDM, seed: Seed) -> float:
+def seed_alpha_bar(ldm: SplitLDM, seed: Latent) -> float:
     """ᾱ of the seed's current noise level (fully denoised: the scheduler's final ᾱ)."""
     seed = ldm.resolve_timesteps(seed)
     if seed.done:
@@ -61,7 +61,7 @@ def equivalent_timestep(alphas_cumprod: torch.Tensor, alpha_bar: float) -> int:
     return int(torch.argmin((alphas_cumprod.to(torch.float64) - alpha_bar).abs()))
 
 
-def channel_aware(ldm: SplitLDM, seed: Seed, noise_var: float | torch.Tensor) -> Seed:
+def channel_aware(ldm: SplitLDM, seed: Latent, noise_var: float | torch.Tensor) -> Latent:
     """The received seed rescaled onto the schedule at its combined noise level, ready for `ldm.denoise`."""
     var = mean_noise_var(noise_var)
     seed = ldm.resolve_timesteps(seed)
@@ -90,7 +90,7 @@ def channel_aware(ldm: SplitLDM, seed: Seed, noise_var: float | torch.Tensor) ->
                         scheduler_state={})
 
 
-def _resume_ve(ldm: SplitLDM, seed: Seed, var: float) -> Seed:
+def _resume_ve(ldm: SplitLDM, seed: Latent, var: float) -> Latent:
     sched = ldm.make_scheduler(seed.scheduler, seed.scheduler_config)
     sched.set_timesteps(seed.num_inference_steps)
     sigmas = sched.sigmas.to(torch.float64)
@@ -100,12 +100,12 @@ def _resume_ve(ldm: SplitLDM, seed: Seed, var: float) -> Seed:
     return seed.replace(step=0, timesteps=sched.timesteps[index:].clone(), begin_index=index, scheduler_state={})
 
 
-def naive(ldm: SplitLDM, seed: Seed, noise_var: float | torch.Tensor) -> Seed:
+def naive(ldm: SplitLDM, seed: Latent, noise_var: float | torch.Tensor) -> Latent:
     """Resume at the original step with the received latent as it is (the baseline)."""
     return ldm.resolve_timesteps(seed)
 
 
-def resume(ldm: SplitLDM, seed: Seed, noise_var: float | torch.Tensor, mode: str = "channel-aware") -> Seed:
+def resume(ldm: SplitLDM, seed: Latent, noise_var: float | torch.Tensor, mode: str = "channel-aware") -> Latent:
     modes = {"channel-aware": channel_aware, "naive": naive}
     if mode not in modes:
         raise InputError(f"resume mode '{mode}' unknown; choose channel-aware or naive")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from flowgraphs.config import config_from_dict
-from flowgraphs.graph import Flowgraph
+from flowgraphs.ledger import RunLedger
 from flowgraphs.session import Session
 from flowgraphs.stages import Stages
 from flowgraphs.task import make_task
@@ -35,9 +35,9 @@ def _both(session, configs, send, monkeypatch):
     tasks = [make_task(c, session) for c in configs]
     alone = []
     for c, t in zip(configs, tasks, strict=True):
-        st = Stages(Flowgraph(c, session.link_factory(c)), t)
+        st = Stages(RunLedger(c, session.link_factory(c)), t)
         alone.append((send(st, [t], single=True), st.graphs[0].records))
-    graphs = [Flowgraph(c, session.link_factory(c)) for c in configs]
+    graphs = [RunLedger(c, session.link_factory(c)) for c in configs]
     calls = []
     for cls, name in ((DigitalLink, "send_bytes_many"), (AnalogLink, "send_values_many")):
         original = getattr(cls, name)
@@ -65,9 +65,9 @@ def test_seed_down_analog_with_side_information_on_the_link(session, monkeypatch
 
     def send(st, tasks, single):
         if single:
-            got, variances = st.send_seed("ES1", "UE", [seeds[SEEDS.index(tasks[0].seed)]])
+            got, variances = st.send_latent("ES1", "UE", [seeds[SEEDS.index(tasks[0].seed)]])
             return got[0], variances[0]
-        return st.send_seed("ES1", "UE", seeds)
+        return st.send_latent("ES1", "UE", seeds)
 
     alone, (got, variances), records, calls = _both(session, configs, send, monkeypatch)
     for i, ((seed1, var1), rec1) in enumerate(alone):

@@ -28,7 +28,7 @@ from meg_phy.codecs import (
     side_info,
     sketch_to_analog,
 )
-from meg_phy.ldm import Seed
+from meg_phy.ldm import Latent
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -37,7 +37,7 @@ def make_seed(latents=None, step=3, steps=10, begin=2, timesteps=None, scheduler
     latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)) if latents is None else latents
     if timesteps is None:
         timesteps = torch.arange(steps - 1, -1, -1)[begin:] * 100 + 1
-    return Seed(latents=latents, step=step, timesteps=timesteps, num_inference_steps=steps, begin_index=begin,
+    return Latent(latents=latents, step=step, timesteps=timesteps, num_inference_steps=steps, begin_index=begin,
                 strength=0.8, guidance=7.5, prompt="p", scheduler=scheduler, region=region,
                 full_size=(8, 8) if region else None)
 

@@ -86,9 +86,9 @@ def test_missing_file_and_missing_image_are_input_errors(tmp_path):
 
 
 def test_prompts_are_always_digital_even_on_analog_links():
-    from flowgraphs.graph import Flowgraph
+    from flowgraphs.ledger import RunLedger
 
-    g = Flowgraph(config_from_dict({}, scheme="analog"))
+    g = RunLedger(config_from_dict({}, scheme="analog"))
     assert g.hop("UE", "ES1", "prompt").spec.scheme == "digital"
     assert g.hop("UE", "ES1", "seed").spec.scheme == "analog"
     with pytest.raises(InputError, match="not in this run"):

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from flowgraphs.config import LinkSpec, config_from_dict
-from flowgraphs.graph import Flowgraph
 from flowgraphs.hops import Hop, simulated_link
+from flowgraphs.ledger import RunLedger
 from flowgraphs.prompt_codec import decode_prompt, encode_prompt
 
 PROMPT = "a large red circle at the center on a white background"
@@ -89,7 +89,7 @@ def test_analog_hop_reports_the_noise_it_adds():
 
 
 def test_flowgraph_accounts_compute_per_node_and_sums_hops():
-    g = Flowgraph(config_from_dict({}, n_es=3, protocol="uidcg", scheme="digital", channel="ideal"))
+    g = RunLedger(config_from_dict({}, n_es=3, protocol="uidcg", scheme="digital", channel="ideal"))
     assert g.nodes == ["UE", "ES1", "ES2", "ES3"]
     with g.on("ES2", steps=4):
         time.sleep(0.02)

@@ -8,7 +8,7 @@ import torch
 from tiny_sd import tiny_ldm, tiny_sd_folder
 
 from meg_common.errors import InputError
-from meg_phy.ldm import Seed, load_ldm, merge_seeds
+from meg_phy.ldm import Latent, load_ldm, merge_latents
 from meg_phy.tiles import tile_layout
 
 PROMPT = "a red circle"
@@ -66,7 +66,7 @@ def test_split_at_every_step_equals_unsplit_run(ldm):
     for s in range(steps + 1):
         es = ldm.denoise(first, cond, until=s)
         # the seed crosses to the other machine as plain data
-        ue_seed = Seed.from_dict(json.loads(json.dumps(es.to_dict())))
+        ue_seed = Latent.from_dict(json.loads(json.dumps(es.to_dict())))
         ue = ldm.denoise(ue_seed, cond)
         assert (ue.latents - whole).abs().max().item() <= 1e-5, f"split at {s}"
 
@@ -108,26 +108,26 @@ def test_tiles_denoise_independently_and_merge(ldm):
     layout = tile_layout(8, 8, 4, overlap=2, multiple=ldm.unet_multiple)
     tiles = [ldm.denoise(first, cond, until=3, region=box) for box in layout.boxes]
     assert all(t.latents.shape[-2:] == (box[2], box[3]) and t.region == box for t, box in zip(tiles, layout.boxes, strict=True))
-    merged = merge_seeds(tiles, layout)
+    merged = merge_latents(tiles, layout)
     assert merged.latents.shape == first.latents.shape and merged.step == 3 and merged.region is None
     final = ldm.denoise(merged, cond)
     assert final.done and torch.isfinite(final.latents).all()
     # a single tile covering everything is the whole run
     one = tile_layout(8, 8, 1)
     whole = ldm.denoise(first, cond, until=3)
-    assert torch.equal(merge_seeds([ldm.denoise(first, cond, until=3, region=one.boxes[0])], one).latents,
+    assert torch.equal(merge_latents([ldm.denoise(first, cond, until=3, region=one.boxes[0])], one).latents,
                        whole.latents)
 
 
 def test_seed_dict_round_trip_is_exact(ldm):
     cond = ldm.encode_prompt(PROMPT, 7.5)
     seed = ldm.denoise(ldm.start(cond, steps=5, generator=gen(0)), cond, until=2)
-    back = Seed.from_dict(json.loads(json.dumps(seed.to_dict())))
+    back = Latent.from_dict(json.loads(json.dumps(seed.to_dict())))
     assert torch.equal(back.latents, seed.latents) and torch.equal(back.timesteps, seed.timesteps)
     assert (back.step, back.prompt, back.guidance, back.scheduler) == (2, PROMPT, 7.5, "ddim")
     assert back.timestep == float(seed.timesteps[2])
     with pytest.raises(InputError):
-        Seed.from_dict({"latents": 1})
+        Latent.from_dict({"latents": 1})
 
 
 def test_bad_arguments_are_input_errors(ldm):
@@ -183,7 +183,7 @@ def test_batch_of_prompts_equals_one_by_one_under_the_same_noise(ldm):
         single = ldm.encode_prompt(p, 7.5)
         one = ldm.denoise(batch.replace(latents=batch.latents[i:i + 1]), single).latents
         assert torch.allclose(one, out[i:i + 1], atol=1e-4)  # batched kernels round differently
-    with pytest.raises(InputError, match="prompts for a batch"):
+    with pytest.raises(InputError, match="prompt embeddings for 2 latents"):
         ldm.denoise(batch.replace(latents=batch.latents[:2]), cond)
 
 
@@ -198,5 +198,5 @@ def test_default_model_splits_exactly_at_every_step():
         first = ldm.start(cond, image=image, strength=strength, steps=20, generator=gen(0))
         whole = ldm.denoise(first, cond).latents
         for s in range(first.total + 1):
-            ue = ldm.denoise(Seed.from_dict(ldm.denoise(first, cond, until=s).to_dict()), cond)
+            ue = ldm.denoise(Latent.from_dict(ldm.denoise(first, cond, until=s).to_dict()), cond)
             assert (ue.latents - whole).abs().max().item() <= 1e-5, (strength, s)

@@ -11,7 +11,7 @@ import torch
 from tiny_sd import tiny_ldm, tiny_sd_folder
 
 from meg_common.errors import InputError
-from meg_phy.ldm import SCHEDULERS, Seed, load_ldm
+from meg_phy.ldm import SCHEDULERS, Latent, load_ldm
 
 PROMPT = "a red circle"
 
@@ -82,7 +82,7 @@ def test_split_at_every_step_is_bit_exact_on_every_scheduler(scheduler):
         whole = ldm.denoise(first, cond).latents
         for s in range(first.total + 1):
             sent = ldm.denoise(first, cond, until=s)
-            received = Seed.from_dict(json.loads(json.dumps(sent.to_dict())))
+            received = Latent.from_dict(json.loads(json.dumps(sent.to_dict())))
             assert torch.equal(ldm.denoise(received, cond).latents, whole), (scheduler, strength, s)
 
 

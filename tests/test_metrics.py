@@ -8,7 +8,7 @@ import torch
 
 from meg_common.errors import InputError
 from meg_phy.codecs import encode_seed, seed_to_analog
-from meg_phy.ldm import Seed
+from meg_phy.ldm import Latent
 from meg_phy.metrics import payload_size, prompt_accuracy, psnr, psnr_per_image, ssim, ssim_per_image
 
 
@@ -80,7 +80,7 @@ def test_prompt_accuracy_with_the_embedded_evaluator():
 
 
 def test_payload_size_counts_bits_and_values():
-    seed = Seed(latents=torch.zeros(1, 4, 8, 8), step=0, timesteps=torch.tensor([1]), num_inference_steps=1)
+    seed = Latent(latents=torch.zeros(1, 4, 8, 8), step=0, timesteps=torch.tensor([1]), num_inference_steps=1)
     data = encode_seed(seed, "int8")
     assert payload_size(data) == {"bits": 8 * len(data), "values": 0}
     values, _ = seed_to_analog(seed)

@@ -210,7 +210,7 @@ def disagreement(a, b, overlap):
 def test_joint_tiles_agree_where_they_meet_and_add_no_seam():
     """Embedded model, 2 ESs: the two ESs' pixel tiles agree on their overlap (standalone tiles, the former
     method, do not), and the stitched image steps across the tile borders exactly as the single-ES image."""
-    from flowgraphs.graph import Flowgraph
+    from flowgraphs.ledger import RunLedger
     from flowgraphs.session import Session
     from flowgraphs.stages import Stages
     from meg_phy import scenes, tiles
@@ -220,9 +220,9 @@ def test_joint_tiles_agree_where_they_meet_and_add_no_seam():
         config = config_from_dict({}, protocol="UIDG", n_es=2, channel="ideal", prompt=scenes.make_prompt(attrs),
                                   seed=100 + i, steps=10)
         task = make_task(config, session)
-        g = Flowgraph(config.resolved(), session.link_factory(config))
+        g = RunLedger(config.resolved(), session.link_factory(config))
         st, ldm = Stages(g, task), task.ldm     # a batch of one
-        received = st.upload_seed("UE", g.es, st.start("UE", st.ue_image()))
+        received = st.upload_latent("UE", g.es, st.start("UE", st.ue_image()))
         joint = st.joint.start([s for s, _ in received], noise_vars=[v for _, v in received])
         joint = st.joint.denoise(joint, st.prompt_at("UE", g.es), last_exchange=True)
         parts = [st.joint.decode_tile(es, joint, k) for k, es in enumerate(g.es)]   # (1, 3, h, w) each

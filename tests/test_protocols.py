@@ -156,7 +156,7 @@ def test_channel_aware_resume_spends_extra_steps_on_a_noisy_seed(model):
 
 def test_cooperative_ranges_and_tiles_cover_the_work(model):
     config = cfg(model, protocol="UIDG", n_es=4)
-    st = Stages(__import__("flowgraphs.graph", fromlist=["Flowgraph"]).Flowgraph(config), make_task(config))
+    st = Stages(__import__("flowgraphs.ledger", fromlist=["RunLedger"]).RunLedger(config), make_task(config))
     seed = st.start("UE", st.task.image)
     stops = []
     for left in (3, 2, 1):

@@ -196,10 +196,10 @@ class Worker(rt.Harness):
 
     def stages(self, kind: str, i: int):
         """Stages of EIUG for task i, a batch of one (the protocol's own split, start, resume and decode)."""
-        from flowgraphs.graph import Flowgraph
+        from flowgraphs.ledger import RunLedger
         from flowgraphs.stages import Stages
 
-        return Stages(Flowgraph(self.seed_config(i, "es"), self.session.link), self.task(kind, i))
+        return Stages(RunLedger(self.seed_config(i, "es"), self.session.link), self.task(kind, i))
 
     def seed(self, kind: str, i: int):
         """EIUG's seed at the ES: the task's latent denoised to the split step."""

@@ -174,7 +174,7 @@ def _markdown(result: dict) -> str:
     for rows in result["seed_resume"].values():
         first = rows[0]
         where = "fully denoised (t = 0)" if first["timestep"] is None else f"step {first['split_step']} (t = {first['timestep']:.0f})"
-        lines += [f"Seed sent at {where}; noiseless prompt accuracy {100 * (first['reference_prompt_accuracy'] or 0):.0f} %",
+        lines += [f"Latent sent at {where}; noiseless prompt accuracy {100 * (first['reference_prompt_accuracy'] or 0):.0f} %",
                   "", "| SNR dB | σ² latent | naive PSNR | SSIM | prompt acc. | aware PSNR | SSIM | prompt acc. | resumed at t' (steps) |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:

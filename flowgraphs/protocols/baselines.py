@@ -10,7 +10,7 @@ fixes the layout a prompt leaves open) is what a protocol transmits, so the UE d
 passes the task with the seed the UE draws (`baseline_task`). In a text-to-image task `ue-local` is
 `prompt-only` (there is no input image).
 
-They are flowgraphs like the protocols (a module-level `run(st)` each), accounted on the same Flowgraph,
+They are flowgraphs like the protocols (a module-level `run(st)` each), accounted on the same RunLedger,
 but not MEG protocols: they are not in `flowgraphs.protocols.PROTOCOLS`; `flowgraphs.runner.run_baselines`
 runs them.
 """

@@ -13,7 +13,7 @@ def run(st):
     seed = st.start_sketch(chain[0], st.input_image(ue, chain[0]))
     for i, es in enumerate(chain):
         if i > 0:
-            seed = st.resume(es, *st.send_seed(chain[i - 1], es, seed))
+            seed = st.resume(es, *st.send_latent(chain[i - 1], es, seed))
         seed = st.denoise(es, seed, st.encode_prompt(es, prompts[i]), to=st.share(seed, len(chain) - i))
     sketch, noise_var = st.send_image(chain[-1], ue, st.render_sketch(chain[-1], seed), payload="sketch")
     return st.complete(ue, sketch, st.encode_prompt(ue, st.task.prompt), noise_var)

@@ -14,6 +14,6 @@ def run(st):
     images = st.upload_image(ue, servers)
     joint = st.joint.start([st.start(es, image) for es, image in zip(servers, images, strict=True)])
     joint = st.joint.denoise(joint, conds, to=st.split_step())
-    parts, noise = zip(*(st.send_seed(es, ue, joint.tile(i)) for i, es in enumerate(servers)), strict=True)
+    parts, noise = zip(*(st.send_latent(es, ue, joint.tile(i)) for i, es in enumerate(servers)), strict=True)
     merged = st.resume(ue, st.merge(ue, list(parts), joint.layout), sum(noise) / len(noise))
     return st.decode(ue, st.denoise(ue, merged, st.encode_prompt(ue, st.task.prompt)))

@@ -10,5 +10,5 @@ def run(st):
     prompt = st.send_prompt(ue, es, st.task.prompt)
     image = st.input_image(ue, es)
     seed = st.denoise(es, st.start(es, image), st.encode_prompt(es, prompt), to=st.split_step())
-    received = st.resume(ue, *st.send_seed(es, ue, seed))
+    received = st.resume(ue, *st.send_latent(es, ue, seed))
     return st.decode(ue, st.denoise(ue, received, st.encode_prompt(ue, st.task.prompt)))

@@ -12,7 +12,7 @@
 def run(st):
     ue, servers = "UE", st.g.es
     seed = st.start(ue, st.ue_image())
-    received = st.upload_seed(ue, servers, seed)
+    received = st.upload_latent(ue, servers, seed)
     conds = st.prompt_at(ue, servers)
     joint = st.joint.start([s for s, _ in received], noise_vars=[v for _, v in received])
     joint = st.joint.denoise(joint, conds, last_exchange=True)

@@ -9,7 +9,7 @@
 def run(st):
     ue, es = "UE", st.g.es[0]
     seed = st.start(ue, st.ue_image())
-    received = st.resume(es, *st.send_seed(ue, es, seed))
+    received = st.resume(es, *st.send_latent(ue, es, seed))
     cond = st.encode_prompt(es, st.send_prompt(ue, es, st.task.prompt))
     final = st.decode(es, st.denoise(es, received, cond))
     return st.send_image(es, ue, final)[0]

@@ -1,4 +1,4 @@
-"""Seed payloads: a latent at some denoising step, as digital bytes or as analog values plus side information.
+"""Latent payloads: a latent at some denoising step, as digital bytes or as analog values plus side information.
 
 Digital (`encode_seed` / `decode_seed`): the latent quantised to float32, float16, or uniform 8/4-bit with a
 (min, max) pair per latent channel, in the container of `meg_phy.codecs.container` (header, CRC32). The
@@ -9,7 +9,7 @@ model outputs) is not sent: a multistep solver restarts at first order on the re
 
 Analog (`seed_to_analog` / `analog_to_seed`): the latent values as a 1-D float tensor for an analog link;
 the side information (the same metadata, with the scale, no body) goes as a small digital payload. The
-receiver maps the received values and their noise variance back to a Seed and the noise variance in latent
+receiver maps the received values and their noise variance back to a Latent and the noise variance in latent
 units, for channel-aware resume. Power normalisation belongs to the link (link_models.mapping normalises
 whatever it is given, once, and carries the scale): a flowgraph asks for `normalise=False`, the latent
 as it is (scale 1 in the side information). The default, `normalise=True`, divides by the RMS (unit
@@ -26,7 +26,7 @@ import torch
 
 from meg_common.errors import InputError
 from meg_phy.codecs.container import Kind, PayloadError, pack, unpack
-from meg_phy.ldm import Seed
+from meg_phy.ldm import Latent
 
 DTYPES = {"analog": 0, "float32": 1, "float16": 2, "int8": 3, "int4": 4}
 BITS = {"float32": 32, "float16": 16, "int8": 8, "int4": 4}
@@ -58,7 +58,7 @@ class SeedInfo:
         return math.prod(self.shape)
 
 
-def _info(seed: Seed, dtype: str, scale: float) -> SeedInfo:
+def _info(seed: Latent, dtype: str, scale: float) -> SeedInfo:
     if seed.timesteps is None:
         raise InputError("seed has no timestep schedule; resolve it with SplitLDM.resolve_timesteps first")
     if seed.scheduler not in SCHEDULER_CODES:
@@ -130,18 +130,18 @@ def _unpack_meta(meta: bytes) -> tuple[SeedInfo, bytes]:
     return info, meta[pos:]
 
 
-def _seed_from(info: SeedInfo, latents: torch.Tensor) -> Seed:
+def _seed_from(info: SeedInfo, latents: torch.Tensor) -> Latent:
     integral = all(t == int(t) for t in info.remaining)
     dtype = torch.int64 if integral else torch.float32
     timesteps = torch.tensor([-1.0] * info.step + list(info.remaining), dtype=torch.float64).to(dtype)
-    return Seed(latents=latents, step=info.step, timesteps=timesteps, num_inference_steps=info.num_inference_steps,
+    return Latent(latents=latents, step=info.step, timesteps=timesteps, num_inference_steps=info.num_inference_steps,
                 begin_index=info.begin_index, strength=info.strength, scheduler=info.scheduler,
                 region=info.region, full_size=info.full_size)
 
 
 # ---- digital -------------------------------------------------------------------------------------------------
-def encode_seed(seed: Seed, dtype: str = "float16") -> bytes:
-    """Seed -> bytes: latent as float32/float16, or 8/4-bit uniform with a (min, max) per channel."""
+def encode_seed(seed: Latent, dtype: str = "float16") -> bytes:
+    """Latent -> bytes: latent as float32/float16, or 8/4-bit uniform with a (min, max) per channel."""
     if dtype not in BITS:
         raise InputError(f"seed dtype '{dtype}' unknown; choose one of {', '.join(BITS)}")
     latents = seed.latents.detach().float().cpu()
@@ -166,8 +166,8 @@ def encode_seed(seed: Seed, dtype: str = "float16") -> bytes:
     return pack(Kind.SEED, _pack_meta(info, ranges), q.numpy().tobytes())
 
 
-def decode_seed(payload: bytes) -> Seed:
-    """bytes -> Seed (schedule steps already run are -1); PayloadError for anything malformed."""
+def decode_seed(payload: bytes) -> Latent:
+    """bytes -> Latent (schedule steps already run are -1); PayloadError for anything malformed."""
     _, meta, body = unpack(payload, Kind.SEED)
     info, ranges = _unpack_meta(meta)
     n = info.numel
@@ -222,8 +222,8 @@ def quantisation_noise_var(payload: bytes) -> float:
 
 
 # ---- analog --------------------------------------------------------------------------------------------------
-def seed_to_analog(seed: Seed, normalise: bool = True) -> tuple[torch.Tensor, bytes]:
-    """Seed -> (values, side): values are the latent / its RMS (unit average power), or the latent as it is
+def seed_to_analog(seed: Latent, normalise: bool = True) -> tuple[torch.Tensor, bytes]:
+    """Latent -> (values, side): values are the latent / its RMS (unit average power), or the latent as it is
     with `normalise=False` (for a link that normalises, see the module doc); side is a digital payload."""
     latents = seed.latents.detach().float().cpu()
     if not bool(torch.isfinite(latents).all()):
@@ -234,8 +234,8 @@ def seed_to_analog(seed: Seed, normalise: bool = True) -> tuple[torch.Tensor, by
     return (latents / scale if normalise else latents).reshape(-1), side
 
 
-def analog_to_seed(values: torch.Tensor, noise_var: float | torch.Tensor, side: bytes) -> tuple[Seed, torch.Tensor]:
-    """Received values + their noise variance (link units) -> Seed and noise variance in latent units.
+def analog_to_seed(values: torch.Tensor, noise_var: float | torch.Tensor, side: bytes) -> tuple[Latent, torch.Tensor]:
+    """Received values + their noise variance (link units) -> Latent and noise variance in latent units.
 
     `noise_var` may be a scalar or one variance per value (as an equaliser reports); it is scaled by the
     side information's scale², keeping its shape.
