@@ -59,7 +59,7 @@ RESUME_MODES = ("channel-aware", "naive")
 IMAGE_PLACES = ("ue", "es")
 RADIOS = ("link", "sim", "pluto")
 MAX_ES = 4
-HOP_NAME = re.compile(r"(UE|ES[1-4])-(UE|ES[1-4])(-(seed|sketch|image|prompt|border))?")
+HOP_NAME = re.compile(r"(UE|ES[1-4])-(UE|ES[1-4])(-(seed|sketch|image|prompt|border|control))?")
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,9 @@ class LinkSpec(ConfigMixin):
     mcs: str | int = "auto"
     """Digital hops: 'auto' (link adaptation: the highest TS 38.214 MCS whose BLER at snr_db is at most 10 % in
     the shipped BLER table), an MCS index (table 1), or 'none' (modulation and code_rate as given)."""
+    mcs_table: int = 1
+    """The TS 38.214 MCS table an MCS index refers to (1: up to 64-QAM; 2: 256-QAM; 3: low spectral
+    efficiency, down to QPSK at rate 30/1024: what control messages use)."""
     modulation: Lowercase = "qpsk"
     """Used with mcs = 'none' (otherwise the MCS sets it)."""
     code_rate: float = 0.5
@@ -106,6 +109,7 @@ class LinkSpec(ConfigMixin):
         validate.choice("modulation", self.modulation, MODULATIONS, where=where)
         validate.choice("estimator", self.estimator, ESTIMATORS, where=where)
         _mcs_of(self.mcs, where)
+        validate.integer("mcs_table", self.mcs_table, 1, 4, where=where)
         if self.snr_db is not None:
             validate.number("snr_db", self.snr_db, -40, 60, where=where)
         elif self.channel != Channel.IDEAL:
@@ -140,7 +144,7 @@ class LinkSpec(ConfigMixin):
                           snr_db=effective_snr_db(self.channel, self.snr_db),
                           fft_size=self.fft_size, num_ofdm_symbols=self.num_ofdm_symbols,
                           subcarrier_spacing_khz=self.subcarrier_spacing_khz, cp_length=self.cp_length,
-                          mcs=_mcs_of(self.mcs, "link") if digital else None,
+                          mcs=_mcs_of(self.mcs, "link") if digital else None, mcs_table=self.mcs_table,
                           max_transmissions=self.max_attempts if digital and self.harq else 1,
                           bler_table=bler_table if digital else None)
 

@@ -38,8 +38,13 @@ from flowgraphs.config import LinkSpec
 from meg_common.errors import InputError
 from meg_common.vocabulary import effective_snr_db
 
-PAYLOADS = ("seed", "sketch", "image", "prompt", "border")
-"""border: latent tile values the ESs of a parallel protocol exchange during joint denoising."""
+PAYLOADS = ("seed", "sketch", "image", "prompt", "border", "control")
+"""border: latent tile values the ESs of a parallel protocol exchange during joint denoising; control: a small
+digital message (a noise seed and the schedule that reproduces a run) on the hop's robust control MCS."""
+CONTROL_MCS = {"mcs": 0, "mcs_table": 3}
+"""Control messages go at TS 38.214 table 3's MCS 0 (QPSK, rate 30/1024) with HARQ, whatever the hop's data
+MCS: measured through the link at -10 dB Es/N0, a 16-byte message arrived 60 of 60 times on AWGN (about
+5500 channel symbols, 1.05 transmissions) and on TDL-A (about 6500, 1.23)."""
 SHARED_WAVEFORM = ("channel", "snr_db", "estimator")
 """The settings in which the receivers of one broadcast may differ (the rest is one waveform on air)."""
 T = TypeVar("T")
@@ -375,6 +380,13 @@ def broadcast_values(broadcasts: Sequence[Broadcast], values: Sequence[torch.Ten
         b._account([record for *_, record in outcomes], transmissions=None)
         out.append(outcomes)
     return out
+
+
+def control_spec(spec: LinkSpec) -> LinkSpec:
+    """The hop's link for control messages: digital at CONTROL_MCS (a wired hop stays wired)."""
+    if spec.scheme == "wired":
+        return spec
+    return replace(spec, scheme="digital", **CONTROL_MCS)
 
 
 def direction_of(src: str, dst: str) -> str:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from flowgraphs.config import RunConfig
-from flowgraphs.hops import Broadcast, Hop, HopRecord, LinkFactory, direction_of, simulated_link
+from flowgraphs.hops import Broadcast, Hop, HopRecord, LinkFactory, control_spec, direction_of, simulated_link
 from meg_common.errors import InputError
 
 
@@ -67,6 +67,8 @@ class RunLedger:
         spec = self.config.hop_spec(name, direction_of(src, dst))
         if payload == "prompt" and spec.scheme in ("analog", "softcast"):  # text has no analog form: prompts go digital
             spec = replace(spec, scheme="digital")
+        if payload == "control":
+            spec = control_spec(spec)
         seed = hop_seed(self.config.seed, name, sum(r.name == name for r in self.records))
         return Hop(name, src, dst, payload, spec, seed, self._factory,
                    on_record=self.records.append if record else None)

@@ -285,6 +285,12 @@ class Stages:
         node, the batch's prompts as they arrived there."""
         return [arrived for arrived, _ in self._send(src, dsts, "prompt", "prompt", list(texts))]
 
+    def send_control(self, src: str, dst: str, messages: Sequence[bytes]) -> list[bytes | None]:
+        """Small digital messages (one per task), e.g. a noise seed and the schedule that reproduces a run, on
+        the hop's robust control MCS (flowgraphs.hops.CONTROL_MCS) with HARQ, counted on air; None where one
+        never arrived intact."""
+        return self._send(src, [dst], "control", "control", list(messages))[0][0]
+
     def send_image(self, src: str, dst: str, images: torch.Tensor, payload: str = "image"
                    ) -> tuple[torch.Tensor, PerTask]:
         """Images (input, final image or `payload="sketch"`) as compressed bytes, analog pixels or SoftCast:

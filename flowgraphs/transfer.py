@@ -6,18 +6,20 @@
     value = transfer.decode_bytes(received)            # a bytes carrier (raises on a corrupt payload)
     value, noise_var = transfer.lost(latent, context)  # what the receiver goes on with instead
 
-One row per (payload, carrier): a payload kind (`latent`, `image`, `sketch`, `prompt`) and the kind of hop
+One row per (payload, carrier): a payload kind (`latent`, `image`, `sketch`, `prompt`, `control`) and the kind of hop
 that carries it (`analog`, `softcast`, `wired`, `digital`, `capacity`). The codecs (meg_phy.codecs) pack
 values; the link alone owns their power (the codecs are asked for their values as they are, `normalise=
 False`). Noise variances come back in payload units: latent units for a latent (what channel-aware resume
 needs), [0, 1] pixel units for an image. A digital, wired or capacity payload arrives exactly or not at all
 (noise 0). The one place that says what a lost payload becomes: a latent is generated from scratch (fresh
 noise at the start of the full schedule, the limit of channel-aware resume as the noise grows without
-bound), an image or sketch is mid-grey, a prompt is None (the receiver encodes the empty prompt).
+bound), an image or sketch is mid-grey, a prompt is None (the receiver encodes the empty prompt), a control
+message is None.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -215,6 +217,25 @@ def no_prompt(text: str, context: LostContext) -> tuple[None, float]:
     return None, 0.0
 
 
+# --- control messages ----------------------------------------------------------------------------------------
+def _control_bytes(message: bytes, config) -> Carried:
+    """A control message as it is, with a CRC32 of its own (the link's CRC protects codewords; this one the
+    message as a whole)."""
+    return Carried(bytes(message) + zlib.crc32(message).to_bytes(4, "little"), None, None)
+
+
+def _control_from_bytes(received: bytes) -> bytes:
+    body, crc = received[:-4], received[-4:]
+    if len(received) < 5 or zlib.crc32(body).to_bytes(4, "little") != crc:
+        raise ValueError("control message: CRC mismatch")
+    return body
+
+
+def no_message(message: bytes, context: LostContext) -> tuple[None, float]:
+    """A lost control message: None (the receiver cannot do what it asked)."""
+    return None, 0.0
+
+
 def _table() -> dict[tuple[str, str], Transfer]:
     table: dict[tuple[str, str], Transfer] = {}
     for carrier in ("digital", "capacity"):
@@ -231,6 +252,8 @@ def _table() -> dict[tuple[str, str], Transfer]:
                                               grey, _softcast_side)
     for carrier in ("digital", "capacity", "wired"):   # text has no analog form: a hop sends prompts digitally
         table["prompt", carrier] = Transfer("prompt", "bytes", _prompt_bytes, _prompt_from_bytes, no_prompt)
+    for carrier in ("digital", "capacity", "wired"):   # a hop sends control messages digitally (hops.control_spec)
+        table["control", carrier] = Transfer("control", "bytes", _control_bytes, _control_from_bytes, no_message)
     return table
 
 

@@ -1,0 +1,88 @@
+"""The transfer table (flowgraphs.transfer): every payload travels on every carrier it lists, a lost payload
+becomes the one stand-in the table names, and control messages get through at -10 dB, counted on air."""
+
+import pytest
+import torch
+
+from flowgraphs.config import config_from_dict
+from flowgraphs.ledger import RunLedger
+from flowgraphs.session import Session
+from flowgraphs.stages import Stages
+from flowgraphs.task import make_task
+from flowgraphs.transfer import TRANSFERS, LostContext, transfer_for
+from meg_common.errors import InputError
+
+SEEDS = [31, 32, 33]
+
+
+@pytest.fixture(scope="module")
+def session():
+    return Session()
+
+
+def _stages(session, downlink, seeds=SEEDS, backhaul=None):
+    tables = {"downlink": downlink} if backhaul is None else {"backhaul": backhaul}
+    configs = [config_from_dict(tables, protocol="EIUG" if backhaul is None else "DIUG", seed=s, steps=10,
+                                strength=0.7, image_at="ue", n_es=1 if backhaul is None else 2) for s in seeds]
+    tasks = [make_task(c, session) for c in configs]
+    return Stages([RunLedger(c.resolved(), session.link_factory(c)) for c in configs], tasks)
+
+
+def test_every_row_decodes_what_it_encoded_without_noise(session):
+    """On a noiseless hop every row gives back what was sent: bytes exactly, values to float precision."""
+    ldm = session.model()
+    latent = ldm.start(None, None, steps=10, generator=torch.Generator().manual_seed(0))
+    image = torch.rand(1, 3, *ldm.resolution, generator=torch.Generator().manual_seed(1))
+    values = {"latent": latent, "image": image, "sketch": image, "prompt": "a red circle", "control": b"\x01\x02"}
+    carriers = {"digital", "analog", "softcast", "wired"}
+    for (payload, carrier), row in TRANSFERS.items():
+        if carrier not in carriers:
+            continue
+        hop = {"scheme": carrier, "channel": "ideal"}
+        wired = carrier == "wired"           # wired hops are backhaul: ES1 -> ES2
+        st = _stages(session, None if wired else hop, seeds=[5], backhaul=hop if wired else None)
+        got = st._send("ES1", ["ES2" if wired else "UE"], {"latent": "seed"}.get(payload, payload), payload,
+                       [values[payload]])
+        (arrived,), noise = got[0]
+        if payload in ("prompt", "control"):
+            assert arrived == values[payload], (payload, carrier)
+        elif payload == "latent":
+            tol = 0.05 if carrier == "digital" else 1e-3     # digital latents are quantised (seed_format)
+            assert (arrived.latents - latent.latents).abs().max() < tol, carrier
+            assert arrived.step == latent.step
+        elif payload == "image" and carrier == "analog":   # digital and wired images go as compressed bytes
+            assert (arrived - image).abs().max() < 1e-4, carrier
+        else:
+            assert arrived.shape == image.shape, (payload, carrier)
+        assert noise[0] == pytest.approx(0.0, abs=1e-6) or carrier == "softcast", (payload, carrier)
+
+
+def test_a_lost_payload_becomes_the_tables_stand_in(session):
+    ldm = session.model()
+    latent = ldm.start(None, None, steps=10, generator=torch.Generator().manual_seed(0))
+    image = torch.rand(1, 3, 8, 8)
+    context = LostContext(ldm, seed=7)
+    fresh, var = transfer_for("latent", "digital").lost(latent, context)
+    assert var == 0.0 and fresh.step == 0 and fresh.total == latent.num_inference_steps
+    again, _ = transfer_for("latent", "analog").lost(latent, context)
+    assert torch.equal(fresh.latents, again.latents)               # one rule for every carrier
+    grey, _ = transfer_for("sketch", "softcast").lost(image, context)
+    assert torch.equal(grey, torch.full_like(image, 0.5))
+    assert transfer_for("prompt", "digital").lost("a", context) == (None, 0.0)
+    with pytest.raises(InputError, match="cannot travel on a analog hop"):
+        transfer_for("prompt", "analog")
+
+
+@pytest.mark.parametrize("channel", ["awgn", "tdl-a"])
+def test_control_messages_arrive_at_minus_10_db_and_cost_air(session, channel):
+    """A 16-byte control message (a noise seed with its schedule) per task, at -10 dB on a hop whose data
+    would go analog: sent digitally at the robust control MCS with HARQ, every task's delivered, every
+    transmission counted on that hop's record."""
+    st = _stages(session, {"scheme": "analog", "channel": channel, "snr_db": -10.0})
+    messages = [bytes([i]) * 16 for i in range(len(SEEDS))]
+    assert st.send_control("ES1", "UE", messages) == messages
+    for g in st.graphs:
+        (record,) = g.records
+        assert record.name == "ES1-UE-control" and record.delivered and record.scheme == "digital"
+        assert record.mcs_table == 3 and record.mcs_index == 0
+        assert record.symbols > 1000 and record.bits >= 8 * (16 + 4)
