@@ -185,17 +185,19 @@ class Stages:
             return self.model_on(node).encode_prompt([p or "" for p in prompts], guidance=self.task.guidance)
 
     def start(self, node: str, images: torch.Tensor | None, steps: int | None = None,
-              strength: float | Sequence[float] | None = None) -> list:
+              strength: float | Sequence[float] | None = None, noise_seeds: Sequence[int] | None = None) -> list:
         """VAE-encode the input images and noise them to the img2img strength (per task, or one for all): the
-        latents at step 0, each task drawing from its own generator (its seed)."""
+        latents at step 0 of a `steps` schedule (default: the task's), each task drawing from its own
+        generator: its noise seed (`noise_seeds`, default the task's seed)."""
         strengths = list(strength) if isinstance(strength, Sequence) else [strength] * len(self)
         strengths = [self.task.strength if s is None else float(s) for s in strengths]
         steps = self.task.steps if steps is None else steps
+        noise_seeds = [t.seed for t in self.task.tasks] if noise_seeds is None else list(noise_seeds)
         latents: list = [None] * len(self)
         with self.on(node):
             for value in dict.fromkeys(strengths):
                 group = [i for i, s in enumerate(strengths) if s == value]
-                gens = [torch.Generator().manual_seed(self.task.tasks[i].seed) for i in group]
+                gens = [torch.Generator().manual_seed(int(noise_seeds[i])) for i in group]
                 part = None if images is None else images[group]
                 out = self.model_on(node).start(None, part, strength=value, steps=steps, generator=gens)
                 for i, z in zip(group, out, strict=True):
