@@ -18,16 +18,22 @@ def _start(ldm, seed=3):
     return ldm.start(cond, steps=8, generator=torch.Generator().manual_seed(seed)), cond
 
 
+def _computed_then_kept(ldm, call):
+    """(computed, kept): `call()` on an empty memo, then again (a hit that stands in for the seconds)."""
+    computed = call()
+    before = ldm.memo.saved_s
+    kept = call()
+    assert ldm.memo.stats() == {"hits": 1, "misses": 1, "entries": 1}
+    assert ldm.memo.saved_s > before  # the hit stands in for the computation's seconds
+    return computed, kept
+
+
 def test_a_hit_returns_the_computation_and_misses_on_any_other_input(ldm):
     first, cond = _start(ldm)
     plain = ldm.denoise(first, cond, until=5)
     ldm.memo = DenoiseMemo(16)
     try:
-        computed = ldm.denoise(first, cond, until=5)
-        before = ldm.memo.saved_s
-        kept = ldm.denoise(first, cond, until=5)
-        assert ldm.memo.stats() == {"hits": 1, "misses": 1, "entries": 1}
-        assert ldm.memo.saved_s > before  # the hit stands in for the computation's seconds
+        computed, kept = _computed_then_kept(ldm, lambda: ldm.denoise(first, cond, until=5))
         for out in (computed, kept):
             assert torch.equal(out.latents, plain.latents) and out.step == plain.step == 5
             assert out.scheduler_state.keys() == plain.scheduler_state.keys()
@@ -103,11 +109,7 @@ def test_a_batch_seen_before_is_returned_bit_for_bit_and_any_other_batch_is_comp
     plain = ldm.denoise(firsts, cond, until=5)
     ldm.memo = DenoiseMemo(8)
     try:
-        computed = ldm.denoise(firsts, cond, until=5)
-        before = ldm.memo.saved_s
-        kept = ldm.denoise(firsts, cond, until=5)
-        assert ldm.memo.stats() == {"hits": 1, "misses": 1, "entries": 1}
-        assert ldm.memo.saved_s > before
+        computed, kept = _computed_then_kept(ldm, lambda: ldm.denoise(firsts, cond, until=5))
         for outs in (computed, kept):
             assert all(torch.equal(o.latents, p.latents) and o.step == p.step == 5 for o, p in zip(outs, plain, strict=True))
         kept[0].latents.add_(1.0)  # the caller's copy, not the table's
