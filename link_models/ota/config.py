@@ -34,10 +34,15 @@ class FrameConfig(ConfigMixin):
     header_symbols: int = 6             # OFDM symbols of the QPSK + LDPC (rate ~1/3) header
     codewords_per_frame: int = 2        # digital: LDPC codewords per frame (last frame may carry fewer)
     values_per_frame: int = 2048        # analog: real values per frame (two per resource element)
+    detector: str = "schmidl-cox"       # or "matched": coherent matched filter over a CFO grid (ota.detector)
     detection_threshold: float = 0.2    # Schmidl-Cox metric |P|^2/(E1 E2) in [0, 1]; noise: P(>t) = (1-t)^(W-1)
     max_cfo_hz: float | None = None     # integer-CFO search range; None: min(150 kHz, fs/4) (2 x 25 ppm at 2.4 GHz)
     timing_backoff: int = 3             # FFT window starts this many samples early, inside the CP
     gap_samples: int = 400              # silence between frames of a burst
+    # the low-SNR burst mode (link_models.ota.lowsnr): chirp preamble, protected header, frames at offsets
+    chirp_length: int = 1024            # samples per chirp; the preamble is an up-chirp and a down-chirp
+    false_alarms_per_hour: float = 0.1  # target of the matched-filter detectors' closed-form threshold
+    low_snr_header_repetitions: int = 12  # the rate-1/5 header codeword is sent this many times (0.033 bit/RE)
 
     def __post_init__(self) -> None:
         for name in ("fft_size", "num_pilots", "preamble_repeats", "header_symbols", "codewords_per_frame",
@@ -61,10 +66,19 @@ class FrameConfig(ConfigMixin):
             raise InputError("preamble_repeats must be >= 3 (the detector correlates over repeats - 1 periods)")
         if not (math.isfinite(self.sample_rate) and 1e5 <= self.sample_rate <= 61.44e6):
             raise InputError(f"sample_rate={self.sample_rate!r}: must be between 100 kS/s and 61.44 MS/s")
+        if self.detector not in ("schmidl-cox", "matched"):
+            raise InputError(f"detector '{self.detector}': choose schmidl-cox or matched")
         if not 0.05 <= self.detection_threshold < 1:
             raise InputError(f"detection_threshold={self.detection_threshold}: must be in [0.05, 1)")
         if self.max_cfo_hz is not None and not 0 <= self.max_cfo_hz <= self.sample_rate / 4:
             raise InputError(f"max_cfo_hz={self.max_cfo_hz}: must be in [0, sample_rate/4]")
+        if not (isinstance(self.chirp_length, int) and 256 <= self.chirp_length <= 1 << 16
+                and self.chirp_length % self.fft_size == 0):
+            raise InputError(f"chirp_length={self.chirp_length!r}: use a multiple of fft_size between 256 and 65536")
+        if not 1e-6 <= self.false_alarms_per_hour <= 3600:
+            raise InputError(f"false_alarms_per_hour={self.false_alarms_per_hour}: must be in [1e-6, 3600]")
+        if not (isinstance(self.low_snr_header_repetitions, int) and 1 <= self.low_snr_header_repetitions <= 64):
+            raise InputError(f"low_snr_header_repetitions={self.low_snr_header_repetitions!r}: use 1..64")
         if self.gap_samples < 0:
             raise InputError(f"gap_samples={self.gap_samples}: must be >= 0")
 
@@ -76,6 +90,11 @@ class FrameConfig(ConfigMixin):
     @property
     def cfo_search_hz(self) -> float:
         return min(150e3, self.sample_rate / 4) if self.max_cfo_hz is None else self.max_cfo_hz
+
+    @property
+    def chirp_bandwidth(self) -> float:
+        """The chirps sweep the used band: (used subcarriers) x (subcarrier spacing)."""
+        return self.num_used_subcarriers * self.subcarrier_spacing
 
     @property
     def symbol_length(self) -> int:

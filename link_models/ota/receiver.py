@@ -113,6 +113,18 @@ class FrameReceiver:
         self.threads = threads
         self.cfg = self.codec.cfg
         self.window = (self.cfg.preamble_repeats - 1) * self.cfg.preamble_period
+        self._grid_detector = None
+
+    @property
+    def grid_detector(self):
+        """The matched filter over a CFO grid on today's preamble (FrameConfig.detector = "matched")."""
+        if self._grid_detector is None:
+            from link_models.ota.detector import CfoGridDetector
+
+            cfg = self.cfg
+            self._grid_detector = CfoGridDetector(self.codec.preamble.samples, cfg.sample_rate, cfg.cfo_search_hz,
+                                                  cfg.false_alarms_per_hour)
+        return self._grid_detector
 
     def warm_up(self) -> float:
         """Pay the one-time costs before the first buffer: receive one short synthetic frame, which loads the
@@ -143,11 +155,19 @@ class FrameReceiver:
         started = clock.t
         x = front_end(np.asarray(buffer).reshape(-1))
         clock.lap("frontend")
-        metric, corr = schmidl_cox_metric(x, self.cfg.preamble_period, self.window)
-        peaks = detect(metric, self.cfg.detection_threshold, self.cfg.sync_length)
-        result.detections = len(peaks)
-        clock.lap("detect")
-        syncs = [s for s in (self._sync(x, d, metric, corr) for d in peaks) if s is not None]
+        if self.cfg.detector == "matched":
+            found = self.grid_detector.detect(x, min_distance=self.cfg.sync_length)
+            result.detections = len(found)
+            clock.lap("detect")
+            syncs = [s for s in (self._sync(x, d.start + self.cfg.cp_length // 2, None, None, d) for d in found)
+                     if s is not None]
+            peaks = found
+        else:
+            metric, corr = schmidl_cox_metric(x, self.cfg.preamble_period, self.window)
+            peaks = detect(metric, self.cfg.detection_threshold, self.cfg.sync_length)
+            result.detections = len(peaks)
+            clock.lap("detect")
+            syncs = [s for s in (self._sync(x, d, metric, corr) for d in peaks) if s is not None]
         result.truncated += len(peaks) - len(syncs)
         clock.lap("sync")
         headers = self._headers(x, syncs, clock)
@@ -165,13 +185,14 @@ class FrameReceiver:
         return result
 
     # --- sync ------------------------------------------------------------------------------------------------
-    def _sync(self, x: np.ndarray, d: int, metric: np.ndarray, corr: np.ndarray) -> Sync | None:
+    def _sync(self, x: np.ndarray, d: int, metric, corr, coarse=None) -> Sync | None:
+        """`coarse`: a matched-filter Detection (start and CFO) instead of the Schmidl-Cox metric."""
         cfg, n, cp = self.cfg, self.cfg.fft_size, self.cfg.cp_length
         fs, spacing = cfg.sample_rate, cfg.subcarrier_spacing
         start = d - cp // 2
         if start < 0 or start + cfg.data_start > x.size:
             return None
-        frac = fractional_cfo(corr[d], cfg.preamble_period, fs)
+        frac = coarse.cfo_hz if coarse is not None else fractional_cfo(corr[d], cfg.preamble_period, fs)
         probe = start + cfg.sync_length + cp // 2                     # a window inside the training CP
         spectrum = np.fft.fft(_rotate(x, probe, n, frac, fs), norm="ortho")
         max_shift = int(math.ceil(cfg.cfo_search_hz / spacing)) + 1
@@ -188,7 +209,8 @@ class FrameReceiver:
         train = np.fft.fft(_rotate(x, body - cfg.timing_backoff, n, cfo, fs), norm="ortho")
         es = float(np.mean(np.abs(train[cfg.used_bins]) ** 2)) - noise
         snr = 10 * math.log10(max(es, 1e-30) / max(noise, 1e-30))
-        return Sync(int(start), float(metric[d]), float(cfo), quality, max(noise, 1e-12), snr)
+        score = coarse.metric if coarse is not None else float(metric[d])
+        return Sync(int(start), score, float(cfo), quality, max(noise, 1e-12), snr)
 
     # --- header ----------------------------------------------------------------------------------------------
     def _headers(self, x: np.ndarray, syncs: list[Sync], clock: _Clock) -> list[FrameHeader | None]:
