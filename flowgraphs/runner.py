@@ -64,20 +64,26 @@ def run_protocol(config: RunConfig, task: Task | None = None, session: Session |
     return run_batch([config], [task or make_task(config, session)], session)[0]
 
 
-def run_baselines(name: str, configs: Sequence[RunConfig], tasks: Sequence[Task], session: Session | None = None
-                  ) -> list[Outcome]:
-    """Run baseline `name` (flowgraphs.protocols.baselines) on `tasks` (already `baseline_task`) as one batch:
-    the UE's images and ledgers with no hops. The configs only supply the node set (UE + ES1, unused)."""
-    from flowgraphs.protocols.baselines import flow_of
+def run_baselines(name: str, configs: Sequence[RunConfig], tasks: Sequence[Task], session: Session | None = None,
+                  steps: int | None = None) -> list[Outcome]:
+    """Run baseline `name` (flowgraphs.protocols.baselines: `prompt-only`, `ue-local`, `noise-seed`, each
+    optionally `@K`) on `tasks` as one batch, the UE on a K-step schedule (`steps` overrides K; neither: the
+    task's). `prompt-only` and `ue-local` take tasks already `baseline_task` (the UE's own noise) and put
+    nothing on air; `noise-seed` takes the ES's tasks and sends its control message on the configs' downlink.
+    The configs supply the node set (UE + ES1) and, for noise-seed, the downlink."""
+    from flowgraphs.protocols.baselines import flow_of, parse
 
-    configs = [replace(c, protocol="CENTRALIZED", n_es=1, image_at="ue") for c in configs]
-    flow = flow_of(name, image_at_ue=tasks[0].image is not None)
+    base, _ = parse(name)
+    keep = {} if base == "noise-seed" else {"image_at": "ue"}
+    configs = [replace(c, protocol="CENTRALIZED", n_es=1, **keep) for c in configs]
+    flow = flow_of(name, image_at_ue=tasks[0].image is not None, steps=steps)
     return run_batch(configs, tasks, session, flow)
 
 
-def run_baseline(name: str, config: RunConfig, task: Task, session: Session | None = None) -> Outcome:
+def run_baseline(name: str, config: RunConfig, task: Task, session: Session | None = None,
+                 steps: int | None = None) -> Outcome:
     """`run_baselines` on one task."""
-    return run_baselines(name, [config], [task], session)[0]
+    return run_baselines(name, [config], [task], session, steps)[0]
 
 
 def evaluate(config: RunConfig, session: Session | None = None, task: Task | None = None,

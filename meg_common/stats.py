@@ -121,3 +121,78 @@ def excludes_zero(ci: dict[str, float | None]) -> int:
     if high is not None and high < 0:
         return -1
     return 0
+
+
+# ---- distribution distance, tests for claims, multiplicity (issue 23) -----------------------------------
+def kid(x: Sequence[Sequence[float]], y: Sequence[Sequence[float]], level: float = LEVEL) -> dict[str, float | None]:
+    """Kernel inception distance between two sets of feature vectors, paired by task (x_i and y_i belong to
+    task i): the unbiased MMD^2 with the cubic polynomial kernel k(a, b) = (a.b / d + 1)^3 (Binkowski et al.
+    2018), a U-statistic over pairs of tasks, and its interval from the jackknife variance of that
+    U-statistic (normal approximation; leave-one-task-out in closed form). Needs n >= 3."""
+    from scipy.stats import norm
+
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    n = len(a)
+    if n < 3 or a.shape != b.shape:
+        return interval(None, None, None)
+    d = a.shape[1]
+    kxx, kyy, kxy = ((a @ a.T) / d + 1) ** 3, ((b @ b.T) / d + 1) ** 3, ((a @ b.T) / d + 1) ** 3
+    h = kxx + kyy - kxy - kxy.T
+    np.fill_diagonal(h, 0.0)
+    total = h.sum()
+    value = total / (n * (n - 1))
+    loo = (total - 2 * h.sum(axis=1)) / ((n - 1) * (n - 2))
+    var = (n - 1) / n * float(((loo - loo.mean()) ** 2).sum())
+    z = norm.ppf(0.5 + level / 2) * math.sqrt(var)
+    return interval(value, value - z, value + z)
+
+
+def paired_test(a: Sequence[float], b: Sequence[float], threshold: float = 0.0,
+                level: float = LEVEL) -> dict[str, float | None]:
+    """Mean of a_i - b_i over the same tasks against `threshold`, for a claim's decision: the paired t
+    interval (`value`, `ci_low`, `ci_high`) and the one-sided p-values of `p_above` (H0: mean <= threshold)
+    and `p_below` (H0: mean >= threshold). Differences that do not vary (a step count, a fixed payload) are
+    decided exactly: p 0 on the side the mean lies strictly, 1 otherwise (a mean equal to the threshold is on
+    neither side: give 'no more than' a tolerance, e.g. half a step)."""
+    from scipy.stats import t as student
+
+    d = np.asarray([float(x) - float(y) for x, y in zip(a, b, strict=True) if x is not None and y is not None])
+    if d.size == 0:
+        return {**interval(None, None, None), "p_above": 1.0, "p_below": 1.0, "n": 0}
+    m = float(d.mean())
+    sd = float(d.std(ddof=1)) if d.size > 1 else 0.0
+    if sd == 0.0:
+        return {**interval(m, m, m), "p_above": 0.0 if m > threshold else 1.0,
+                "p_below": 0.0 if m < threshold else 1.0, "n": int(d.size)}
+    se = sd / math.sqrt(d.size)
+    q = student.ppf(0.5 + level / 2, d.size - 1)
+    tval = (m - threshold) / se
+    return {**interval(m, m - q * se, m + q * se), "p_above": float(student.sf(tval, d.size - 1)),
+            "p_below": float(student.cdf(tval, d.size - 1)), "n": int(d.size)}
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error control), in the input order."""
+    p = np.asarray(pvalues, dtype=float)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adjusted[i] = running
+    return [float(v) for v in adjusted]
+
+
+def margin_from(changes: Sequence[Sequence[float]], level: float = LEVEL) -> dict[str, float | None]:
+    """A non-inferiority margin from a metric's changes on imperceptible variants of the references (one
+    list of per-task changes per variant): the largest upper 95 % bound, over the variants, of the mean
+    absolute change (bootstrap). A metric that moves more, or more unevenly, on changes nobody sees gets a
+    wider margin."""
+    bounds = []
+    for values in changes:
+        m = mean([abs(float(v)) for v in values if v is not None], level)
+        if m["ci_high"] is not None:
+            bounds.append(m["ci_high"])
+    return {"value": max(bounds) if bounds else None, "rule": "max over variants of the upper 95 % bound of "
+            "the mean absolute change"}

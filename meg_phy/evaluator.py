@@ -197,6 +197,12 @@ class Evaluator:
         return total / len(fa)
 
 
+    @torch.no_grad()
+    def embedding(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C) the reader's last trunk features averaged over the image: the feature space in which a
+        distribution distance between sets of images (KID, meg_common.stats.kid) measures realism."""
+        return self.model.features(self._prepare(images))[-1].mean(dim=(2, 3))
+
 def satisfies(reading: dict, spec: dict) -> bool:
     """Whether a read scene satisfies a (partial) spec: background when named, the same number of objects
     when the spec lists any, and some assignment of read objects to spec objects that agrees everywhere."""

@@ -262,15 +262,16 @@ class Harness:
 
     def run_config(self, i: int, protocol: str, link: dict[str, Any], uplink: dict[str, Any],
                    downlink: dict[str, Any], *, resume: str = "channel-aware", n_es: int = 1, image_at: str = "es",
-                   radio: str = "link"):
-        """The RunConfig of task i: the hops' [link], [uplink], [downlink] settings and the plan's task settings."""
+                   radio: str = "link", **settings: Any):
+        """The RunConfig of task i: the hops' [link], [uplink], [downlink] settings, the plan's task settings
+        and any other run `settings` (e.g. image_format, image_quality)."""
         from flowgraphs.config import config_from_dict
 
         plan = self.plan
         return config_from_dict({"link": link, "uplink": uplink, "downlink": downlink}, protocol=protocol,
                                 prompt=self.prompts[i], seed=1000 + i, resume=resume, steps=plan.steps,
                                 strength=plan.strength, guidance=plan.guidance, model=plan.model, n_es=n_es,
-                                image_at=image_at, radio=radio)
+                                image_at=image_at, radio=radio, **settings)
 
     def run(self, config, task) -> tuple[torch.Tensor, dict[str, Any]]:
         """(image, numbers) of one protocol run (flowgraphs.runner.run_protocol)."""
@@ -300,14 +301,16 @@ class Harness:
                                {"scheme": "digital", "snr_db": uplink_snr_db}, {"snr_db": 0.0}, image_at=image_at)
 
     def baseline(self, kind: str, name: str, i: int, config) -> tuple[torch.Tensor, dict[str, Any]]:
-        """(image, numbers) of a zero-transmission baseline of task i (flowgraphs.protocols.baselines), run once
-        per task: prompt-only ignores the input image, and ue-local of a text-to-image task is prompt-only."""
+        """(image, numbers) of a zero-transmission baseline of task i (flowgraphs.protocols.baselines;
+        `prompt-only`, `ue-local`, each optionally `@K`), run once per task: prompt-only ignores the input
+        image, and ue-local of a text-to-image task is prompt-only."""
         from flowgraphs.protocols.baselines import baseline_task
         from flowgraphs.runner import run_baseline
 
         task = self.task(kind, i)
-        name = "prompt-only" if task.image is None else name
-        key = (name, "i2i" if name == "ue-local" else "any", i)
+        if task.image is None:
+            name = name.replace("ue-local", "prompt-only")
+        key = (name, "i2i" if name.startswith("ue-local") else "any", i)
         if key not in self._baselines:
             try:
                 run = run_baseline(name, config, baseline_task(task), self.session)
@@ -315,6 +318,104 @@ class Harness:
                 self.restore_threads()
             self._baselines[key] = (run.image, graph_numbers(run.graph))
         return self._baselines[key]
+
+    def noise_seed(self, kind: str, name: str, i: int, config) -> tuple[torch.Tensor, dict[str, Any]]:
+        """(image, numbers) of the sceptic who is told the ES's noise seed (`noise-seed@K`), its control
+        message on `config`'s downlink; InputError where the UE lacks the input image (img2img-es)."""
+        from flowgraphs.runner import run_baseline
+
+        try:
+            run = run_baseline(name, config, self.task(kind, i), self.session)
+        finally:
+            self.restore_threads()
+        return run.image, graph_numbers(run.graph)
+
+    def calibration(self, kind: str, indices: list[int]) -> list[dict[str, Any]]:
+        """Per task: each metric's change on imperceptible variants of its reference (VARIANTS), and the
+        reader's embedding of a clean render of its prompt (the realism set)."""
+        from meg_phy import scenes
+
+        refs = torch.cat([self.reference(kind, i)[0] for i in indices])
+        renders = torch.stack([scenes.render(scenes.complete(scenes.parse_prompt(self.prompts[i]), 1000 + i), 1000 + i)
+                               for i in indices])
+        records = [{"task": i, "variants": {}} for i in indices]
+        for name, make in VARIANTS.items():
+            changed = torch.cat([make(refs[j:j + 1], 1000 + i) for j, i in enumerate(indices)])
+            fid = self.world.fidelity(changed, refs)
+            dist = self.world.feature_distance(changed, refs)
+            mse = (changed - refs).double().pow(2).mean(dim=(1, 2, 3)).tolist()
+            for j, r in enumerate(records):
+                r["variants"][name] = {"fidelity": fid[j] - 1.0, "feature_distance": dist[j], "mse": mse[j]}
+        embed = getattr(self.world, "embedding", None)
+        if embed is not None:
+            for r, e in zip(records, embed(renders), strict=True):
+                r["render_embedding"] = e
+        return records
+
+
+def _shift(image: torch.Tensor, _seed: int) -> torch.Tensor:
+    """One pixel to the right, the first column repeated."""
+    return torch.cat([image[..., :1], image[..., :-1]], dim=-1)
+
+
+def _webp(image: torch.Tensor, _seed: int, quality: int = 95) -> torch.Tensor:
+    import io
+
+    from PIL import Image
+
+    from meg_phy.images import from_pil, to_pil
+
+    buf = io.BytesIO()
+    to_pil(image[0]).save(buf, format="WEBP", quality=quality)
+    buf.seek(0)
+    return from_pil(Image.open(buf).convert("RGB"))
+
+
+def _noise(image: torch.Tensor, seed: int, psnr_db: float = 35.0) -> torch.Tensor:
+    sigma = 10 ** (-psnr_db / 20)
+    noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(seed)) * sigma
+    return (image + noise).clamp(0, 1)
+
+
+VARIANTS = {"shift-1px": _shift, "webp-q95": _webp, "noise-35db": _noise}
+"""Imperceptible variants of a reference (issue 23): what a metric does on changes nobody would notice sets
+the non-inferiority margin (meg_common.stats.margin_from)."""
+CALIBRATED = ("fidelity", "feature_distance")
+"""The metrics whose change the calibration turns into a margin (PSNR's change is reported beside)."""
+
+
+def calibration(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The calibration's per-task records pooled: each metric's change on each variant (mean, 95 % interval,
+    n), the variants' PSNR, and each metric's margin (meg_common.stats.margin_from)."""
+    if not records:
+        return {}
+    names = list(records[0]["variants"])
+    out: dict[str, Any] = {"n": len(records), "variants": {}, "margin": {}}
+    for name in names:
+        vs = [r["variants"][name] for r in records]
+        out["variants"][name] = {m: stats.mean([v[m] for v in vs]) for m in CALIBRATED}
+        out["variants"][name]["psnr_db"] = stats.pooled_psnr([v["mse"] for v in vs])
+    for m in CALIBRATED:
+        out["margin"][m] = stats.margin_from([[r["variants"][name][m] for r in records] for name in names])["value"]
+    out["rule"] = stats.margin_from([])["rule"]
+    return out
+
+
+def pack(vector) -> str:
+    """A feature vector as base64 float16 (records stay small)."""
+    import base64
+
+    import numpy as np
+
+    return base64.b64encode(np.asarray(vector, dtype=np.float16).tobytes()).decode("ascii")
+
+
+def unpack(text: str):
+    import base64
+
+    import numpy as np
+
+    return np.frombuffer(base64.b64decode(text), dtype=np.float16).astype(float)
 
 
 def _start_numba_threads() -> None:
@@ -350,6 +451,7 @@ def graph_numbers(graph) -> dict[str, Any]:
         "ue_work": graph.compute["UE"]["work"], "es_work": sum(c["work"] for c in es),
         "uplink": by["uplink"], "downlink": by["downlink"], "backhaul": by["backhaul"],
         "air": by["uplink"] + by["downlink"], "backhaul_bits": totals["backhaul_bits"],
+        "control": sum(r.symbols for r in records if r.payload == "control"),
         "airtime_s": totals["airtime_s"], "bits": totals["bits"],
         "delivered": all(r.delivered for r in records), "payloads_lost": sum(not r.delivered for r in records),
         "downlink_delivered": (sum(r.delivered for r in down) / len(down)) if down else None,
@@ -368,6 +470,8 @@ def score(harness: Harness, kind: str, indices: list[int], outs: list) -> list[d
     qualities = measure(images, refs, prompts, harness.world.scorer)
     fidelity = harness.world.fidelity(images, refs)
     distance = harness.world.feature_distance(images, refs)
+    embed = getattr(harness.world, "embedding", None)
+    embeddings = None if embed is None else embed(images)
     records = []
     for j, (i, (_, numbers), q, (_, ref_match)) in enumerate(zip(indices, outs, qualities, refs_and_matches,
                                                                    strict=True)):
@@ -375,9 +479,11 @@ def score(harness: Harness, kind: str, indices: list[int], outs: list) -> list[d
                         "fidelity": fidelity[j], "feature_distance": None if distance is None else distance[j],
                         "mse": q.mse, "psnr_db": q.psnr_db, "ssim": q.ssim, "identical": q.identical,
                         **{k: (round(v, 4) if k.endswith("seconds") else v) for k, v in numbers.items()}})
+        if embeddings is not None:
+            records[-1]["embedding"] = embeddings[j]
     return records
 
 
-__all__ = ["BASELINE_KEYS", "Harness", "NO_CHANNEL", "Point", "Timing", "chunks", "collect", "graph_numbers", "paired",
+__all__ = ["BASELINE_KEYS", "CALIBRATED", "VARIANTS", "Harness", "calibration", "pack", "unpack", "NO_CHANNEL", "Point", "Timing", "chunks", "collect", "graph_numbers", "paired",
            "make_setup", "plan_matches", "quality", "reference_image", "rows", "run_units", "score", "setup", "unit_key",
            "units"]

@@ -55,6 +55,10 @@ class Series:
     needs: str | None = None
     """What the code base must offer for this series: 'setting:NAME' (a LinkSpec field) or 'scheme:NAME' (the hook
     for series whose link settings land later: without it the series is listed as not run, with why)."""
+    run: tuple[tuple[str, Any], ...] = ()
+    """Other run settings (e.g. ("image_quality", 30)): CENTRALIZED's rate-quality curve."""
+    k: int | None = None
+    """A sceptic's UE schedule length (`name@K`); None: the full schedule."""
 
 
 PAPER = (
@@ -74,6 +78,13 @@ PAPER = (
            needs="scheme:softcast"),
     Series("centralized-capacity", "CENTRALIZED, capacity bound", "CENTRALIZED", "image", "capacity",
            needs="scheme:capacity"),
+    # CENTRALIZED's rate-quality curve (issue 23): WebP quality levels and lossless (PNG), link adapted; the
+    # less-communication verdict searches it (with analog pixels and SoftCast) for the cheapest configuration
+    # of non-inferior quality (the default WebP q75 is centralized-digital)
+    *(Series(f"centralized-digital-q{q}", f"CENTRALIZED, digital WebP q{q} + LDPC", "CENTRALIZED", "image", "digital",
+             run=(("image_quality", q),)) for q in (10, 30, 50, 90)),
+    Series("centralized-digital-lossless", "CENTRALIZED, digital lossless PNG + LDPC", "CENTRALIZED", "image",
+           "digital", run=(("image_format", "png"),)),
     # over the simulated impaired radio (CFO, SCO, IQ imbalance, ADC) beside the link-level series
     Series("seed-analog-aware-sim", "seed, analog, channel-aware (EIUG), --radio sim", "EIUG", "seed", "analog",
            radio="sim"),
@@ -87,8 +98,36 @@ BASELINES = (
     Series("prompt-only", "prompt-only: UE generates from its prompt (0 symbols)", "prompt-only", "none", "none"),
     Series("ue-local", "ue-local: UE runs the whole task itself (0 symbols)", "ue-local", "none", "none"),
 )
-SERIES = {s.key: s for s in PAPER + PROTOCOL_SERIES + BASELINES}
+FULL_STEPS = 20
+"""The full schedule (the plans' `steps`): `noise-seed@20` is the ES's run reproduced."""
+SCEPTIC_STEPS = (4, 6, 10, 14)
+"""The shorter schedules a UE alone may run (issue 23)."""
+SCEPTICS = (
+    *(Series(f"noise-seed@{k}", f"noise-seed@{k}: the ES's noise seed in a control message, UE alone, {k}-step schedule",
+             "noise-seed", "control", "digital", k=k) for k in (*SCEPTIC_STEPS, FULL_STEPS)),
+    *(Series(f"prompt-only@{k}", f"prompt-only@{k}: UE from its prompt, own noise, {k}-step schedule (0 symbols)",
+             "prompt-only", "none", "none", k=k) for k in SCEPTIC_STEPS),
+    *(Series(f"ue-local@{k}", f"ue-local@{k}: UE runs the task itself, own noise, {k}-step schedule (0 symbols)",
+             "ue-local", "none", "none", k=k) for k in SCEPTIC_STEPS),
+)
+"""The sceptics who know the system (issue 23): `prompt-only` and `ue-local` are the members at the full
+schedule; `noise-seed@K` sends the ES's noise seed (a point per channel and SNR), the others send nothing (a
+point per task kind)."""
+CALIBRATION = "calibration"
+"""The point (one per reference family) that measures each metric on imperceptible variants of the references
+and embeds clean renders of the prompts (campaign.Harness.calibration)."""
+SERIES = {s.key: s for s in PAPER + PROTOCOL_SERIES + BASELINES + SCEPTICS}
 SEED_SERIES = "seed-analog-aware"
+
+
+def alone(key: str) -> bool:
+    """A UE-alone series with nothing on air (prompt-only, ue-local, at any K): one point per task kind."""
+    return key.partition("@")[0] in BASELINE_KEYS
+
+
+def sceptic(key: str) -> bool:
+    """A series of the sceptic (UE alone, or told the noise seed), not a protocol run."""
+    return alone(key) or key.startswith("noise-seed")
 
 
 def missing(series: Series) -> str | None:
@@ -143,11 +182,17 @@ class Plan:
     @classmethod
     def quick(cls, model: str | None = None) -> Plan:
         """About 580 runs: 32 tasks per row, AWGN and TDL-A, the low-SNR points, every task kind."""
+        noise = tuple(f"noise-seed@{k}" for k in (*SCEPTIC_STEPS, FULL_STEPS))
+        alone_ = tuple(f"{b}@{k}" for b in BASELINE_KEYS for k in SCEPTIC_STEPS)
+        curve = ("centralized-digital-q10", "centralized-digital-q50", "centralized-digital-lossless")
         return cls(grids=(
-            Grid(("img2img-ue",), ("seed-analog-aware", "centralized-digital"), ("awgn",), (-5.0, 0.0)),
-            Grid(("img2img-ue",), ("seed-analog-aware", "centralized-digital"), ("tdl-a",), (-5.0,)),
+            Grid(("img2img-ue",), ("seed-analog-aware", "seed-digital", "centralized-digital") + curve + noise,
+                 ("awgn",), (-5.0, 0.0)),
+            Grid(("img2img-ue",), ("seed-analog-aware", "centralized-digital") + noise, ("tdl-a",), (-5.0,)),
             Grid(("img2img-ue",), ("centralized-analog", "centralized-softcast"), ("awgn",), (-5.0,)),
-            Grid(("text-to-image", "img2img-es"), ("seed-analog-aware", "centralized-digital"), ("awgn",), (-5.0,)),
+            Grid(("text-to-image", "img2img-es"), ("seed-analog-aware", "centralized-digital") + curve + noise,
+                 ("awgn",), (-5.0,)),
+            Grid(("text-to-image", "img2img-es", "img2img-ue"), alone_, (), ()),
         ), n_tasks=32, chunk=32, model=model)
 
     @classmethod
@@ -155,8 +200,11 @@ class Plan:
         snrs = (-10.0, -5.0, -2.5, 0.0, 2.5, 5.0, 10.0, 20.0)
         paper = tuple(s.key for s in PAPER if s.radio == "link")
         protocols = tuple(s.key for s in PROTOCOL_SERIES)
+        noise = tuple(s.key for s in SCEPTICS if s.protocol == "noise-seed")
+        alone_ = tuple(s.key for s in SCEPTICS if alone(s.key))
         return cls(grids=(
-            Grid(KINDS, paper, ("awgn", "tdl-a", "cdl-a"), snrs),
+            Grid(KINDS, paper + noise, ("awgn", "tdl-a", "cdl-a"), snrs),
+            Grid(KINDS, alone_, (), ()),
             Grid(("img2img-ue", "text-to-image"), protocols, ("awgn", "tdl-a"), (-5.0, 0.0, 5.0, 10.0, 20.0), (1, 2, 4)),
             Grid(("img2img-ue",), ("proto-UIEG", "proto-CIAG", "proto-UIDG", "proto-UIDCG"), ("awgn",),
                  (-5.0, 0.0, 5.0, 10.0, 20.0), (1, 2), swept="uplink"),
@@ -197,7 +245,11 @@ def points(plan: Plan) -> tuple[list[Point], list[dict[str, str]]]:
     """Every design point of the plan (baselines first, one per kind) and the series left out, with why."""
     from flowgraphs.protocols import SINGLE_ES
 
-    out = [Point(kind, key, NO_CHANNEL, None, 0) for kind in plan.kinds() for key in BASELINE_KEYS]
+    kinds = plan.kinds()
+    out = [Point(kind, key, NO_CHANNEL, None, 0) for kind in kinds for key in BASELINE_KEYS]
+    # one calibration point per reference family (img2img tasks share their references)
+    out += [Point(kind, CALIBRATION, NO_CHANNEL, None, 0) for kind in kinds
+            if not (kind == "img2img-es" and "img2img-ue" in kinds)]
     hooks = []
     for grid in plan.grids:
         for key in grid.series:
@@ -205,6 +257,9 @@ def points(plan: Plan) -> tuple[list[Point], list[dict[str, str]]]:
             why = missing(series)
             if why:
                 hooks.append({"series": key, "why": why})
+                continue
+            if alone(key):  # nothing on air: one point per task kind
+                out += [Point(kind, key, NO_CHANNEL, None, 0) for kind in grid.kinds]
                 continue
             for kind in grid.kinds:
                 for channel in grid.channels:
@@ -225,24 +280,32 @@ class Harness(_Worker):
         up_snr, down_snr = (plan.uplink_snr_db, point.snr_db) if point.swept == "downlink" else \
             (point.snr_db, plan.uplink_snr_db)
         mcs = {} if plan.mcs is None else {"mcs": plan.mcs}
-        return self.run_config(i, series.protocol,
+        protocol = "CENTRALIZED" if series.protocol == "noise-seed" else series.protocol
+        return self.run_config(i, protocol,
                                {"scheme": series.scheme, "channel": point.channel, **mcs, **dict(series.link)},
                                {"scheme": series.uplink_scheme or series.scheme, "snr_db": up_snr},
                                {"snr_db": down_snr}, resume=series.resume, n_es=max(1, point.n_es),
-                               image_at=image_at, radio=series.radio)
+                               image_at=image_at, radio=series.radio, **dict(series.run))
 
     def outcome(self, point: Point, i: int):
-        """(image, numbers) of task i at a point: a protocol run or a (cached) baseline run."""
-        if point.series in BASELINE_KEYS:
+        """(image, numbers) of task i at a point: a protocol run, a (cached) UE-alone run, or the sceptic told
+        the noise seed."""
+        from meg_common.errors import InputError
+
+        if alone(point.series):
+            if point.kind == "img2img-es" and point.series.startswith("ue-local@"):
+                raise InputError(f"{point.series} does not apply to img2img-es: the UE lacks the input image")
             return self.baseline(point.kind, point.series, i,
                                  self.config(Point(point.kind, SEED_SERIES, "awgn", 0.0, 1), i, "ue"))
+        if point.series.startswith("noise-seed"):
+            return self.noise_seed(point.kind, point.series, i, self.config(point, i, self._image_at(point)))
         return self.run(self.config(point, i, self._image_at(point)), self.task(point.kind, i))
 
     def outcomes(self, point: Point, indices: list[int]) -> list:
         """(image, numbers) of every task of `indices` at a point: one batch (plan.batched:
         flowgraphs.runner.run_batch) or task by task (batches of one)."""
         local = getattr(self.session.placement, "name", "local") == "local"   # ES actors: runs go one by one
-        if not (self.plan.batched and local and point.series not in BASELINE_KEYS and len(indices) > 1):
+        if not (self.plan.batched and local and not sceptic(point.series) and len(indices) > 1):
             return [self.outcome(point, i) for i in indices]
         image_at = self._image_at(point)
         return self.runs([self.config(point, i, image_at) for i in indices], [self.task(point.kind, i) for i in indices])
@@ -265,6 +328,8 @@ def run_unit(harness: Harness, point_data: dict[str, Any], indices: list[int]) -
     from meg_common.errors import InputError
 
     point = Point(**point_data)
+    if point.series == CALIBRATION:
+        return {"point": point_data, "records": harness.calibration(point.kind, indices)}
     try:
         outs = harness.outcomes(point, indices)
     except InputError as exc:  # e.g. a protocol that needs the image where this task kind does not have it
@@ -274,11 +339,27 @@ def run_unit(harness: Harness, point_data: dict[str, Any], indices: list[int]) -
 
 # ---- pooling -----------------------------------------------------------------------------------------
 METRICS = ("fidelity", "feature_distance", "ssim", "ue_steps", "es_steps", "ue_seconds", "es_seconds", "airtime_s")
+MODEL_LIMITED_BELOW = 0.5
+"""Prompt adherence is labelled model-limited where the noiseless reference itself follows fewer than half
+of its prompts (the embedded model: about 0.2): no series can show adherence the model does not have."""
+USER_QUALITY_KINDS = ("text-to-image", "img2img-ue")
+"""Task kinds whose user wants any good image for the prompt (adherence and realism), not only the ES's."""
 
 
-def row(point: Point, records: list[dict[str, Any]], baseline: list[dict[str, Any]] | None) -> dict[str, Any]:
+def do_nothing(kind: str) -> str:
+    """The do-nothing baseline of a task kind: the UE finishing the task itself where it holds the input image
+    (img2img-ue), else generating from its prompt."""
+    return "ue-local" if kind == "img2img-ue" else "prompt-only"
+
+
+def row(point: Point, records: list[dict[str, Any]], baseline: list[dict[str, Any]] | None,
+        do_nothing_records: list[dict[str, Any]] | None = None, renders: dict[int, Any] | None = None
+        ) -> dict[str, Any]:
     """One design point pooled over its tasks, every figure with its 95 % interval (stats), plus paired
-    differences against prompt-only on the same tasks and against the noiseless reference."""
+    differences against prompt-only, against the kind's do-nothing baseline and against the noiseless
+    reference; `quality` groups the user's metrics (fidelity, PSNR, feature distance; for text-to-image and
+    img2img-ue also prompt adherence and realism: KID to clean renders of the same prompts, `renders` by task,
+    in the reader's feature space)."""
     series = SERIES[point.series]
     matches = [float(bool(r["prompt_match"])) for r in records]
     refs = [float(bool(r["reference_match"])) for r in records]
@@ -287,16 +368,40 @@ def row(point: Point, records: list[dict[str, Any]], baseline: list[dict[str, An
         "scheme": series.scheme, "radio": series.radio, "resume": series.resume, "task_kind": point.kind,
         "channel": None if point.channel == NO_CHANNEL else point.channel, "snr_db": point.snr_db,
         "swept": None if point.snr_db is None else point.swept, "n_es": point.n_es, "n": len(records),
-        "reference_accuracy": stats.rate(int(sum(refs)), len(refs)), **rt.quality(records, METRICS)}
-    out["symbols"] = {d: sum(r[d] for r in records) / len(records) for d in ("uplink", "downlink", "backhaul", "air")}
+        "k": series.k, "reference_accuracy": stats.rate(int(sum(refs)), len(refs)), **rt.quality(records, METRICS)}
+    identical = [bool(r.get("identical")) for r in records]
+    out["identical"] = stats.rate(sum(identical), len(identical))
+    out["symbols"] = {d: sum(r.get(d, 0) for r in records) / len(records)
+                      for d in ("uplink", "downlink", "backhaul", "air", "control")}
     out["air_symbols"] = stats.mean([r["air"] for r in records])
     out["backhaul_bits"] = sum(r["backhaul_bits"] for r in records) / len(records)
     down = [r["downlink_delivered"] for r in records if r["downlink_delivered"] is not None]
     out["downlink_delivered"] = sum(down) / len(down) if down else None
+    quality = {"fidelity": out["fidelity"], "psnr_db": out["psnr_db"], "feature_distance": out["feature_distance"]}
+    if point.kind in USER_QUALITY_KINDS:
+        limited = (out["reference_accuracy"]["value"] or 0.0) < MODEL_LIMITED_BELOW
+        quality["prompt_accuracy"] = {**out["prompt_accuracy"], "model_limited": limited}
+        quality["realism"] = realism(records, renders)
+    out["quality"] = quality
     out["paired"] = {"noiseless": {"prompt_accuracy": stats.paired_difference(matches, refs)}}
     if baseline is not None and point.series != "prompt-only":
         out["paired"]["prompt-only"] = rt.paired(records, baseline, ("fidelity", "prompt_accuracy"))
+    nothing = do_nothing(point.kind)
+    if do_nothing_records is not None and point.series != nothing:
+        out["paired"][nothing] = rt.paired(records, do_nothing_records, ("fidelity", "prompt_accuracy"))
     return out
+
+
+def realism(records: list[dict[str, Any]], renders: dict[int, Any] | None) -> dict[str, Any] | None:
+    """KID (meg_common.stats.kid, with its 95 % interval) between the outputs and clean renders of the same
+    prompts, both in the reader's feature space; None without embeddings."""
+    if not renders:
+        return None
+    pairs = [(rt.unpack(r["embedding"]), renders[r["task"]]) for r in records
+             if r.get("embedding") and renders.get(r["task"]) is not None]
+    if len(pairs) < 3:
+        return None
+    return {**stats.kid([a for a, _ in pairs], [b for _, b in pairs]), "n": len(pairs), "metric": "KID"}
 
 
 def collect(results: dict[str, Any]) -> tuple[dict[Point, list[dict[str, Any]]], list[dict[str, Any]]]:
@@ -304,8 +409,28 @@ def collect(results: dict[str, Any]) -> tuple[dict[Point, list[dict[str, Any]]],
     return rt.collect(results, Point)
 
 
+def calibration_records(merged: dict[Point, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The calibration points' per-task records (every reference family)."""
+    return [r for p, recs in merged.items() if p.series == CALIBRATION for r in recs]
+
+
+def calibration(merged: dict[Point, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Each metric's change on imperceptible variants of the references, and the margins set from it
+    (campaign.calibration); empty when the run has no calibration point."""
+    return rt.calibration(calibration_records(merged))
+
+
 def rows(merged: dict[Point, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    return rt.rows(merged, row, lambda p: Point(p.kind, "prompt-only", NO_CHANNEL, None, 0))
+    renders = {r["task"]: rt.unpack(r["render_embedding"]) for r in calibration_records(merged)
+               if r.get("render_embedding")}
+    out = []
+    for point, records in merged.items():
+        if point.series == CALIBRATION:
+            continue
+        base = merged.get(Point(point.kind, "prompt-only", NO_CHANNEL, None, 0))
+        nothing = merged.get(Point(point.kind, do_nothing(point.kind), NO_CHANNEL, None, 0))
+        out.append(row(point, records, base, nothing, renders))
+    return out
 
 
 def campaign(plan: Plan) -> list[Any]:
@@ -353,5 +478,5 @@ def finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
-__all__ = ["BASELINES", "Grid", "Harness", "KINDS", "PAPER", "PROTOCOL_SERIES", "Plan", "Point", "SERIES",
+__all__ = ["BASELINES", "CALIBRATION", "SCEPTICS", "alone", "calibration", "do_nothing", "sceptic", "Grid", "Harness", "KINDS", "PAPER", "PROTOCOL_SERIES", "Plan", "Point", "SERIES",
            "campaign", "collect", "make_setup", "points", "row", "rows", "run_unit", "setup"]

@@ -45,6 +45,14 @@ class World:
     def feature_distance(self, images: torch.Tensor, references: torch.Tensor) -> list[float]:
         return [float(v) for v in self.scorer.feature_distance(images, references)]
 
+    def embedding(self, images: torch.Tensor) -> list[str]:
+        """Each image's embedding in the reader's feature space (meg_phy.evaluator.Evaluator.embedding),
+        packed for a record (campaign.pack); None for a scorer without one."""
+        from flowgraphs.experiments.campaign import pack
+
+        embed = getattr(self.scorer, "embedding", None)
+        return [None] * len(images) if embed is None else [pack(e) for e in embed(images).numpy()]
+
     def describe(self) -> dict:
         return {"world": self.name, "partial_prompts": self.partial_prompts,
                 "fidelity": "evaluator agreement score", "feature_distance": True}
