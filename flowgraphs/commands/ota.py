@@ -92,6 +92,10 @@ def _payload_options(p) -> None:
     g.add_argument("--n", type=int, default=2048, help="LDPC codeword bits (default 2048)")
     g.add_argument("--ldpc-iterations", type=int, default=20)
     g.add_argument("--codewords-per-frame", type=int, default=2)
+    g.add_argument("--mode", choices=("legacy", "low-snr"), default="legacy",
+                   help="legacy: a Schmidl-Cox preamble and header per frame (from about +1 dB); low-snr: one "
+                        "chirp preamble and a repetition-coded header per burst, frames at announced offsets "
+                        "(analog frames to -10 dB and below); `ota rx` decodes either")
 
 
 # --- commands (the work is link_models.ota.experiment) --------------------------------------------------
@@ -106,7 +110,7 @@ def run_loopback(args) -> int:
     payload, values = experiment.make_payload(args.scheme, frame, cfg, args.payload, args.frames,
                                               getattr(args, "seed", 0))
     report, frames = experiment.loopback(radio, cfg, frame, payload, values, seed=getattr(args, "seed", 0),
-                                         record=args.record, args=_args(args))
+                                         record=args.record, args=_args(args), mode=args.mode)
     experiment.write_report(out, report, frames)
     print(experiment.summary(report))
     return 0
@@ -123,7 +127,7 @@ def run_tx(args) -> int:
                                               getattr(args, "seed", 0))
     tx = experiment.transmit(out, frame, cfg, payload, values, msg_id=int(getattr(args, "seed", 0) or 0) % 256,
                              radio=radio, seconds=args.seconds, center_frequency=args.center_frequency,
-                             args=_args(args), say=lambda line: print(line, file=sys.stderr))
+                             args=_args(args), say=lambda line: print(line, file=sys.stderr), mode=args.mode)
     print(f"ota tx: {tx['frames_sent']} frames, {tx['samples']} samples -> {tx['written_to']}")
     return 0
 

@@ -57,14 +57,13 @@ def make_payload(scheme: str, frame: FrameConfig, cfg: LinkConfig | ResolvedLink
 
 def loopback(radio, cfg: LinkConfig, frame: FrameConfig, payload: bytes | None = None,
              values: np.ndarray | None = None, seed: int = 0, record: str | None = None,
-             args: dict | None = None) -> tuple[dict, list]:
+             args: dict | None = None, mode: str = "legacy") -> tuple[dict, list]:
     """Send `payload` (digital) or `values` (analog) through `radio` with a RadioLink and decode them.
 
     `record`: also record TX and RX as SigMF in that folder. Returns the report (ota.json's fields; `args`
     is recorded in its config) and the decoded frames in sequence order."""
     import torch
 
-    from link_models.ota.receiver import FrameReceiver
 
     started = time.perf_counter()
     recorder = None
@@ -73,8 +72,8 @@ def loopback(radio, cfg: LinkConfig, frame: FrameConfig, payload: bytes | None =
 
         radio = recorder = RecordingRadio(radio, record)
     with radio:
-        link = RadioLink(getattr(radio, "radio", radio), cfg, frame, seed=seed, recorder=recorder)
-        warmup_s = FrameReceiver(link.codec).warm_up()       # one-time, kept out of the real-time factor
+        link = RadioLink(getattr(radio, "radio", radio), cfg, frame, seed=seed, recorder=recorder, mode=mode)
+        warmup_s = link.receiver().warm_up()                 # one-time, kept out of the real-time factor
         if values is None:
             received, stats = link.send_bytes(payload)
             ok = received == payload
@@ -110,7 +109,7 @@ def loopback(radio, cfg: LinkConfig, frame: FrameConfig, payload: bytes | None =
 
 def transmit(out: Path, frame: FrameConfig, cfg: LinkConfig | ResolvedLink, payload: bytes | None = None,
              values: np.ndarray | None = None, msg_id: int = 0, radio=None, seconds: float = 10.0,
-             center_frequency: float = 2.4e9, args: dict | None = None, say=print) -> dict:
+             center_frequency: float = 2.4e9, args: dict | None = None, say=print, mode: str = "legacy") -> dict:
     """Frames -> OUT/tx.sigmf-* (radio None) or a cyclic transmission through `radio` for `seconds`.
 
     Also writes what was sent (OUT/payload.bin or OUT/values.npy, for the receiver's BER) and OUT/tx.json;
@@ -120,17 +119,25 @@ def transmit(out: Path, frame: FrameConfig, cfg: LinkConfig | ResolvedLink, payl
     cfg = resolve(cfg)
     builder = FrameBuilder(shared_codec(frame, cfg.ldpc_iterations), cfg.modulation, cfg.code, cfg.k, cfg.n)
     frames = builder.digital_frames(payload, msg_id) if values is None else builder.analog_frames(values, msg_id)
-    burst = builder.burst(frames)
+    first, gap = 0, frame.gap_samples
+    if mode == "low-snr":                 # one burst: chirp preamble, burst header, the frames back to back
+        from link_models.ota.lowsnr import LowSnrCodec, low_snr_frames
+
+        frames = low_snr_frames(builder, frames)
+        low = LowSnrCodec.shared(builder.codec)
+        burst, first, gap = low.burst(frames), low.data_start, 0
+    else:
+        burst = builder.burst(frames)
     samples = scale_burst(burst)
     if radio is None:
         from sdr_drivers.sigmf_io import SigMFSink
 
         sink = SigMFSink(out / "tx", frame.sample_rate, center_frequency, description="meg-phy ota tx frames")
-        pos = 0
+        pos = first
         for f in frames:
             sink.annotate(pos, f.samples.size, {"core:label": f"frame {f.header.seq}", "meg_phy:msg_id": msg_id,
-                                                 "meg_phy:scheme": f.header.scheme})
-            pos += f.samples.size + frame.gap_samples
+                                                 "meg_phy:scheme": f.header.scheme, "meg_phy:mode": mode})
+            pos += f.samples.size + gap
         with sink:
             sink.transmit(samples)
         where = str(sink.meta_path)
@@ -144,7 +151,7 @@ def transmit(out: Path, frame: FrameConfig, cfg: LinkConfig | ResolvedLink, payl
         atomic_write_bytes(out / "payload.bin", payload)
     else:
         np.save(out / "values.npy", values)
-    tx = {"frames_sent": len(frames), "samples": int(burst.size), "written_to": where, "msg_id": msg_id,
+    tx = {"frames_sent": len(frames), "samples": int(burst.size), "written_to": where, "msg_id": msg_id, "mode": mode,
           "config": _config(args, frame, cfg), "versions": versions()}
     atomic_write_json(out / "tx.json", tx)
     return tx
@@ -161,7 +168,7 @@ def receive(capture: np.ndarray, sample_rate: float, sent: bytes | None = None, 
 
     started = time.perf_counter() if started is None else started
     frame = FrameConfig(sample_rate=float(sample_rate))
-    receiver = FrameReceiver(shared_codec(frame, ldpc_iterations))
+    receiver = FrameReceiver(shared_codec(frame, ldpc_iterations), modes=("legacy", "low-snr"))   # either mode
     warmup_s = receiver.warm_up()                          # one-time, kept out of the real-time factor
     result = receiver.receive(capture)
     message = reassemble(result.frames)

@@ -44,6 +44,8 @@ from meg_common.vocabulary import numeric_snr_db
 TX_LEVEL_DBFS = -12.0            # RMS of the burst; OFDM peaks stay below full scale (clipped at 1 otherwise)
 CAPTURE_MARGIN = 4000            # extra samples around a one-shot burst (the start time is unknown)
 MAX_BURST_SAMPLES = 1 << 20      # frames are sent in groups of at most this many samples
+LOW_SNR_MAX_BURST = 1 << 17      # low-SNR bursts: one preamble + header per 65 ms (8 samples of drift at 60 ppm)
+MODES = ("legacy", "low-snr")
 
 _CODECS: dict = {}
 
@@ -96,7 +98,11 @@ class RadioLink:
     schemes = ("digital", "analog")
 
     def __init__(self, radio, cfg: LinkConfig | ResolvedLink | None = None, frame: FrameConfig | None = None, seed: int = 0,
-                 cyclic: bool | None = None, tx_level_dbfs: float = TX_LEVEL_DBFS, recorder=None, codec=None):
+                 cyclic: bool | None = None, tx_level_dbfs: float = TX_LEVEL_DBFS, recorder=None, codec=None,
+                 mode: str = "legacy"):
+        if mode not in MODES:
+            raise InputError(f"mode '{mode}': choose one of {', '.join(MODES)}")
+        self.mode = mode
         self.radio = radio
         self.cfg = resolve(cfg or LinkConfig(snr_db=getattr(radio, "snr_db", 20.0)))  # the MCS applied
         if self.cfg.code not in ("ldpc", "none"):
@@ -165,7 +171,7 @@ class RadioLink:
             raise InputError("nothing to send: the payload is empty; give at least one byte")
         c = self.cfg
         builder = FrameBuilder(self.codec, c.modulation, c.code, c.k, c.n)
-        frames = builder.digital_frames(data, self._next_msg_id())
+        frames = self._on_air(builder, builder.digital_frames(data, self._next_msg_id()))
         transfer = self.transfer(frames, builder)
         tries = {f.header.seq: 1 for f in frames}
         for _ in range(1, c.max_transmissions if c.code == "ldpc" else 1):
@@ -208,7 +214,7 @@ class RadioLink:
         values = check_values(values)
         flat = values.detach().to("cpu", torch.float64).reshape(-1)
         builder = FrameBuilder(self.codec, self.cfg.modulation, "none", self.cfg.k, self.cfg.n)
-        frames = builder.analog_frames(flat, self._next_msg_id())
+        frames = self._on_air(builder, builder.analog_frames(flat, self._next_msg_id()))
         transfer = self.transfer(frames, builder)
         scale = frames[0].header.scale
         est, var = [], []
@@ -238,26 +244,52 @@ class RadioLink:
         cfg.max_transmissions > 1."""
         return self.cfg.code == "ldpc" and self.cfg.max_transmissions > 1
 
+    def _on_air(self, builder, frames: list) -> list:
+        """The frames as this link's mode sends them (low-SNR: data grids only, link_models.ota.lowsnr)."""
+        if self.mode == "low-snr":
+            from link_models.ota.lowsnr import low_snr_frames
+
+            return low_snr_frames(builder, frames)
+        return frames
+
+    def _burst(self, builder, group: list) -> tuple[np.ndarray, int]:
+        """(burst samples, samples on air) of a group of frames in this link's mode."""
+        if self.mode == "low-snr":
+            from link_models.ota.lowsnr import LowSnrCodec
+
+            burst = LowSnrCodec.shared(self.codec).burst(group)
+            return burst, burst.size - self.frame.gap_samples
+        return builder.burst(group), sum(f.samples.size for f in group)
+
+    def receiver(self):
+        """The receiver of this link's mode (stateless, cheap to build)."""
+        if self.mode == "low-snr":
+            from link_models.ota.lowsnr import LowSnrReceiver
+
+            return LowSnrReceiver(self.codec)
+        from link_models.ota.receiver import FrameReceiver
+
+        return FrameReceiver(self.codec)
+
     def transfer(self, frames: list, builder, previous: Transfer | None = None) -> Transfer:
         """Send `frames` (in groups of at most MAX_BURST_SAMPLES), capture, decode; frames keyed by seq.
         `previous`: the transfer these frames retransmit into (its frames, counts and decoded frames go on)."""
-        from link_models.ota.receiver import FrameReceiver
-
-        receiver = FrameReceiver(self.codec)
+        receiver = self.receiver()
         transfer = previous if previous is not None else Transfer(sent=list(frames))
         if previous is not None:
             transfer.retransmitted += list(frames)
         msg_id = frames[0].header.msg_id
-        for group in _groups(frames, MAX_BURST_SAMPLES):
-            burst = builder.burst(group)
-            transfer.samples_on_air += sum(f.samples.size for f in group)
+        limit = LOW_SNR_MAX_BURST if self.mode == "low-snr" else MAX_BURST_SAMPLES
+        for group in _groups(frames, limit):
+            burst, on_air = self._burst(builder, group)
+            transfer.samples_on_air += on_air
             samples = self._scale(burst)
             if self.recorder is not None:
-                pos = 0
+                pos = self._first_frame_offset()
                 for f in group:
                     self.recorder.annotate_tx(pos, f.samples.size, {"core:label": f"frame {f.header.seq}",
                                                                      "meg_phy:msg_id": msg_id})
-                    pos += f.samples.size + self.frame.gap_samples
+                    pos += f.samples.size + (0 if self.mode == "low-snr" else self.frame.gap_samples)
             radio = self.recorder or self.radio
             if self.cyclic:
                 radio.transmit(samples, cyclic=True)
@@ -273,8 +305,12 @@ class RadioLink:
             transfer.detections += result.detections
             transfer.rejected += result.header_rejected
             transfer.truncated += result.truncated
-            starts = frame_starts(self.radio, group, self.frame.gap_samples)
-            at_frame, noise = split_rejected(result, starts, len(group) * (2 if self.cyclic else 1),
+            # a rejected detection is a frame's (legacy) or a burst's (low-SNR: one header per burst)
+            if self.mode == "low-snr":
+                starts, expected = frame_starts(self.radio, group[:1], 0), 1
+            else:
+                starts, expected = frame_starts(self.radio, group, self.frame.gap_samples), len(group)
+            at_frame, noise = split_rejected(result, starts, expected * (2 if self.cyclic else 1),
                                              self.frame.cp_length)
             transfer.header_rejected += at_frame
             transfer.noise_triggers += noise
@@ -293,6 +329,14 @@ class RadioLink:
         self.last_transfer = transfer
         return transfer
 
+    def _first_frame_offset(self) -> int:
+        """Where the first frame's samples begin in a burst (low-SNR: after the preamble and header)."""
+        if self.mode == "low-snr":
+            from link_models.ota.lowsnr import LowSnrCodec
+
+            return LowSnrCodec.shared(self.codec).data_start
+        return 0
+
     def _scale(self, burst: np.ndarray) -> np.ndarray:
         return scale_burst(burst, self.tx_level_dbfs)
 
@@ -303,7 +347,13 @@ class RadioLink:
     def _stats(self, transfer: Transfer, payload_bits: int) -> LinkStats:
         cfg, sent = self.frame, transfer.sent
         on_air = sent + transfer.retransmitted                # every transmission counts
-        grid_symbols = sum(cfg.header_symbols + f.data_symbols for f in on_air)
+        if self.mode == "low-snr":                            # one preamble and header per burst
+            from link_models.ota.lowsnr import LowSnrCodec
+
+            headers = len(transfer.captures) * LowSnrCodec.shared(self.codec).header_symbols
+            grid_symbols = headers + sum(f.data_symbols for f in on_air)
+        else:
+            grid_symbols = sum(cfg.header_symbols + f.data_symbols for f in on_air)
         data_res = sum(f.data_symbols for f in on_air) * cfg.data_subcarriers_per_symbol
         sq_err, count, no_eff = 0.0, 0, []
         for f in sent:
@@ -336,13 +386,14 @@ def scale_burst(burst: np.ndarray, tx_level_dbfs: float = TX_LEVEL_DBFS) -> np.n
     return x.astype(np.complex64)
 
 
-def frame_starts(radio, frames: list, gap: int) -> list[float] | None:
+def frame_starts(radio, frames: list, gap: int, first: int = 0) -> list[float] | None:
     """Where the frames of a burst start in the last capture, from the radio's ground truth (a simulated
-    radio's `last_bursts`); None when the radio has none (hardware, files)."""
+    radio's `last_bursts`); None when the radio has none (hardware, files). `first`: the first frame's
+    offset in the burst (a low-SNR burst's preamble and header come before it)."""
     bursts = getattr(radio, "last_bursts", None)
     if bursts is None:
         return None
-    offsets, pos = [], 0
+    offsets, pos = [], first
     for f in frames:
         offsets.append(pos)
         pos += f.samples.size + gap

@@ -101,7 +101,8 @@ class ReceiveResult:
 class FrameReceiver:
     """`receive(buffer) -> ReceiveResult`; stateless between buffers (so N cores serve N buffers at once)."""
 
-    def __init__(self, codec: FrameCodec | None = None, timer=time.perf_counter, threads: int | None = 1):
+    def __init__(self, codec: FrameCodec | None = None, timer=time.perf_counter, threads: int | None = 1,
+                 modes: tuple[str, ...] = ("legacy",)):
         """`timer` times the stages (`time.process_time` measures CPU time, unaffected by other processes).
 
         `threads`: PyTorch threads while receiving (restored after; None: leave PyTorch's setting). One by
@@ -109,6 +110,9 @@ class FrameReceiver:
         machine a second thread waiting for a core made the OFDM stage 20-30x slower (benchmarks/
         bench_rx_chain.py, wall times); a second core serves better as a second receiver on the next buffer."""
         self.codec = codec or FrameCodec()
+        self.modes = tuple(modes)
+        if not self.modes or any(m not in ("legacy", "low-snr") for m in self.modes):
+            raise ValueError(f"modes {modes!r}: use legacy and/or low-snr")
         self.timer = timer
         self.threads = threads
         self.cfg = self.codec.cfg
@@ -136,6 +140,10 @@ class FrameReceiver:
         frames = FrameBuilder(self.codec, "qpsk", "none", 2, 2).analog_frames(np.array([1.0, -1.0]))
         self.receive(np.concatenate([np.zeros(self.cfg.gap_samples, np.complex64), frames[0].samples,
                                      np.zeros(self.cfg.gap_samples, np.complex64)]))
+        if "low-snr" in self.modes:
+            from link_models.ota.lowsnr import LowSnrReceiver
+
+            LowSnrReceiver(self.codec, timer=self.timer).warm_up()
         return self.timer() - t0
 
     def receive(self, buffer: np.ndarray, decode_payload: bool = True) -> ReceiveResult:
@@ -155,6 +163,25 @@ class FrameReceiver:
         started = clock.t
         x = front_end(np.asarray(buffer).reshape(-1))
         clock.lap("frontend")
+        if "legacy" in self.modes:
+            self._legacy(x, result, clock, decode_payload)
+        if "low-snr" in self.modes:
+            # the other mode on the same front-end output: its chirp preamble and version-2 header tell it apart
+            from link_models.ota.lowsnr import LowSnrReceiver
+
+            low = LowSnrReceiver(self.codec, timer=self.timer).receive(buffer, decode_payload, x=x)
+            for k, v in low.timings.items():
+                result.timings[k] = result.timings.get(k, 0.0) + v
+            result.detections += low.detections
+            result.header_rejected += low.header_rejected
+            result.rejected_starts += low.rejected_starts
+            result.truncated += low.truncated
+            result.frames = _drop_overlaps(result.frames + low.frames)
+            clock.t = self.timer()
+        result.seconds = self.timer() - started
+        return result
+
+    def _legacy(self, x: np.ndarray, result: ReceiveResult, clock: _Clock, decode_payload: bool) -> None:
         if self.cfg.detector == "matched":
             found = self.grid_detector.detect(x, min_distance=self.cfg.sync_length)
             result.detections = len(found)
@@ -181,8 +208,6 @@ class FrameReceiver:
         if decode_payload:
             self._payloads(x, complete, clock)
         result.frames = complete
-        result.seconds = self.timer() - started
-        return result
 
     # --- sync ------------------------------------------------------------------------------------------------
     def _sync(self, x: np.ndarray, d: int, metric, corr, coarse=None) -> Sync | None:
