@@ -50,14 +50,15 @@ def test_reproduce_contract_baselines_verdicts_and_resume(assets, tmp_path, caps
         assert r["n"] == 2
         for key in ("prompt_accuracy", "fidelity", "psnr_db", "ssim", "ue_steps"):
             assert CI_KEYS <= set(r[key])
-        assert 0 <= r["prompt_accuracy"]["k"] <= 2 and set(r["symbols"]) == {"uplink", "downlink", "backhaul", "air"}
+        assert 0 <= r["prompt_accuracy"]["k"] <= 2 and set(r["symbols"]) == {"uplink", "downlink", "backhaul", "air",
+                                                                                            "control"}
         lo, hi = r["prompt_accuracy"]["ci_low"], r["prompt_accuracy"]["ci_high"]
         assert lo <= r["prompt_accuracy"]["value"] <= hi
     by = {(r["task_kind"], r["series"], r["snr_db"]): r for r in rows}
     for kind in ("text-to-image", "img2img-ue"):
         for base in ("prompt-only", "ue-local"):  # both baselines in every task kind, nothing on air
             row = by[(kind, base, None)]
-            assert row["symbols"] == {"uplink": 0, "downlink": 0, "backhaul": 0, "air": 0}
+            assert row["symbols"] == {"uplink": 0, "downlink": 0, "backhaul": 0, "air": 0, "control": 0}
             assert row["ue_steps"]["value"] > 0 and row["es_steps"]["value"] == 0
         seed = by[(kind, "seed-analog-aware", -10.0)]
         assert seed["symbols"]["downlink"] > 0 and seed["es_steps"]["value"] > 0
@@ -68,7 +69,18 @@ def test_reproduce_contract_baselines_verdicts_and_resume(assets, tmp_path, caps
     assert t2i["ue_steps"] == i2i["ue_steps"] and t2i["symbols"] == i2i["symbols"]
     assert by[("text-to-image", "ue-local", None)]["ssim"] == t2i["ssim"]
     assert by[("img2img-ue", "ue-local", None)]["ue_steps"]["value"] < t2i["ue_steps"]["value"]  # img2img: fewer steps
+    assert {"calibration", "correction", "frontier", "margins"} <= set(results)
+    cal = results["calibration"]
+    assert set(cal["variants"]) == {"shift-1px", "webp-q95", "noise-35db"} and cal["n"] == 2 * 2  # two families
+    assert cal["margin_used"] == cal["margin"]["fidelity"] and cal["margin_source"] == "calibration"
+    assert results["correction"]["method"] == "holm" and len(results["margins"]) == 3
+    for r in rows:
+        assert CI_KEYS <= set(r["quality"]["fidelity"]) and "control" in r["symbols"]
+        if r["task_kind"] != "img2img-es":
+            assert {"prompt_accuracy", "realism"} <= set(r["quality"])
     claims = results["claims"]
+    assert all({"claim", "dominated_by", "rival", "margin", "verdict", "evidence"} <= set(c) for c in claims)
+    assert {c["claim"] for c in claims} == {"low-snr", "less-communication", "compute-offload"}
     kinds = {(c["claim"], c["task_kind"], c["snr_db"]) for c in claims}
     assert ("low-snr", "img2img-ue", -10.0) in kinds and ("low-snr", "img2img-ue", 20.0) not in kinds
     assert ("less-communication", "text-to-image", 20.0) in kinds
@@ -84,7 +96,7 @@ def test_reproduce_contract_baselines_verdicts_and_resume(assets, tmp_path, caps
 
     # interrupted after some units: only the missing ones run again, with the same numbers
     units = sorted((out / "units").iterdir())
-    victim = units[len(units) // 2]
+    victim = [u for u in units if "calibration" not in u.name][len(units) // 2]
     kept = {p: p.stat().st_mtime_ns for p in units if p != victim}
     before = json.loads(victim.read_text())
     victim.unlink()
@@ -144,7 +156,10 @@ def test_quick_plan_has_enough_tasks_and_both_channels():
     points, _ = cs.points(plan)
     assert plan.n_tasks >= 32 and {p.channel for p in points} >= {"awgn", "tdl-a"}
     assert {p.kind for p in points} == set(cs.KINDS)
-    assert {p.series for p in points if p.snr_db is None} == {"prompt-only", "ue-local"}
+    assert {p.series for p in points if p.snr_db is None} == {"prompt-only", "ue-local", cs.CALIBRATION} | {
+        f"{b}@{k}" for b in ("prompt-only", "ue-local") for k in cs.SCEPTIC_STEPS}
+    assert {f"noise-seed@{k}" for k in (*cs.SCEPTIC_STEPS, cs.FULL_STEPS)} <= {p.series for p in points}
+    assert {"centralized-digital-q10", "centralized-digital-lossless"} <= {p.series for p in points}
     full = cs.Plan.full()
     full_points, hooks = cs.points(full)
     assert full.n_tasks >= 200 and {p.n_es for p in full_points} >= {1, 2, 4}

@@ -70,3 +70,59 @@ def test_ratio_of_means_and_pooled_psnr():
     assert stats.pooled_psnr([0.0, 0.0])["value"] is None  # identical images: PSNR infinite
     mixed = stats.pooled_psnr([0.0] * 10 + [1e-2] * 10)
     assert mixed["value"] == pytest.approx(10 * math.log10(1 / 5e-3)) and mixed["ci_low"] < mixed["value"]
+
+
+# ---- issue 23: KID, paired tests, Holm, calibrated margins ------------------------------------------------
+def test_kid_is_the_unbiased_mmd_with_a_jackknife_interval():
+    import numpy as np
+
+    from meg_common import stats
+
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(40, 6)), rng.normal(0.5, 1, size=(40, 6))
+    d, n = 6, 40
+    k = lambda a, b: (a @ b / d + 1) ** 3  # noqa: E731
+    direct = sum(k(x[i], x[j]) + k(y[i], y[j]) - k(x[i], y[j]) - k(x[j], y[i])
+                 for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    out = stats.kid(x, y)
+    assert abs(out["value"] - direct) < 1e-9 and out["ci_low"] > 0          # shifted: clearly apart
+    same = stats.kid(x, rng.normal(size=(40, 6)))
+    assert same["ci_low"] < 0 < same["ci_high"]                              # same distribution: 0 inside
+    assert stats.kid(x[:2], y[:2])["value"] is None
+
+
+def test_paired_test_matches_scipy_and_decides_constant_differences_exactly():
+    import numpy as np
+    from scipy.stats import ttest_1samp
+
+    from meg_common import stats
+
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(0.1, 1, 50), rng.normal(0, 1, 50)
+    out = stats.paired_test(a, b, threshold=-0.05)
+    ref = ttest_1samp(a - b, -0.05, alternative="greater")
+    assert abs(out["p_above"] - ref.pvalue) < 1e-12 and abs(out["p_above"] + out["p_below"] - 1) < 1e-12
+    ci = ttest_1samp(a - b, 0).confidence_interval(0.95)
+    assert abs(out["ci_low"] - ci.low) < 1e-12 and abs(out["ci_high"] - ci.high) < 1e-12
+    equal = stats.paired_test([13] * 8, [13] * 8, threshold=0.5)      # 'no more steps' within half a step
+    assert equal["p_below"] == 0.0 and equal["p_above"] == 1.0
+    assert stats.paired_test([14] * 8, [13] * 8, threshold=0.5)["p_above"] == 0.0
+
+
+def test_holm_adjusts_step_down():
+    from meg_common import stats
+
+    assert stats.holm([0.01, 0.04, 0.03, 0.5]) == [0.04, 0.09, 0.09, 0.5]
+    assert stats.holm([0.3, 0.3]) == [0.6, 0.6] and stats.holm([]) == []
+
+
+def test_margin_widens_with_the_spread_of_the_metric_on_the_variants():
+    import numpy as np
+
+    from meg_common import stats
+
+    rng = np.random.default_rng(3)
+    narrow = [rng.normal(-0.05, 0.01, 64), rng.normal(-0.02, 0.01, 64)]
+    wide = [rng.normal(-0.05, 0.08, 64), rng.normal(-0.02, 0.01, 64)]
+    assert stats.margin_from(narrow)["value"] < stats.margin_from(wide)["value"]
+    assert stats.margin_from(narrow)["value"] > 0.05

@@ -1,102 +1,168 @@
-"""Verdicts follow the data: synthetic per-task records that support a claim, then the same records changed
-so that the claim fails or cannot be decided, and the verdict flips with them."""
+"""Verdicts follow the data (issue 23): synthetic per-task records on the three-way frontier of quality, UE
+steps and air symbols; each verdict flips when a sceptic is made to dominate, the rival is the cheapest
+non-inferior CENTRALIZED configuration, Holm corrects within a claim family, the margin comes from the
+calibration."""
 
 import numpy as np
 
+from flowgraphs.experiments import campaign as rt
 from flowgraphs.experiments import verdicts
-from flowgraphs.experiments.case_study import NO_CHANNEL, Point, rows
+from flowgraphs.experiments.case_study import CALIBRATION, NO_CHANNEL, Point, calibration, rows
 
 N = 64
+KIND = "img2img-ue"
+MARGIN = 0.1
 
 
-def records(fidelity, match, ref_match=None, air=6734, downlink=182, seed=0):
+def records(fidelity, air=0, downlink=0, ue_steps=20, seed=0, spread=0.01, match=True):
     rng = np.random.default_rng(seed)
-    fid = np.clip(np.asarray(fidelity, float) + rng.normal(0, 0.01, N), 0, 1)
-    return [{"task": i, "fidelity": float(fid[i]), "prompt_match": bool(match[i]),
-             "reference_match": bool((ref_match if ref_match is not None else [True] * N)[i]),
+    fid = np.clip(np.asarray([fidelity] * N, float) + rng.normal(0, spread, N), 0, 1)
+    return [{"task": i, "fidelity": float(fid[i]), "prompt_match": match, "reference_match": True,
              "air": air, "downlink": downlink, "uplink": air - downlink, "backhaul": 0, "backhaul_bits": 0,
-             "mse": 1e-3, "ssim": 0.9, "feature_distance": None, "ue_steps": 13, "es_steps": 7, "ue_seconds": 0.1,
-             "es_seconds": 0.1, "airtime_s": 1e-3, "downlink_delivered": 1.0} for i in range(N)]
+             "control": 0, "mse": 1e-3, "ssim": 0.9, "feature_distance": 0.1, "ue_steps": ue_steps, "es_steps": 7,
+             "ue_seconds": 0.1, "es_seconds": 0.1, "airtime_s": 1e-3, "downlink_delivered": 1.0, "identical": False}
+            for i in range(N)]
 
 
-def world(seed_fid=0.9, seed_match=None, base_fid=0.6, central_fid=0.85, central_air=8736, central_down=2184):
-    seed_match = seed_match if seed_match is not None else [True] * N
-    seed_pt = Point("img2img-ue", "seed-analog-aware", "awgn", -5.0, 1)
+def alone(series):
+    return Point(KIND, series, NO_CHANNEL, None, 0)
+
+
+def at(series, snr=-5.0, channel="awgn"):
+    return Point(KIND, series, channel, snr, 1)
+
+
+def world(seed_fid=0.95, q50_air=7000):
     return {
-        Point("img2img-ue", "prompt-only", NO_CHANNEL, None, 0): records([base_fid] * N, [True] * N, air=0, downlink=0, seed=1),
-        seed_pt: records([seed_fid] * N, seed_match, seed=2),
-        Point("img2img-ue", "centralized-digital", "awgn", -5.0, 1): records([central_fid] * N, [True] * N,
-                                                                             air=central_air, downlink=central_down, seed=3),
+        alone("prompt-only"): records(0.2, seed=1),
+        alone("ue-local"): records(0.45, ue_steps=14, seed=2),
+        at("seed-analog-aware"): records(seed_fid, air=6734, downlink=182, ue_steps=13, seed=3),
+        at("centralized-digital"): records(0.96, air=8736, downlink=2184, ue_steps=0, seed=4),
+        at("centralized-digital-q10"): records(0.6, air=3000, downlink=300, ue_steps=0, seed=5),
+        at("centralized-digital-q50"): records(0.95, air=q50_air, downlink=1000, ue_steps=0, seed=6),
+        at("centralized-digital-lossless"): records(1.0, air=20000, downlink=14000, ue_steps=0, seed=7),
+        at("centralized-capacity"): records(0.96, air=100, downlink=100, ue_steps=0, seed=8),  # a bound: never a rival
     }
 
 
-def verdict(claims, name):
-    (c,) = [c for c in claims if c["claim"] == name]
-    assert {"claim", "channel", "snr_db", "verdict", "evidence"} <= set(c)
+def one(decided, claim, series="seed-analog-aware"):
+    (c,) = [c for c in decided if c["claim"] == claim and c["series"] == series]
+    assert {"claim", "dominated_by", "rival", "margin", "verdict", "evidence", "decided_by"} <= set(c)
     return c
 
 
-def test_low_snr_flips_with_fidelity_and_accuracy():
-    assert verdict(verdicts.claims(world()), "low-snr")["verdict"] == "supported"
-    # the seed no better than doing nothing: its fidelity equals prompt-only's on the same tasks
-    same = verdict(verdicts.claims(world(seed_fid=0.6)), "low-snr")
-    assert same["verdict"] == "inconclusive" and same["fidelity_vs_prompt_only"]["ci_low"] < 0
-    worse = verdict(verdicts.claims(world(seed_fid=0.4)), "low-snr")
-    assert worse["verdict"] == "not supported" and "beats: no" in worse["evidence"]
-    # fidelity fine, but accuracy drops 0.3 below noiseless
-    drop = [i % 10 >= 3 for i in range(N)]
-    lost = verdict(verdicts.claims(world(seed_match=drop)), "low-snr")
-    assert lost["verdict"] == "not supported" and lost["accuracy_vs_noiseless"]["ci_high"] < -0.1
+def dominating_noise_seed(merged, fid=0.95, steps=7, air=1800):
+    merged[at("noise-seed@10")] = records(fid, air=air, downlink=air, ue_steps=steps, seed=9)
+    return merged
 
 
-def test_low_snr_reports_the_ue_local_comparison_beside_the_verdict():
+def test_low_snr_flips_when_a_sceptic_dominates():
+    c = one(verdicts.claims(world(), MARGIN), "low-snr")
+    assert c["verdict"] == "supported" and c["dominated_by"] == []
+    c = one(verdicts.claims(dominating_noise_seed(world()), MARGIN), "low-snr")
+    assert c["verdict"] == "not supported" and c["dominated_by"] == ["noise-seed@10"]
+    assert c["decided_by"] == "noise-seed@10" and "dominated by noise-seed@10" in c["evidence"]
+    # the same sceptic with more UE steps than the seed series does not dominate it
+    c = one(verdicts.claims(dominating_noise_seed(world(), steps=14), MARGIN), "low-snr")
+    assert c["verdict"] == "supported" and c["dominated_by"] == []
+    # far from noiseless: not supported whatever the sceptics do
+    c = one(verdicts.claims(world(seed_fid=0.6), MARGIN), "low-snr")
+    assert c["verdict"] == "not supported" and c["fidelity_vs_noiseless"]["ci_high"] < -MARGIN
+
+
+def test_the_rival_is_the_cheapest_non_inferior_centralized_configuration():
+    c = one(verdicts.claims(world(), MARGIN), "less-communication")
+    # q10 is cheaper but clearly worse, lossless and q75 are non-inferior but dearer, capacity is a bound
+    assert c["rival"] == "centralized-digital-q50" and c["decided_by"] == "centralized-digital-q50"
+    assert c["curve"]["centralized-digital-q10"]["non_inferior"] == "no"
+    assert "centralized-capacity" not in c["curve"]
+    assert c["verdict"] == "supported" and c["fewer_air"]["value"] == 7000 / 6734
+    # the cheapest non-inferior configuration now uses fewer symbols than the seed: the verdict flips
+    c = one(verdicts.claims(world(q50_air=6000), MARGIN), "less-communication")
+    assert c["rival"] == "centralized-digital-q50" and c["verdict"] == "not supported"
+    # a seed of lower quality: WebP q10 is now non-inferior to it, the cheapest such, and cheaper than the seed
+    c = one(verdicts.claims(world(seed_fid=0.62), MARGIN), "less-communication")
+    assert c["curve"]["centralized-digital-q10"]["non_inferior"] == "yes"
+    assert c["rival"] == "centralized-digital-q10" and c["verdict"] == "not supported"
+
+
+def test_less_communication_with_nothing_centralized_reaching_its_quality():
+    merged = {k: v for k, v in world().items() if "q50" not in k.series and "lossless" not in k.series
+              and k.series != "centralized-digital"}
+    c = one(verdicts.claims(merged, MARGIN), "less-communication")
+    assert c["rival"] is None and c["verdict"] == "supported" and "no CENTRALIZED configuration" in c["evidence"]
+
+
+def test_compute_offload_flips_when_a_ue_alone_sceptic_reaches_the_quality_for_fewer_steps():
+    c = one(verdicts.claims(world(), MARGIN), "compute-offload")
+    assert c["verdict"] == "supported" and c["rival"] is None and "no UE-alone sceptic" in c["evidence"]
+    c = one(verdicts.claims(dominating_noise_seed(world()), MARGIN), "compute-offload")
+    assert c["verdict"] == "not supported" and c["rival"] == "noise-seed@10" and c["ue_steps_saved"]["value"] == 7 - 13
+    # the sceptic reaches the quality only with more steps than the seed series: offloading holds
+    c = one(verdicts.claims(dominating_noise_seed(world(), steps=20), MARGIN), "compute-offload")
+    assert c["verdict"] == "supported" and c["rival"] == "noise-seed@10"
+
+
+def test_sceptics_fit_the_task_kind():
+    merged = dominating_noise_seed(world())
+    merged[alone("ue-local@6")] = records(0.4, ue_steps=4, seed=10)
+    names = set(verdicts.sceptics(merged, at("seed-analog-aware")))
+    assert names == {"prompt-only", "ue-local", "ue-local@6", "noise-seed@10"}
+    es = Point("img2img-es", "seed-analog-aware", "awgn", -5.0, 1)
+    merged[Point("img2img-es", "ue-local", NO_CHANNEL, None, 0)] = records(0.9, ue_steps=14)
+    merged[Point("img2img-es", "prompt-only", NO_CHANNEL, None, 0)] = records(0.2)
+    assert set(verdicts.sceptics(merged, es)) == {"prompt-only"}   # the UE lacks the image there
+
+
+def test_holm_corrects_within_a_family():
+    """One claim whose p is 0.02 is supported alone, not among ten with the same p."""
+    base = {"p_support": 0.02, "p_fail": 0.9, "evidence": ""}
+    (alone_,) = verdicts.correct([dict(base)])
+    assert alone_["verdict"] == "supported"
+    family = verdicts.correct([dict(base) for _ in range(10)])
+    assert all(c["verdict"] == "inconclusive" and abs(c["p_support_holm"] - 0.2) < 1e-12 for c in family)
+
+
+def test_verdict_counts_at_three_margins():
+    merged = world(seed_fid=0.87)
+    out = verdicts.at_margins(merged, 0.1)
+    assert [o["factor"] for o in out] == [0.5, 1.0, 2.0]
+    low = {o["factor"]: o["counts"]["low-snr"] for o in out}
+    assert low[0.5]["not supported"] == 1 and low[2.0]["supported"] == 1
+
+
+def calibration_records(spread, seed=0):
+    rng = np.random.default_rng(seed)
+    return [{"task": i, "variants": {name: {"fidelity": float(-abs(rng.normal(0.05, spread))), "feature_distance":
+                                            0.01, "mse": 1e-4} for name in rt.VARIANTS}} for i in range(N)]
+
+
+def test_margin_comes_from_the_calibration_and_widens_with_its_spread():
+    narrow = rt.calibration(calibration_records(0.005))
+    wide = rt.calibration(calibration_records(0.08))
+    assert set(narrow["variants"]) == set(rt.VARIANTS) and narrow["n"] == N
+    assert 0.05 < narrow["margin"]["fidelity"] < wide["margin"]["fidelity"]
+    assert verdicts.margin_of(wide) == wide["margin"]["fidelity"] and verdicts.margin_of({}) == verdicts.DEFAULT_MARGIN
+    merged = {Point(KIND, CALIBRATION, NO_CHANNEL, None, 0): calibration_records(0.005), **world()}
+    assert calibration(merged)["margin"] == narrow["margin"]
+    assert all(r["series"] != CALIBRATION for r in rows(merged))
+
+
+def test_rows_carry_quality_objects_and_realism():
     merged = world()
-    assert "fidelity_vs_ue_local" not in verdict(verdicts.claims(merged), "low-snr")   # no ue-local rows
-    local = records([0.95] * N, [True] * N, air=0, downlink=0, seed=4)
-    for r in local:
-        r["ue_steps"] = 14
-    merged[Point("img2img-ue", "ue-local", NO_CHANNEL, None, 0)] = local
-    c = verdict(verdicts.claims(merged), "low-snr")
-    assert c["verdict"] == "supported"          # the claim is against prompt-only; ue-local does not decide it
-    assert c["fidelity_vs_ue_local"]["ci_high"] < 0 and c["ue_steps_vs_ue_local"]["value"] == 13 - 14
-    assert "against ue-local" in c["evidence"]
-
-
-def test_less_communication_flips_with_fidelity_and_symbols():
-    c = verdict(verdicts.claims(world()), "less-communication")
-    assert c["verdict"] == "supported" and c["against"] == "centralized-digital"
-    assert c["fewer_air"]["value"] == 8736 / 6734 and c["fewer_downlink"]["value"] == 2184 / 182
-    assert verdict(verdicts.claims(world(seed_fid=0.6)), "less-communication")["verdict"] == "not supported"
-    more = verdict(verdicts.claims(world(central_air=6000, central_down=2000)), "less-communication")
-    assert more["verdict"] == "not supported" and more["fewer_air"]["value"] < 1
-
-
-def test_rows_carry_intervals_and_paired_differences():
-    merged = world()
+    rng = np.random.default_rng(0)
+    renders = rng.normal(size=(N, 8))
+    for r in merged[at("seed-analog-aware")]:
+        r["embedding"] = rt.pack(renders[r["task"]] + rng.normal(0, 0.1, 8))
+    cal = calibration_records(0.01)
+    for r in cal:
+        r["render_embedding"] = rt.pack(renders[r["task"]])
+    merged[Point(KIND, CALIBRATION, NO_CHANNEL, None, 0)] = cal
     out = {r["series"]: r for r in rows(merged)}
-    assert set(out) == {"prompt-only", "seed-analog-aware", "centralized-digital"}
-    seed = out["seed-analog-aware"]
-    assert seed["prompt_accuracy"]["k"] == N and seed["prompt_accuracy"]["ci_low"] < 1 == seed["prompt_accuracy"]["value"]
-    assert seed["symbols"] == {"uplink": 6734 - 182, "downlink": 182, "backhaul": 0, "air": 6734}
-    assert seed["paired"]["prompt-only"]["fidelity"]["ci_low"] > 0.25
-    assert out["prompt-only"]["snr_db"] is None and out["prompt-only"]["channel"] is None
-
-
-def test_less_communication_is_judged_for_every_meg_series_on_its_own():
-    merged = world(seed_fid=0.6)  # the analog seed loses fidelity ...
-    digital = records([0.85] * N, [True] * N, air=5000, downlink=900, seed=5)  # ... a digital seed holds it
-    merged[Point("img2img-ue", "seed-digital", "awgn", -5.0, 1)] = digital
-    found = {c["series"]: c for c in verdicts.claims(merged) if c["claim"] == "less-communication"}
-    assert set(found) == {"seed-analog-aware", "seed-digital"}
-    assert found["seed-analog-aware"]["verdict"] == "not supported"
-    assert found["seed-digital"]["verdict"] == "supported" and found["seed-digital"]["fewer_downlink"]["value"] == 2184 / 900
-
-
-def test_summary_counts_each_verdict_with_its_snrs():
-    merged = world()
-    merged.update({Point("img2img-ue", "seed-analog-aware", "awgn", -10.0, 1): records([0.6] * N, [True] * N, seed=6),
-                   Point("img2img-ue", "seed-analog-aware", "awgn", 0.0, 1): records([0.9] * N, [True] * N, seed=7)})
-    decided = verdicts.claims(merged)
-    (low,) = [s for s in verdicts.summary(decided) if s["claim"] == "low-snr"]
-    assert low["supported"] == [-5.0, 0.0] and low["inconclusive"] == [-10.0] and low["not supported"] == []
-    assert sum(len(s[v]) for s in verdicts.summary(decided) for v in verdicts.VERDICTS) == len(decided)
+    seed = out["seed-analog-aware"]["quality"]
+    assert {"fidelity", "psnr_db", "feature_distance", "prompt_accuracy", "realism"} <= set(seed)
+    assert seed["realism"]["metric"] == "KID" and seed["realism"]["ci_low"] <= seed["realism"]["value"]
+    assert abs(seed["realism"]["value"]) < 0.5 and seed["realism"]["n"] == N
+    assert out["seed-analog-aware"]["symbols"]["control"] == 0
+    assert "ue-local" in out["seed-analog-aware"]["paired"]   # img2img-ue's do-nothing baseline
+    assert out["prompt-only"]["quality"]["realism"] is None     # no embeddings

@@ -23,7 +23,9 @@ def register(subparsers) -> None:
                       "the full run", snr="override the SNR list ('0,5' or 'a:b:step')",
         chunk="tasks per unit (default 32 quick, 50 full)",
         series="comma-separated subset of the series (baselines always run): seed-analog-aware, seed-analog-naive, "
-               "seed-digital, sketch-analog, sketch-digital, centralized-digital, centralized-analog, proto-EIUG, ...",
+               "seed-digital, sketch-analog, sketch-digital, centralized-digital, centralized-digital-q50, "
+               "centralized-digital-lossless, centralized-analog, noise-seed@10, prompt-only@6, ue-local@4, "
+               "proto-EIUG, ...",
         kinds="comma-separated task kinds: text-to-image, img2img-es, img2img-ue",
         out="folder for results.json, report.md, plots and checkpoints")
     parser.add_argument("--n-es", help="comma-separated ES counts for the multi-ES protocols (e.g. 1,2,4)")
@@ -131,7 +133,11 @@ def main(args) -> int:
                                      "case study", report_only=report_only, context=placement)
     merged, skipped = cs.collect(results)
     rows = cs.rows(merged)
-    claims = verdicts.claims(merged)
+    calibration = cs.calibration(merged)
+    margin = verdicts.margin_of(calibration)
+    claims = verdicts.claims(merged, margin)
+    margins = verdicts.at_margins(merged, margin)
+    frontier = verdicts.frontier(merged, margin)
     took = timing.read()
     from flowgraphs.experiments.world import load_world
     from flowgraphs.session import Session
@@ -144,13 +150,18 @@ def main(args) -> int:
     ordered = [{**{k: r[k] for k in OUTPUT_FIELDS}, **{k: v for k, v in r.items() if k not in OUTPUT_FIELDS}}
                for r in rows]
     atomic_write_json(out / "results.json", {
-        "rows": ordered, "claims": claims, "summary": verdicts.summary(claims),
+        "rows": ordered, "claims": claims, "summary": verdicts.summary(claims), "frontier": frontier,
+        "calibration": {**calibration, "margin_used": margin,
+                        "margin_source": "calibration" if calibration else "default (no calibration point)"},
+        "correction": verdicts.CORRECTION, "margins": margins,
         "config": {**plan.to_dict(), "executor": args.executor, "placement": args.placement},
         "versions": versions(), "model": model, "world": world, "skipped": skipped, "not_run": hooks,
         "seconds": took["seconds"], "cpu_seconds": took["cpu_seconds"], "units": progress})
     atomic_write_text(out / "report.md", paper.write(rows, claims, plan, versions(), model, world, took["seconds"],
-                                                     took["cpu_seconds"], args.quick, hooks, skipped, progress, plots))
-    print(f"case study: {len(rows)} rows, {len(claims)} verdicts ("
+                                                     took["cpu_seconds"], args.quick, hooks, skipped, progress, plots,
+                                                     calibration=calibration, margin=margin, margins=margins,
+                                                     frontier=frontier))
+    print(f"case study: {len(rows)} rows, {len(claims)} verdicts at margin {margin:.3f} ("
           + ", ".join(f"{v} {k}" for k, v in verdicts.counts(claims).items()) + f") in {took['seconds'] / 60:.1f} min"
           + (f", {progress['done']} of {progress['of']} units" if progress["done"] < progress["of"] else "") + "; "
           f"wrote {out}/report.md")

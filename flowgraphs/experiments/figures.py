@@ -32,6 +32,16 @@ STYLE = {
     "centralized-digital-sim": ("darkred", "-.", "D"),
     "prompt-only": ("tab:gray", "-", None),
     "ue-local": ("tab:brown", "--", None),
+    # CENTRALIZED's rate-quality curve and the sceptics of issue 23
+    "centralized-digital-q10": ("lightcoral", "--", "1"),
+    "centralized-digital-q30": ("indianred", "--", "2"),
+    "centralized-digital-q50": ("firebrick", "--", "3"),
+    "centralized-digital-q90": ("maroon", "--", "4"),
+    "centralized-digital-lossless": ("black", "--", "D"),
+    **{f"noise-seed@{k}": (c, "-.", "h") for k, c in ((4, "#d9f0a3"), (6, "#addd8e"), (10, "#78c679"),
+                                                       (14, "#31a354"), (20, "#006837"))},
+    **{f"prompt-only@{k}": ("tab:gray", ":", None) for k in (4, 6, 10, 14)},
+    **{f"ue-local@{k}": ("tab:brown", ":", None) for k in (4, 6, 10, 14)},
 }
 PROTOCOL_COLOURS = {"CENTRALIZED": "tab:red", "UIEG": "tab:olive", "EIUG": "tab:blue", "CIAG": "tab:cyan",
                     "ESUC": "tab:green", "UIDG": "tab:orange", "DIUG": "tab:brown", "DSUC": "tab:purple",
@@ -85,7 +95,9 @@ def figure_set(rows: list[dict[str, Any]], out: Path, kinds, n_tasks: int) -> di
         for prefix, (what, keep) in GROUPS.items():
             if prefix == "radio" and not any(r["series"].endswith("-sim") and r["task_kind"] == kind for r in rows):
                 continue
-            chosen = [r for r in rows if r["task_kind"] == kind and (r["snr_db"] is None or keep(r))]
+            # the UE-alone sceptics at shorter schedules are in the trade-off figure, not in every panel here
+            chosen = [r for r in rows if r["task_kind"] == kind and (r["snr_db"] is None or keep(r))
+                      and not (r["snr_db"] is None and "@" in r["series"])]
             if prefix != "case_study" and not any(r["snr_db"] is not None for r in chosen):
                 continue
             name = f"{prefix}_{kind}.png"
