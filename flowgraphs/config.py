@@ -179,10 +179,12 @@ class RunConfig(ConfigMixin):
     """How a receiver resumes from a noisy analog seed: 'channel-aware' or 'naive' (at the original step)."""
     seed_format: Lowercase = "int8"
     """Quantisation of digital seeds (meg_phy.codecs.seed)."""
-    side_info: Lowercase = "session"
-    """Analog payloads: 'session' (shape, schedule, sizes agreed in advance; the value scale travels in the
-    analog link's accounted header) or 'link' (the codec's side information sent digitally on the same hop,
-    its cost added to the hop)."""
+    side_info: Lowercase = "link"
+    """Analog payloads: 'link' (the default: nothing is free on air) sends the link's header (the values' power
+    scale and count) and the codec's side information (shape, schedule, sizes) digitally on the same hop as a
+    control message (flowgraphs.hops.CONTROL_MCS, HARQ), its cost added to the hop and the payload lost with
+    it; 'session' agrees them in advance (optimistic: the link's 64 header bits are counted, nothing is sent;
+    SoftCast's metadata still goes on air)."""
     image_format: Lowercase = "webp"
     image_quality: int = 75
     softcast_uses: int = 512

@@ -340,7 +340,8 @@ class Stages:
             arrived = [[None if r is None else (r, 0.0) for r in per] for per in sent]
         else:
             sent = broadcast_values([b for _, b in channels], [carried[t].data for t, _ in channels],
-                                    [carried[t].side for t, _ in channels], transfer.decode_side)
+                                    [carried[t].side for t, _ in channels],
+                                    transfer.side_check(self.cfg) if transfer.side_check else None)
             arrived = [[transfer.decode_values(est, var, carried[t]) if record.delivered else None
                         for est, var, record in per] for (t, _), per in zip(channels, sent, strict=True)]
         at: list[list] = [[] for _ in self.graphs]      # per task, per node of dsts (in the groups' order)

@@ -86,3 +86,27 @@ def test_control_messages_arrive_at_minus_10_db_and_cost_air(session, channel):
         assert record.name == "ES1-UE-control" and record.delivered and record.scheme == "digital"
         assert record.mcs_table == 3 and record.mcs_index == 0
         assert record.symbols > 1000 and record.bits >= 8 * (16 + 4)
+
+
+def test_an_analog_latent_sends_its_header_and_side_information_and_pays_for_them(session):
+    """Nothing is free on air: with side_info = 'link' (the default) the analog latent's hop carries the link
+    header (scale, count) and the codec's side information as a control message, counted in its bits and
+    symbols; 'session' (agreed in advance) sends the values alone."""
+    from flowgraphs.transfer import LINK_HEADER
+    from meg_phy.codecs import seed as codec
+
+    ldm = session.model()
+    latent = ldm.start(None, None, steps=10, generator=torch.Generator().manual_seed(0))
+    records = {}
+    for mode in ("link", "session"):
+        config = config_from_dict({"downlink": {"scheme": "analog", "snr_db": -5.0}}, protocol="EIUG", seed=3,
+                                  steps=10, side_info=mode)
+        st = Stages(RunLedger(config.resolved(), session.link_factory(config)), make_task(config, session))
+        st.send_latent("ES1", "UE", [latent])
+        (records[mode],) = st.graphs[0].records
+    values, side = codec.seed_to_analog(latent, normalise=False)
+    link, free = records["link"], records["session"]
+    assert link.bits >= 8 * (LINK_HEADER.size + len(side))      # header + side information, every try counted
+    assert free.bits == 64                                        # the link header, counted but not sent
+    assert link.symbols > free.symbols + 100 and link.delivered and free.delivered
+    assert link.values == free.values == values.numel()
