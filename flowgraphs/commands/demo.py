@@ -1,9 +1,11 @@
-"""`meg-phy demo --out DIR`: MEG in about a minute, beside doing nothing. EIUG at a low downlink SNR with analog
-seeds (channel-aware resume) and digital seeds, CENTRALIZED with a digital compressed image, and the
-prompt-only baseline (the UE generates from its own prompt: nothing on air), on a few img2img tasks.
+"""`meg-phy demo --out DIR`: MEG in about a minute, beside the sceptic. EIUG at a low downlink SNR with analog
+seeds (channel-aware resume) and digital seeds, CENTRALIZED with a digital compressed image, and the two
+sceptics that fit an img2img task whose input image is at the UE: `ue-local` (the UE finishes the task
+itself from the image it holds: nothing on air) and `noise-seed@10` (the ES tells the UE its noise seed in a
+small control message; the UE runs a 10-step schedule alone with it), on a few tasks.
 
 Prints quality against the reference (the unsplit noiseless LDM output) and symbols on air; writes
-DIR/report.md and DIR/demo.png (input, reference and the four outputs side by side, one row per task).
+DIR/report.md and DIR/demo.png (input, reference and the five outputs side by side, one row per task).
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ VARIANTS = (
     ("EIUG, analog seed", "seed-analog-aware", "EIUG", "analog"),
     ("EIUG, digital seed", "seed-digital", "EIUG", "digital"),
     ("CENTRALIZED, digital image", "centralized-digital", "CENTRALIZED", "digital"),
-    ("prompt-only (UE alone, 0 symbols)", "prompt-only", "prompt-only", "none"),
+    ("ue-local (UE alone with its image, 0 symbols)", "ue-local", "ue-local", "none"),
+    ("noise-seed@10 (UE told the ES's noise seed)", "noise-seed@10", "noise-seed", "control"),
 )
+"""The task is img2img with the image at the UE, so the do-nothing sceptic is `ue-local` (not prompt-only,
+which would ignore the image the UE holds), and the sceptic who knows the system is `noise-seed@K`."""
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="MEG in a minute: EIUG with analog/digital seeds vs CENTRALIZED and "
-                                                "the prompt-only baseline", description=__doc__.split("\n\n")[0])
+                                                "the sceptics ue-local and noise-seed@10", description=__doc__.split("\n\n")[0])
     parser.add_argument("--snr-db", type=float, default=-5.0, help="downlink SNR, dB (default -5)")
     parser.add_argument("--tasks", type=int, default=4, help="number of img2img tasks (default 4)")
     parser.add_argument("--model", help="Stable-Diffusion diffusers folder (default: the embedded model)")
@@ -30,7 +35,7 @@ def register(subparsers) -> None:
 def main(args) -> int:
     import time
 
-    from flowgraphs.experiments.case_study import Harness, Plan, Point
+    from flowgraphs.experiments.case_study import Harness, Plan, Point, alone
     from flowgraphs.report import labelled_grid_png
     from flowgraphs.result import measure, summarise
     from meg_common.errors import InputError
@@ -51,7 +56,7 @@ def main(args) -> int:
         reference = h.reference(kind, i)[0]
         row = [h.task(kind, i).image, reference]
         for label, series, _, _ in VARIANTS:
-            point = Point(kind, series, "none", None, 0) if series == "prompt-only" else \
+            point = Point(kind, series, "none", None, 0) if alone(series) else \
                 Point(kind, series, "awgn", args.snr_db, 1)
             image, numbers = h.outcome(point, i)
             quality = measure(image, reference, [h.prompts[i]], h.world.scorer)[0]
@@ -80,12 +85,12 @@ def main(args) -> int:
     base = next(s for s in summary if s["protocol"] == "CENTRALIZED")
     print(f"MEG demo: {args.tasks} img2img tasks, downlink at {args.snr_db:g} dB ({seconds:.0f} s); "
           f"quality against the unsplit noiseless output")
-    print(f"{'':34s} {'prompt acc':>10s} {'fidelity':>8s} {'PSNR dB':>8s} {'SSIM':>6s} {'UE steps':>8s} "
+    print(f"{'':46s} {'prompt acc':>10s} {'fidelity':>8s} {'PSNR dB':>8s} {'SSIM':>6s} {'UE steps':>8s} "
           f"{'symbols':>8s} {'downlink':>8s} {'fewer than CENTRALIZED':>23s}")
     for s in summary:
         fewer = (f"{base['symbols'] / s['symbols']:9.1f}x ({base['downlink_symbols'] / s['downlink_symbols']:.1f}x down)"
                  if s["symbols"] and s["downlink_symbols"] else "   nothing on air")
-        print(f"{s['variant']:34s} {s['prompt_accuracy']:10.2f} {s['fidelity']:8.3f} {_db(s['psnr_db']):>8s} "
+        print(f"{s['variant']:46s} {s['prompt_accuracy']:10.2f} {s['fidelity']:8.3f} {_db(s['psnr_db']):>8s} "
               f"{s['ssim']:6.3f} {s['ue_steps']:8.1f} {s['symbols']:8.0f} {s['downlink_symbols']:8.0f} {fewer}"
               + (f"  ({s['payloads_lost']} payloads lost)" if s["payloads_lost"] else ""))
     print(f"wrote {out}/report.md and {out}/demo.png")
@@ -109,8 +114,11 @@ def _markdown(summary, args, seconds, world) -> str:
         f"{args.tasks} text-guided img2img tasks (world {world['world']}); the UE holds the prompt and the input "
         f"image and uploads them digitally at 20 dB; the downlink runs at {args.snr_db:g} dB (AWGN). EIUG: the ES "
         "denoises half the steps and sends the seed down; the UE finishes. CENTRALIZED: the ES does everything "
-        "and sends the final image down as WebP. prompt-only: the UE generates from its prompt with its own "
-        "model and noise, nothing on air: what a protocol has to beat. Quality against the reference (the "
+        "and sends the final image down as WebP. ue-local: the UE finishes the img2img itself from the image "
+        "it holds, with its own model and noise, nothing on air: what a protocol has to beat. noise-seed@10: the "
+        "ES sends its noise seed, schedule and strength in a small digital control message (robust MCS, HARQ, "
+        "counted on air) and the UE runs a 10-step schedule alone with that noise (at the full schedule it "
+        "would reproduce the reference exactly). Quality against the reference (the "
         f"unsplit, noiseless LDM output); fidelity: {world['fidelity']}. Measured in {seconds:.0f} s.",
         "",
         "Columns of the picture: input, reference, " + ", ".join(v for v, *_ in VARIANTS) + ".",
