@@ -4,6 +4,8 @@
     meg-phy ota loopback --radio pluto --uri ip:192.168.2.1 --record runs/ota/rec --out runs/ota
     meg-phy ota tx --radio sigmf --frames 10 --out runs/ota-tx          # writes runs/ota-tx/tx.sigmf-*
     meg-phy ota rx --radio sigmf --in runs/ota-tx/tx --out runs/ota-rx   # decodes it (any recording)
+    meg-phy ota tx --radio zmq --mode low-snr --scheme analog --seconds 5 --out runs/zmq-tx   # PUSH, cf32
+    meg-phy ota rx --radio zmq --capture-seconds 0.5 --out runs/zmq-rx    # PULL, from a GNU Radio flowgraph
 
 Each writes OUT/ota.json (frames_sent, frames_detected, frames_crc_ok, header_rejected, noise_triggers, cfo_hz_est,
 snr_est_db, ber, bler, payload_ok, config, versions) and OUT/ota.png (constellation, CFO and SNR per
@@ -29,7 +31,7 @@ def register(subparsers) -> None:
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ota.add_subparsers(dest="ota_command", metavar="ACTION", parser_class=type(ota))
     loop = sub.add_parser("loopback", help="send frames through a radio and decode them")
-    loop.add_argument("--radio", choices=("sim", "pluto"), default="sim")
+    loop.add_argument("--radio", choices=("sim", "pluto", "zmq"), default="sim")
     _radio_options(loop)
     _payload_options(loop)
     loop.add_argument("--record", metavar="DIR", help="also record TX and RX as SigMF in DIR (tx.*, rx.*)")
@@ -37,20 +39,20 @@ def register(subparsers) -> None:
     loop.set_defaults(func=run_loopback)
 
     tx = sub.add_parser("tx", help="write frames to a SigMF recording, or transmit them with a Pluto")
-    tx.add_argument("--radio", choices=("sigmf", "pluto"), default="sigmf")
+    tx.add_argument("--radio", choices=("sigmf", "pluto", "zmq"), default="sigmf")
     _radio_options(tx)
     _payload_options(tx)
     tx.add_argument("--seconds", type=float, default=10.0,
-                    help="pluto: transmit the burst cyclically this long (Ctrl-C stops earlier); default 10")
+                    help="pluto, zmq: transmit the burst cyclically this long (Ctrl-C stops earlier); default 10")
     tx.add_argument("--out", required=True, metavar="DIR")
     tx.set_defaults(func=run_tx)
 
     rx = sub.add_parser("rx", help="decode frames from a SigMF recording or a Pluto capture")
-    rx.add_argument("--radio", choices=("sigmf", "pluto"), default="sigmf")
+    rx.add_argument("--radio", choices=("sigmf", "pluto", "zmq"), default="sigmf")
     rx.add_argument("--in", dest="input", metavar="BASE", help="sigmf: recording BASE (BASE.sigmf-meta/-data)")
     rx.add_argument("--reference", metavar="FILE",
                     help="payload that was sent (default: payload.bin next to the recording, if any) for BER")
-    rx.add_argument("--capture-seconds", type=float, default=0.5, help="pluto: capture length (default 0.5 s)")
+    rx.add_argument("--capture-seconds", type=float, default=0.5, help="pluto, zmq: capture length (default 0.5 s)")
     _radio_options(rx, sim=False)
     rx.add_argument("--ldpc-iterations", type=int, default=20)
     rx.add_argument("--out", required=True, metavar="DIR")
@@ -68,6 +70,10 @@ def _radio_options(p, sim: bool = True) -> None:
     g.add_argument("--rx-gain-mode", default="manual", help="manual, slow_attack, fast_attack, hybrid")
     g.add_argument("--rx-gain-db", type=float, default=30.0, help="Pluto RX gain in manual mode, -3..71 dB")
     g.add_argument("--timeout", type=float, default=5.0, help="seconds before a silent device is an error")
+    g.add_argument("--tx-address", default="tcp://127.0.0.1:5555",
+                   help="zmq: where the transmitter binds its PUSH socket (cf32); default tcp://127.0.0.1:5555")
+    g.add_argument("--rx-address", default="tcp://127.0.0.1:5556",
+                   help="zmq: where the receiver connects its PULL socket (cf32); default tcp://127.0.0.1:5556")
     if sim:
         s = p.add_argument_group("simulated radio (--radio sim)")
         s.add_argument("--snr-db", type=float, default=15.0, help="Es/N0 per used subcarrier (default 15)")
@@ -120,7 +126,7 @@ def run_tx(args) -> int:
     from link_models.ota import experiment
     from meg_common.io import prepare_out_dir
 
-    radio = _make_radio(args).open() if args.radio == "pluto" else None    # fail fast on a bad device
+    radio = _make_radio(args, role="tx").open() if args.radio in ("pluto", "zmq") else None   # fail fast
     out = prepare_out_dir(args.out)
     frame, cfg = _frame_config(args), _link_config(args)
     payload, values = experiment.make_payload(args.scheme, frame, cfg, args.payload, args.frames,
@@ -148,7 +154,7 @@ def run_rx(args) -> int:
         capture, rate = source.recording.samples, source.sample_rate
         reference = Path(args.reference) if args.reference else base_path(args.input).parent / "payload.bin"
     else:
-        radio = _make_radio(args).open()
+        radio = _make_radio(args, role="rx").open()
         rate = radio.sample_rate
         with radio:
             capture = radio.receive(int(args.capture_seconds * rate))
@@ -184,9 +190,15 @@ def _args(args) -> dict:
     return {k: v for k, v in vars(args).items() if k not in ("func",) and not callable(v)}
 
 
-def _make_radio(args):
+def _make_radio(args, role: str = "both"):
     from meg_common.errors import InputError
 
+    if args.radio == "zmq":
+        from sdr_drivers.zmq_radio import ZmqRadio
+
+        return ZmqRadio(tx_address=args.tx_address if role in ("tx", "both") else None,
+                        rx_address=args.rx_address if role in ("rx", "both") else None,
+                        sample_rate=args.sample_rate, center_frequency=args.center_frequency, timeout_s=args.timeout)
     if args.radio == "sim":
         from sdr_drivers.sim import SimRadio
 
