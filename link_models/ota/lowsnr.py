@@ -379,35 +379,45 @@ class LowSnrReceiver:
             ne = no_eff[i + 1].reshape(-1)[order][:num_re]
             f.no_eff = float(np.mean(ne))
             f.burst_start = start
-            if decode_payload:
-                self._payload(f, ne, clock)
+            f.no_eff_res = ne
             out.append(f)
+        if decode_payload:
+            self._payloads(out, clock)
         return out
 
-    def _payload(self, f, ne: np.ndarray, clock) -> None:
+    def _payloads(self, frames: list, clock) -> None:
+        """Decode the frames of a burst, batched by shape (one demapper and decoder call per shape)."""
         import zlib
+        from collections import defaultdict
 
         from link_models.mapping import from_symbols
         from link_models.ota.frame import PAYLOAD_CRC_BYTES
 
-        h = f.header
-        xs = torch.from_numpy(f.symbols)[None]
-        no = torch.from_numpy(ne.astype(np.float32))[None]
-        if h.scheme == "analog":
-            values, var = from_symbols(xs, torch.tensor([[h.scale]], dtype=torch.float32), h.units, no)
-            f.values, f.value_var = values[0].numpy().astype(np.float64), var[0].numpy().astype(np.float64)
-            f.crc_ok = True
-            return
-        pc = self.codec.frame_codec.payload_codec(h.modulation, h.code, h.k, h.n)
-        llr = pc.llr(xs, no)
-        clock.lap("demap")
-        b = pc.decode(llr, h.units)[0].numpy()
-        clock.lap("ldpc")
-        f.info_bits = b
-        raw = np.packbits(b.reshape(-1)[:8 * (h.length + PAYLOAD_CRC_BYTES)] > 0.5).tobytes()
-        chunk, crc = raw[:h.length], raw[h.length:]
-        f.crc_ok = zlib.crc32(chunk).to_bytes(PAYLOAD_CRC_BYTES, "big") == crc
-        f.payload = chunk if f.crc_ok else None
+        groups = defaultdict(list)
+        for f in frames:
+            groups[f.header.units].append(f)
+        for units, members in groups.items():
+            h = members[0].header
+            xs = torch.from_numpy(np.stack([f.symbols for f in members]))
+            no = torch.from_numpy(np.stack([f.no_eff_res for f in members]).astype(np.float32))
+            if h.scheme == "analog":
+                scales = torch.tensor([[f.header.scale] for f in members], dtype=torch.float32)
+                values, var = from_symbols(xs, scales, units, no)
+                for f, v, w in zip(members, values.numpy(), var.numpy(), strict=True):
+                    f.values, f.value_var = v.astype(np.float64), w.astype(np.float64)
+                    f.crc_ok = True        # analog frames carry no CRC; the burst header's CRC vouches for them
+                continue
+            pc = self.codec.frame_codec.payload_codec(h.modulation, h.code, h.k, h.n)
+            llr = pc.llr(xs, no)
+            clock.lap("demap")
+            bits = pc.decode(llr, units).numpy()
+            clock.lap("ldpc")
+            for f, b in zip(members, bits, strict=True):
+                f.info_bits = b
+                raw = np.packbits(b.reshape(-1)[:8 * (f.header.length + PAYLOAD_CRC_BYTES)] > 0.5).tobytes()
+                chunk, crc = raw[:f.header.length], raw[f.header.length:]
+                f.crc_ok = zlib.crc32(chunk).to_bytes(PAYLOAD_CRC_BYTES, "big") == crc
+                f.payload = chunk if f.crc_ok else None
 
     # --- estimation --------------------------------------------------------------------------------------------
     def _channel(self, x: np.ndarray, start: int, cfo: float) -> tuple[np.ndarray, float]:
