@@ -26,7 +26,7 @@ $(STAMP_BASE): pyproject.toml | $(BIN)/python
 # system libiio (Debian libiio0 0.24) and the `sdr` extra.
 $(STAMP_DEV): $(STAMP_BASE) scripts/setup-system.sh
 	bash scripts/setup-system.sh
-	$(BIN)/pip install -q -e ".[dev,sdr,ray]"
+	$(BIN)/pip install -q -e ".[dev,sdr,ray,fast]"
 	@touch $@
 
 setup: $(STAMP_BASE)

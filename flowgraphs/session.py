@@ -23,7 +23,9 @@ from flowgraphs.hops import LinkFactory, build_link
 class Session:
     """Models, evaluator, links and radios of a process's runs; see the module docstring."""
 
-    def __init__(self, evaluator: str | None = None, placement=None):
+    def __init__(self, evaluator: str | None = None, placement=None, runtime: str = "torch"):
+        self.runtime = runtime
+        """Where the models' UNets run: 'torch', 'onnx' or 'auto' (meg_phy.runtime)."""
         self.evaluator = evaluator
         """Folder of the attribute evaluator that scores prompt matches (None: the embedded one)."""
         self.placement = placement
@@ -39,7 +41,9 @@ class Session:
         if path not in self._models:
             from meg_phy.ldm import load_ldm
 
-            self._models[path] = load_ldm(path)
+            ldm = load_ldm(path)
+            ldm.set_runtime(self.runtime)
+            self._models[path] = ldm
         return self._models[path]
 
     def scorer(self, path: str | None = None):

@@ -205,9 +205,24 @@ class SplitLDM:
         self._schedule_probe = self.make_scheduler()
         self.default_guidance = SD_GUIDANCE
         """Guidance used when a caller gives none (load_ldm sets the model's own)."""
+        self.runtime = "torch"
+        """Where the UNet runs: 'torch' or 'onnx' (meg_phy.runtime; `set_runtime`)."""
+        self._unet_call = unet
         self.memo = None
         """A meg_phy.memo.DenoiseMemo, or None: `denoise` returns a kept result for inputs it has seen (a
         campaign worker sets one; results are bit for bit those of the computation)."""
+
+    def set_runtime(self, name: str = "auto") -> str:
+        """Run the UNet on 'torch', 'onnx' (ONNX Runtime, meg-phy[fast]) or 'auto' (ONNX Runtime where it is
+        installed and the model is on a CPU in float32); returns the runtime chosen. Outputs agree within
+        about 1e-6 (meg_phy.runtime)."""
+        from meg_phy.runtime import OnnxUNet, resolve_runtime
+
+        chosen = resolve_runtime(name, self.device, self.dtype)
+        if chosen != self.runtime:
+            self._unet_call = OnnxUNet(self.unet) if chosen == "onnx" else self.unet
+            self.runtime = chosen
+        return chosen
 
     # ---- schedulers -------------------------------------------------------------------------------------
     def make_scheduler(self, name: str | None = None, config: dict[str, Any] | None = None):
@@ -392,7 +407,7 @@ class SplitLDM:
         else:
             from meg_phy.memo import memo_key
 
-            key = memo_key("denoise", [[getattr(s, f.name) for f in dataclasses.fields(s)] for s in seeds],
+            key = memo_key("denoise", self.runtime, [[getattr(s, f.name) for f in dataclasses.fields(s)] for s in seeds],
                            cond.prompt, cond.negative_prompt, cond.guidance, cond.embeds, cond.uncond_embeds,
                            targets, region, None if generator is None else generator.get_state())
             out = self.memo.recall(key, lambda: self._denoise(seeds, cond, targets, region, generator), generator)
@@ -441,7 +456,7 @@ class SplitLDM:
                 t_in = torch.cat([t.reshape(1).expand(rows[i]) for i, t in zip(active, ts, strict=True)])
             if len(active) == 1:
                 t_in = ts[0]  # one schedule: the timestep as diffusers' pipelines pass it
-            out = self.unet(model_in, t_in, encoder_hidden_states=hidden).sample
+            out = self._unet_call(model_in, t_in, encoder_hidden_states=hidden).sample.to(model_in)
             half = sum(rows[i] for i in active)
             at = 0
             for i, t in zip(active, ts, strict=True):

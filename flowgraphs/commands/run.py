@@ -16,6 +16,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     from flowgraphs.config import IMAGE_FORMATS, IMAGE_PLACES, RADIOS, RESUME_MODES, SEED_FORMATS
     from meg_common.cli import OneLineParser  # noqa: F401  (argparse only)
     from meg_common.vocabulary import AIR_SCHEMES, Channel, Estimator, Modulation, values
+    from meg_phy.runtime import RUNTIMES
 
     task = parser.add_argument_group("task")
     task.add_argument("--prompt", help="text prompt (default: a prompt of the embedded vocabulary)")
@@ -27,6 +28,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     task.add_argument("--seed", type=int, help="random seed: noise, link noise, rendered input (default 0)")
     task.add_argument("--model", help="Stable-Diffusion diffusers folder (default: the embedded model)")
     task.add_argument("--image-at", choices=IMAGE_PLACES, help="who holds the input image (default ue)")
+    task.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                      help="where the UNet runs: torch (default), onnx (ONNX Runtime, pip install "
+                           "'meg-phy[fast]'; within 1e-4 of torch) or auto (onnx where installed, on a CPU)")
     proto = parser.add_argument_group("protocol")
     proto.add_argument("--n-es", type=int, help="number of edge servers for multi-ES protocols, 1..4 (default 2)")
     proto.add_argument("--split", type=float, help="fraction of the steps done before the seed changes hands (default 0.5)")
@@ -98,7 +102,7 @@ def main(args) -> int:
     placement = placement_from_args(args)
     out = prepare_out_dir(args.out)
     with placement:  # --placement ray: each ES on its own Ray actor (flowgraphs.placement)
-        result, run, reference = evaluate(config, Session(placement=placement))
+        result, run, reference = evaluate(config, Session(placement=placement, runtime=args.runtime))
     write_run(out, result, run.image, reference.image)
     if result.unused_hop_overrides:
         print(f"meg-phy run: note: {result.protocol} has no hop {', '.join(result.unused_hop_overrides)}; "
