@@ -83,6 +83,159 @@ def detection_curve(snrs, buffers, codec, progress) -> dict:
     return out
 
 
+LOW_SNR_IMPAIRED = {"dc_offset": 0.01 + 0.005j, "iq_gain_db": 0.5, "iq_phase_deg": 3.0, "adc_bits": 12}
+
+
+def low_snr_curve(snrs, bursts, frames_per_burst, codec, progress, ppm: float = 50.0) -> dict:
+    """The low-SNR mode through the simulated radio, analog seed frames, +-`ppm` CFO and SCO (signs
+    alternating), DC offset, IQ imbalance, 12-bit ADC. Per frame with ground truth (SimRadio.last_bursts):
+    detected (its burst found within a cyclic prefix of the true start), header (the burst header decoded),
+    delivered (its values came back); the CFO and timing errors of each burst; NMSE against the link-level
+    AnalogLink (perfect CSI, the same values and SNR)."""
+    import torch
+
+    from link_models import AnalogLink, LinkConfig
+    from link_models.ota.frame import FrameBuilder
+    from link_models.ota.lowsnr import LowSnrCodec, LowSnrReceiver, low_snr_frames
+    from link_models.ota.radio_link import scale_burst
+    from meg_common.stats import rate
+    from sdr_drivers.sim import SimRadio
+
+    low = LowSnrCodec.shared(codec)
+    builder = FrameBuilder(codec, "qpsk", "none", 2, 2)
+    values = np.random.default_rng(5).standard_normal(codec.cfg.values_per_frame * frames_per_burst)
+    frames = low_snr_frames(builder, builder.analog_frames(values, msg_id=9))
+    burst = scale_burst(low.burst(frames))
+    receiver = LowSnrReceiver(codec)
+    keys = ("detected", "header", "delivered")
+    out = {"snr_db": [], "frames": [], "bursts": bursts, "frames_per_burst": frames_per_burst, "ppm": ppm,
+           "noise_triggers": [], **{k: [] for k in keys}, **{f"{k}_ci95": [] for k in keys},
+           "header_failed_given_detected": [], "header_failed_given_detected_ci95": [],
+           "cfo_error_rms_hz": [], "timing_error_rms_samples": [], "nmse_db": [], "nmse_link_level_db": []}
+    for snr in snrs:
+        count = dict.fromkeys((*keys, "noise_triggers"), 0)
+        cfo_err, timing_err, sq, ref_sq = [], [], 0.0, 0.0
+        for seed in range(bursts):
+            radio = SimRadio(snr_db=snr, cfo_ppm=ppm * (-1) ** seed, sco_ppm=ppm * (-1) ** (seed // 2), seed=seed,
+                             **LOW_SNR_IMPAIRED)
+            radio.transmit(burst)
+            capture = radio.receive(burst.size + 3000)
+            result = receiver.receive(capture)
+            truth = radio.last_bursts[0][0]
+            starts = {getattr(f, "burst_start", None) for f in result.frames} | set(result.rejected_starts)
+            starts.discard(None)
+            found = [d for d in starts if abs(d - truth) <= codec.cfg.cp_length]
+            count["noise_triggers"] += len(starts) - len(found)
+            by_seq = {f.header.seq: f for f in result.frames if f.header.msg_id == 9}
+            if found:
+                count["detected"] += len(frames)
+            count["header"] += len(frames) if by_seq else 0
+            count["delivered"] += len(by_seq)
+            if by_seq:
+                first = next(iter(by_seq.values()))
+                cfo_err.append(first.cfo_hz - radio.cfo_hz)
+                timing_err.append(first.burst_start - truth)
+            est = np.concatenate([by_seq[f.header.seq].values[:f.header.units] if f.header.seq in by_seq
+                                  else np.zeros(f.header.units) for f in frames])
+            sq += float(np.sum((est - values) ** 2))
+            _, _, stats = AnalogLink(LinkConfig(snr_db=snr), seed=seed).send_values(torch.from_numpy(values))
+            ref_sq += stats.nmse * float(np.sum(values ** 2))
+        n = bursts * len(frames)
+        out["snr_db"].append(snr)
+        out["frames"].append(n)
+        out["noise_triggers"].append(count["noise_triggers"])
+        for k in keys:
+            r = rate(count[k], n)
+            out[k].append(r["value"])
+            out[f"{k}_ci95"].append([r["ci_low"], r["ci_high"]])
+        r = rate(count["detected"] - count["header"], count["detected"]) if count["detected"] else None
+        out["header_failed_given_detected"].append(r["value"] if r else None)
+        out["header_failed_given_detected_ci95"].append([r["ci_low"], r["ci_high"]] if r else None)
+        out["cfo_error_rms_hz"].append(float(np.sqrt(np.mean(np.square(cfo_err)))) if cfo_err else None)
+        out["timing_error_rms_samples"].append(float(np.sqrt(np.mean(np.square(timing_err)))) if timing_err else None)
+        energy = bursts * float(np.sum(values ** 2))
+        out["nmse_db"].append(10 * math.log10(sq / energy))
+        out["nmse_link_level_db"].append(10 * math.log10(ref_sq / energy))
+        progress(f"low-SNR {snr:+.1f} dB: detected {count['detected']}/{n}, header {count['header']}/{n}, "
+                 f"delivered {count['delivered']}/{n}, noise triggers {count['noise_triggers']}, CFO error "
+                 f"{out['cfo_error_rms_hz'][-1]} Hz RMS, timing {out['timing_error_rms_samples'][-1]} samples RMS, "
+                 f"NMSE {out['nmse_db'][-1]:.2f} dB (link level {out['nmse_link_level_db'][-1]:.2f} dB)")
+    return out
+
+
+def low_snr_noise(codec, seconds: float, progress) -> dict:
+    """Noise only, impaired like the radio (DC, IQ imbalance, 12-bit ADC), through the low-SNR receiver
+    (chirp-pair matched filter, then the burst header): every detection is a noise trigger."""
+    from link_models.ota.lowsnr import LowSnrReceiver
+    from sdr_drivers.impairments import iq_imbalance, quantize
+
+    receiver = LowSnrReceiver(codec)
+    detector = receiver.codec.detector
+    rng = np.random.default_rng(123)
+    block, done, triggers, headers = 1 << 20, 0, 0, 0
+    total = int(seconds * codec.cfg.sample_rate)
+    while done < total:
+        n = min(block, total - done)
+        noise = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) * 0.05
+        capture = quantize(iq_imbalance(noise, 0.5, 3.0) + (0.01 + 0.005j), 12).astype(np.complex64)
+        result = receiver.receive(capture)
+        triggers += result.detections
+        headers += len(result.frames)
+        done += n
+    progress(f"low-SNR noise: {triggers} noise triggers, {headers} headers in {done / codec.cfg.sample_rate:.1f} s")
+    return {"seconds": done / codec.cfg.sample_rate, "noise_triggers": triggers, "headers_decoded": headers,
+            "threshold_rho": detector.threshold, "confirm_threshold_rho": detector.confirm_threshold,
+            "closed_form_false_alarms_per_hour": detector.false_alarms_per_hour,
+            "closed_form_expected_in_run": detector.false_alarms_per_hour * done / codec.cfg.sample_rate / 3600}
+
+
+def plot_low_snr(out: Path, low: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    snr = low["snr_db"]
+    fig, ax = plt.subplots(figsize=(5.8, 3.8))
+    for key, label, style in (("detected", "burst detected (chirp matched filter)", "o-"),
+                              ("header", "burst header decoded", "s-"),
+                              ("delivered", "analog frame delivered", "^-")):
+        v = np.asarray(low[key])
+        ci = np.asarray(low[f"{key}_ci95"], float)
+        ax.errorbar(snr, v, yerr=[v - ci[:, 0], ci[:, 1] - v], fmt=style, capsize=3, label=label)
+    ax.axhline(0.99, color="grey", ls=":", lw=1)
+    ax.axvline(-10, color="grey", ls=":", lw=1)
+    ax.set(xlabel="SNR Es/N0 (dB)", ylabel="fraction of frames (95 % Wilson)",
+           title=f"Low-SNR mode, +-{low['ppm']:g} ppm CFO and SCO, DC, IQ, 12-bit ADC "
+                 f"({low['frames'][0]} frames per point)")
+    ax.title.set_fontsize(8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "ota-lowsnr-detection.png", dpi=90)
+    plt.close(fig)
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    cfo = [np.nan if v is None else v for v in low["cfo_error_rms_hz"]]
+    tim = [np.nan if v is None else v for v in low["timing_error_rms_samples"]]
+    a1.semilogy(snr, cfo, "o-", label="CFO error, RMS (Hz)")
+    a1.semilogy(snr, tim, "s-", label="timing error, RMS (samples)")
+    a1.axhline(300, color="tab:blue", ls=":", lw=1)
+    a1.axhline(1, color="tab:orange", ls=":", lw=1)
+    a1.set(xlabel="SNR Es/N0 (dB)", title=f"sync errors ({low['bursts']} bursts per point)")
+    a1.title.set_fontsize(8)
+    a1.grid(alpha=0.3, which="both")
+    a1.legend(fontsize=7)
+    a2.plot(snr, low["nmse_db"], "o-", label="over the air (low-SNR mode)")
+    a2.plot(snr, low["nmse_link_level_db"], "s--", label="link level AnalogLink (perfect CSI)")
+    a2.set(xlabel="SNR Es/N0 (dB)", ylabel="NMSE (dB)", title="analog values")
+    a2.title.set_fontsize(8)
+    a2.grid(alpha=0.3)
+    a2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "ota-lowsnr-sync-nmse.png", dpi=90)
+    plt.close(fig)
+
+
 def false_alarms(codec, count: int) -> dict:
     from link_models.ota.frontend import front_end
     from link_models.ota.preamble import detect, noise_false_alarm_probability, schmidl_cox_metric
@@ -187,6 +340,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="docs/figures")
     parser.add_argument("--quick", action="store_true", help="fewer frames and codewords (a smoke run)")
+    parser.add_argument("--low-snr-only", action="store_true",
+                        help="only the low-SNR mode (curves, noise run): OUT/ota-lowsnr.json and its figures")
+    parser.add_argument("--bursts", type=int, default=50, help="low-SNR: bursts per SNR point (4 frames each)")
+    parser.add_argument("--noise-seconds", type=float, default=100.0, help="low-SNR: seconds of noise")
     args = parser.parse_args(argv)
     os.environ.setdefault("MPLBACKEND", "Agg")
     torch.set_num_threads(1)
@@ -202,6 +359,14 @@ def main(argv=None) -> int:
         print(f"[{time.time() - started:6.0f} s] {line}", file=sys.stderr, flush=True)
 
     codec = shared_codec(FrameConfig(), 20)
+    low_snrs = [-14.0, -13.0, -12.0, -11.0, -10.0, -8.0, -5.0, 0.0]
+    low = low_snr_curve(low_snrs, 4 if args.quick else args.bursts, 4, codec, progress)
+    noise = low_snr_noise(codec, 5.0 if args.quick else args.noise_seconds, progress)
+    plot_low_snr(out, low)
+    atomic_write_json(out / "ota-lowsnr.json", {"curves": low, "noise": noise, "wall_s": round(time.time() - started, 1),
+                                                "versions": versions()})
+    if args.low_snr_only:
+        return 0
     det = detection_curve([-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 5.0, 8.0], 4 if args.quick else 20, codec, progress)
     fa = false_alarms(codec, 2000 if args.quick else 10_000)
     progress(f"false alarms: {fa['false_alarms']} in {fa['buffers']} noise-only buffers")

@@ -42,7 +42,7 @@ class FrameConfig(ConfigMixin):
     # the low-SNR burst mode (link_models.ota.lowsnr): chirp preamble, protected header, frames at offsets
     chirp_length: int = 1024            # samples per chirp; the preamble is an up-chirp and a down-chirp
     false_alarms_per_hour: float = 0.1  # target of the matched-filter detectors' closed-form threshold
-    low_snr_header_repetitions: int = 12  # the rate-1/5 header codeword is sent this many times (0.033 bit/RE)
+    low_snr_header_repetitions: int = 16  # the rate-1/5 header codeword is sent this many times (0.025 bit/RE)
 
     def __post_init__(self) -> None:
         for name in ("fft_size", "num_pilots", "preamble_repeats", "header_symbols", "codewords_per_frame",

@@ -209,7 +209,15 @@ class ChirpPairDetector:
         return expected_rate(self.threshold, self.sample_rate, self.length)
 
     def detect(self, x: np.ndarray) -> list[Detection]:
-        x = np.asarray(x, np.complex64)
+        """Every preamble in x. The buffer is padded with 2 max_shift zeros on each side: a CFO moves the
+        up-chirp's peak up to max_shift samples before the preamble, so a burst at the very start of a
+        buffer (or a down-chirp at its end) still has its peak inside."""
+        pad = 2 * self.max_shift
+        x = np.concatenate([np.zeros(pad, np.complex64), np.asarray(x, np.complex64), np.zeros(pad, np.complex64)])
+        return [Detection(d.start - pad, d.cfo_hz, d.metric, d.timing - pad) for d in self._detect(x)
+                if 0 <= d.start - pad]
+
+    def _detect(self, x: np.ndarray) -> list[Detection]:
         L, s = self.length, self.max_shift
         rho_up, c_up = normalized_correlation(x, self.up)
         found = []
