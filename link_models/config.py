@@ -25,6 +25,8 @@ from meg_common.vocabulary import (
     Code,
     Decoder,
     Estimator,
+    Fading,
+    McsMode,
     Modulation,
     noiseless,
     numeric_snr_db,
@@ -37,6 +39,8 @@ CODES = values(Code)
 ESTIMATORS = values(Estimator)
 CHANNELS = values(Channel)
 DEVICES = ("cpu", "cuda")
+FADINGS = values(Fading)
+MCS_MODES = values(McsMode)
 DECODERS = values(Decoder)  # fast: link_models.ldpc_fast (CPU; Sionna's is used on CUDA devices)
 
 # 5G NR LDPC limits (TS 38.212 5.3.2 / 5.4.2.1): information block and code rate.
@@ -53,6 +57,10 @@ this (the CRC at most 10 %). A longer code at the same rate only lowers the BLER
 at the nominal n stays on the safe side (measured on the hop's link, one resource block, LMMSE, 600 first
 transmissions: table 3 MCS 0 at -10 dB 0.358 at k=30 and 0.117 at k=240; MCS 2 at -7.5 dB 0.097 and 0.002)."""
 MAX_TRANSMISSIONS = 16
+MAX_ARQ = 32  # RLC maxRetxThreshold (TS 38.322) goes up to 32
+AGGREGATION = (1, 2, 4, 8)
+"""Slot aggregation factors (TS 38.331 pdsch-AggregationFactor): a transport block's coded bits repeated
+over 2, 4 or 8 times the resources, below the lowest MCS (OLLA at the cell edge, link_models.scheduled)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,15 @@ class LinkConfig(ConfigMixin):
     LDPC mother code (`ldpc_n` bits) and repeat its bits cyclically up to `n`, as 5G's circular buffer does.
     `max_transmissions` > 1 turns on HARQ (chase combining, link_models.digital): each codeword carries a
     CRC24B and is sent again until it passes.
+    "table" is the open-loop rule above at the configured `snr_db`. "auto" is outer-loop link adaptation
+    (OLLA, link_models.state): transport block by transport block, the MCS the same BLER table allows at the
+    receiver's reported SNR (its own estimate, `report_delay_frames` old) less an offset that every
+    first-transmission ACK/NACK moves toward `bler_target` (steps `olla_step_db` up, `olla_step_db` target /
+    (1 - target) down); it resolves to the table's MCS at `snr_db` (the first report a UE gives) and sends
+    through link_models.scheduled. `arq_max` > 0: RLC acknowledged mode after HARQ, up to `arq_max`
+    retransmissions of a codeword whose HARQ failed. `fading` "continuous": TDL/CDL evolve with `speed_mps`
+    over a UE's session (link_models.fading); "block": a new draw per frame. OLLA, ARQ and continuous fading
+    send in rounds of `harq_rtt_frames` frames (the HARQ round trip, the feedback delay).
     Estimators: perfect (true channel and true N0), ls, lmmse (both estimate N0 from the pilots).
     """
 
@@ -107,6 +124,12 @@ class LinkConfig(ConfigMixin):
     bler_target: float = 0.1
     bler_table: str | None = None
     max_transmissions: int = 1
+    fading: str = "block"
+    arq_max: int = 0
+    olla_step_db: float = 1.0
+    report_delay_frames: int = 1
+    harq_rtt_frames: int = 8
+    aggregation: int = 1
 
     def __post_init__(self) -> None:
         """Normalise the values (lower-case names, typed numbers, no SNR on the ideal channel), check every
@@ -114,13 +137,26 @@ class LinkConfig(ConfigMixin):
         def put(name: str, value: Any) -> None:
             object.__setattr__(self, name, value)
 
-        for name in ("modulation", "code", "channel", "estimator", "decoder"):
+        for name in ("modulation", "code", "channel", "estimator", "decoder", "fading"):
             put(name, str(getattr(self, name)).lower())
         validate.choice("modulation", self.modulation, tuple(MODULATIONS))
         validate.choice("code", self.code, CODES)
         validate.choice("channel", self.channel, CHANNELS)
         validate.choice("estimator", self.estimator, ESTIMATORS)
         validate.choice("decoder", self.decoder, DECODERS)
+        validate.choice("fading", self.fading, FADINGS)
+        if self.fading == Fading.CONTINUOUS and not self.channel.startswith(("tdl-", "cdl-")):
+            put("fading", Fading.BLOCK.value)  # flat channels do not change in time: nothing to correlate
+        put("arq_max", validate.integer("arq_max", self.arq_max, 0, MAX_ARQ))
+        put("olla_step_db", validate.number("olla_step_db", self.olla_step_db, 0.01, 10, unit=" dB"))
+        put("report_delay_frames", validate.integer("report_delay_frames", self.report_delay_frames, 1, 1000))
+        put("harq_rtt_frames", validate.integer("harq_rtt_frames", self.harq_rtt_frames, 1, 1000))
+        put("aggregation", validate.choice("aggregation", self.aggregation, AGGREGATION))
+        if self.aggregation > 1 and self.mcs is None:
+            raise InputError(f"aggregation={self.aggregation} repeats an MCS codeword; give an MCS (or aggregation 1)")
+        if self.arq_max and self.max_transmissions < 2:
+            raise InputError(f"arq_max={self.arq_max}: ARQ retransmits what HARQ could not deliver, so it needs "
+                             "HARQ's CRC; set max_transmissions >= 2 (or arq_max 0)")
         for name in ("k", "n", "fft_size", "num_ofdm_symbols", "repetition", "batch", "ldpc_iterations"):
             validate.positive_int(name, getattr(self, name))
         validate.non_negative_int("cp_length", self.cp_length)
@@ -161,8 +197,8 @@ class LinkConfig(ConfigMixin):
                 if not validate.is_real(value) or not math.isfinite(value):
                     raise InputError(f"{name}={value!r}: must be a finite number of dB (no noise: channel 'ideal')")
                 put(name, float(value))
-        if self.mcs == "auto" and self.ebno_db is not None:
-            raise InputError("mcs 'auto' picks the MCS for snr_db (Es/N0 per resource element); give snr_db "
+        if self.mcs in MCS_MODES and self.ebno_db is not None:
+            raise InputError(f"mcs '{self.mcs}' picks the MCS for snr_db (Es/N0 per resource element); give snr_db "
                              "instead of ebno_db, or a fixed MCS index")
         if self.device is not None:
             put("device", str(self.device))
@@ -174,6 +210,17 @@ class LinkConfig(ConfigMixin):
         """What a link transmits with: this configuration with its MCS applied (a new frozen value; the
         same for equal configurations)."""
         return _resolve(self)
+
+    @property
+    def olla(self) -> bool:
+        """True with outer-loop link adaptation (mcs 'auto')."""
+        return self.mcs == McsMode.AUTO
+
+    @property
+    def scheduled(self) -> bool:
+        """True when the link sends in HARQ rounds with per-UE state (OLLA, ARQ or continuous fading:
+        link_models.scheduled); False: the one-shot path of link_models.digital."""
+        return self.olla or self.arq_max > 0 or self.fading == Fading.CONTINUOUS
 
     # --- derived quantities (of the configuration; a ResolvedLink has the same ones after the MCS) ---------
     @property
@@ -283,7 +330,7 @@ def _resolve(cfg: LinkConfig) -> ResolvedLink:
     elif cfg.mcs is not None:
         from link_models.mcs import mcs
 
-        if cfg.mcs == "auto":
+        if cfg.mcs in MCS_MODES:
             adaptation = link_adaptation(cfg.mcs_table, cfg.bler_target, cfg.bler_table, cfg.estimator)
             row = adaptation.mcs(min(max(numeric_snr_db(cfg.snr_db), -100.0), 100.0))
         else:
@@ -292,6 +339,7 @@ def _resolve(cfg: LinkConfig) -> ResolvedLink:
         nominal_n = n // MCS_BLOCK * MCS_BLOCK
         n = max(nominal_n, math.ceil(MCS_MIN_INFO_BITS / row.code_rate / MCS_BLOCK) * MCS_BLOCK)
         k = max(LDPC_K_MIN, round(row.code_rate * n))
+        n *= cfg.aggregation  # slot aggregation: the same k over `aggregation` times the coded bits
     m = MODULATIONS[modulation]
     ldpc_n = n
     if cfg.code == "ldpc":
@@ -329,18 +377,19 @@ def link_adaptation(table: int, target: float, bler_table: str | None = None, es
 
 
 def parse_mcs(value) -> str | int | None:
-    """None | 'auto' | an MCS index (int, or digits as text from a command line)."""
+    """None | 'auto' (OLLA) | 'table' (open loop) | an MCS index (int, or digits as text from a command line)."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "")):
         return None
     if isinstance(value, str):
         text = value.strip().lower()
-        if text == "auto":
-            return "auto"
+        if text in MCS_MODES:
+            return text
         if text.isdigit():
             return int(text)
     elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return int(value)
-    raise InputError(f"mcs={value!r}: give 'auto' (link adaptation), an MCS index 0..28, or none "
+    raise InputError(f"mcs={value!r}: give 'auto' (outer-loop link adaptation), 'table' (open-loop from the "
+                     "BLER table), an MCS index 0..28, or none "
                      "(modulation, k and n as given)")
 
 

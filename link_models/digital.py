@@ -29,6 +29,11 @@ bits and a CRC24B. After each transmission the receiver adds the new LLRs to tho
 combining), decodes, and checks the CRC; codewords that fail are sent again (packed into fresh frames), up
 to `max_transmissions` times. Every transmission is counted in frames, symbols and airtime; `transmissions`
 in the statistics is the most any codeword needed, `codeword_transmissions` their sum.
+
+OLLA (`mcs="auto"`), RLC ARQ (`arq_max`) and time-correlated fading (`fading="continuous"`) send through
+link_models.scheduled instead: HARQ rounds, an MCS per round, per-UE state (link_models.state.LinkState)
+passed with each payload (`send_bytes(payload, state=...)`, `send_bytes_many(..., states=[...])`). The link
+keeps one built code per MCS it has used (`code_for`).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import torch
 
 from link_models.base import OFDMLink
 from link_models.coding import build_code
-from link_models.config import CRC_BITS, LinkConfig
+from link_models.config import CRC_BITS, LinkConfig, ResolvedLink
 from link_models.modulation import build_modem
 from link_models.ofdm import OFDMTransport
 from link_models.stats import LinkStats
@@ -79,6 +84,28 @@ class Pass:
     sq_error: float         # sum |x_hat - x|^2 over those symbols
     no_eff: float           # sum of the equaliser's effective noise variance over those symbols
     no_est: float | None = None  # the N0 the receiver used (estimated unless the estimator is perfect)
+    snr_est: float | None = None  # the receiver's SNR estimate mean |h_hat|^2 / N0_hat (link adaptation reports)
+
+
+class Code:
+    """The encoder, decoder, modem, rate matching and CRC of one resolved configuration (one MCS)."""
+
+    def __init__(self, cfg: ResolvedLink, device: str, crc: bool):
+        self.cfg = cfg
+        self.encoder, self.decoder = build_code(cfg.code, cfg.k, cfg.ldpc_n, cfg.bits_per_symbol, device,
+                                                num_iter=cfg.ldpc_iterations, decoder=cfg.decoder)
+        self.mapper, self.demapper = build_modem(cfg.modulation, device)
+        self.repeat = (torch.arange(cfg.n, device=device) % cfg.ldpc_n) if cfg.ldpc_n < cfg.n else None
+        self.crc_encoder = self.crc_decoder = None
+        if crc:
+            sionna_crc = import_sionna().fec.crc
+            self.crc_encoder = sionna_crc.CRCEncoder("CRC24B", k=cfg.k - CRC_BITS, device=device)
+            self.crc_decoder = sionna_crc.CRCDecoder(self.crc_encoder, device=device)
+        self.key = code_key(cfg)
+
+
+def code_key(cfg: ResolvedLink) -> tuple:
+    return (cfg.modulation, cfg.k, cfg.n, cfg.ldpc_n, cfg.max_transmissions)
 
 
 class DigitalLink(OFDMLink):
@@ -91,17 +118,26 @@ class DigitalLink(OFDMLink):
         self.transport = OFDMTransport(cfg, self.device)
 
     def build_code(self, cfg: LinkConfig) -> None:
-        """Encoder, decoder, modem, rate matching and CRC for cfg's modulation and (k, n)."""
-        self.encoder, self.decoder = build_code(cfg.code, cfg.k, cfg.ldpc_n, cfg.bits_per_symbol, self.device,
-                                                num_iter=cfg.ldpc_iterations, decoder=cfg.decoder)
-        self.mapper, self.demapper = build_modem(cfg.modulation, self.device)
-        self.repeat = (torch.arange(cfg.n, device=self.device) % cfg.ldpc_n) if cfg.ldpc_n < cfg.n else None
-        self.crc_encoder = self.crc_decoder = None
-        if cfg.max_transmissions > 1:
-            crc = import_sionna().fec.crc
-            self.crc_encoder = crc.CRCEncoder("CRC24B", k=cfg.k - CRC_BITS, device=self.device)
-            self.crc_decoder = crc.CRCDecoder(self.crc_encoder, device=self.device)
-        self._code_key = (cfg.modulation, cfg.k, cfg.n, cfg.ldpc_n, cfg.max_transmissions)
+        """Encoder, decoder, modem, rate matching and CRC for cfg's modulation and (k, n): the link's current
+        code (`code_for`)."""
+        code = self.code_for(cfg)
+        self.code = code
+        self.encoder, self.decoder = code.encoder, code.decoder
+        self.mapper, self.demapper, self.repeat = code.mapper, code.demapper, code.repeat
+        self.crc_encoder, self.crc_decoder = code.crc_encoder, code.crc_decoder
+        self._code_key = code.key
+
+    def code_for(self, cfg: LinkConfig | ResolvedLink) -> Code:
+        """The built code of a resolved configuration (one per MCS, built once: the 5G code and modem draw
+        nothing, so building order does not matter). Scheduled links (OLLA, ARQ) always carry the CRC their
+        ACK/NACK needs."""
+        cfg = cfg.resolved()
+        if not hasattr(self, "_codes"):
+            self._codes: dict[tuple, Code] = {}
+        key = code_key(cfg)
+        if key not in self._codes:
+            self._codes[key] = Code(cfg, self.device, crc=cfg.max_transmissions > 1 or cfg.scheduled)
+        return self._codes[key]
 
     def scramble(self, x: torch.Tensor, llr: bool = False) -> torch.Tensor:
         """One pass's coded bits [L] XOR the first L bits of the scrambling sequence (TB5GScrambler's
@@ -112,7 +148,7 @@ class DigitalLink(OFDMLink):
     @property
     def harq(self) -> bool:
         """True when the link retransmits by itself (HARQ); a hop then sends a payload once."""
-        return self.cfg.max_transmissions > 1
+        return self.cfg.max_transmissions > 1 or self.cfg.scheduled
 
     @property
     def uses_per_codeword(self) -> int:
@@ -127,9 +163,8 @@ class DigitalLink(OFDMLink):
     def set_operating_point(self, snr_db: float | None = None, ebno_db: float | None = None) -> None:
         """Move to another SNR; with `mcs="auto"` the MCS is chosen again and the code rebuilt if it changed."""
         super().set_operating_point(snr_db=snr_db, ebno_db=ebno_db)
-        cfg = self.cfg
-        if (cfg.modulation, cfg.k, cfg.n, cfg.ldpc_n, cfg.max_transmissions) != self._code_key:
-            self.build_code(cfg)  # deterministic: the 5G code and modem draw nothing
+        if code_key(self.cfg) != self._code_key:
+            self.build_code(self.cfg)  # deterministic: the 5G code and modem draw nothing
 
     @property
     def codewords_per_batch(self) -> int:
@@ -164,45 +199,57 @@ class DigitalLink(OFDMLink):
 
     @torch.no_grad()
     def transmit_many(self, bits: Sequence[torch.Tensor], priors: Sequence[torch.Tensor | None],
-                      generators: Sequence[torch.Generator]) -> list[Pass]:
+                      generators: Sequence[torch.Generator], code: Code | None = None,
+                      fading: Sequence | None = None) -> list[Pass]:
         """`transmit` of several groups of codewords at once, group i on frames of its own and drawing its
         channel from generators[i]: one Pass per group, each equal to `transmit` of that group alone with that
         generator. Encoding, mapping, demapping and decoding run once for all groups (they work codeword by
-        codeword, symbol by symbol); the channel runs per group (OFDMTransport.send_many says why)."""
-        m = self.cfg.bits_per_symbol
+        codeword, symbol by symbol); the channel runs per group (OFDMTransport.send_many says why).
+
+        `code`: the MCS's code (`code_for`; default the link's current one); `fading[i]`: group i's UE channel
+        (link_models.fading.FadingState) with continuous fading."""
+        code = code or self.code
+        ccfg = code.cfg
+        m = ccfg.bits_per_symbol
         counts = [int(b.shape[0]) for b in bits]
         with preserved_global_rng():
-            coded = self.encoder(torch.cat(list(bits)))
-            if self.repeat is not None:
-                coded = coded[:, self.repeat]
+            coded = code.encoder(torch.cat(list(bits)))
+            if code.repeat is not None:
+                coded = coded[:, code.repeat]
             sizes = [c * coded.shape[1] for c in counts]
             # each group's stream is padded to whole symbols, as when it goes alone
             streams = [torch.nn.functional.pad(self.scramble(part.reshape(-1)), (0, -size % m))
                        for part, size in zip(coded.split(counts), sizes, strict=True)]
-            xs = self.mapper(torch.cat(streams)).split([s.numel() // m for s in streams])
-            received = self.transport.send_many(list(xs), self.no, list(generators))
+            xs = code.mapper(torch.cat(streams)).split([s.numel() // m for s in streams])
+            received = self.transport.send_many(list(xs), self.no, list(generators),
+                                                None if fading is None else list(fading))
+            snr_est = list(self.transport.snr_est)
             x_hat = torch.cat([r[0] for r in received])
             no_eff = torch.cat([r[1] for r in received])
-            llrs = self.demapper(x_hat, no_eff).split([x.shape[0] * m for x in xs])
+            llrs = code.demapper(x_hat, no_eff).split([x.shape[0] * m for x in xs])
             combined = []
             for llr, size, count, prior in zip(llrs, sizes, counts, priors, strict=True):
                 llr = self.scramble(llr[:size], llr=True).reshape(count, -1)
-                if self.repeat is not None:
-                    llr = torch.zeros(count, self.cfg.ldpc_n, dtype=llr.dtype, device=llr.device) \
-                        .index_add_(1, self.repeat, llr)
+                if code.repeat is not None:
+                    llr = torch.zeros(count, ccfg.ldpc_n, dtype=llr.dtype, device=llr.device) \
+                        .index_add_(1, code.repeat, llr)
                 combined.append(llr if prior is None else llr + prior)
-            bits_hat = self.decoder(torch.cat(combined)).split(counts)
+            bits_hat = code.decoder(torch.cat(combined)).split(counts)
         return [Pass(bits_hat=b, llr=llr, frames=frames, symbols=x.shape[0],
-                     sq_error=float((xh - x).abs().square().sum()), no_eff=float(ne.sum()), no_est=no_est)
-                for b, llr, x, (xh, ne, frames, no_est) in zip(bits_hat, combined, xs, received, strict=True)]
+                     sq_error=float((xh - x).abs().square().sum()), no_eff=float(ne.sum()), no_est=no_est,
+                     snr_est=est)
+                for b, llr, x, (xh, ne, frames, no_est), est in zip(bits_hat, combined, xs, received, snr_est,
+                                                                    strict=True)]
 
     # --- payloads --------------------------------------------------------------------------------------------
-    def send_bits(self, bits: torch.Tensor) -> tuple[torch.Tensor, LinkStats]:
-        """A 1-D tensor of 0/1 bits (any length >= 1) through the link: (decoded bits, stats)."""
-        return self.send_bits_many([bits], [self.generator])[0]
+    def send_bits(self, bits: torch.Tensor, state=None) -> tuple[torch.Tensor, LinkStats]:
+        """A 1-D tensor of 0/1 bits (any length >= 1) through the link: (decoded bits, stats); `state`: the
+        UE's LinkState (scheduled links: OLLA, ARQ, continuous fading; None: a session of its own)."""
+        return self.send_bits_many([bits], [self.generator], states=[state])[0]
 
     def send_bits_many(self, payloads: Sequence[torch.Tensor], seeds: Sequence[int | torch.Generator],
-                       budgets: Sequence[int | None] | None = None) -> list[tuple[torch.Tensor, LinkStats]]:
+                       budgets: Sequence[int | None] | None = None, states: Sequence | None = None
+                       ) -> list[tuple[torch.Tensor, LinkStats]]:
         """Several bit vectors in one batched send, vector i drawing from its own generator (`seeds[i]`: an
         int, or a generator that is advanced): per vector what `reseed(seeds[i])` then `send_bits(payloads[i])`
         gives, bit for bit, HARQ included (its own codewords, frames, N0 estimates, retransmissions).
@@ -214,7 +261,23 @@ class DigitalLink(OFDMLink):
 
         The payloads go in lockstep: the j-th pass of every payload still sending is one `transmit_many`,
         and each payload's passes are the ones it makes alone, in the same order, so each generator sees the
-        same draws."""
+        same draws.
+
+        `states[i]`: the LinkState of payload i's UE on a scheduled link (link_models.scheduled, OLLA / ARQ /
+        continuous fading), advanced by the send; None (or no `states`) starts a session of its own. A link
+        that is not scheduled takes no state (InputError)."""
+        if self.cfg.scheduled:
+            from link_models.scheduled import send_scheduled
+
+            if budgets is not None and any(b is not None for b in budgets):
+                raise InputError("channel-use budgets need a one-shot link: mcs 'table' or an index, no ARQ, "
+                                 "block fading")
+            bits = [self._check_bits(b) for b in payloads]
+            return send_scheduled(self, bits, self.generators(seeds, len(bits)),
+                                  list(states) if states is not None else [None] * len(bits))
+        if states is not None and any(s is not None for s in states):
+            raise InputError("a LinkState goes with a scheduled link (mcs 'auto', arq_max > 0 or continuous "
+                             "fading); this link has none of them")
         jobs = [_Job(self._check_bits(b), self) for b in payloads]
         generators = self.generators(seeds, len(jobs))
         limits = list(budgets) if budgets is not None else [None] * len(jobs)
@@ -276,17 +339,20 @@ class DigitalLink(OFDMLink):
         stats.bler = stats.block_errors / job.codewords
         return bits_hat, stats
 
-    def send_bytes(self, payload: bytes) -> tuple[bytes, LinkStats]:
-        """Bytes through the link (MSB first): (received bytes of the same length, stats)."""
-        return self.send_bytes_many([payload], [self.generator])[0]
+    def send_bytes(self, payload: bytes, state=None) -> tuple[bytes, LinkStats]:
+        """Bytes through the link (MSB first): (received bytes of the same length, stats); `state`: the UE's
+        LinkState on a scheduled link (send_bits_many)."""
+        return self.send_bytes_many([payload], [self.generator], states=[state])[0]
 
     def send_bytes_many(self, payloads: Sequence[bytes], seeds: Sequence[int | torch.Generator],
-                        budgets: Sequence[int | None] | None = None) -> list[tuple[bytes, LinkStats]]:
+                        budgets: Sequence[int | None] | None = None, states: Sequence | None = None
+                        ) -> list[tuple[bytes, LinkStats]]:
         """Several payloads in one batched send, payload i drawing from its own generator (`seeds[i]`: an int,
         or a generator that is advanced): per payload what `reseed(seeds[i])` then `send_bytes(payloads[i])`
-        gives, bit for bit; `budgets`: channel uses per payload (send_bits_many)."""
+        gives, bit for bit; `budgets`: channel uses per payload; `states`: per payload its UE's LinkState
+        (send_bits_many)."""
         bits = [torch.from_numpy(np.unpackbits(_payload_bytes(p)).astype(np.float32)) for p in payloads]
-        out = self.send_bits_many(bits, seeds, budgets)
+        out = self.send_bits_many(bits, seeds, budgets, states)
         return [(np.packbits(b.to("cpu", torch.uint8).numpy()).tobytes(), stats) for b, stats in out]
 
     def _stats(self, passes: list[Pass], payload_bits: int, codewords: int) -> LinkStats:

@@ -28,6 +28,7 @@ from torch import nn
 
 from link_models.channels import build_channel
 from link_models.config import LinkConfig
+from link_models.fading import ContinuousFading, FadingState
 from meg_common.rng import import_sionna, sionna_rng
 
 # The receiver never divides by a zero noise variance (ideal channel): it assumes at least this much.
@@ -104,6 +105,13 @@ class OFDMTransport(nn.Module):
         self.resource_grid = build_resource_grid(cfg, device)
         self.grid_mapper = sn.ofdm.ResourceGridMapper(self.resource_grid, device=device)
         self.channel = build_channel(cfg, self.resource_grid, device)
+        self.continuous = ContinuousFading(cfg, self.resource_grid, device) \
+            if cfg.fading == "continuous" else None
+        """The time-correlated channel of a UE session (link_models.fading), used for streams sent with a
+        FadingState; `channel` (block fading) otherwise."""
+        self.snr_est: list[float] = []
+        """Per stream of the last call: the receiver's own SNR estimate, mean |h_hat|^2 / N0_hat over its
+        frames (what a UE would report for link adaptation)."""
         self.estimator = None
         if cfg.estimator == "ls":
             self.estimator = sn.ofdm.LSChannelEstimator(self.resource_grid, interpolation_type="lin", device=device)
@@ -148,8 +156,8 @@ class OFDMTransport(nn.Module):
         x_hat, no_eff, frames, _ = self._run([x], no)[0]
         return x_hat, no_eff, frames
 
-    def send_many(self, xs: list[torch.Tensor], no: torch.Tensor, generators: list[torch.Generator]
-                  ) -> list[tuple[torch.Tensor, torch.Tensor, int, float]]:
+    def send_many(self, xs: list[torch.Tensor], no: torch.Tensor, generators: list[torch.Generator],
+                  fading: list[FadingState | None] | None = None) -> list[tuple[torch.Tensor, torch.Tensor, int, float]]:
         """Several symbol streams, each on frames of its own and drawing its channel from its own generator,
         received in one pass: per stream (x_hat [N_i], no_eff [N_i], frames, the N0 its receiver used).
 
@@ -163,13 +171,16 @@ class OFDMTransport(nn.Module):
         dimension innermost before multiplying complex tensors, and PyTorch multiplies complex numbers in
         its vector (FMA) loop or its scalar loop depending on that innermost extent (measured: TDL-A, LMMSE,
         1 frame alone against the same frame among 4: channel estimates 5.6e-7 apart). The equaliser keeps
-        the frames outermost and runs once for all streams, each with its own N0."""
+        the frames outermost and runs once for all streams, each with its own N0.
+
+        `fading[i]` (a FadingState, with `cfg.fading` "continuous"): stream i goes through its UE's
+        time-correlated channel from the state's clock (not advanced here); None: block fading."""
         if len(xs) != len(generators):
             raise ValueError(f"{len(xs)} streams for {len(generators)} generators; give one generator per stream")
-        return self._run(xs, no, generators)
+        return self._run(xs, no, generators, fading)
 
-    def _run(self, xs: list[torch.Tensor], no: torch.Tensor, generators: list[torch.Generator] | None = None
-            ) -> list[tuple[torch.Tensor, torch.Tensor, int, float]]:
+    def _run(self, xs: list[torch.Tensor], no: torch.Tensor, generators: list[torch.Generator] | None = None,
+             fading: list[FadingState | None] | None = None) -> list[tuple[torch.Tensor, torch.Tensor, int, float]]:
         """`send_many` (generators: one per stream) or, without generators, one channel call for all streams
         drawing from the generator lent at the time (what `forward` does with its one stream)."""
         if not xs:
@@ -185,9 +196,13 @@ class OFDMTransport(nn.Module):
             y, h = self.channel(x_grid, no)
         else:
             parts = []
-            for (a, b), generator in zip(spans, generators, strict=True):
+            states = fading if fading is not None else [None] * len(generators)
+            for (a, b), generator, state in zip(spans, generators, states, strict=True):
                 with sionna_rng(generator):
-                    parts.append(self.channel(x_grid[a:b], no))
+                    if state is not None and self.continuous is not None:
+                        parts.append(self.continuous(x_grid[a:b], no, state))
+                    else:
+                        parts.append(self.channel(x_grid[a:b], no))
             y, h = (torch.cat(t) for t in zip(*parts, strict=True)) if len(parts) > 1 else parts[0]
         if self.estimator is None:
             no_rx = torch.clamp(no, min=RECEIVER_NOISE_FLOOR)
@@ -200,6 +215,10 @@ class OFDMTransport(nn.Module):
             h_hat, err_var = (torch.cat(t) for t in zip(*estimates, strict=True)) if len(xs) > 1 else estimates[0]
             no_rx = no_ests[0] if len(xs) == 1 else torch.cat([e.expand(f) for e, f in zip(no_ests, frames, strict=True)])
         x_hat, no_eff = self.equalizer(y, h_hat, err_var, no_rx)
+        # a contiguous copy per stream: a reduction over another layout (a lone estimate comes permuted) adds in
+        # another order
+        self.snr_est = [float(h_hat[a:b].clone(memory_format=torch.contiguous_format).abs().square().mean() / e)
+                        for (a, b), e in zip(spans, no_ests, strict=True)]
         # contiguous, as a stream's own call gives them: a sum over a strided view adds in another order
         out = [(x_hat[a:b].reshape(-1)[:n].contiguous(), no_eff[a:b].reshape(-1)[:n].contiguous(), f, float(e))
                for (a, b), n, f, e in zip(spans, counts, frames, no_ests, strict=True)]

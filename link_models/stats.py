@@ -46,6 +46,14 @@ class LinkStats:
     transmissions: int | None = None  # digital: HARQ transmissions the worst codeword needed (1 without HARQ)
     codeword_transmissions: int = 0   # digital: codewords sent, retransmissions included
     crc_failures: int | None = None   # digital with HARQ: codewords the receiver's CRC still rejects at the end
+    # link_models.scheduled (OLLA, ARQ, continuous fading): None on the one-shot path
+    latency_slots: int | None = None      # frames (slots) from the first transmission to the last codeword decoded
+    first_tx_blocks: int | None = None    # transport blocks (codewords) sent for the first time
+    first_tx_nacks: int | None = None     # of them, how many failed their first transmission
+    olla_offset_db: float | None = None   # OLLA's SNR offset after this payload (the UE's state)
+    arq_retransmissions: int | None = None  # RLC retransmissions (codewords re-sent after HARQ failed)
+    feedback_bits: int | None = None      # reverse-link feedback: 1 HARQ ACK/NACK bit per codeword transmission,
+                                          # plus an RLC STATUS PDU per round with an ARQ retransmission
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -75,6 +75,23 @@ class Decoder(StrEnum):
     SIONNA = "sionna"
 
 
+class McsMode(StrEnum):
+    """Link adaptation of a digital link (besides a fixed MCS index): auto is outer-loop link adaptation
+    (OLLA: the MCS for the receiver's reported SNR less an offset moved by every ACK/NACK toward the BLER
+    target), table the open-loop choice from the BLER table at the configured SNR."""
+
+    AUTO = "auto"
+    TABLE = "table"
+
+
+class Fading(StrEnum):
+    """How a TDL/CDL channel changes in time: block (a new draw every frame) or continuous (one channel per
+    UE session that evolves with the UE's speed across frames, retransmissions and payloads)."""
+
+    BLOCK = "block"
+    CONTINUOUS = "continuous"
+
+
 class Scheme(StrEnum):
     """How a protocol hop transmits (flowgraphs): analog values, digital bytes, the wired backhaul, the
     capacity bound of a digital hop, or SoftCast images on an analog hop."""
@@ -140,6 +157,8 @@ TABLE_ROWS: tuple[tuple[str, tuple, str], ...] = (
     ("code", tuple(Code), "`LinkConfig`, `--code`"),
     ("estimator", tuple(Estimator), "`LinkConfig`, a hop, `--estimator`"),
     ("decoder", tuple(Decoder), "`LinkConfig`, `meg-phy link sweep --decoder`"),
+    ("link adaptation (besides an MCS index)", tuple(McsMode), "`LinkConfig.mcs`, a hop's `mcs`, `--mcs`"),
+    ("fading", tuple(Fading), "`LinkConfig.fading`, a hop's `fading`, `meg-phy link sweep --fading`"),
     ("scheme of a hop", tuple(Scheme), "a hop (`[link]`, `[backhaul]`, ...)"),
     ("scheme of the air interface", AIR_SCHEMES, "uplink and downlink hops, `meg-phy run --scheme`"),
     ("scheme of a link", CARRIERS, "`meg-phy link sweep --scheme`, the over-the-air frame (`meg-phy ota --scheme`)"),

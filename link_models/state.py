@@ -1,0 +1,112 @@
+"""Per-UE link state: what a base station keeps about one UE's link between transmissions.
+
+A link object (DigitalLink) is shared: flowgraphs builds one per configuration and hands it to every hop
+with that configuration (Session.link), and a batched send carries the payloads of many tasks at once. So
+what belongs to one UE's session cannot live in the link's attributes. It is a `LinkState`, passed with each
+payload (`DigitalLink.send_bytes_many(payloads, seeds, states=...)`; `send_bytes(payload, state=...)`):
+
+- `olla`: outer-loop link adaptation (`Olla`): the SNR offset and the last reported SNR;
+- `fading`: the UE's time-correlated channel (link_models.fading.FadingState: model seed and clock);
+- `history`: one `TbRecord` per transport block's first transmission (its MCS, the offset, the report,
+  ACK/NACK), from which first-transmission BLER and the offset over time are read.
+
+Rules: the state is the UE's, advanced by every send that carries it, in the order of the sends; a payload
+given no state starts a session of its own (a new state, dropped afterwards); the payloads of one batched
+call must carry different states (one UE sends one payload at a time on a link; InputError otherwise), so
+`send_bytes_many` is bit for bit the same as `send_bytes` of each payload in turn with its state.
+
+`Olla` is the rule of `sionna.sys.OuterLoopLinkAdaptation` (Pedersen et al.) for one user, as plain Python
+numbers (tests/test_link_olla.py holds the two to the same offsets and MCSs on the same feedback): on ACK
+the offset falls by delta_down = delta_up * target / (1 - target), on NACK it rises by delta_up, clipped to
+[offset_min, offset_max]; the MCS is the inner loop's choice for (last reported SNR - offset). Only the
+first transmission of a transport block moves the offset (the target is a first-transmission BLER).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from link_models.fading import FadingState
+
+
+@dataclasses.dataclass
+class TbRecord:
+    """One transport block's first transmission as OLLA saw it."""
+
+    frame: int              # session clock (frames) when it went on air
+    mcs_index: int
+    mcs_table: int
+    reported_snr_db: float  # the receiver's report the MCS was chosen from
+    offset_db: float        # OLLA's offset when the MCS was chosen
+    ack: bool | None = None  # first-transmission outcome (None until its feedback arrived)
+    aggregation: int = 1     # slot aggregation factor (below the lowest MCS)
+
+
+@dataclasses.dataclass
+class Olla:
+    """Outer-loop link adaptation for one UE (see the module doc)."""
+
+    target: float = 0.1
+    delta_up: float = 1.0
+    offset_min: float = -20.0
+    offset_max: float = 20.0
+    offset_db: float = 0.0
+    reported_snr_db: float | None = None
+    """The last SNR the receiver reported (dB); None before the first report."""
+
+    @property
+    def delta_down(self) -> float:
+        return self.delta_up * self.target / (1 - self.target)
+
+    def feedback(self, ack: bool) -> None:
+        """One HARQ feedback of a first transmission: the offset moves down on ACK, up on NACK."""
+        step = -self.delta_down if ack else self.delta_up
+        self.offset_db = min(max(self.offset_db + step, self.offset_min), self.offset_max)
+
+    def report(self, snr_db: float) -> None:
+        """A new SNR report from the receiver (ignored when not finite, as Sionna ignores non-positive SINR)."""
+        if snr_db is not None and math.isfinite(snr_db):
+            self.reported_snr_db = float(snr_db)
+
+    def effective_snr_db(self, default_snr_db: float) -> float:
+        """What the inner loop is asked for: the last report (or `default_snr_db` before one) minus the offset."""
+        report = self.reported_snr_db if self.reported_snr_db is not None else default_snr_db
+        return report - self.offset_db
+
+
+@dataclasses.dataclass
+class LinkState:
+    """One UE's state on one link over its session (see the module doc)."""
+
+    seed: int = 0
+    """Seed of the UE's channel (time-correlated fading): the model parameters of its TDL/CDL."""
+    olla: Olla = dataclasses.field(default_factory=Olla)
+    fading: FadingState | None = None
+    history: list[TbRecord] = dataclasses.field(default_factory=list)
+    pending_reports: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+    """(frame the estimate is usable from, SNR dB): receiver estimates not yet reported (report delay)."""
+
+    def __post_init__(self) -> None:
+        if self.fading is None:
+            self.fading = FadingState(seed=int(self.seed))
+
+    @property
+    def clock(self) -> int:
+        """Frames since the session began."""
+        return self.fading.clock
+
+    def advance(self, frames: int) -> None:
+        self.fading.clock += int(frames)
+
+    def deliver_reports(self) -> None:
+        """Hand OLLA the estimates whose report delay has passed (in the order they were made)."""
+        due = [r for r in self.pending_reports if r[0] <= self.clock]
+        self.pending_reports = [r for r in self.pending_reports if r[0] > self.clock]
+        for _, snr in due:
+            self.olla.report(snr)
+
+    def first_tx_bler(self, start: int = 0, stop: int | None = None) -> tuple[int, int]:
+        """(NACKs, transport blocks) among first transmissions history[start:stop] with feedback."""
+        acks = [r.ack for r in self.history[start:stop] if r.ack is not None]
+        return sum(1 for a in acks if not a), len(acks)
