@@ -102,6 +102,15 @@ class LinkSpec(ConfigMixin):
     """Wired links: bit rate (1 Gbit/s backhaul by default)."""
     latency_s: float = 1e-4
     """Wired links: fixed delay of every transfer."""
+    fading: Lowercase = "block"
+    """TDL/CDL channels: 'block' (a new draw every frame) or 'continuous' (the UE's channel evolves with
+    `speed_mps` across frames, retransmissions and payloads; link_models.fading)."""
+    speed_mps: float = 0.0
+    """UE speed for TDL/CDL Doppler (a pedestrian: 3 km/h = 0.833 m/s)."""
+    arq_max: int = 0
+    """Digital hops with HARQ: RLC acknowledged-mode retransmissions of a codeword after HARQ failed (0: off)."""
+    prb: int | None = None
+    """Resource blocks per slot (12 subcarriers each); None: fft_size as given."""
 
     def validate(self, where: str) -> LinkSpec:
         validate.choice("scheme", self.scheme, SCHEMES, where=where)
@@ -142,11 +151,13 @@ class LinkSpec(ConfigMixin):
         return LinkConfig(modulation=self.modulation, code="ldpc", k=self.info_bits, n=self.codeword_bits,
                           channel=self.channel, estimator=self.estimator,
                           snr_db=effective_snr_db(self.channel, self.snr_db),
-                          fft_size=self.fft_size, num_ofdm_symbols=self.num_ofdm_symbols,
+                          fft_size=self.fft_size if self.prb is None else 12 * self.prb,
+                          num_ofdm_symbols=self.num_ofdm_symbols,
                           subcarrier_spacing_khz=self.subcarrier_spacing_khz, cp_length=self.cp_length,
                           mcs=_mcs_of(self.mcs, "link") if digital else None, mcs_table=self.mcs_table,
                           max_transmissions=self.max_attempts if digital and self.harq else 1,
-                          bler_table=bler_table if digital else None)
+                          bler_table=bler_table if digital else None, fading=self.fading, speed_mps=self.speed_mps,
+                          arq_max=self.arq_max if digital and self.harq else 0)
 
     def ideal(self) -> LinkSpec:
         """The same hop without noise (for the reference run): the ideal channel, snr_db None."""

@@ -94,6 +94,17 @@ class HopRecord:
     """Digital: information bits per coded bit sent (k / n)."""
     transmissions: int | None = None
     """Digital: transmissions on air, summed over payload tries (with HARQ: the most any codeword needed)."""
+    latency_slots: int | None = None
+    """Digital over a scheduled link (OLLA, ARQ, continuous fading): slots (frames) from the first
+    transmission to the last codeword decoded, summed over payload tries; None elsewhere."""
+    olla_offset_db: float | None = None
+    """Digital with mcs 'auto': OLLA's SNR offset after the payload (link_models.state)."""
+    first_tx_nacks: int | None = None
+    """Digital over a scheduled link: transport blocks whose first transmission failed ..."""
+    first_tx_blocks: int | None = None
+    """... of the transport blocks sent for the first time (first-transmission BLER = nacks / blocks)."""
+    arq_retransmissions: int | None = None
+    """Digital with ARQ: codewords RLC sent again after HARQ failed (counted on air in symbols)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _finite_or_none(v) for k, v in asdict(self).items()}
@@ -147,6 +158,11 @@ class Hop:
         def total(key: str, among: list[dict[str, Any]] = stats) -> float:
             return float(sum(s.get(key) or 0 for s in among))
 
+        def _sum_or_none(among: list[dict[str, Any]], key: str) -> int | None:
+            """The sum of `key` over the tries that report it (None when none does: a link without it)."""
+            values = [s[key] for s in among if s.get(key) is not None]
+            return int(sum(values)) if values else None
+
         if self.spec.scheme == "wired":
             return HopRecord(
                 name=self.name, src=self.src, dst=self.dst, direction=self.direction, payload=self.payload,
@@ -172,6 +188,11 @@ class Hop:
             ber=_ratio(total("bit_errors", digital), total("payload_bits", digital)) if digital and not analog else None,
             bler=_ratio(total("block_errors", digital), total("codewords", digital)) if digital and not analog else None,
             noise_var=None, attempts=max(1, tries), delivered=delivered,
+            latency_slots=_sum_or_none(digital, "latency_slots") if not analog else None,
+            olla_offset_db=last.get("olla_offset_db"),
+            first_tx_nacks=_sum_or_none(digital, "first_tx_nacks") if not analog else None,
+            first_tx_blocks=_sum_or_none(digital, "first_tx_blocks") if not analog else None,
+            arq_retransmissions=_sum_or_none(digital, "arq_retransmissions") if not analog else None,
         )
 
 
