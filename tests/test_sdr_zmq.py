@@ -139,7 +139,7 @@ def test_live_gnuradio_channel_model_between_tx_and_rx_processes(tmp_path):
     procs = []
     try:
         procs.append(subprocess.Popen([SYSTEM_PYTHON, str(ROOT / "gr_flowgraphs" / "channel_model.py"),
-                                       "--from-address", tx, "--to-address", rx, "--snr-db", "0", "--cfo-hz", "48e3",
+                                       "--from-address", tx, "--to-address", rx, "--snr-db", "-10", "--cfo-hz", "48e3",
                                        "--sco-ppm", "20", "--seed", "3"], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, text=True))
         procs.append(subprocess.Popen(meg + ["ota", "tx", "--radio", "zmq", "--tx-address", tx, "--mode", "low-snr",
@@ -152,8 +152,10 @@ def test_live_gnuradio_channel_model_between_tx_and_rx_processes(tmp_path):
                               capture_output=True, text=True, timeout=240)
         assert done.returncode == 0, done.stderr[-2000:]
         report = json.loads((rx_out / "ota.json").read_text())
-        assert report["frames_crc_ok"] >= 3 and report["header_rejected"] == 0, report
+        # a 0.2 s capture of a cyclic stream holds ~14 bursts; the first may be cut inside its preamble
+        assert report["frames_crc_ok"] >= 3 * 10 and report["header_rejected"] <= 1, report
         assert all(abs(c - 48e3) < 1e3 for c in report["cfo_hz_est"])
+        assert all(-12 < s < -8 for s in report["snr_est_db"]), report["snr_est_db"]
     finally:
         for proc in reversed(procs):
             _stop(proc)
