@@ -95,6 +95,11 @@ class LinkConfig(ConfigMixin):
     retransmissions of a codeword whose HARQ failed. `fading` "continuous": TDL/CDL evolve with `speed_mps`
     over a UE's session (link_models.fading); "block": a new draw per frame. OLLA, ARQ and continuous fading
     send in rounds of `harq_rtt_frames` frames (the HARQ round trip, the feedback delay).
+    `prb` (1..275): resource blocks per slot; it sets `fft_size` = 12 prb, and with an MCS a transport block
+    fills one slot (one frame): its size and code-block segmentation are TS 38.214 5.1.3.2 / 38.212 5.2.2
+    (Sionna's `calculate_tb_size` for the frame's data resource elements), each code block one LDPC codeword
+    of `k` = the code-block size (its CRC24B included) and `n` = the slot's coded bits / code blocks
+    (`ResolvedLink.tb_size`, `num_cb`). Without `prb` a codeword is `n` bits, whatever the grid.
     Estimators: perfect (true channel and true N0), ls, lmmse (both estimate N0 from the pilots).
     """
 
@@ -130,6 +135,7 @@ class LinkConfig(ConfigMixin):
     report_delay_frames: int = 1
     harq_rtt_frames: int = 8
     aggregation: int = 1
+    prb: int | None = None
 
     def __post_init__(self) -> None:
         """Normalise the values (lower-case names, typed numbers, no SNR on the ideal channel), check every
@@ -152,6 +158,9 @@ class LinkConfig(ConfigMixin):
         put("report_delay_frames", validate.integer("report_delay_frames", self.report_delay_frames, 1, 1000))
         put("harq_rtt_frames", validate.integer("harq_rtt_frames", self.harq_rtt_frames, 1, 1000))
         put("aggregation", validate.choice("aggregation", self.aggregation, AGGREGATION))
+        if self.prb is not None:
+            put("prb", validate.integer("prb", self.prb, 1, 275))
+            put("fft_size", 12 * self.prb)
         if self.aggregation > 1 and self.mcs is None:
             raise InputError(f"aggregation={self.aggregation} repeats an MCS codeword; give an MCS (or aggregation 1)")
         if self.arq_max and self.max_transmissions < 2:
@@ -253,6 +262,10 @@ class ResolvedLink:
     """The TS 38.214 MCS chosen (None without link adaptation)."""
     mcs_table_used: int | None = None
     """The MCS table of mcs_index (mcs_table, or 3 where auto fell back to its low-SE rows)."""
+    tb_size: int | None = None
+    """With `prb` and an MCS: the TS 38.214 transport block size of one slot (bits)."""
+    num_cb: int = 1
+    """With `prb` and an MCS: code blocks (codewords) per transport block."""
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name == "config":  # copy / pickle probe before the fields exist
@@ -307,7 +320,8 @@ class ResolvedLink:
         """The configuration (`config.to_dict()`) with what the MCS decided: modulation, k, n, ldpc_n,
         mcs_index, mcs_table_used."""
         return {**self.config.to_dict(), "modulation": self.modulation, "k": self.k, "n": self.n,
-                "ldpc_n": self.ldpc_n, "mcs_index": self.mcs_index, "mcs_table_used": self.mcs_table_used}
+                "ldpc_n": self.ldpc_n, "mcs_index": self.mcs_index, "mcs_table_used": self.mcs_table_used,
+                "tb_size": self.tb_size, "num_cb": self.num_cb}
 
 
 def resolve(cfg: LinkConfig | ResolvedLink) -> ResolvedLink:
@@ -324,21 +338,34 @@ def _resolve(cfg: LinkConfig) -> ResolvedLink:
     """modulation and k from the MCS (fixed, or chosen for snr_db); n rounded to MCS_BLOCK bits and long
     enough for MCS_MIN_INFO_BITS; then the checks of what a code can build."""
     modulation, k, n = cfg.modulation, cfg.k, cfg.n
-    mcs_index = mcs_table_used = None
+    mcs_index = mcs_table_used = tb_size = None
+    num_cb = 1
     if cfg.code == "none":
         n = k
     elif cfg.mcs is not None:
         from link_models.mcs import mcs
 
         if cfg.mcs in MCS_MODES:
-            adaptation = link_adaptation(cfg.mcs_table, cfg.bler_target, cfg.bler_table, cfg.estimator)
+            # the open loop reads its channel's table (at the mean SNR); OLLA's inner loop the AWGN one (at the
+            # reported, instantaneous SNR), so its first MCS is that table's too
+            channel = cfg.channel if cfg.mcs == McsMode.TABLE else Channel.AWGN.value
+            adaptation = link_adaptation(cfg.mcs_table, cfg.bler_target, cfg.bler_table, cfg.estimator, channel)
             row = adaptation.mcs(min(max(numeric_snr_db(cfg.snr_db), -100.0), 100.0))
         else:
             row = mcs(cfg.mcs, cfg.mcs_table)
         mcs_index, mcs_table_used, modulation = row.index, row.table, row.modulation
-        nominal_n = n // MCS_BLOCK * MCS_BLOCK
-        n = max(nominal_n, math.ceil(MCS_MIN_INFO_BITS / row.code_rate / MCS_BLOCK) * MCS_BLOCK)
-        k = max(LDPC_K_MIN, round(row.code_rate * n))
+        if cfg.prb is not None:  # one transport block per slot, segmented into code blocks (TS 38.212 5.2.2)
+            from link_models.mcs import transport_block
+
+            coded = (cfg.num_ofdm_symbols - len(cfg.pilot_symbols)) * cfg.fft_size * row.bits_per_symbol
+            tb = transport_block(row, coded)
+            tb_size, num_cb = tb["tb_size"], tb["num_cb"]
+            k = tb["cb_size"]
+            n = coded // num_cb // row.bits_per_symbol * row.bits_per_symbol
+        else:
+            nominal_n = n // MCS_BLOCK * MCS_BLOCK
+            n = max(nominal_n, math.ceil(MCS_MIN_INFO_BITS / row.code_rate / MCS_BLOCK) * MCS_BLOCK)
+            k = max(LDPC_K_MIN, round(row.code_rate * n))
         n *= cfg.aggregation  # slot aggregation: the same k over `aggregation` times the coded bits
     m = MODULATIONS[modulation]
     ldpc_n = n
@@ -352,7 +379,7 @@ def _resolve(cfg: LinkConfig) -> ResolvedLink:
     if cfg.code == "ldpc" and n % m:
         raise InputError(f"n={n} is not a multiple of the {m} bits per {modulation} symbol; "
                          f"choose n as a multiple of {m} (as 5G NR rate matching does)")
-    return ResolvedLink(cfg, modulation, k, n, ldpc_n, mcs_index, mcs_table_used)
+    return ResolvedLink(cfg, modulation, k, n, ldpc_n, mcs_index, mcs_table_used, tb_size, num_cb)
 
 
 def _check_ldpc(k: int, n: int) -> None:
@@ -368,12 +395,14 @@ def _check_ldpc(k: int, n: int) -> None:
 
 
 @functools.cache
-def link_adaptation(table: int, target: float, bler_table: str | None = None, estimator: str = "perfect"):
-    """The LinkAdaptation of a BLER table file (None: the shipped one measured with `estimator`) for `table`
-    and `target`, read once per process (a table regenerated while a process runs is seen by the next one)."""
+def link_adaptation(table: int, target: float, bler_table: str | None = None, estimator: str = "perfect",
+                    channel: str = "awgn"):
+    """The LinkAdaptation of a BLER table file (None: the shipped one measured with `estimator` on `channel`,
+    AWGN's where the channel has none) for `table` and `target`, read once per process (a table regenerated
+    while a process runs is seen by the next one)."""
     from link_models.mcs import LinkAdaptation
 
-    return LinkAdaptation(table=table, target=target, bler_table=bler_table, estimator=estimator)
+    return LinkAdaptation(table=table, target=target, bler_table=bler_table, estimator=estimator, channel=channel)
 
 
 def parse_mcs(value) -> str | int | None:

@@ -134,9 +134,11 @@ def transport_block(m: MCS, num_coded_bits: int) -> dict:
             "cb_crc_length": int(cb_crc)}
 
 
-def shipped_table_path(estimator: str) -> Path:
-    """The shipped BLER table measured with `estimator` (perfect | ls | lmmse)."""
-    return DATA / f"bler_table_{estimator}.json"
+def shipped_table_path(estimator: str, channel: str = "awgn") -> Path:
+    """The shipped BLER table measured with `estimator` (perfect | ls | lmmse) on `channel` (awgn:
+    bler_table_{estimator}.json; a fading channel: bler_table_{estimator}_{channel}.json)."""
+    suffix = "" if channel == "awgn" else f"_{channel}"
+    return DATA / f"bler_table_{estimator}{suffix}.json"
 
 
 class BlerTable:
@@ -172,9 +174,15 @@ class BlerTable:
                              "scripts/make_bler_table.py") from None
 
     @classmethod
-    def shipped(cls, estimator: str = "perfect") -> BlerTable:
+    def shipped(cls, estimator: str = "perfect", channel: str = "awgn") -> BlerTable:
         """The shipped table for `estimator`: its finished curves, and for MCSs it has no finished curve of,
-        the curves of DEFAULT_BLER_TABLE (`sources` says which curve came from where)."""
+        the curves of DEFAULT_BLER_TABLE (`sources` says which curve came from where). On a fading
+        `channel` with a table of its own (scripts/make_bler_table.py --channel): only that table's finished
+        curves (its MCSs are the ones the open loop may pick there; no AWGN curve is mixed in); without
+        one, the AWGN table (`channel` attribute says which)."""
+        channel = str(channel).lower()
+        if channel != "awgn" and shipped_table_path(str(estimator).lower(), channel).is_file():
+            return _shipped_channel(str(estimator).lower(), channel)
         return _shipped(str(estimator).lower())
 
     def indices(self, table: int = 1) -> list[int]:
@@ -194,6 +202,17 @@ class BlerTable:
         if snr_db < snr[0]:
             return 1.0
         return float(10 ** np.interp(snr_db, snr, log_bler))
+
+
+@functools.cache
+def _shipped_channel(estimator: str, channel: str) -> BlerTable:
+    path = shipped_table_path(estimator, channel)
+    own = read_json(path)
+    done = {key: curve for key, curve in own.get("curves", {}).items() if curve.get("done")}
+    table = BlerTable({**own, "curves": done})
+    table.sources = dict.fromkeys(table._curves, path.name)
+    table.channel = channel
+    return table
 
 
 @functools.cache
@@ -234,6 +253,8 @@ class LinkAdaptation:
     fixed: int | None = None
     bler_table: BlerTable | str | Path | None = None
     estimator: str = "perfect"
+    channel: str = "awgn"
+    """Whose shipped table (bler_table None): the channel's own where one is shipped, else AWGN's."""
 
     def __post_init__(self) -> None:
         self.table = _check_table(self.table)
@@ -244,7 +265,7 @@ class LinkAdaptation:
             self.fixed = validate.integer("mcs_index", self.fixed, 0, MAX_INDEX[self.table])
             return  # a fixed MCS needs no table
         if self.bler_table is None:
-            self.bler_table = BlerTable.shipped(self.estimator)
+            self.bler_table = BlerTable.shipped(self.estimator, self.channel)
         elif not isinstance(self.bler_table, BlerTable):
             self.bler_table = BlerTable(self.bler_table)
         if not self.bler_table.indices(self.table):

@@ -154,6 +154,11 @@ def send_scheduled(link, payloads: Sequence[torch.Tensor], generators: Sequence[
                     words = code.crc_encoder(blocks)
                     new = []
                     for i, ps in enumerate(pieces):
+                        if i % ccfg.num_cb:  # the code blocks of one transport block share its record
+                            cw = _Cw(ps, code, words[i], record)
+                            f.cws.append(cw)
+                            new.append(cw)
+                            continue
                         record = TbRecord(frame=f.state.clock, aggregation=ccfg.aggregation, mcs_index=ccfg.mcs_index if ccfg.mcs_index is not None
                                           else -1, mcs_table=ccfg.mcs_table_used or 0,
                                           reported_snr_db=f.state.olla.reported_snr_db
@@ -249,13 +254,17 @@ def _feedback(f: _Flow, sent: list[_Cw], cfg) -> None:
         ok = cws[0].code.crc_decoder(torch.stack([cw.words_hat for cw in cws]))[1].reshape(-1)
         for cw, good in zip(cws, ok.tolist(), strict=True):
             cw.ok = bool(good)
+    firsts: dict[int, tuple[TbRecord, list[_Cw]]] = {}  # transport blocks sent for the first time, in order
+    for cw in sent:
+        if cw.tx == 1 and cw.record is not None:
+            firsts.setdefault(id(cw.record), (cw.record, []))[1].append(cw)
+    for record, cws in firsts.values():  # a transport block is ACKed when all its code blocks pass
+        record.ack = all(cw.ok for cw in cws)
+        if cfg.olla:
+            f.state.olla.feedback(record.ack)
     status = False
     for cw in sent:  # in the order they were scheduled
         f.feedback_bits += 1
-        if cw.tx == 1 and cw.record is not None:
-            cw.record.ack = cw.ok
-            if cfg.olla:
-                f.state.olla.feedback(cw.ok)
         if cw.ok:
             cw.llr = None
             continue

@@ -17,6 +17,14 @@ down while BLER < 0.95, then up until BLER <= 0.01. A point stops at --target-er
 The file is rewritten atomically after every point; run the same command again to resume (each point has
 its own random stream, derived from --seed, the curve and the SNR, so a resumed run gives the same numbers).
 
+    python scripts/make_bler_table.py --channel tdl-a --speed-mps 0.833 --estimator lmmse --tables 1 \
+        --mcs 0,4,8,12,16,20,24,28 --step-db 2      # link_models/data/bler_table_lmmse_tdl-a.json
+
+`--channel tdl-a|cdl-a|...`: the table of a fading channel (block fading: a new draw every frame, at
+`--speed-mps`), which the open-loop link adaptation (`mcs="table"`) on that channel reads at the mean SNR
+(`BlerTable.shipped(estimator, channel)`); OLLA (`mcs="auto"`) keeps the AWGN table for its reported,
+instantaneous SNR. Fading curves span more SNR, so their scan goes twice as far and may use a coarser grid.
+
     python scripts/make_bler_table.py --radio sim --tables 1   # link_models/data/bler_table_radio-sim.json
 
 `--radio sim`: the table of a radio link (what `--radio sim|pluto` hops adapt with, flowgraphs.radio_link):
@@ -42,7 +50,7 @@ from meg_common.cli import number_list  # noqa: E402
 from meg_common.errors import InputError  # noqa: E402
 from meg_common.io import atomic_write_json, read_json  # noqa: E402
 from meg_common.provenance import versions  # noqa: E402
-from meg_common.vocabulary import Decoder, Modulation, values  # noqa: E402
+from meg_common.vocabulary import Channel, Decoder, Modulation, values  # noqa: E402
 
 STEP_DB = 0.5
 BLER_HIGH, BLER_LOW = 0.95, 0.01
@@ -53,8 +61,15 @@ MIN_ALL_LOST = 64  # codewords, all lost, that end a point at BLER 1 early
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="link_models/data/bler_table_{estimator}.json",
-                   help="output JSON; '{estimator}' is replaced by the estimator (needed with several)")
+    p.add_argument("--out", default=None,
+                   help="output JSON; '{estimator}' is replaced by the estimator (needed with several); default "
+                        "the shipped file link_models/data/bler_table_{estimator}[_{channel}].json")
+    p.add_argument("--channel", choices=("awgn", "tdl-a", "cdl-a", *[c for c in values(Channel) if c not in
+                                         ("ideal", "awgn", "tdl-a", "cdl-a")]), default="awgn",
+                   help="channel of the table (fading channels: block fading, a new draw per frame, at "
+                        "--speed-mps; the open-loop link adaptation on that channel reads it)")
+    p.add_argument("--speed-mps", type=float, default=3 / 3.6, help="UE speed on TDL/CDL (default 3 km/h)")
+    p.add_argument("--step-db", type=float, default=STEP_DB, help="SNR grid of a curve (default 0.5 dB)")
     p.add_argument("--estimator", default="perfect,lmmse,ls",
                    help="channel estimators, one table each, in this order (default perfect,lmmse,ls)")
     p.add_argument("--tables", type=number_list("--tables"), default=[1, 2, 3],
@@ -95,9 +110,11 @@ def decoder_setting(choice: str) -> str | None:
 
 def settings_of(args, decoder: str | None, estimator: str) -> dict:
     """What a table was measured with (a resumed file must match): the scan's settings, then the link's."""
-    scan = {"channel": "awgn", "n": args.n, "target_errors": args.target_errors, "max_codewords": args.max_codewords,
-            "ldpc_iterations": args.ldpc_iterations, "seed": args.seed, "step_db": STEP_DB, "bler_high": BLER_HIGH,
-            "bler_low": BLER_LOW}
+    scan = {"channel": args.channel, "n": args.n, "target_errors": args.target_errors,
+            "max_codewords": args.max_codewords, "ldpc_iterations": args.ldpc_iterations, "seed": args.seed,
+            "step_db": args.step_db, "bler_high": BLER_HIGH, "bler_low": BLER_LOW}
+    if args.channel != "awgn":
+        scan.update(speed_mps=args.speed_mps, fading="block", delay_spread_ns=100.0, carrier_frequency_hz=3.5e9)
     if args.radio == "sim":
         from link_models.ota.config import FrameConfig
         from sdr_drivers.sim import REALISTIC
@@ -118,9 +135,10 @@ def link_config(m, args, estimator: str, decoder: str | None, snr_db: float = 0.
 
     fields = {"decoder": decoder} if decoder else {}
     estimator = estimator if estimator in ESTIMATORS else "ls"   # a radio's receiver estimates by itself
-    return LinkConfig(mcs=m.index, mcs_table=m.table, n=args.n, channel="awgn", estimator=estimator,
+    fading = {"speed_mps": args.speed_mps} if args.channel != "awgn" else {}
+    return LinkConfig(mcs=m.index, mcs_table=m.table, n=args.n, channel=args.channel, estimator=estimator,
                       snr_db=snr_db, fft_size=args.fft_size, cp_length=args.cp_length, batch=args.batch,
-                      ldpc_iterations=args.ldpc_iterations, device="cpu", **fields)
+                      ldpc_iterations=args.ldpc_iterations, device="cpu", **fading, **fields)
 
 
 def curve_plan(m, args, estimator: str = "perfect", decoder: str | None = None) -> dict:
@@ -190,7 +208,8 @@ def scan(key: str, plan: dict, store: dict, save, args, decoder: str | None, bar
         return
     cfg = link_config(mcs(plan["mcs"][1], plan["mcs"][0]), args, estimator, decoder)
     link = RadioCodewords(cfg, args.seed) if args.radio == "sim" else DigitalLink(cfg, seed=args.seed)
-    start = math.ceil(plan["shannon_snr_db"] / STEP_DB) * STEP_DB
+    step = args.step_db
+    start = math.ceil(plan["shannon_snr_db"] / step) * step
 
     def at(snr_db: float) -> float:
         snr_db = round(snr_db, 2)
@@ -203,11 +222,12 @@ def scan(key: str, plan: dict, store: dict, save, args, decoder: str | None, bar
         return done[snr_db]["bler"]
 
     snr = start
-    while at(snr) < BLER_HIGH and snr > start - MAX_SPAN_DB:
-        snr -= STEP_DB
+    span = MAX_SPAN_DB if args.channel == "awgn" else 2 * MAX_SPAN_DB  # fading curves are wide
+    while at(snr) < BLER_HIGH and snr > start - span:
+        snr -= step
     snr = start
-    while at(snr) > BLER_LOW and snr < start + MAX_SPAN_DB:
-        snr += STEP_DB
+    while at(snr) > BLER_LOW and snr < start + span:
+        snr += step
     curve["done"] = True
     save()
 
@@ -232,10 +252,18 @@ def run(args) -> int:
     bad = [e for e in estimators if e not in (*ESTIMATORS, "radio-sim")]
     if bad or not estimators:
         raise InputError(f"--estimator {args.estimator!r}: give one or more of {', '.join(ESTIMATORS)}, comma-separated")
-    if len(estimators) > 1 and "{estimator}" not in str(args.out):
+    if args.out is not None and len(estimators) > 1 and "{estimator}" not in str(args.out):
         raise InputError("several estimators need '{estimator}' in --out (one table each)")
+    if args.radio == "sim" and args.channel != "awgn":
+        raise InputError("--radio sim measures on AWGN; leave --channel out")
+    if args.step_db <= 0 or args.speed_mps < 0:
+        raise InputError("--step-db must be > 0 and --speed-mps >= 0")
+    from link_models.mcs import shipped_table_path
+
     for estimator in estimators:
-        run_one(args, estimator, Path(str(args.out).replace("{estimator}", estimator)))
+        out = (Path(str(args.out).replace("{estimator}", estimator)) if args.out is not None
+               else shipped_table_path(estimator, args.channel))
+        run_one(args, estimator, out)
     return 0
 
 

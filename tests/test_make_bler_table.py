@@ -54,3 +54,30 @@ def test_tiny_table_scans_from_shannon_threshold_resumes_and_feeds_link_adaptati
     assert script.main(["--out", many, "--estimator", "lmmse", *args[4:]]) == 0
     lmmse = json.loads((tmp_path / "bler_lmmse.json").read_text())
     assert lmmse["settings"]["estimator"] == "lmmse" and all(c["done"] for c in lmmse["curves"].values())
+
+
+def test_a_fading_channel_gets_a_table_of_its_own_that_the_open_loop_reads(script, tmp_path, monkeypatch):
+    """--channel tdl-a --speed-mps: block-fading curves into bler_table_{estimator}_tdl-a.json; the open loop
+    (mcs 'table') on TDL-A reads it, OLLA's inner loop and other channels keep the AWGN table."""
+    import link_models.mcs as mcs_module
+    from link_models.config import link_adaptation
+
+    args = ["--channel", "tdl-a", "--speed-mps", "3", "--estimator", "perfect", "--tables", "1", "--mcs", "5",
+            "--max-codewords", "32", "--target-errors", "8", "--batch", "4", "--step-db", "4", "--no-progress"]
+    monkeypatch.setattr(mcs_module, "DATA", tmp_path)
+    for cached in (mcs_module._shipped, mcs_module._shipped_channel, link_adaptation):
+        cached.cache_clear()
+    try:
+        assert script.main(args) == 0
+        path = tmp_path / "bler_table_perfect_tdl-a.json"
+        data = json.loads(path.read_text())
+        assert data["settings"]["channel"] == "tdl-a" and data["settings"]["speed_mps"] == 3.0
+        curve = data["curves"][mcs(5).key]
+        assert curve["done"] and all(abs(b["snr_db"] - a["snr_db"] - 4) < 1e-9
+                                     for a, b in zip(curve["points"], curve["points"][1:], strict=False))
+        table = BlerTable.shipped("perfect", "tdl-a")
+        assert table.indices(1) == [5] and table.channel == "tdl-a"
+        assert link_adaptation(1, 0.1, None, "perfect", "tdl-a").bler_table is table
+    finally:
+        for cached in (mcs_module._shipped, mcs_module._shipped_channel, link_adaptation):
+            cached.cache_clear()
