@@ -32,6 +32,8 @@ def test_burst_header_round_trip_and_garbage():
     rng = np.random.default_rng(0)
     assert all(BurstHeader.from_bits(rng.integers(0, 2, BURST_HEADER_BITS)) is None for _ in range(300))
     assert BurstHeader.from_bits(bits[:-1]) is None
+    digital = BurstHeader("digital", "qpsk", 200, 1000, 1, 1, 21, 1, 0, 1, 7, repetitions=9)
+    assert BurstHeader.from_bits(digital.to_bits()) == digital
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +85,32 @@ def test_digital_frames_decode_in_the_low_snr_mode():
     payload = bytes(range(256)) * 4
     received, stats = link.send_bytes(payload)
     assert received == payload and stats.bler == 0
+
+
+def test_repetitions_follow_the_snr():
+    from link_models.ota.lowsnr import repetitions_for
+
+    assert repetitions_for("qpsk", 0.2, -10.0) == 7            # needs about -2 dB: 10^0.8 = 6.3 copies
+    assert repetitions_for("qpsk", 0.2, 5.0) == repetitions_for("qpsk", 0.5, None) == 1
+    assert repetitions_for("qpsk", 0.5, -30.0) == 16
+
+
+def test_digital_control_message_at_minus_10_db_with_repetitions():
+    """A short digital message (a hop's side information, rate-1/5 LDPC) at -10 dB: its coded symbols
+    are sent 7 times and the copies' LLRs added; one try, no retransmission."""
+    from link_models import LinkConfig
+    from link_models.ota.radio_link import RadioLink
+
+    delivered = 0
+    for seed in range(4):
+        radio = SimRadio(snr_db=-10.0, cfo_ppm=50 * (-1) ** seed, sco_ppm=50, seed=seed, **IMPAIRED)
+        link = RadioLink(radio, LinkConfig(modulation="qpsk", k=200, n=1000, snr_db=-10.0, max_transmissions=1),
+                         seed=seed, mode="low-snr")
+        payload = bytes(np.random.default_rng(seed).integers(0, 256, 20, dtype=np.uint8))
+        received, _ = link.send_bytes(payload)
+        delivered += received == payload
+        assert link.last_transfer.sent[0].repetitions == 7
+    assert delivered == 4
 
 
 def test_drift_is_tracked_over_a_long_burst():

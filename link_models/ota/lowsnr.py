@@ -44,9 +44,10 @@ import torch
 from link_models.config import MODULATIONS
 from link_models.ota.config import FrameConfig
 from link_models.ota.header import CODE_NAMES, MODULATION_NAMES, SCHEME_NAMES, FrameHeader
+from meg_common.errors import InputError
 
 LOW_SNR_VERSION = 2
-_FIELDS = (("version", 4), ("scheme", 1), ("modulation", 3), ("k", 16), ("n", 16), ("units", 16),
+_FIELDS = (("version", 4), ("scheme", 1), ("modulation", 3), ("repetitions", 4), ("k", 16), ("n", 16), ("units", 16),
            ("last_units", 16), ("last_length", 16), ("frames", 8), ("first_seq", 16), ("total", 16),
            ("msg_id", 8), ("scale", 32))
 BURST_HEADER_BITS = sum(w for _, w in _FIELDS) + 16
@@ -71,6 +72,7 @@ class BurstHeader:
     total: int
     msg_id: int
     scale: float = 1.0
+    repetitions: int = 1   # digital: every coded symbol of a frame is sent this many times (LLRs added)
 
     @property
     def code(self) -> str:
@@ -79,7 +81,7 @@ class BurstHeader:
     def to_bits(self) -> np.ndarray:
         fields = {**{name: getattr(self, name) for name, _ in _FIELDS if hasattr(self, name)},
                   "version": LOW_SNR_VERSION, "scheme": SCHEME_NAMES.index(self.scheme),
-                  "modulation": MODULATION_NAMES.index(self.modulation),
+                  "modulation": MODULATION_NAMES.index(self.modulation), "repetitions": self.repetitions - 1,
                   "scale": struct.unpack(">I", struct.pack(">f", float(self.scale)))[0]}
         value = 0
         for name, width in _FIELDS:
@@ -112,7 +114,8 @@ class BurstHeader:
             return None
         scale = struct.unpack(">f", struct.pack(">I", f["scale"]))[0]
         h = cls(SCHEME_NAMES[f["scheme"]], MODULATION_NAMES[f["modulation"]], f["k"], f["n"], f["units"],
-                f["last_units"], f["last_length"], f["frames"], f["first_seq"], f["total"], f["msg_id"], scale)
+                f["last_units"], f["last_length"], f["frames"], f["first_seq"], f["total"], f["msg_id"], scale,
+                f["repetitions"] + 1)
         return h if all(fh.is_consistent() for fh in h.frame_headers()) else None
 
     def frame_headers(self) -> list[FrameHeader]:
@@ -130,10 +133,10 @@ class BurstHeader:
         return out
 
     @classmethod
-    def for_frames(cls, headers: list[FrameHeader]) -> BurstHeader:
+    def for_frames(cls, headers: list[FrameHeader], repetitions: int = 1) -> BurstHeader:
         first, last = headers[0], headers[-1]
         return cls(first.scheme, first.modulation, first.k, first.n, first.units, last.units, last.length,
-                   len(headers), first.seq, first.total, first.msg_id, first.scale)
+                   len(headers), first.seq, first.total, first.msg_id, first.scale, repetitions)
 
 
 class LowSnrCodec:
@@ -204,25 +207,47 @@ class LowSnrCodec:
 
     def burst(self, frames: list, gap: int | None = None) -> np.ndarray:
         """Preamble + burst header + the frames' data grids (Frame.samples of a low-SNR frame) + a gap."""
-        header = BurstHeader.for_frames([f.header for f in frames])
+        header = BurstHeader.for_frames([f.header for f in frames], getattr(frames[0], "repetitions", 1))
         gap = self.cfg.gap_samples if gap is None else gap
         return np.concatenate([self.preamble, self.header_samples(header), *[f.samples for f in frames],
                                np.zeros(gap, np.complex64)]).astype(np.complex64)
 
-    def data_res(self, h: FrameHeader) -> int:
-        return (h.units + 1) // 2 if h.scheme == "analog" else h.units * h.n // MODULATIONS[h.modulation]
+    def data_res(self, h: FrameHeader, repetitions: int = 1) -> int:
+        if h.scheme == "analog":
+            return (h.units + 1) // 2
+        return repetitions * h.units * h.n // MODULATIONS[h.modulation]
 
 
-def low_snr_frames(builder, frames: list) -> list:
+MAX_REPETITIONS = 16
+
+
+def repetitions_for(modulation: str, code_rate: float, snr_db: float | None, gap_db: float = 3.0) -> int:
+    """Copies of each coded symbol a digital low-SNR frame needs at `snr_db`: the SNR the code wants (its
+    Shannon limit, 2^(m R) - 1, plus `gap_db` for a short 5G LDPC code and the over-the-air receiver)
+    over the hop's, rounded up, 1..16. None (no noise): 1."""
+    if snr_db is None or not math.isfinite(float(snr_db)):
+        return 1
+    need_db = 10 * math.log10(2 ** (MODULATIONS[modulation] * code_rate) - 1) + gap_db
+    return int(min(MAX_REPETITIONS, max(1, math.ceil(10 ** ((need_db - float(snr_db)) / 10) - 1e-9))))
+
+
+def low_snr_frames(builder, frames: list, repetitions: int = 1) -> list:
     """Legacy frames (link_models.ota.frame.Frame) -> the same frames as low-SNR burst frames: their
-    samples are the data grid only (the burst adds one preamble and header per group of frames)."""
+    samples are the data grid only (the burst adds one preamble and header per group of frames). Digital
+    frames send their coded symbols `repetitions` times (1..16; the receiver adds the copies' LLRs)."""
     from link_models.ota.frame import Frame
 
+    if not (isinstance(repetitions, int) and 1 <= repetitions <= MAX_REPETITIONS):
+        raise InputError(f"repetitions={repetitions!r}: use 1..{MAX_REPETITIONS}")
     codec = LowSnrCodec.shared(builder.codec)
     out = []
     for f in frames:
-        samples, num = codec.frame_samples(torch.as_tensor(f.symbols))
-        out.append(Frame(f.header, samples.astype(np.complex64), num, f.info_bits, f.symbols))
+        reps = repetitions if f.header.scheme == "digital" else 1
+        symbols = torch.as_tensor(f.symbols)
+        samples, num = codec.frame_samples(symbols.repeat(reps) if reps > 1 else symbols)
+        frame = Frame(f.header, samples.astype(np.complex64), num, f.info_bits, f.symbols)
+        frame.repetitions = reps
+        out.append(frame)
     return out
 
 
@@ -350,7 +375,8 @@ class LowSnrReceiver:
         if header is None:
             return "rejected"
         fheaders = header.frame_headers()
-        sizes = [codec.frame_codec.data_symbols_for(codec.data_res(fh)) for fh in fheaders]
+        reps = header.repetitions
+        sizes = [codec.frame_codec.data_symbols_for(codec.data_res(fh, reps)) for fh in fheaders]
         offsets = np.concatenate([[0], np.cumsum(sizes)]) * cfg.symbol_length + start + codec.data_start
         fit = [i for i in range(len(sizes)) if offsets[i + 1] <= x.size]      # frames that fit whole
         fheaders, sizes = [fheaders[i] for i in fit], [sizes[i] for i in fit]
@@ -374,11 +400,15 @@ class LowSnrReceiver:
         for i, fh in enumerate(fheaders):
             sync = Sync(int(offsets[i]), float(det.metric), float(cfo), 1.0, noise, snr)
             f = DecodedFrame(sync, fh, int(offsets[i]) + sizes[i] * cfg.symbol_length)
-            num_re = codec.data_res(fh)
+            num_re = codec.data_res(fh, reps)
             order = codec.data_index(sizes[i])
-            f.symbols = eq[i + 1].reshape(-1)[order][:num_re].astype(np.complex64)
+            xs = eq[i + 1].reshape(-1)[order][:num_re]
             ne = no_eff[i + 1].reshape(-1)[order][:num_re]
-            f.no_eff = float(np.mean(ne))
+            f.repetitions = reps if fh.scheme == "digital" else 1
+            f.copies = xs.astype(np.complex64)
+            # the constellation and the link's statistics see the copies combined (their mean)
+            f.symbols = xs.reshape(f.repetitions, -1).mean(0).astype(np.complex64)
+            f.no_eff = float(np.mean(ne)) / f.repetitions
             f.burst_start = start
             f.no_eff_res = ne
             out.append(f)
@@ -399,7 +429,7 @@ class LowSnrReceiver:
             groups[f.header.units].append(f)
         for units, members in groups.items():
             h = members[0].header
-            xs = torch.from_numpy(np.stack([f.symbols for f in members]))
+            xs = torch.from_numpy(np.stack([f.copies for f in members]))
             no = torch.from_numpy(np.stack([f.no_eff_res for f in members]).astype(np.float32))
             if h.scheme == "analog":
                 scales = torch.tensor([[f.header.scale] for f in members], dtype=torch.float32)
@@ -409,7 +439,9 @@ class LowSnrReceiver:
                     f.crc_ok = True        # analog frames carry no CRC; the burst header's CRC vouches for them
                 continue
             pc = self.codec.frame_codec.payload_codec(h.modulation, h.code, h.k, h.n)
+            reps = members[0].repetitions
             llr = pc.llr(xs, no)
+            llr = llr.reshape(llr.shape[0], reps, -1).sum(1)         # the copies' LLRs added
             clock.lap("demap")
             bits = pc.decode(llr, units).numpy()
             clock.lap("ldpc")

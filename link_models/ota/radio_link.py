@@ -99,10 +99,11 @@ class RadioLink:
 
     def __init__(self, radio, cfg: LinkConfig | ResolvedLink | None = None, frame: FrameConfig | None = None, seed: int = 0,
                  cyclic: bool | None = None, tx_level_dbfs: float = TX_LEVEL_DBFS, recorder=None, codec=None,
-                 mode: str = "legacy"):
+                 mode: str = "legacy", repetitions: int | None = None):
         if mode not in MODES:
             raise InputError(f"mode '{mode}': choose one of {', '.join(MODES)}")
         self.mode = mode
+        self.repetitions = repetitions      # low-SNR digital frames: copies per coded symbol (None: from the SNR)
         self.radio = radio
         self.cfg = resolve(cfg or LinkConfig(snr_db=getattr(radio, "snr_db", 20.0)))  # the MCS applied
         if self.cfg.code not in ("ldpc", "none"):
@@ -247,9 +248,14 @@ class RadioLink:
     def _on_air(self, builder, frames: list) -> list:
         """The frames as this link's mode sends them (low-SNR: data grids only, link_models.ota.lowsnr)."""
         if self.mode == "low-snr":
-            from link_models.ota.lowsnr import low_snr_frames
+            from link_models.ota.lowsnr import low_snr_frames, repetitions_for
 
-            return low_snr_frames(builder, frames)
+            reps = self.repetitions
+            if reps is None:
+                snr = self.cfg.es_no_db
+                reps = repetitions_for(self.cfg.modulation, self.cfg.code_rate,
+                                       None if snr is None or not math.isfinite(snr) else snr)
+            return low_snr_frames(builder, frames, reps)
         return frames
 
     def _burst(self, builder, group: list) -> tuple[np.ndarray, int]:
