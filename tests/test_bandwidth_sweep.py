@@ -29,7 +29,7 @@ def digital_link(snr_db: float, seed: int = 0):
     from flowgraphs.config import LinkSpec
     from flowgraphs.hops import simulated_link
 
-    return simulated_link(LinkSpec(scheme="digital", channel="awgn", snr_db=snr_db).validate("test"), seed)
+    return simulated_link(LinkSpec(scheme="digital", channel="awgn", snr_db=snr_db, mcs="table").validate("test"), seed)
 
 
 @pytest.mark.parametrize("snr_db", [-5.0, 10.0])

@@ -235,11 +235,14 @@ class Worker(rt.Harness):
         return budget.digital_plan(self.link("digital", point, 0), self._bler[key])
 
     def link(self, scheme: str, point: Point, i: int):
-        """The protocol hop's link (LinkSpec defaults) at this point, reseeded for task i."""
+        """The protocol hop's link (LinkSpec defaults) at this point, reseeded for task i. A budget is planned
+        for one payload at a known SNR, so digital links take their MCS open loop from the BLER table
+        (mcs 'table'), not from outer-loop adaptation, whose state belongs to a UE's session of payloads."""
         from flowgraphs.config import LinkSpec
         from meg_common.executors import unit_seed
 
-        spec = LinkSpec(scheme=scheme, channel=point.channel, snr_db=point.snr_db).validate("bandwidth sweep")
+        spec = LinkSpec(scheme=scheme, channel=point.channel, snr_db=point.snr_db,
+                        mcs="table").validate("bandwidth sweep")
         return self.session.link(spec, unit_seed(1000 + i, f"{point.key}|{scheme}"))
 
     # -- one task at one point: (image, numbers) ---------------------------------------------------------
