@@ -67,14 +67,18 @@ def test_an_analog_hop_whose_every_frame_went_missing_is_not_delivered():
     from flowgraphs.hops import Hop
     from flowgraphs.radio_link import radio_link_factory
 
-    factory = radio_link_factory("sim")
+    factory = radio_link_factory("sim", low_snr_below_db=None)     # the legacy frame at every SNR
     values = torch.randn(256, generator=torch.Generator().manual_seed(0))
     records = {}
-    for snr in (-5.0, 10.0):   # below the synchronisation floor no frame is found; at 10 dB every one is
+    for snr in (-5.0, 10.0):   # below the legacy frame's floor no frame is found; at 10 dB every one is
         hop = Hop("ES1-UE-seed", "ES1", "UE", "seed", LinkSpec(scheme="analog", channel="awgn", snr_db=snr), 3,
                   factory)
         _, _, records[snr] = hop.send_values(values)
     assert not records[-5.0].delivered and records[10.0].delivered
+    # the default factory sends below 2 dB in the low-SNR burst mode, which arrives at -5 dB
+    hop = Hop("ES1-UE-seed", "ES1", "UE", "seed", LinkSpec(scheme="analog", channel="awgn", snr_db=-5.0), 3,
+              radio_link_factory("sim"))
+    assert hop.send_values(values)[2].delivered
 
 
 def test_a_radio_hop_reports_the_mcs_it_used():
