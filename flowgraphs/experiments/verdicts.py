@@ -189,8 +189,11 @@ def low_snr(merged, margin: float) -> list[dict[str, Any]]:
         p_support = max([within["p_above"], *(c["p_no"] for c in comps.values())])
         p_fail = min([within["p_below"], *(c["p_yes"] for c in comps.values())])
         dominating = f["dominated_by"]
-        decided = dominating[0] if dominating else ("noiseless" if within["p_below"] < ALPHA or not comps
-                                                     else _closest(comps))
+        failing = min([("noiseless", within["p_below"]), *((k, c["p_yes"]) for k, c in comps.items())],
+                      key=lambda kv: kv[1])[0]
+        hinge = max([("noiseless", within["p_above"]), *((k, c["p_no"]) for k, c in comps.items())],
+                    key=lambda kv: kv[1])[0]
+        decided = {"supported": hinge, "not supported": failing, "inconclusive": hinge}
         words = {"yes": "yes", "no": "no", "undecided": "undecided"}
         evidence = (f"fidelity minus noiseless (1 per task) {_f(within, sign=True)} (within {margin:.3f}: "
                     f"{words[_status(within['p_above'], within['p_below'])]}); "
@@ -198,14 +201,9 @@ def low_snr(merged, margin: float) -> list[dict[str, Any]]:
                     + (f" (undecided: {', '.join(f['maybe_dominated_by'])})" if f["maybe_dominated_by"] else "")
                     + f"; n = {len(mine)}")
         out.append({**_base(point, "low-snr", margin, len(mine)), "dominated_by": dominating,
-                    "maybe_dominated_by": f["maybe_dominated_by"], "rival": None, "decided_by": decided,
+                    "maybe_dominated_by": f["maybe_dominated_by"], "rival": None, "_decides": decided,
                     "fidelity_vs_noiseless": within, "p_support": p_support, "p_fail": p_fail, "evidence": evidence})
     return out
-
-
-def _closest(comps: dict[str, Any]) -> str:
-    """The sceptic nearest to dominating (largest p of not dominating): what the verdict hinged on."""
-    return max(comps, key=lambda k: comps[k]["p_no"])
 
 
 def less_communication(merged, margin: float) -> list[dict[str, Any]]:
@@ -223,7 +221,9 @@ def less_communication(merged, margin: float) -> list[dict[str, Any]]:
             tests[name] = {"quality": q, "status": _status(q["p_above"], q["p_below"]), "fewer": fewer,
                            "no_more": no_more, "air": _mean(theirs, "air")}
         candidates = [k for k, t in tests.items() if t["status"] != "no"]
-        p_fail = min(max(t["quality"]["p_above"], t["no_more"]["p_below"]) for t in tests.values())
+        fails = {k: max(t["quality"]["p_above"], t["no_more"]["p_below"]) for k, t in tests.items()}
+        failing = min(fails, key=lambda k: (fails[k], tests[k]["air"]))
+        p_fail = fails[failing]
         if not candidates:
             rival = None
             p_support = max(t["quality"]["p_below"] for t in tests.values())
@@ -243,11 +243,16 @@ def less_communication(merged, margin: float) -> list[dict[str, Any]]:
                     f"non-inferior: {t['status']}); {_f(ratio, 2)}x fewer air symbols ({_f(down, 2)}x on the "
                     f"downlink)")
         steps = stats.mean([r["ue_steps"] for r in mine])
+        if p_fail < ALPHA:
+            t = tests[failing]
+            what += (f"; {failing} is non-inferior (fidelity difference {_f(t['quality'], sign=True)}) for no more "
+                     f"air symbols ({t['air']:.0f})")
         evidence = (f"{what}; it costs {_f(steps, 1)} UE steps (CENTRALIZED: 0); "
                     f"{len(candidates)} of {len(tests)} configurations not clearly worse; n = {len(mine)}")
         out.append({**_base(point, "less-communication", margin, len(mine)),
                     "dominated_by": frontier_of(merged, point, margin)["dominated_by"], "rival": rival,
-                    "decided_by": decided, "fewer_air": ratio, "fewer_downlink": down, "ue_steps": steps,
+                    "_decides": {"supported": decided, "not supported": failing, "inconclusive": decided},
+                    "fewer_air": ratio, "fewer_downlink": down, "ue_steps": steps,
                     "curve": {k: {"fidelity_difference": t["quality"], "non_inferior": t["status"], "air": t["air"]}
                               for k, t in tests.items()},
                     "p_support": p_support, "p_fail": p_fail, "evidence": evidence})
@@ -269,7 +274,9 @@ def compute_offload(merged, margin: float) -> list[dict[str, Any]]:
                            "no_more": _test(theirs, mine, "ue_steps", STEP_TOLERANCE),
                            "steps": _mean(theirs, "ue_steps")}
         candidates = [k for k, t in tests.items() if t["status"] != "no"]
-        p_fail = min(max(t["quality"]["p_above"], t["no_more"]["p_below"]) for t in tests.values())
+        fails = {k: max(t["quality"]["p_above"], t["no_more"]["p_below"]) for k, t in tests.items()}
+        failing = min(fails, key=lambda k: (fails[k], tests[k]["steps"]))
+        p_fail = fails[failing]
         air = stats.mean([r["air"] for r in mine])
         if not candidates:
             best = None
@@ -286,10 +293,15 @@ def compute_offload(merged, margin: float) -> list[dict[str, Any]]:
             fewer = t["more"]
             what = (f"best UE-alone sceptic not clearly worse: {best} (fidelity difference {_f(t['quality'], sign=True)}, "
                     f"non-inferior: {t['status']}), UE steps it saves {_f(fewer, 1, sign=True)}")
+        if p_fail < ALPHA:
+            t = tests[failing]
+            what += (f"; {failing} is non-inferior (fidelity difference {_f(t['quality'], sign=True)}) with no more "
+                     f"UE steps ({t['steps']:.1f})")
         evidence = f"{what}; for {_f(air, 0)} air symbols; n = {len(mine)}"
         out.append({**_base(point, "compute-offload", margin, len(mine)),
                     "dominated_by": frontier_of(merged, point, margin)["dominated_by"], "rival": best,
-                    "decided_by": decided, "ue_steps_saved": fewer, "air_symbols": air,
+                    "_decides": {"supported": decided, "not supported": failing, "inconclusive": decided},
+                    "ue_steps_saved": fewer, "air_symbols": air,
                     "sceptics": {k: {"fidelity_difference": t["quality"], "non_inferior": t["status"],
                                      "ue_steps": t["steps"]} for k, t in tests.items()},
                     "p_support": p_support, "p_fail": p_fail, "evidence": evidence})
@@ -305,6 +317,9 @@ def correct(family: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for c, ps, pf in zip(family, support, fail, strict=True):
         c["p_support_holm"], c["p_fail_holm"] = ps, pf
         c["verdict"] = "supported" if ps < ALPHA else "not supported" if pf < ALPHA else "inconclusive"
+        decides = c.pop("_decides", None)
+        if decides is not None:   # the series the outcome hinged on: what failed it, or what it had to beat
+            c["decided_by"] = decides[c["verdict"]]
         c["evidence"] += f"; Holm-adjusted p {ps:.2g} (supported) / {pf:.2g} (not supported), family of {len(family)}"
     return family
 
