@@ -289,9 +289,9 @@ class LowSnrReceiver:
         guard[[max(edges[0] - 1, 0), min(edges[-1] + 1, n - 1)]] = False         # next to the band edges
         self._guard_bins = np.flatnonzero(guard)
         taps = np.arange(-CHANNEL_TAPS[0], CHANNEL_TAPS[1] + 1)
-        f = np.exp(-2j * np.pi * np.outer(np.where(self._used < n // 2, self._used, self._used - n), taps) / n)
-        self._projection = f @ np.linalg.pinv(f)
-        self.channel_gain = len(self._used) / taps.size     # estimation-noise reduction of the projection
+        self._shifted_sorted = np.sort(self._shifted_used)                      # used bins, shifted order
+        self._f_used = np.exp(-2j * np.pi * np.outer(self._shifted_sorted - n // 2, taps) / n)
+        self._f_pilots = np.exp(-2j * np.pi * np.outer(self._pilot_bins - n // 2, taps) / n)
         # timing-drift search: +-5 samples, the unambiguous range of pilots 6.4 subcarriers apart
         self._delays = np.linspace(-5, 5, 201)
         self._steer = np.exp(-2j * np.pi * self._delays[:, None] * self._pilot_freq[None] / n)
@@ -472,16 +472,34 @@ class LowSnrReceiver:
             + 1j * np.bincount(sub, weights=(Y * np.conj(P)).imag, minlength=n)
         den = np.bincount(sub, weights=np.abs(P) ** 2, minlength=n)
         h = np.where(den > 1e-9 * den.max(), num / np.maximum(den, 1e-30), 0)
-        # at -10 dB each subcarrier's value is noisy (32 bins of a 2048-sample preamble: error 1/(32 SNR)
-        # = 0.3 of |h|^2); the channel lives in a few taps, so project onto taps -CHANNEL_TAPS[0] ..
-        # CHANNEL_TAPS[1] (least squares over the used subcarriers): the error shrinks by taps / 52
-        used = self._used
-        h_used = self._projection @ h[used]
-        h = np.zeros(n, complex)
-        h[used] = h_used
         # the FFT windows of the OFDM symbols start `timing_backoff` early with the ramp removed by Sionna
-        # (l_min), the same reference as the preamble's start: h applies as it is; natural -> shifted order
-        return np.fft.fftshift(h), noise
+        # (l_min), the same reference as the preamble's start: h applies as it is. Kept raw (shifted order)
+        # with its error variance per subcarrier (bin noise m * noise over the bins' template energy);
+        # `_fit` turns it into the channel estimate.
+        var = np.where(den > 1e-9 * den.max(), m * noise / np.maximum(den, 1e-30), np.inf)
+        self._raw = (np.fft.fftshift(h), np.fft.fftshift(var))
+        return self._fit(), noise
+
+    def _fit(self, pilots: np.ndarray | None = None, pilot_var: float | None = None) -> np.ndarray:
+        """The channel on every subcarrier (shifted order): weighted least squares onto taps -2..+6 of the
+        preamble's raw values (and, when given, the pilot subcarriers' averages over the burst's tracked
+        symbols, error variance `pilot_var`). At -10 dB one subcarrier's raw preamble value is noisy (32 FFT
+        bins of a 2048-sample preamble: error 1/(32 SNR) = 0.3 of |h|^2); the channel lives in a few taps,
+        so the error shrinks by taps / 52, and the pilots of a burst of a few hundred symbols add about as
+        much again."""
+        h_raw, var = self._raw
+        rows, obs, weights = [self._f_used], [h_raw[self._shifted_sorted]], [1 / var[self._shifted_sorted]]
+        if pilots is not None:
+            rows.append(self._f_pilots)
+            obs.append(pilots)
+            weights.append(np.full(pilots.size, 1 / max(pilot_var, 1e-30)))
+        f, y, w = np.concatenate(rows), np.concatenate(obs), np.concatenate(weights)
+        w = np.where(np.isfinite(w), w, 0.0)
+        fw = f.conj().T * w
+        taps = np.linalg.solve(fw @ f + 1e-12 * np.eye(f.shape[1]), fw @ y)
+        h = np.zeros(self.cfg.fft_size, complex)
+        h[self._shifted_sorted] = self._f_used @ taps
+        return h
 
     def _demod(self, x: np.ndarray, at: int, symbols: int, cfo: float) -> np.ndarray:
         from link_models.ota.receiver import _rotate
@@ -529,6 +547,9 @@ class LowSnrReceiver:
         obs = y[:, self._pilot_bins] * np.conj(self._pilot_values * h[self._pilot_bins])
         phase = self._phase(obs * np.exp(-2j * np.pi * delay[:, None] * self._pilot_freq[None] / n))
         corr = np.exp(-1j * (phase[:, None] + 2 * np.pi * delay[:, None] * self._bin_freq[None] / n))
+        # the pilots of every tracked symbol join the preamble in the channel estimate
+        pilots = (y[:, self._pilot_bins] * corr[:, self._pilot_bins]).mean(0) / self._pilot_values
+        h = self._fit(pilots, noise / total)
         hh = np.where(np.abs(h) > 0, h, 1)
         x_hat = y * corr / hh[None]
         no_eff = np.broadcast_to(noise / np.maximum(np.abs(hh) ** 2, 1e-30), y.shape)
