@@ -195,19 +195,24 @@ def plot_low_snr(out: Path, low: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from meg_common.stats import rate
+
     snr = low["snr_db"]
     fig, ax = plt.subplots(figsize=(5.8, 3.8))
     for key, label, style in (("detected", "burst detected (chirp matched filter)", "o-"),
                               ("header", "burst header decoded", "s-"),
                               ("delivered", "analog frame delivered", "^-")):
         v = np.asarray(low[key])
-        ci = np.asarray(low[f"{key}_ci95"], float)
-        ax.errorbar(snr, v, yerr=[v - ci[:, 0], ci[:, 1] - v], fmt=style, capsize=3, label=label)
+        # the frames of a burst share its detection and header: intervals per burst (n = bursts)
+        cis = [rate(int(round(x * low["bursts"])), low["bursts"]) for x in v]
+        ci = np.asarray([[c["ci_low"], c["ci_high"]] for c in cis], float)
+        ax.errorbar(snr, v, yerr=[np.clip(v - ci[:, 0], 0, None), np.clip(ci[:, 1] - v, 0, None)], fmt=style,
+                    capsize=3, label=label)
     ax.axhline(0.99, color="grey", ls=":", lw=1)
     ax.axvline(-10, color="grey", ls=":", lw=1)
-    ax.set(xlabel="SNR Es/N0 (dB)", ylabel="fraction of frames (95 % Wilson)",
+    ax.set(xlabel="SNR Es/N0 (dB)", ylabel="fraction (95 % Wilson, per burst)",
            title=f"Low-SNR mode, +-{low['ppm']:g} ppm CFO and SCO, DC, IQ, 12-bit ADC "
-                 f"({low['frames'][0]} frames per point)")
+                 f"({low['bursts']} bursts of {low['frames_per_burst']} frames per point)")
     ax.title.set_fontsize(8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
