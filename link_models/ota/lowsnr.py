@@ -265,7 +265,7 @@ LowSnrCodec.shared = staticmethod(_shared)
 
 
 class LowSnrReceiver:
-    """`receive(buffer)` -> link_models.ota.receiver.ReceiveResult with every frame of every low-SNR burst."""
+    """`receive(buffer)` -> link_models.ota.rxtypes.ReceiveResult with every frame of every low-SNR burst."""
 
     def __init__(self, frame_codec, timer=None, threads: int | None = 1):
         import time
@@ -322,7 +322,7 @@ class LowSnrReceiver:
     @torch.no_grad()
     def _receive(self, buffer: np.ndarray, decode_payload: bool, x: np.ndarray | None):
         from link_models.ota.frontend import front_end
-        from link_models.ota.receiver import STAGES, ReceiveResult, _Clock, _drop_overlaps
+        from link_models.ota.rxtypes import STAGES, ReceiveResult, _Clock, _drop_overlaps
 
         result = ReceiveResult(samples=int(np.asarray(buffer).size), timings=dict.fromkeys(STAGES, 0.0))
         clock = _Clock(result.timings, self.timer)
@@ -351,7 +351,7 @@ class LowSnrReceiver:
 
     # --- one burst ---------------------------------------------------------------------------------------------
     def _burst(self, x: np.ndarray, det, decode_payload: bool, clock):
-        from link_models.ota.receiver import DecodedFrame, Sync
+        from link_models.ota.rxtypes import DecodedFrame, Sync
 
         cfg, codec = self.cfg, self.codec
         start, cfo = det.start, det.cfo_hz
@@ -456,7 +456,7 @@ class LowSnrReceiver:
     def _channel(self, x: np.ndarray, start: int, cfo: float) -> tuple[np.ndarray, float]:
         """Channel on every subcarrier (shifted order, [N]) from the preamble's spectrum, and the noise left
         after removing the template's scaled copy (per sample)."""
-        from link_models.ota.receiver import _rotate
+        from link_models.ota.rxtypes import _rotate
 
         cfg, p = self.cfg, self.codec.preamble
         m = p.size
@@ -502,7 +502,7 @@ class LowSnrReceiver:
         return h
 
     def _demod(self, x: np.ndarray, at: int, symbols: int, cfo: float) -> np.ndarray:
-        from link_models.ota.receiver import _rotate
+        from link_models.ota.rxtypes import _rotate
 
         cfg = self.cfg
         grid = self.codec.grid(symbols)
