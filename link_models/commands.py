@@ -35,9 +35,11 @@ def register(subparsers) -> None:
                        help="perfect CSI and N0; ls (linear interpolation) or lmmse (across the frame, with the "
                             "channel model's covariances) from the pilots, with N0 estimated by the receiver")
     sweep.add_argument("--mcs", default=None,
-                       help="digital: 'auto' (the MCS the shipped BLER table allows at each SNR; needs --snr-db) "
-                            "or a TS 38.214 MCS index; sets --modulation and --k, --n is the codeword length "
-                            "(default: --modulation/--k/--n as given)")
+                       help="digital: 'table' (the MCS the shipped BLER table of the channel allows at each SNR; "
+                            "needs --snr-db), 'auto' (outer-loop link adaptation on payloads; a sweep of random "
+                            "codewords sends its first MCS, the AWGN table's at the SNR) or a TS 38.214 MCS index; "
+                            "sets --modulation and --k, --n is the codeword length (default: --modulation/--k/--n "
+                            "as given)")
     sweep.add_argument("--mcs-table", type=int, default=1, help="TS 38.214 MCS table for --mcs (1, 2, 3)")
     sweep.add_argument("--bler-target", type=float, default=0.1, help="BLER target of --mcs auto")
     snr = sweep.add_mutually_exclusive_group()
@@ -53,6 +55,9 @@ def register(subparsers) -> None:
     sweep.add_argument("--seed", type=int, default=0, help="random seed (each point has its own stream)")
     grid = sweep.add_argument_group("resource grid (one frame)")
     grid.add_argument("--fft-size", type=int, default=128, help="subcarriers")
+    grid.add_argument("--prb", type=int, default=None,
+                      help="resource blocks per slot (sets --fft-size to 12 x PRB; with --mcs a codeword is a code "
+                           "block of the slot's TS 38.214 transport block)")
     grid.add_argument("--num-ofdm-symbols", type=int, default=14, help="OFDM symbols per frame")
     grid.add_argument("--subcarrier-spacing-khz", type=float, default=30.0)
     grid.add_argument("--cp-length", type=int, default=9, help="cyclic prefix [samples]")
@@ -89,7 +94,8 @@ def run_sweep_command(args) -> int:
                      delay_spread_ns=args.delay_spread_ns, speed_mps=args.speed_mps,
                      carrier_frequency_hz=args.carrier_frequency_hz, repetition=args.repetition,
                      batch=args.batch, device=args.device, ldpc_iterations=args.ldpc_iterations,
-                     decoder=args.decoder, mcs=args.mcs, mcs_table=args.mcs_table, bler_target=args.bler_target)
+                     decoder=args.decoder, mcs=args.mcs, mcs_table=args.mcs_table, bler_target=args.bler_target,
+                     prb=args.prb)
     executor = executor_from_args(args)
     out = prepare_out_dir(args.out)
     result = run_sweep(cfg, out, scheme=args.scheme, axis=axis, values=values, target_errors=args.target_errors,

@@ -153,6 +153,7 @@ def send_scheduled(link, payloads: Sequence[torch.Tensor], generators: Sequence[
                             offset += length
                     words = code.crc_encoder(blocks)
                     new = []
+                    record: TbRecord | None = None
                     for i, ps in enumerate(pieces):
                         if i % ccfg.num_cb:  # the code blocks of one transport block share its record
                             cw = _Cw(ps, code, words[i], record)
