@@ -44,3 +44,16 @@ def test_bad_options_exit_2_with_one_line(tmp_path, capsys, argv):
     assert main(["ota", "loopback", *argv, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("meg-phy: error:") and "\n" not in err
+
+
+def test_low_snr_mode_written_to_sigmf_decodes_with_ota_rx(tmp_path):
+    """`ota tx --mode low-snr` writes one burst (chirp preamble, burst header, frames); `ota rx` finds the
+    mode by itself (both receivers run) and decodes every frame."""
+    tx, rx = tmp_path / "tx", tmp_path / "rx"
+    assert main(["ota", "tx", "--radio", "sigmf", "--mode", "low-snr", "--frames", "2", "--out", str(tx)]) == 0
+    meta = json.loads((tx / "tx.sigmf-meta").read_text())
+    assert [a["meg_phy:mode"] for a in meta["annotations"]] == ["low-snr", "low-snr"]
+    assert main(["ota", "rx", "--radio", "sigmf", "--in", str(tx / "tx"), "--out", str(rx)]) == 0
+    report = json.loads((rx / "ota.json").read_text())
+    assert report["frames_crc_ok"] == 2 and report["payload_ok"] and report["ber"] == 0.0
+    assert report["header_rejected"] == 0 and report["noise_triggers"] is None
