@@ -23,8 +23,12 @@ from flowgraphs.hops import LinkFactory, build_link
 class Session:
     """Models, evaluator, links and radios of a process's runs; see the module docstring."""
 
-    def __init__(self, evaluator: str | None = None, placement=None, runtime: str = "torch"):
+    def __init__(self, evaluator: str | None = None, placement=None, runtime: str = "torch",
+                 radio_options: dict[str, Any] | None = None):
         self.runtime = runtime
+        self.radio_options = dict(radio_options or {})
+        """Settings of the radio link factories (flowgraphs.radio_link.radio_link_factory): `low_snr_below_db`,
+        and for the simulated radio its impairments (`cfo_ppm`, `sco_ppm`, ...)."""
         """Where the models' UNets run: 'torch', 'onnx' or 'auto' (meg_phy.runtime)."""
         self.evaluator = evaluator
         """Folder of the attribute evaluator that scores prompt matches (None: the embedded one)."""
@@ -90,6 +94,7 @@ class Session:
         if key not in self._radios:
             from flowgraphs.radio_link import radio_link_factory
 
-            self._radios[key] = radio_link_factory(config.radio, config.uri, frame_codec=self.frame_codec)
+            self._radios[key] = radio_link_factory(config.radio, config.uri, frame_codec=self.frame_codec,
+                                                   **self.radio_options)
         radio = self._radios[key]
         return lambda spec, seed: self.link(spec, seed) if spec.scheme == "wired" else radio(spec, seed)

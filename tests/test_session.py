@@ -54,3 +54,21 @@ def test_frame_codecs_are_per_session():
     assert session.frame_codec(FrameConfig()) is codec and codec.cfg == FrameConfig()
     assert session.frame_codec(FrameConfig(), ldpc_iterations=10) is not codec
     assert Session().frame_codec(FrameConfig()) is not codec
+
+
+def test_radio_options_reach_the_radio_link_factory(monkeypatch):
+    """`meg-phy run --low-snr-below-db/--cfo-ppm/--sco-ppm` travel as the session's radio options."""
+    import flowgraphs.radio_link as radio_link
+    from flowgraphs.config import config_from_dict
+    from flowgraphs.session import Session
+
+    seen = {}
+
+    def factory(radio, uri=None, frame_codec=None, **options):
+        seen.update(radio=radio, **options)
+        return lambda spec, seed: None
+
+    monkeypatch.setattr(radio_link, "radio_link_factory", factory)
+    session = Session(radio_options={"low_snr_below_db": -3.0, "cfo_ppm": 50.0})
+    session.link_factory(config_from_dict({}, radio="sim"))
+    assert seen == {"radio": "sim", "low_snr_below_db": -3.0, "cfo_ppm": 50.0}

@@ -59,6 +59,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     link.add_argument("--radio", choices=RADIOS,
                       help="link: link_models simulation (default); sim/pluto: IQ radio via link_models.ota.RadioLink")
     link.add_argument("--uri", help="Pluto URI, e.g. ip:192.168.2.1")
+    link.add_argument("--low-snr-below-db", type=float,
+                      help="radios: hops below this SNR use the low-SNR burst mode (default 2 dB; docs/over-the-air.md)")
+    link.add_argument("--cfo-ppm", type=float, help="--radio sim: carrier frequency offset in ppm (default 20)")
+    link.add_argument("--sco-ppm", type=float, help="--radio sim: sample-clock offset in ppm (default 20)")
     parser.add_argument("--config", help="TOML file with any of these settings plus [link], [uplink], "
                                          "[downlink], [backhaul], [hops.NAME] tables; or a result.json "
                                          "to run its configuration again")
@@ -102,7 +106,10 @@ def main(args) -> int:
     placement = placement_from_args(args)
     out = prepare_out_dir(args.out)
     with placement:  # --placement ray: each ES on its own Ray actor (flowgraphs.placement)
-        result, run, reference = evaluate(config, Session(placement=placement, runtime=args.runtime))
+        radio_options = {k: v for k, v in (("low_snr_below_db", args.low_snr_below_db), ("cfo_ppm", args.cfo_ppm),
+                                           ("sco_ppm", args.sco_ppm)) if v is not None}
+        session = Session(placement=placement, runtime=args.runtime, radio_options=radio_options)
+        result, run, reference = evaluate(config, session)
     write_run(out, result, run.image, reference.image)
     if result.unused_hop_overrides:
         print(f"meg-phy run: note: {result.protocol} has no hop {', '.join(result.unused_hop_overrides)}; "
