@@ -146,6 +146,11 @@ def test_case_study_unit_batched_matches_task_by_task(kind, series, n_es):
         for key, value in ra.items():
             if key.endswith("seconds"):
                 continue
+            if key.endswith("embedding"):   # the reader's features of an image: float16, batched-kernel rounding
+                from flowgraphs.experiments.campaign import unpack
+
+                assert unpack(rb[key]) == pytest.approx(unpack(value), abs=2e-2), key
+                continue
             if isinstance(value, float) and key != "fidelity":
                 assert rb[key] == pytest.approx(value, rel=1e-3, abs=1e-6), key
             else:
