@@ -147,7 +147,7 @@ def test_case_study_unit_batched_matches_task_by_task(kind, series, n_es):
             if key.endswith("seconds"):
                 continue
             if key.endswith("embedding"):   # the reader's features of an image: float16, batched-kernel rounding
-                from flowgraphs.experiments.campaign import unpack
+                from flowgraphs.experiments.world import unpack
 
                 assert unpack(rb[key]) == pytest.approx(unpack(value), abs=2e-2), key
                 continue

@@ -401,21 +401,6 @@ def calibration(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def pack(vector) -> str:
-    """A feature vector as base64 float16 (records stay small)."""
-    import base64
-
-    import numpy as np
-
-    return base64.b64encode(np.asarray(vector, dtype=np.float16).tobytes()).decode("ascii")
-
-
-def unpack(text: str):
-    import base64
-
-    import numpy as np
-
-    return np.frombuffer(base64.b64decode(text), dtype=np.float16).astype(float)
 
 
 def _start_numba_threads() -> None:

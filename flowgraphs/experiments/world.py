@@ -47,9 +47,7 @@ class World:
 
     def embedding(self, images: torch.Tensor) -> list[str]:
         """Each image's embedding in the reader's feature space (meg_phy.evaluator.Evaluator.embedding),
-        packed for a record (campaign.pack); None for a scorer without one."""
-        from flowgraphs.experiments.campaign import pack
-
+        packed for a record (`pack`); None for a scorer without one."""
         embed = getattr(self.scorer, "embedding", None)
         return [None] * len(images) if embed is None else [pack(e) for e in embed(images).numpy()]
 
@@ -65,3 +63,21 @@ def load_world(evaluator: str | None = None, session=None) -> World:
     from meg_phy.evaluator import load_evaluator
 
     return World(load_evaluator(evaluator))
+
+
+def pack(vector) -> str:
+    """A feature vector as base64 float16 (records stay small)."""
+    import base64
+
+    import numpy as np
+
+    return base64.b64encode(np.asarray(vector, dtype=np.float16).tobytes()).decode("ascii")
+
+
+def unpack(text: str):
+    """The vector of `pack`, as float64."""
+    import base64
+
+    import numpy as np
+
+    return np.frombuffer(base64.b64decode(text), dtype=np.float16).astype(float)
