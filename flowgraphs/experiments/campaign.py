@@ -469,6 +469,6 @@ def score(harness: Harness, kind: str, indices: list[int], outs: list) -> list[d
     return records
 
 
-__all__ = ["BASELINE_KEYS", "CALIBRATED", "VARIANTS", "Harness", "calibration", "pack", "unpack", "NO_CHANNEL", "Point", "Timing", "chunks", "collect", "graph_numbers", "paired",
+__all__ = ["BASELINE_KEYS", "CALIBRATED", "VARIANTS", "Harness", "calibration", "NO_CHANNEL", "Point", "Timing", "chunks", "collect", "graph_numbers", "paired",
            "make_setup", "plan_matches", "quality", "reference_image", "rows", "run_units", "score", "setup", "unit_key",
            "units"]
