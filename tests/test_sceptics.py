@@ -66,9 +66,6 @@ def test_noise_seed_at_a_shorter_schedule_on_tdl_a(harness):
     assert not all(r["identical"] for r in records)
 
 
-@pytest.mark.xfail(strict=False, reason="issue 23 asks for delivery at -10 dB on TDL-A; since time-correlated fading "
-                   "per UE session (bb1c869) HARQ retransmissions meet the same fade on one resource block and 43/64 "
-                   "messages arrived (0.67 [0.55, 0.78]); the control hop needs diversity (flowgraphs/hops.py)")
 def test_control_message_is_delivered_at_minus_10_db_on_tdl_a(harness):
     result = cs.run_unit(harness, asdict(cs.Point("img2img-ue", "noise-seed@10", "tdl-a", -10.0, 1)), list(range(TASKS)))
     assert all(r["downlink_delivered"] == 1.0 for r in result["records"])
