@@ -84,15 +84,20 @@ def expected_rate(threshold: float, sample_rate: float, length: int, hypotheses:
     return false_alarm_probability(threshold, length) * HOUR * sample_rate * max(1, hypotheses)
 
 
-def peaks(metric: np.ndarray, threshold: float, min_distance: int) -> list[int]:
-    """Index of the maximum of every run of positions above `threshold` (runs closer than min_distance merge)."""
+def runs_above(metric: np.ndarray, threshold: float, min_distance: int) -> list[np.ndarray]:
+    """The positions of every run of `metric` above `threshold` (runs closer than min_distance merge)."""
     above = np.flatnonzero(metric > threshold)
     if above.size == 0:
         return []
     breaks = np.flatnonzero(np.diff(above) > min_distance)
     starts = np.concatenate([[0], breaks + 1])
     ends = np.concatenate([breaks + 1, [above.size]])
-    return [int(above[s + np.argmax(metric[above[s:e]])]) for s, e in zip(starts, ends, strict=True)]
+    return [above[s:e] for s, e in zip(starts, ends, strict=True)]
+
+
+def peaks(metric: np.ndarray, threshold: float, min_distance: int) -> list[int]:
+    """Index of the maximum of every run of positions above `threshold` (runs closer than min_distance merge)."""
+    return [int(run[np.argmax(metric[run])]) for run in runs_above(metric, threshold, min_distance)]
 
 
 def parabolic(values: np.ndarray, i: int) -> float:

@@ -209,3 +209,14 @@ class FrameBuilder:
         gap = np.zeros(self.cfg.gap_samples, np.complex64)
         return np.concatenate([part for f in frames for part in (f.samples, gap)])
 
+
+def take_decoded(frames, bits) -> None:
+    """Each frame's decoded information bits: its payload where the payload's CRC passes (`crc_ok`), else None."""
+    import zlib
+
+    for f, b in zip(frames, bits, strict=True):
+        f.info_bits = b
+        raw = np.packbits(b.reshape(-1)[:8 * (f.header.length + PAYLOAD_CRC_BYTES)] > 0.5).tobytes()
+        chunk, crc = raw[:f.header.length], raw[f.header.length:]
+        f.crc_ok = zlib.crc32(chunk).to_bytes(PAYLOAD_CRC_BYTES, "big") == crc
+        f.payload = chunk if f.crc_ok else None

@@ -418,11 +418,10 @@ class LowSnrReceiver:
 
     def _payloads(self, frames: list, clock) -> None:
         """Decode the frames of a burst, batched by shape (one demapper and decoder call per shape)."""
-        import zlib
         from collections import defaultdict
 
         from link_models.mapping import from_symbols
-        from link_models.ota.frame import PAYLOAD_CRC_BYTES
+        from link_models.ota.frame import take_decoded
 
         groups = defaultdict(list)
         for f in frames:
@@ -445,12 +444,7 @@ class LowSnrReceiver:
             clock.lap("demap")
             bits = pc.decode(llr, units).numpy()
             clock.lap("ldpc")
-            for f, b in zip(members, bits, strict=True):
-                f.info_bits = b
-                raw = np.packbits(b.reshape(-1)[:8 * (f.header.length + PAYLOAD_CRC_BYTES)] > 0.5).tobytes()
-                chunk, crc = raw[:f.header.length], raw[f.header.length:]
-                f.crc_ok = zlib.crc32(chunk).to_bytes(PAYLOAD_CRC_BYTES, "big") == crc
-                f.payload = chunk if f.crc_ok else None
+            take_decoded(members, bits)
 
     # --- estimation --------------------------------------------------------------------------------------------
     def _channel(self, x: np.ndarray, start: int, cfo: float) -> tuple[np.ndarray, float]:

@@ -108,15 +108,10 @@ def detect(metric: np.ndarray, threshold: float, min_distance: int) -> list[int]
     estimate is the centre of the positions within 90 % of the region's peak, which sits in the middle of
     the CP-long plateau the cyclic prefix creates.
     """
-    above = np.flatnonzero(metric > threshold)
-    if above.size == 0:
-        return []
-    breaks = np.flatnonzero(np.diff(above) > min_distance)
-    starts = np.concatenate([[0], breaks + 1])
-    ends = np.concatenate([breaks + 1, [above.size]])
+    from link_models.ota.detector import runs_above
+
     found = []
-    for s, e in zip(starts, ends, strict=True):
-        idx = above[s:e]
+    for idx in runs_above(metric, threshold, min_distance):
         values = metric[idx]
         top = idx[values >= 0.9 * values.max()]
         found.append(int(round((top.min() + top.max()) / 2)))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import time
-import zlib
 from collections import defaultdict
 
 import numpy as np
@@ -27,7 +26,7 @@ import torch
 
 from link_models.config import MODULATIONS
 from link_models.mapping import from_symbols
-from link_models.ota.frame import PAYLOAD_CRC_BYTES, FrameCodec
+from link_models.ota.frame import FrameCodec, take_decoded
 from link_models.ota.frontend import front_end
 from link_models.ota.header import FrameHeader
 from link_models.ota.preamble import (
@@ -245,9 +244,4 @@ class FrameReceiver:
             clock.lap("demap")
             bits = pc.decode(llr, units).numpy()
             clock.lap("ldpc")
-            for f, b in zip(members, bits, strict=True):
-                f.info_bits = b
-                raw = np.packbits(b.reshape(-1)[:8 * (f.header.length + PAYLOAD_CRC_BYTES)] > 0.5).tobytes()
-                chunk, crc = raw[:f.header.length], raw[f.header.length:]
-                f.crc_ok = zlib.crc32(chunk).to_bytes(PAYLOAD_CRC_BYTES, "big") == crc
-                f.payload = chunk if f.crc_ok else None
+            take_decoded(members, bits)
