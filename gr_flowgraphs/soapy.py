@@ -23,19 +23,19 @@ class Soapy(gr.top_block):
     def __init__(self, a):
         gr.top_block.__init__(self, "meg-phy SoapySDR")
         bw = a.bandwidth or a.sample_rate
+        def tuned(block, gain):
+            """A SoapySDR block on channel 0 at the run's rate, bandwidth, frequency and `gain`."""
+            block.set_sample_rate(0, a.sample_rate)
+            block.set_bandwidth(0, bw)
+            block.set_frequency(0, a.freq)
+            block.set_gain(0, gain)
+            return block
+
         if a.role in ("tx", "both"):
-            self.sink = soapy.sink(a.device, "fc32", 1, a.device_args, "", [""], [""])
-            self.sink.set_sample_rate(0, a.sample_rate)
-            self.sink.set_bandwidth(0, bw)
-            self.sink.set_frequency(0, a.freq)
-            self.sink.set_gain(0, a.tx_gain)
+            self.sink = tuned(soapy.sink(a.device, "fc32", 1, a.device_args, "", [""], [""]), a.tx_gain)
             self.connect(zmq_in(a.from_address), self.sink)
         if a.role in ("rx", "both"):
-            self.source = soapy.source(a.device, "fc32", 1, a.device_args, "", [""], [""])
-            self.source.set_sample_rate(0, a.sample_rate)
-            self.source.set_bandwidth(0, bw)
-            self.source.set_frequency(0, a.freq)
-            self.source.set_gain(0, a.rx_gain)
+            self.source = tuned(soapy.source(a.device, "fc32", 1, a.device_args, "", [""], [""]), a.rx_gain)
             self.connect(self.source, zmq_out(a.to_address))
 
 

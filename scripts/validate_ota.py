@@ -213,12 +213,8 @@ def plot_low_snr(out: Path, low: dict) -> None:
     ax.set(xlabel="SNR Es/N0 (dB)", ylabel="fraction (95 % Wilson, per burst)",
            title=f"Low-SNR mode, +-{low['ppm']:g} ppm CFO and SCO, DC, IQ, 12-bit ADC "
                  f"({low['bursts']} bursts of {low['frames_per_burst']} frames per point)")
-    ax.title.set_fontsize(8)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "ota-lowsnr-detection.png", dpi=90)
-    plt.close(fig)
+    _finish(ax)
+    _save(fig, out / "ota-lowsnr-detection.png")
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
     cfo = [np.nan if v is None else v for v in low["cfo_error_rms_hz"]]
     tim = [np.nan if v is None else v for v in low["timing_error_rms_samples"]]
@@ -227,17 +223,26 @@ def plot_low_snr(out: Path, low: dict) -> None:
     a1.axhline(300, color="tab:blue", ls=":", lw=1)
     a1.axhline(1, color="tab:orange", ls=":", lw=1)
     a1.set(xlabel="SNR Es/N0 (dB)", title=f"sync errors ({low['bursts']} bursts per point)")
-    a1.title.set_fontsize(8)
-    a1.grid(alpha=0.3, which="both")
-    a1.legend(fontsize=7)
+    _finish(a1, which="both")
     a2.plot(snr, low["nmse_db"], "o-", label="over the air (low-SNR mode)")
     a2.plot(snr, low["nmse_link_level_db"], "s--", label="link level AnalogLink (perfect CSI)")
     a2.set(xlabel="SNR Es/N0 (dB)", ylabel="NMSE (dB)", title="analog values")
-    a2.title.set_fontsize(8)
-    a2.grid(alpha=0.3)
-    a2.legend(fontsize=7)
+    _finish(a2)
+    _save(fig, out / "ota-lowsnr-sync-nmse.png")
+
+
+def _finish(ax, which: str = "major") -> None:
+    """Small title, grid and legend, as every panel of these figures has them."""
+    ax.title.set_fontsize(8)
+    ax.grid(alpha=0.3, which=which)
+    ax.legend(fontsize=7)
+
+
+def _save(fig, path) -> None:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    fig.savefig(out / "ota-lowsnr-sync-nmse.png", dpi=90)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
