@@ -50,7 +50,7 @@ from meg_common.cli import number_list  # noqa: E402
 from meg_common.errors import InputError  # noqa: E402
 from meg_common.io import atomic_write_json, read_json  # noqa: E402
 from meg_common.provenance import versions  # noqa: E402
-from meg_common.vocabulary import Channel, Decoder, Modulation, values  # noqa: E402
+from meg_common.vocabulary import NOISY_CHANNELS, Decoder, Modulation, values  # noqa: E402
 
 STEP_DB = 0.5
 BLER_HIGH, BLER_LOW = 0.95, 0.01
@@ -64,8 +64,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None,
                    help="output JSON; '{estimator}' is replaced by the estimator (needed with several); default "
                         "the shipped file link_models/data/bler_table_{estimator}[_{channel}].json")
-    p.add_argument("--channel", choices=("awgn", "tdl-a", "cdl-a", *[c for c in values(Channel) if c not in
-                                         ("ideal", "awgn", "tdl-a", "cdl-a")]), default="awgn",
+    p.add_argument("--channel", choices=values(NOISY_CHANNELS), default="awgn",
                    help="channel of the table (fading channels: block fading, a new draw per frame, at "
                         "--speed-mps; the open-loop link adaptation on that channel reads it)")
     p.add_argument("--speed-mps", type=float, default=3 / 3.6, help="UE speed on TDL/CDL (default 3 km/h)")
