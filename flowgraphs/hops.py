@@ -366,7 +366,8 @@ def send_values_together(hops: Sequence[Hop], values: Sequence[torch.Tensor], si
         stats, delivered = [_stats_dict(s)], not (s.frames and s.frames_lost >= s.frames)
         if i in side_out:   # the link's header (value scale and count) went for real inside the side message
             _, delivered, side_stats = side_out[i]
-            stats = [{**stats[0], "payload_bits": 0}] + side_stats
+            values_bits = (stats[0].get("payload_bits") or 0) - (stats[0].get("header_bits") or 0)
+            stats = [{**stats[0], "payload_bits": values_bits}] + side_stats
         record = hop._record(stats, delivered=delivered, analog=True)
         record.values = int(flat[i].numel())
         record.noise_var = float(noise_var.mean())

@@ -207,7 +207,7 @@ class SplitLDM:
         """Guidance used when a caller gives none (load_ldm sets the model's own)."""
         self.runtime = "torch"
         """Where the UNet runs: 'torch' or 'onnx' (meg_phy.runtime; `set_runtime`)."""
-        self._unet_call = unet
+        self._onnx_unet = None
         self.memo = None
         """A meg_phy.memo.DenoiseMemo, or None: `denoise` returns a kept result for inputs it has seen (a
         campaign worker sets one; results are bit for bit those of the computation)."""
@@ -219,9 +219,9 @@ class SplitLDM:
         from meg_phy.runtime import OnnxUNet, resolve_runtime
 
         chosen = resolve_runtime(name, self.device, self.dtype)
-        if chosen != self.runtime:
-            self._unet_call = OnnxUNet(self.unet) if chosen == "onnx" else self.unet
-            self.runtime = chosen
+        if chosen == "onnx" and self._onnx_unet is None:
+            self._onnx_unet = OnnxUNet(self.unet)
+        self.runtime = chosen
         return chosen
 
     # ---- schedulers -------------------------------------------------------------------------------------
@@ -456,7 +456,8 @@ class SplitLDM:
                 t_in = torch.cat([t.reshape(1).expand(rows[i]) for i, t in zip(active, ts, strict=True)])
             if len(active) == 1:
                 t_in = ts[0]  # one schedule: the timestep as diffusers' pipelines pass it
-            out = self._unet_call(model_in, t_in, encoder_hidden_states=hidden).sample.to(model_in)
+            unet = self._onnx_unet if self.runtime == "onnx" else self.unet
+            out = unet(model_in, t_in, encoder_hidden_states=hidden).sample.to(model_in)
             half = sum(rows[i] for i in active)
             at = 0
             for i, t in zip(active, ts, strict=True):
