@@ -8,6 +8,7 @@ import numpy as np
 from flowgraphs.experiments import campaign as rt
 from flowgraphs.experiments import verdicts
 from flowgraphs.experiments.case_study import CALIBRATION, NO_CHANNEL, Point, calibration, rows
+from flowgraphs.experiments.world import pack
 
 N = 64
 KIND = "img2img-ue"
@@ -153,10 +154,10 @@ def test_rows_carry_quality_objects_and_realism():
     rng = np.random.default_rng(0)
     renders = rng.normal(size=(N, 8))
     for r in merged[at("seed-analog-aware")]:
-        r["embedding"] = rt.pack(renders[r["task"]] + rng.normal(0, 0.1, 8))
+        r["embedding"] = pack(renders[r["task"]] + rng.normal(0, 0.1, 8))
     cal = calibration_records(0.01)
     for r in cal:
-        r["render_embedding"] = rt.pack(renders[r["task"]])
+        r["render_embedding"] = pack(renders[r["task"]])
     merged[Point(KIND, CALIBRATION, NO_CHANNEL, None, 0)] = cal
     out = {r["series"]: r for r in rows(merged)}
     seed = out["seed-analog-aware"]["quality"]

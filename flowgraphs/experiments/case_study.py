@@ -32,6 +32,7 @@ from typing import Any
 from flowgraphs.experiments import campaign as rt
 from flowgraphs.experiments.campaign import BASELINE_KEYS, NO_CHANNEL
 from flowgraphs.experiments.campaign import Harness as _Worker
+from flowgraphs.experiments.world import unpack
 from meg_common import stats
 
 KINDS = ("text-to-image", "img2img-es", "img2img-ue")
@@ -400,7 +401,7 @@ def realism(records: list[dict[str, Any]], renders: dict[int, Any] | None) -> di
     prompts, both in the reader's feature space; None without embeddings."""
     if not renders:
         return None
-    pairs = [(rt.unpack(r["embedding"]), renders[r["task"]]) for r in records
+    pairs = [(unpack(r["embedding"]), renders[r["task"]]) for r in records
              if r.get("embedding") and renders.get(r["task"]) is not None]
     if len(pairs) < 3:
         return None
@@ -424,7 +425,7 @@ def calibration(merged: dict[Point, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def rows(merged: dict[Point, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    renders = {r["task"]: rt.unpack(r["render_embedding"]) for r in calibration_records(merged)
+    renders = {r["task"]: unpack(r["render_embedding"]) for r in calibration_records(merged)
                if r.get("render_embedding")}
     out = []
     for point, records in merged.items():
