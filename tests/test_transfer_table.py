@@ -35,7 +35,7 @@ def test_every_row_decodes_what_it_encoded_without_noise(session):
     image = torch.rand(1, 3, *ldm.resolution, generator=torch.Generator().manual_seed(1))
     values = {"latent": latent, "image": image, "sketch": image, "prompt": "a red circle", "control": b"\x01\x02"}
     carriers = {"digital", "analog", "softcast", "wired"}
-    for (payload, carrier), row in TRANSFERS.items():
+    for payload, carrier in TRANSFERS:
         if carrier not in carriers:
             continue
         hop = {"scheme": carrier, "channel": "ideal"}
