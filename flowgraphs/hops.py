@@ -118,7 +118,8 @@ class Hop:
     """One transmission from `src` to `dst` carrying one payload kind over one configured link."""
 
     def __init__(self, name: str, src: str, dst: str, payload: str, spec: LinkSpec, seed: int,
-                 link_factory: LinkFactory, on_record: Callable[[HopRecord], None] | None = None):
+                 link_factory: LinkFactory, on_record: Callable[[HopRecord], None] | None = None,
+                 link_state: Callable[[], Any] | None = None):
         if payload not in PAYLOADS:
             raise InputError(f"hop {name}: payload {payload!r} is not one of {', '.join(PAYLOADS)}")
         self.name, self.src, self.dst, self.payload = name, src, dst, payload
@@ -126,6 +127,13 @@ class Hop:
         self.direction = direction_of(src, dst)
         self._factory = link_factory
         self._on_record = on_record or (lambda record: None)
+        self._link_state = link_state or (lambda: None)
+
+    def link_state(self):
+        """The UE's state on this hop's link (a link_models.state.LinkState: OLLA offset, fading clock),
+        kept by the run's ledger across its payloads on the same hop and configuration; None: a session of
+        the payload's own."""
+        return self._link_state()
 
     def link(self):
         """This hop's link, as its factory hands it out for the hop's configuration and seed."""
@@ -135,7 +143,7 @@ class Hop:
         """The hop that carries this hop's digital side information: same ends, the control link
         (`control_spec`: digital at CONTROL_MCS; wired stays wired), the next seed."""
         return Hop(self.name, self.src, self.dst, self.payload, control_spec(self.spec), self.seed + 1,
-                   self._factory)
+                   self._factory, link_state=self._link_state)
 
     def send_bytes(self, data: bytes, decode: Callable[[bytes], T]) -> tuple[T | None, HopRecord]:
         """Send `data` until `decode(received)` accepts it (it raises on a CRC or format error) or tries run out."""
@@ -254,10 +262,11 @@ DECODE_ERRORS = (InputError, ValueError, OSError, zlib.error)
 
 
 class _Lane:
-    """One hop's payload on its way: the hop's link, the generator its draws come from, the tries left."""
+    """One hop's payload on its way: the hop's link, the generator its draws come from, the tries left, and
+    the UE's link state where the link keeps one (outer-loop adaptation, ARQ, continuous fading)."""
 
-    def __init__(self, index: int, link: Any, generator: torch.Generator | None, tries: int):
-        self.index, self.link, self.generator, self.tries = index, link, generator, tries
+    def __init__(self, index: int, link: Any, generator: torch.Generator | None, tries: int, state: Any = None):
+        self.index, self.link, self.generator, self.tries, self.state = index, link, generator, tries, state
 
 
 def _lane(index: int, hop: Hop, kind: str) -> _Lane:
@@ -271,7 +280,8 @@ def _lane(index: int, hop: Hop, kind: str) -> _Lane:
         return _Lane(index, link, None, tries)
     own = torch.Generator(device=link.generator.device)
     own.set_state(link.generator.get_state())
-    return _Lane(index, link, own, tries)
+    scheduled = kind == "bytes" and getattr(getattr(link, "cfg", None), "scheduled", False)
+    return _Lane(index, link, own, tries, hop.link_state() if scheduled else None)
 
 
 def _by_link(lanes: list[_Lane]) -> list[list[_Lane]]:
@@ -316,8 +326,10 @@ def _bytes_rounds(hops: Sequence[Hop], payloads: Sequence[bytes], decode: Callab
             take(lane, *lane.link.send_bytes(payloads[i]))
     while together:
         for group in _by_link(together):
+            states = [lane.state for lane in group]
             sent = group[0].link.send_bytes_many([payloads[lane.index] for lane in group],
-                                                 [lane.generator for lane in group])
+                                                 [lane.generator for lane in group],
+                                                 **({"states": states} if any(states) else {}))
             for lane, (received, s) in zip(group, sent, strict=True):
                 take(lane, received, s)
         together = [lane for lane in together if lane.tries and not delivered[lane.index]]

@@ -32,6 +32,7 @@ class RunLedger:
         self.nodes = ["UE"] + [f"ES{i + 1}" for i in range(config.n_es)]
         self.compute = {node: {"steps": 0, "seconds": 0.0, "work": 0} for node in self.nodes}
         self.records: list[HopRecord] = []
+        self._link_states: dict = {}
         self._factory = link_factory or simulated_link
 
     @property
@@ -71,7 +72,20 @@ class RunLedger:
             spec = control_spec(spec)
         seed = hop_seed(self.config.seed, name, sum(r.name == name for r in self.records))
         return Hop(name, src, dst, payload, spec, seed, self._factory,
-                   on_record=self.records.append if record else None)
+                   on_record=self.records.append if record else None,
+                   link_state=lambda: self.link_state(src, dst, spec))
+
+    def link_state(self, src: str, dst: str, spec):
+        """The UE's state on the link SRC-DST with this configuration (link_models.state.LinkState), kept for
+        the whole run: outer-loop adaptation and a time-correlated channel carry on from one payload to the
+        next, as a base station keeps them for a UE's session (control messages, another configuration,
+        have their own)."""
+        from link_models.state import LinkState
+
+        key = (src, dst, spec)
+        if key not in self._link_states:
+            self._link_states[key] = LinkState(seed=hop_seed(self.config.seed, f"{src}-{dst}-session"))
+        return self._link_states[key]
 
     def broadcast(self, src: str, dsts: list[str], payload: str) -> Broadcast:
         """One transmission from `src` that every node of `dsts` receives through its own hop `SRC-DST-PAYLOAD`

@@ -42,9 +42,9 @@ def _both(session, configs, send, monkeypatch):
     for cls, name in ((DigitalLink, "send_bytes_many"), (AnalogLink, "send_values_many")):
         original = getattr(cls, name)
 
-        def counted(self, payloads, seeds, _original=original, _name=name):
+        def counted(self, payloads, seeds, _original=original, _name=name, **states):
             calls.append((_name, len(payloads)))
-            return _original(self, payloads, seeds)
+            return _original(self, payloads, seeds, **states)
 
         monkeypatch.setattr(cls, name, counted)
     out = send(Stages(graphs, tasks), tasks, single=False)

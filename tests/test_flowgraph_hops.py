@@ -123,3 +123,27 @@ def test_a_reused_link_depends_only_on_its_configuration_and_seed(scheme):
     again = send(11)  # the cached link, after being used with another seed
     same = (lambda a, b: a == b) if scheme == "digital" else torch.equal
     assert same(first, again) and not same(first, other)
+
+
+def test_a_run_keeps_one_link_state_per_ue_link_across_its_payloads():
+    """Outer-loop adaptation is a UE's session: the prompt and the image a UE uploads in one run share one
+    LinkState (the image's blocks continue the prompt's offset), the downlink has its own, and a batch of
+    tasks gets each task's own states, equal to the tasks run alone (on the uplink, whose payloads do not pass
+    through the model; the downlink image's bytes may differ by the batched kernels' rounding)."""
+    from flowgraphs.config import config_from_dict
+    from flowgraphs.runner import run_batch, run_protocol
+    from flowgraphs.session import Session
+    from flowgraphs.task import make_task
+
+    session = Session()
+    configs = [config_from_dict({"link": {"scheme": "digital", "channel": "tdl-a", "snr_db": 10.0}},
+                                protocol="CENTRALIZED", seed=s, steps=4) for s in (1, 2)]
+    tasks = [make_task(c, session) for c in configs]
+    alone = [run_protocol(c, t, session) for c, t in zip(configs, tasks, strict=True)]
+    for run, batched in zip(alone, run_batch(configs, tasks, session), strict=True):
+        states = run.graph._link_states
+        assert sorted((src, dst) for src, dst, _ in states) == [("ES1", "UE"), ("UE", "ES1")]
+        up = [r for r in run.graph.records if r.direction == "uplink"]
+        (uplink,) = [state for (src, _, _), state in states.items() if src == "UE"]
+        assert len(uplink.history) == sum(r.first_tx_blocks for r in up)          # one session, both payloads
+        assert [r.to_dict() for r in up] == [r.to_dict() for r in batched.graph.records if r.direction == "uplink"]
