@@ -99,7 +99,7 @@ class JointDenoiser:
             levels = exchange(self.st.graphs[t], joint, None if noise_vars is None else [float(v[t]) for v in noise_vars])
             if noise_vars is not None:
                 for i, es in enumerate(joint.es):
-                    joint.copies[i] = self.st._resume_one(t, es, joint.copies[i], levels[i])
+                    joint.copies[i] = self.st.resume_task(t, es, joint.copies[i], levels[i])
                 if len({(c.step, tuple(c.timesteps.tolist())) for c in joint.copies}) > 1:
                     raise InputError("the ESs resumed at different noise levels (a level message was lost on the "
                                      "backhaul); use a wired backhaul ([backhaul] scheme = 'wired') or a digital one")

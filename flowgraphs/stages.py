@@ -232,14 +232,8 @@ class Stages:
 
     def resume(self, node: str, latents: list, noise_vars: Sequence[float]) -> list:
         """Resume from received latents: channel-aware (noise as extra diffusion noise) or naive (as is)."""
-        from meg_phy.resume import resume
-
-        out = list(latents)
-        with self.on(node):
-            for i, (z, v) in enumerate(zip(latents, noise_vars, strict=True)):
-                if v > 0 and self.cfg.resume != "naive":
-                    out[i] = resume(self.ldm, z, float(v), mode=self.cfg.resume)
-        return out
+        return [self.resume_task(t, node, z, float(v))
+                for t, (z, v) in enumerate(zip(latents, noise_vars, strict=True))]
 
     def merge(self, node: str, tiles_per_es: list[list], layout) -> list:
         """Blend each task's latent tiles (one list per ES) into one latent (raised-cosine over the overlaps)."""
@@ -359,8 +353,9 @@ class Stages:
             out.append(([v for v, _ in column], PerTask(n for _, n in column)))
         return out
 
-    def _resume_one(self, t: int, node: str, latent, noise_var: float):
-        """`resume` of task t's latent on `node`, accounted on that task's ledger."""
+    def resume_task(self, t: int, node: str, latent, noise_var: float):
+        """`resume` of task t's latent on `node` (one task's resume is its own computation), accounted on that
+        task's ledger."""
         if noise_var <= 0 or self.cfg.resume == "naive":
             return latent
         from meg_phy.resume import resume
