@@ -18,7 +18,8 @@ from pathlib import Path
 from meg_common.errors import InputError
 from meg_common.io import atomic_write_bytes, atomic_write_json, read_json
 
-KEPT = ("claims", "summary", "config", "units", "versions", "model", "world", "seconds", "skipped", "not_run")
+KEPT = ("claims", "summary", "frontier", "calibration", "correction", "margins", "config", "units", "versions", "model",
+        "world", "seconds", "cpu_seconds", "skipped", "not_run")
 
 
 def publish(run: Path, dest: Path) -> list[Path]:

@@ -168,6 +168,25 @@ def test_quick_plan_has_enough_tasks_and_both_channels():
     assert all(h["why"] for h in hooks)
 
 
+def test_core_plan_is_the_claims_grid_with_a_pedestrian_ue():
+    """The core run (issue 23): 200 tasks, AWGN and TDL-A from -10 to 20 dB, EIUG and ESUC analog and digital,
+    the sceptics and CENTRALIZED's curve; ARQ on every hop, continuous fading at 3 km/h only where it fades."""
+    plan = cs.Plan.core()
+    points, hooks = cs.points(plan)
+    assert plan.n_tasks == 200 and not hooks
+    assert {p.channel for p in points if p.snr_db is not None} == {"awgn", "tdl-a"}
+    assert {p.snr_db for p in points if p.snr_db is not None} == {-10.0, -5.0, 0.0, 5.0, 10.0, 20.0}
+    assert {"seed-analog-aware", "seed-digital", "sketch-analog", "sketch-digital", "noise-seed@20", "ue-local@4",
+            "centralized-digital-q1", "centralized-digital-lossless", "centralized-capacity"} <= {p.series for p in points}
+    assert cs.Plan.from_dict(plan.to_dict()) == plan and "link" not in cs.Plan.quick().to_dict()
+    h = cs.Harness.__new__(cs.Harness)
+    h.plan, h.prompts = plan, ["a red circle"]
+    fading = h.config(cs.Point("img2img-ue", "seed-digital", "tdl-a", -5.0, 1), 0, "ue").hop_spec("es_ue", "downlink")
+    flat = h.config(cs.Point("img2img-ue", "seed-digital", "awgn", -5.0, 1), 0, "ue").hop_spec("es_ue", "downlink")
+    assert (fading.fading, fading.speed_mps, fading.arq_max, fading.snr_db) == ("continuous", 0.833, 8, -5.0)
+    assert (flat.fading, flat.arq_max) == ("block", 8)
+
+
 @pytest.mark.ray
 def test_small_reproduce_subset_local_vs_ray_identical(assets, tmp_path):
     pytest.importorskip("ray")

@@ -28,6 +28,16 @@ def register(subparsers) -> None:
                "proto-EIUG, ...",
         kinds="comma-separated task kinds: text-to-image, img2img-es, img2img-ue",
         out="folder for results.json, report.md, plots and checkpoints")
+    parser.add_argument("--core", action="store_true",
+                        help="the claims' core run: 200 tasks per point, AWGN and TDL-A from -10 to 20 dB, every task "
+                             "kind, EIUG and ESUC (analog, digital), the sceptics and CENTRALIZED's rate-quality curve, "
+                             "OLLA + ARQ, a pedestrian UE (docs/reproduce.md)")
+    from meg_phy.runtime import RUNTIMES
+
+    parser.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                        help="where the UNet runs: torch, onnx (ONNX Runtime: pip install 'meg-phy[fast]'; equal to "
+                             "PyTorch within the campaign tolerance, not bit for bit) or auto; a folder resumes only "
+                             "with the runtime it was begun with")
     parser.add_argument("--n-es", help="comma-separated ES counts for the multi-ES protocols (e.g. 1,2,4)")
     parser.add_argument("--mcs", help="MCS of the digital hops of every series that does not fix its own: auto "
                                       "(link adaptation, the default), a TS 38.214 MCS index, or none")
@@ -70,7 +80,10 @@ def plan_from_args(args):
     from flowgraphs.experiments import case_study as cs
     from meg_common.errors import InputError
 
-    plan = cs.Plan.quick(args.model) if args.quick else cs.Plan.full(args.model)
+    if args.quick and getattr(args, "core", False):
+        raise InputError("--quick and --core are two plans; choose one")
+    plan = cs.Plan.quick(args.model) if args.quick else cs.Plan.core(args.model) if getattr(args, "core", False) \
+        else cs.Plan.full(args.model)
     if args.tasks is not None and not 1 <= args.tasks <= 10000:
         raise InputError(f"--tasks {args.tasks}: give a number from 1 to 10000")
     if args.chunk is not None and not 1 <= args.chunk <= 10000:
@@ -88,6 +101,10 @@ def plan_from_args(args):
             raise InputError("--batched runs a unit's tasks in one process, --placement ray puts each ES on its own "
                              "actor; choose one")
         plan = replace(plan, batched=True)
+    if getattr(args, "runtime", "torch") != "torch":
+        from dataclasses import replace
+
+        plan = replace(plan, runtime=args.runtime)
     if getattr(args, "mcs", None) is not None:
         from dataclasses import replace
 

@@ -69,11 +69,13 @@ def unit_key(point, part: int) -> str:
 
 
 def units(points, plan, run_unit) -> list[Any]:
-    """The units of a campaign (meg_common.executors.Unit): every point x every chunk of the plan's tasks."""
+    """The units of a campaign (meg_common.executors.Unit): every point x every chunk of the plan's tasks,
+    chunk by chunk (every point's first chunk before any second one), so an interrupted long run already
+    covers every point (`--report-only`), and the ES's denoising of a chunk's tasks stays in the memo."""
     from meg_common.executors import Unit
 
     return [Unit(unit_key(p, part), run_unit, (asdict(p), idx))
-            for p in points for part, idx in enumerate(chunks(plan.n_tasks, plan.chunk))]
+            for part, idx in enumerate(chunks(plan.n_tasks, plan.chunk)) for p in points]
 
 
 def setup(worker, plan_type, plan_data: dict[str, Any]):
@@ -212,7 +214,7 @@ class Harness:
         from meg_phy.memo import DenoiseMemo
 
         self.plan = plan
-        self.session = Session(evaluator=plan.evaluator)
+        self.session = Session(evaluator=plan.evaluator, runtime=getattr(plan, "runtime", "torch"))
         self.world = load_world(plan.evaluator, self.session)
         self.ldm = self.session.model(plan.model)
         self.ldm.memo = DenoiseMemo(MEMO_ENTRIES)

@@ -145,6 +145,12 @@ def missing(series: Series) -> str | None:
     return None
 
 
+PEDESTRIAN = (("arq_max", 8), ("fading", "continuous"), ("speed_mps", 0.833))
+"""The core plan's UE (issue 24): RLC ARQ up to 8 retransmissions after HARQ, continuous fading at 3 km/h."""
+FADING_ONLY = ("fading", "speed_mps")
+"""Plan link settings that apply only to channels with fading (TDL, CDL)."""
+
+
 @dataclass(frozen=True)
 class Grid:
     """A product of design points: every kind x series x channel x SNR x n_es."""
@@ -175,6 +181,13 @@ class Plan:
     mcs: str | int | None = None
     """`reproduce --mcs`: the MCS of every digital hop of the series that do not fix their own (None: the link
     default, 'auto'); left out of to_dict when None, so earlier campaigns resume."""
+    link: tuple[tuple[str, Any], ...] = ()
+    """[link] settings of every series' hops (a series' own `link` wins), e.g. the core plan's pedestrian UE:
+    ARQ on every digital hop, continuous fading at 3 km/h on TDL/CDL (FADING_ONLY settings are left out on
+    AWGN, which has no fading). Left out of to_dict when empty, so earlier campaigns resume."""
+    runtime: str = "torch"
+    """Where the UNet runs (meg_phy.runtime: 'torch', 'onnx', 'auto'); ONNX Runtime agrees with PyTorch within
+    the campaign tolerance, not bit for bit. Left out of to_dict when 'torch'."""
     batched: bool = False
     """Run a unit's tasks as one batch (flowgraphs.runner.run_batch; every protocol): about 2-3x the tasks per
     CPU second, results equal to task by task up to float rounding of the batched model kernels (not bit for
@@ -215,18 +228,38 @@ class Plan:
             Grid(("img2img-ue",), ("seed-analog-aware-sim", "centralized-digital-sim"), ("awgn",), (-5.0, 0.0, 5.0, 10.0, 20.0)),
         ), n_tasks=200, chunk=50, model=model)
 
+    @classmethod
+    def core(cls, model: str | None = None) -> Plan:
+        """The claims' core run (issue 23): 200 tasks per point, AWGN and TDL-A from -10 to 20 dB, every task
+        kind; EIUG and ESUC with analog and digital links; the sceptics; CENTRALIZED's rate-quality curve (WebP
+        q1-q75 and lossless, link adapted; analog pixels; SoftCast; the capacity bound). Every digital hop has
+        OLLA, HARQ and RLC ARQ; the UE walks at 3 km/h (continuous fading on TDL-A)."""
+        snrs = (-10.0, -5.0, 0.0, 5.0, 10.0, 20.0)
+        meg = ("seed-analog-aware", "seed-digital", "sketch-analog", "sketch-digital")
+        curve = ("centralized-digital", "centralized-digital-q1", "centralized-digital-q10", "centralized-digital-q50",
+                 "centralized-digital-lossless", "centralized-analog", "centralized-softcast", "centralized-capacity")
+        noise = tuple(s.key for s in SCEPTICS if s.protocol == "noise-seed")
+        alone_ = tuple(s.key for s in SCEPTICS if alone(s.key))
+        return cls(grids=(Grid(KINDS, meg + noise + curve, ("awgn", "tdl-a"), snrs), Grid(KINDS, alone_, (), ())),
+                   n_tasks=200, chunk=50, model=model, link=PEDESTRIAN)
+
     def to_dict(self) -> dict[str, Any]:
         data = json.loads(json.dumps(asdict(self)))
         if data.get("mcs") is None:
             data.pop("mcs", None)
         if not data.get("batched"):
             data.pop("batched", None)
+        if not data.get("link"):
+            data.pop("link", None)
+        if data.get("runtime") == "torch":
+            data.pop("runtime", None)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
         grids = tuple(Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()}) for g in data["grids"])
-        return cls(**{**data, "grids": grids})
+        link = tuple(tuple(kv) for kv in data.get("link", ()))
+        return cls(**{**data, "grids": grids, "link": link})
 
     def kinds(self) -> tuple[str, ...]:
         return tuple(k for k in KINDS if any(k in g.kinds for g in self.grids))
@@ -279,14 +312,25 @@ class Harness(_Worker):
     """The campaign's worker (flowgraphs.experiments.campaign.Harness) with the case study's runs: a series'
     run configuration and its protocol runs, task by task or as one batch."""
 
+    LINK_WARMUP_TBS = 300
+    """A plan with a [link] UE (the core plan's pedestrian UE of issue 24) has every task's UE mid-session on
+    each OLLA link: its state starts from a 300-TB warm-up (flowgraphs.session); other plans, as before."""
+
+    def __init__(self, plan):
+        super().__init__(plan)
+        self.session.link_warmup_tbs = self.LINK_WARMUP_TBS if getattr(plan, "link", ()) else 0
+
     def config(self, point: Point, i: int, image_at: str):
         series, plan = SERIES[point.series], self.plan
         up_snr, down_snr = (plan.uplink_snr_db, point.snr_db) if point.swept == "downlink" else \
             (point.snr_db, plan.uplink_snr_db)
         mcs = {} if plan.mcs is None else {"mcs": plan.mcs}
+        fading = point.channel.startswith(("tdl", "cdl"))
+        common = {k: v for k, v in plan.link if fading or k not in FADING_ONLY}
         protocol = "CENTRALIZED" if series.protocol == "noise-seed" else series.protocol
         return self.run_config(i, protocol,
-                               {"scheme": series.scheme, "channel": point.channel, **mcs, **dict(series.link)},
+                               {"scheme": series.scheme, "channel": point.channel, **common, **mcs,
+                                **dict(series.link)},
                                {"scheme": series.uplink_scheme or series.scheme, "snr_db": up_snr},
                                {"snr_db": down_snr}, resume=series.resume, n_es=max(1, point.n_es),
                                image_at=image_at, radio=series.radio, **dict(series.run))
