@@ -7,6 +7,15 @@ Writes OUT/ota-detection.png (frame detection vs SNR at +-40 ppm CFO and SCO wit
 IQ imbalance and a 12-bit ADC; detector crossings and decoded headers), OUT/ota-bler.png (coded BLER over
 the air vs the link-level simulation, QPSK, 5G LDPC 1024/2048, AWGN) and OUT/ota-validation.json with the
 numbers: detection rates, false alarms on 10^4 noise-only buffers, the SNR gap at BLER 0.1.
+
+The low-SNR mode alone (OUT/ota-lowsnr.json, its figures, and every burst's record as it is measured in
+OUT/ota-lowsnr-bursts.jsonl; an interrupted run goes on where it stopped with the same options and --resume):
+
+    .venv/bin/python scripts/validate_ota.py --low-snr-only --out runs/low10 --low-snr-db=-10 --bursts 1200 \
+        --frames-per-burst 1 --first-seed 1000 --noise-seconds 0                (about 3 minutes on 2 cores)
+
+Rates are given per frame and per burst with Wilson and Clopper-Pearson 95 % intervals; RMS CFO and timing
+errors and the NMSE against the link level with percentile-bootstrap 95 % intervals over bursts.
 """
 
 from __future__ import annotations
@@ -84,82 +93,199 @@ def detection_curve(snrs, buffers, codec, progress) -> dict:
 
 
 LOW_SNR_IMPAIRED = {"dc_offset": 0.01 + 0.005j, "iq_gain_db": 0.5, "iq_phase_deg": 3.0, "adc_bits": 12}
+LOW_SNR_MSG_ID = 9
 
 
-def low_snr_curve(snrs, bursts, frames_per_burst, codec, progress, ppm: float = 50.0) -> dict:
+class LowSnrRun:
+    """The low-SNR mode's analog burst through the simulated radio: one burst of `frames_per_burst` analog
+    frames (2048 values each), the receiver and the values, built once and measured per (SNR, seed)."""
+
+    def __init__(self, codec, frames_per_burst: int, ppm: float):
+        from link_models.ota.frame import FrameBuilder
+        from link_models.ota.lowsnr import LowSnrCodec, LowSnrReceiver, low_snr_frames
+        from link_models.ota.radio_link import scale_burst
+
+        self.codec, self.ppm, self.frames_per_burst = codec, float(ppm), int(frames_per_burst)
+        low = LowSnrCodec.shared(codec)
+        builder = FrameBuilder(codec, "qpsk", "none", 2, 2)
+        self.values = np.random.default_rng(5).standard_normal(codec.cfg.values_per_frame * frames_per_burst)
+        self.frames = low_snr_frames(builder, builder.analog_frames(self.values, msg_id=LOW_SNR_MSG_ID))
+        self.burst = scale_burst(low.burst(self.frames))
+        self.receiver = LowSnrReceiver(codec)
+
+    def measure(self, snr: float, seed: int) -> dict:
+        """One burst with ground truth (SimRadio.last_bursts): detected (a detection within a cyclic prefix
+        of the true start), header (the burst header decoded), delivered (frames whose values came back),
+        noise triggers (detections elsewhere), the CFO and timing errors, the squared error of the values
+        (a lost frame's values count as 0) and the link level's (AnalogLink, perfect CSI, same SNR)."""
+        from link_models import AnalogLink, LinkConfig
+        from sdr_drivers.sim import SimRadio
+
+        cfg = self.codec.cfg
+        radio = SimRadio(snr_db=snr, cfo_ppm=self.ppm * (-1) ** seed, sco_ppm=self.ppm * (-1) ** (seed // 2),
+                         seed=seed, **LOW_SNR_IMPAIRED)
+        radio.transmit(self.burst)
+        capture = radio.receive(self.burst.size + 3000)
+        result = self.receiver.receive(capture)
+        truth = float(radio.last_bursts[0][0])
+        starts = {getattr(f, "burst_start", None) for f in result.frames} | set(result.rejected_starts)
+        starts.discard(None)
+        found = sorted(d for d in starts if abs(d - truth) <= cfg.cp_length)
+        by_seq = {f.header.seq: f for f in result.frames if f.header.msg_id == LOW_SNR_MSG_ID}
+        est = np.concatenate([by_seq[f.header.seq].values[:f.header.units] if f.header.seq in by_seq
+                              else np.zeros(f.header.units) for f in self.frames])
+        _, _, stats = AnalogLink(LinkConfig(snr_db=snr), seed=seed).send_values(torch.from_numpy(self.values))
+        first = next(iter(by_seq.values()), None)
+        return {"snr_db": float(snr), "seed": int(seed), "frames": len(self.frames), "detected": bool(found),
+                "header": bool(by_seq), "delivered": len(by_seq), "noise_triggers": len(starts) - len(found),
+                "detections": int(result.detections), "header_rejected": int(result.header_rejected),
+                "true_start": truth, "true_cfo_hz": float(radio.cfo_hz),
+                "found_starts": [int(d) for d in found],
+                "detector_metric": float(first.sync.metric) if first is not None else None,
+                "cfo_error_hz": float(first.cfo_hz - radio.cfo_hz) if first is not None else None,
+                "timing_error_samples": float(first.burst_start - truth) if first is not None else None,
+                "sq_error": float(np.sum((est - self.values) ** 2)),
+                "sq_error_link_level": float(stats.nmse * np.sum(self.values ** 2)),
+                "energy": float(np.sum(self.values ** 2))}
+
+
+def _bootstrap_ci(data: np.ndarray, statistic, resamples: int = 4000, seed: int = 20241) -> list[float] | None:
+    """Percentile bootstrap 95 % interval of `statistic` over the rows of `data` (bursts are the unit)."""
+    if len(data) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(data), (resamples, len(data)))
+    stats = np.asarray([statistic(data[i]) for i in idx])
+    return [float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))]
+
+
+def _rates(k: int, n: int) -> dict:
+    """k of n with the Wilson and the Clopper-Pearson (exact) 95 % intervals."""
+    from scipy.stats import binomtest
+
+    if n <= 0:
+        return {"k": int(k), "n": int(n), "value": None, "wilson95": None, "clopper_pearson95": None}
+    test = binomtest(int(k), int(n))
+    w, cp = test.proportion_ci(method="wilson"), test.proportion_ci(method="exact")
+    return {"k": int(k), "n": int(n), "value": k / n, "wilson95": [float(w.low), float(w.high)],
+            "clopper_pearson95": [float(cp.low), float(cp.high)]}
+
+
+def summarize_low_snr(records: list[dict], snr: float) -> dict:
+    """One SNR point from its burst records: rates per frame and per burst (Wilson and Clopper-Pearson), RMS
+    CFO and timing errors and the NMSE against the link level with bootstrap intervals over bursts, and
+    the bursts that lost anything (for diagnosis)."""
+    rs = [r for r in records if r["snr_db"] == snr]
+    bursts, frames = len(rs), sum(r["frames"] for r in rs)
+    det_b = sum(r["detected"] for r in rs)
+    head_b = sum(r["header"] for r in rs)
+    det_f = sum(r["frames"] for r in rs if r["detected"])
+    head_f = sum(r["frames"] for r in rs if r["header"])
+    deliv_f = sum(r["delivered"] for r in rs)
+    cfo = np.asarray([r["cfo_error_hz"] for r in rs if r["cfo_error_hz"] is not None], float)
+    tim = np.asarray([r["timing_error_samples"] for r in rs if r["timing_error_samples"] is not None], float)
+    rms = lambda v: float(np.sqrt(np.mean(np.square(v))))  # noqa: E731
+    sq = np.asarray([[r["sq_error"], r["sq_error_link_level"], r["energy"]] for r in rs], float)
+    db = lambda rows, j: 10 * math.log10(rows[:, j].sum() / rows[:, 2].sum())  # noqa: E731
+    return {
+        "snr_db": snr, "bursts": bursts, "frames": frames,
+        "detected": _rates(det_f, frames), "header": _rates(head_f, frames), "delivered": _rates(deliv_f, frames),
+        "detected_bursts": _rates(det_b, bursts), "header_bursts": _rates(head_b, bursts),
+        "header_failed_given_detected": _rates(sum(1 for r in rs if r["detected"] and not r["header"]), det_b),
+        "noise_triggers": sum(r["noise_triggers"] for r in rs),
+        "cfo_error_rms_hz": {"value": rms(cfo) if cfo.size else None, "n": int(cfo.size),
+                             "bootstrap95": _bootstrap_ci(cfo, rms)},
+        "timing_error_rms_samples": {"value": rms(tim) if tim.size else None, "n": int(tim.size),
+                                     "bootstrap95": _bootstrap_ci(tim, rms)},
+        "nmse_db": {"value": db(sq, 0), "n": bursts, "bootstrap95": _bootstrap_ci(sq, lambda s: db(s, 0))},
+        "nmse_link_level_db": {"value": db(sq, 1), "n": bursts, "bootstrap95": _bootstrap_ci(sq, lambda s: db(s, 1))},
+        "nmse_gap_db": {"value": db(sq, 0) - db(sq, 1), "n": bursts,
+                        "bootstrap95": _bootstrap_ci(sq, lambda s: db(s, 0) - db(s, 1))},
+        "failures": [r for r in rs if not r["detected"] or not r["header"] or r["delivered"] < r["frames"]
+                     or r["noise_triggers"]],
+    }
+
+
+def _read_checkpoint(path: Path, config: dict) -> list[dict]:
+    """Burst records of an earlier run with the same configuration (first line of the file)."""
+    import json
+
+    from meg_common.errors import InputError
+
+    if not path.exists():
+        raise InputError(f"--resume: no checkpoint at {path}")
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not lines or lines[0].get("config") != config:
+        raise InputError(f"--resume: {path} was written with another configuration "
+                         f"({lines[0].get('config') if lines else 'empty'}); start without --resume")
+    return lines[1:]
+
+
+def low_snr_curve(snrs, bursts, frames_per_burst, codec, progress, ppm: float = 50.0, first_seed: int = 0,
+                  checkpoint: Path | None = None, resume: bool = False) -> dict:
     """The low-SNR mode through the simulated radio, analog seed frames, +-`ppm` CFO and SCO (signs
-    alternating), DC offset, IQ imbalance, 12-bit ADC. Per frame with ground truth (SimRadio.last_bursts):
-    detected (its burst found within a cyclic prefix of the true start), header (the burst header decoded),
-    delivered (its values came back); the CFO and timing errors of each burst; NMSE against the link-level
-    AnalogLink (perfect CSI, the same values and SNR)."""
-    import torch
+    alternating over seeds first_seed .. first_seed + bursts - 1), DC offset, IQ imbalance, 12-bit ADC
+    (LOW_SNR_IMPAIRED). Every burst's record goes to `checkpoint` (JSON lines) as it is measured; with
+    `resume` the records already there are kept and their bursts skipped."""
+    import json
 
-    from link_models import AnalogLink, LinkConfig
-    from link_models.ota.frame import FrameBuilder
-    from link_models.ota.lowsnr import LowSnrCodec, LowSnrReceiver, low_snr_frames
-    from link_models.ota.radio_link import scale_burst
-    from meg_common.stats import rate
-    from sdr_drivers.sim import SimRadio
-
-    low = LowSnrCodec.shared(codec)
-    builder = FrameBuilder(codec, "qpsk", "none", 2, 2)
-    values = np.random.default_rng(5).standard_normal(codec.cfg.values_per_frame * frames_per_burst)
-    frames = low_snr_frames(builder, builder.analog_frames(values, msg_id=9))
-    burst = scale_burst(low.burst(frames))
-    receiver = LowSnrReceiver(codec)
-    keys = ("detected", "header", "delivered")
+    config = {"snr_db": [float(s) for s in snrs], "bursts": int(bursts), "frames_per_burst": int(frames_per_burst),
+              "ppm": float(ppm), "first_seed": int(first_seed), "impairments": repr(LOW_SNR_IMPAIRED)}
+    records = _read_checkpoint(checkpoint, config) if checkpoint is not None and resume else []
+    done = {(r["snr_db"], r["seed"]) for r in records}
+    if records:
+        progress(f"resumed: {len(records)} bursts from {checkpoint}")
+    sink = None
+    if checkpoint is not None:
+        sink = open(checkpoint, "a" if resume else "w")  # noqa: SIM115 (kept open over the run)
+        if not resume:
+            sink.write(json.dumps({"config": config}) + "\n")
+    run = LowSnrRun(codec, frames_per_burst, ppm)
     out = {"snr_db": [], "frames": [], "bursts": bursts, "frames_per_burst": frames_per_burst, "ppm": ppm,
-           "noise_triggers": [], **{k: [] for k in keys}, **{f"{k}_ci95": [] for k in keys},
-           "header_failed_given_detected": [], "header_failed_given_detected_ci95": [],
-           "cfo_error_rms_hz": [], "timing_error_rms_samples": [], "nmse_db": [], "nmse_link_level_db": []}
-    for snr in snrs:
-        count = dict.fromkeys((*keys, "noise_triggers"), 0)
-        cfo_err, timing_err, sq, ref_sq = [], [], 0.0, 0.0
-        for seed in range(bursts):
-            radio = SimRadio(snr_db=snr, cfo_ppm=ppm * (-1) ** seed, sco_ppm=ppm * (-1) ** (seed // 2), seed=seed,
-                             **LOW_SNR_IMPAIRED)
-            radio.transmit(burst)
-            capture = radio.receive(burst.size + 3000)
-            result = receiver.receive(capture)
-            truth = radio.last_bursts[0][0]
-            starts = {getattr(f, "burst_start", None) for f in result.frames} | set(result.rejected_starts)
-            starts.discard(None)
-            found = [d for d in starts if abs(d - truth) <= codec.cfg.cp_length]
-            count["noise_triggers"] += len(starts) - len(found)
-            by_seq = {f.header.seq: f for f in result.frames if f.header.msg_id == 9}
-            if found:
-                count["detected"] += len(frames)
-            count["header"] += len(frames) if by_seq else 0
-            count["delivered"] += len(by_seq)
-            if by_seq:
-                first = next(iter(by_seq.values()))
-                cfo_err.append(first.cfo_hz - radio.cfo_hz)
-                timing_err.append(first.burst_start - truth)
-            est = np.concatenate([by_seq[f.header.seq].values[:f.header.units] if f.header.seq in by_seq
-                                  else np.zeros(f.header.units) for f in frames])
-            sq += float(np.sum((est - values) ** 2))
-            _, _, stats = AnalogLink(LinkConfig(snr_db=snr), seed=seed).send_values(torch.from_numpy(values))
-            ref_sq += stats.nmse * float(np.sum(values ** 2))
-        n = bursts * len(frames)
-        out["snr_db"].append(snr)
-        out["frames"].append(n)
-        out["noise_triggers"].append(count["noise_triggers"])
-        for k in keys:
-            r = rate(count[k], n)
-            out[k].append(r["value"])
-            out[f"{k}_ci95"].append([r["ci_low"], r["ci_high"]])
-        r = rate(count["detected"] - count["header"], count["detected"]) if count["detected"] else None
-        out["header_failed_given_detected"].append(r["value"] if r else None)
-        out["header_failed_given_detected_ci95"].append([r["ci_low"], r["ci_high"]] if r else None)
-        out["cfo_error_rms_hz"].append(float(np.sqrt(np.mean(np.square(cfo_err)))) if cfo_err else None)
-        out["timing_error_rms_samples"].append(float(np.sqrt(np.mean(np.square(timing_err)))) if timing_err else None)
-        energy = bursts * float(np.sum(values ** 2))
-        out["nmse_db"].append(10 * math.log10(sq / energy))
-        out["nmse_link_level_db"].append(10 * math.log10(ref_sq / energy))
-        progress(f"low-SNR {snr:+.1f} dB: detected {count['detected']}/{n}, header {count['header']}/{n}, "
-                 f"delivered {count['delivered']}/{n}, noise triggers {count['noise_triggers']}, CFO error "
-                 f"{out['cfo_error_rms_hz'][-1]} Hz RMS, timing {out['timing_error_rms_samples'][-1]} samples RMS, "
-                 f"NMSE {out['nmse_db'][-1]:.2f} dB (link level {out['nmse_link_level_db'][-1]:.2f} dB)")
+           "first_seed": first_seed, "noise_triggers": [], "detected": [], "header": [], "delivered": [],
+           "detected_ci95": [], "header_ci95": [], "delivered_ci95": [], "header_failed_given_detected": [],
+           "header_failed_given_detected_ci95": [], "cfo_error_rms_hz": [], "timing_error_rms_samples": [],
+           "nmse_db": [], "nmse_link_level_db": [], "points": []}
+    try:
+        for snr in snrs:
+            snr = float(snr)
+            for seed in range(first_seed, first_seed + bursts):
+                if (snr, seed) in done:
+                    continue
+                record = run.measure(snr, seed)
+                records.append(record)
+                if sink is not None:
+                    sink.write(json.dumps(record) + "\n")
+                    sink.flush()
+                count = len([r for r in records if r["snr_db"] == snr])
+                if count % 100 == 0:
+                    lost = sum(r["frames"] - r["delivered"] for r in records if r["snr_db"] == snr)
+                    progress(f"low-SNR {snr:+.1f} dB: {count}/{bursts} bursts, {lost} frames lost so far")
+            p = summarize_low_snr(records, snr)
+            out["points"].append(p)
+            out["snr_db"].append(snr)
+            out["frames"].append(p["frames"])
+            out["noise_triggers"].append(p["noise_triggers"])
+            for k in ("detected", "header", "delivered"):
+                out[k].append(p[k]["value"])
+                out[f"{k}_ci95"].append(p[k]["wilson95"])
+            hf = p["header_failed_given_detected"]
+            out["header_failed_given_detected"].append(hf["value"])
+            out["header_failed_given_detected_ci95"].append(hf["wilson95"])
+            out["cfo_error_rms_hz"].append(p["cfo_error_rms_hz"]["value"])
+            out["timing_error_rms_samples"].append(p["timing_error_rms_samples"]["value"])
+            out["nmse_db"].append(p["nmse_db"]["value"])
+            out["nmse_link_level_db"].append(p["nmse_link_level_db"]["value"])
+            d = p["delivered"]
+            progress(f"low-SNR {snr:+.1f} dB: detected {p['detected']['k']}/{p['frames']}, header "
+                     f"{p['header']['k']}/{p['frames']}, delivered {d['k']}/{d['n']} (Clopper-Pearson 95 % "
+                     f"[{d['clopper_pearson95'][0]:.4f}, {d['clopper_pearson95'][1]:.4f}]), noise triggers "
+                     f"{p['noise_triggers']}, CFO error {p['cfo_error_rms_hz']['value']} Hz RMS, timing "
+                     f"{p['timing_error_rms_samples']['value']} samples RMS, NMSE {p['nmse_db']['value']:.2f} dB "
+                     f"(link level {p['nmse_link_level_db']['value']:.2f} dB)")
+    finally:
+        if sink is not None:
+            sink.close()
     return out
 
 
@@ -352,9 +478,32 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer frames and codewords (a smoke run)")
     parser.add_argument("--low-snr-only", action="store_true",
                         help="only the low-SNR mode (curves, noise run): OUT/ota-lowsnr.json and its figures")
-    parser.add_argument("--bursts", type=int, default=50, help="low-SNR: bursts per SNR point (4 frames each)")
-    parser.add_argument("--noise-seconds", type=float, default=100.0, help="low-SNR: seconds of noise")
+    parser.add_argument("--bursts", type=int, default=50, help="low-SNR: bursts per SNR point")
+    parser.add_argument("--frames-per-burst", type=int, default=4,
+                        help="low-SNR: analog frames per burst (1: every frame an independent draw)")
+    parser.add_argument("--low-snr-db", default="-14,-13,-12,-11,-10,-8,-5,0",
+                        help="low-SNR: SNR points, comma-separated (default %(default)s)")
+    parser.add_argument("--ppm", type=float, default=50.0, help="low-SNR: CFO and SCO magnitude (signs alternate)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="low-SNR: the bursts use radio seeds FIRST .. FIRST + bursts - 1")
+    parser.add_argument("--resume", action="store_true",
+                        help="low-SNR: keep the bursts already in OUT/ota-lowsnr-bursts.jsonl (same options) "
+                             "and measure the rest")
+    parser.add_argument("--noise-seconds", type=float, default=100.0, help="low-SNR: seconds of noise (0: none)")
     args = parser.parse_args(argv)
+    from meg_common.errors import InputError
+
+    try:
+        low_snrs = [float(v) for v in args.low_snr_db.split(",") if v.strip()]
+    except ValueError:
+        low_snrs = []
+    if not low_snrs:
+        parser.error(f"--low-snr-db {args.low_snr_db!r}: give numbers separated by commas, e.g. -10,-5,0")
+    for name in ("bursts", "frames_per_burst"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: use 1 or more")
+    if args.first_seed < 0 or args.noise_seconds < 0 or args.ppm < 0:
+        parser.error("--first-seed, --noise-seconds and --ppm cannot be negative")
     os.environ.setdefault("MPLBACKEND", "Agg")
     torch.set_num_threads(1)
     from link_models.ota.config import FrameConfig
@@ -369,12 +518,18 @@ def main(argv=None) -> int:
         print(f"[{time.time() - started:6.0f} s] {line}", file=sys.stderr, flush=True)
 
     codec = shared_codec(FrameConfig(), 20)
-    low_snrs = [-14.0, -13.0, -12.0, -11.0, -10.0, -8.0, -5.0, 0.0]
-    low = low_snr_curve(low_snrs, 4 if args.quick else args.bursts, 4, codec, progress)
-    noise = low_snr_noise(codec, 5.0 if args.quick else args.noise_seconds, progress)
+    try:
+        low = low_snr_curve(low_snrs, 4 if args.quick else args.bursts, args.frames_per_burst, codec, progress,
+                            ppm=args.ppm, first_seed=args.first_seed, checkpoint=out / "ota-lowsnr-bursts.jsonl",
+                            resume=args.resume)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    seconds = 5.0 if args.quick else args.noise_seconds
+    noise = low_snr_noise(codec, seconds, progress) if seconds > 0 else None
     plot_low_snr(out, low)
     atomic_write_json(out / "ota-lowsnr.json", {"curves": low, "noise": noise, "wall_s": round(time.time() - started, 1),
-                                                "versions": versions()})
+                                                "command": sys.argv, "versions": versions()})
     if args.low_snr_only:
         return 0
     det = detection_curve([-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 5.0, 8.0], 4 if args.quick else 20, codec, progress)
