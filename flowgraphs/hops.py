@@ -99,6 +99,8 @@ class HopRecord:
     transmission to the last codeword decoded, summed over payload tries; None elsewhere."""
     olla_offset_db: float | None = None
     """Digital with mcs 'auto': OLLA's SNR offset after the payload (link_models.state)."""
+    olla_offset_start_db: float | None = None
+    """... and before it (a UE resumed mid-session: the warm-up's converged offset; flowgraphs.session)."""
     first_tx_nacks: int | None = None
     """Digital over a scheduled link: transport blocks whose first transmission failed ..."""
     first_tx_blocks: int | None = None
@@ -198,6 +200,7 @@ class Hop:
             noise_var=None, attempts=max(1, tries), delivered=delivered,
             latency_slots=_sum_or_none(digital, "latency_slots") if not analog else None,
             olla_offset_db=last.get("olla_offset_db"),
+            olla_offset_start_db=digital[0].get("olla_offset_start_db") if last else None,
             first_tx_nacks=_sum_or_none(digital, "first_tx_nacks") if not analog else None,
             first_tx_blocks=_sum_or_none(digital, "first_tx_blocks") if not analog else None,
             arq_retransmissions=_sum_or_none(digital, "arq_retransmissions") if not analog else None,

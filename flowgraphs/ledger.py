@@ -25,15 +25,18 @@ from meg_common.errors import InputError
 class RunLedger:
     """Nodes, per-node compute accounting and the record of every hop of one run."""
 
-    def __init__(self, config: RunConfig, link_factory: LinkFactory | None = None):
+    def __init__(self, config: RunConfig, link_factory: LinkFactory | None = None, link_warmup=None):
         """`link_factory`: where hops get their links (normally `Session.link_factory(config)`; None: simulated
-        links built anew for every hop, the same draws without a session's cache)."""
+        links built anew for every hop, the same draws without a session's cache). `link_warmup`: where a UE's
+        link state starts (normally `Session.link_warmup(config)`: `(spec, src, dst) -> warmed-up LinkState`
+        or None; None: every link state starts a new session)."""
         self.config = config
         self.nodes = ["UE"] + [f"ES{i + 1}" for i in range(config.n_es)]
         self.compute = {node: {"steps": 0, "seconds": 0.0, "work": 0} for node in self.nodes}
         self.records: list[HopRecord] = []
         self._link_states: dict = {}
         self._factory = link_factory or simulated_link
+        self._warmup = link_warmup
 
     @property
     def es(self) -> list[str]:
@@ -66,7 +69,7 @@ class RunLedger:
         self._check_node(dst)
         name = f"{src}-{dst}-{payload}"
         spec = self.config.hop_spec(name, direction_of(src, dst))
-        if payload == "prompt" and spec.scheme in ("analog", "softcast"):  # text has no analog form: prompts go digital
+        if payload == "prompt" and spec.carrier == "analog":  # text has no analog form: prompts go digital
             spec = replace(spec, scheme="digital")
         if payload == "control":
             spec = control_spec(spec)
@@ -79,12 +82,15 @@ class RunLedger:
         """The UE's state on the link SRC-DST with this configuration (link_models.state.LinkState), kept for
         the whole run: outer-loop adaptation and a time-correlated channel carry on from one payload to the
         next, as a base station keeps them for a UE's session (control messages, another configuration,
-        have their own)."""
+        have their own). With a warm-up (flowgraphs.session), it starts as that UE mid-session: the warmed-up
+        state resumed at an idle time drawn from this run's seed; otherwise a new session."""
         from link_models.state import LinkState
 
         key = (src, dst, spec)
         if key not in self._link_states:
-            self._link_states[key] = LinkState(seed=hop_seed(self.config.seed, f"{src}-{dst}-session"))
+            seed = hop_seed(self.config.seed, f"{src}-{dst}-session")
+            warm = self._warmup(spec, src, dst) if self._warmup is not None else None
+            self._link_states[key] = LinkState(seed=seed) if warm is None else warm.resumed(seed)
         return self._link_states[key]
 
     def broadcast(self, src: str, dsts: list[str], payload: str) -> Broadcast:

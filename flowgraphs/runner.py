@@ -51,7 +51,7 @@ def run_batch(configs: Sequence[RunConfig], tasks: Sequence[Task], session: Sess
     if len(tasks) != len(configs):
         raise InputError(f"{len(configs)} configs for {len(tasks)} tasks; give one of each per task")
     flow = flow or protocols.get(configs[0].protocol)
-    graphs = [RunLedger(c, session.link_factory(c)) for c in configs]
+    graphs = [RunLedger(c, session.link_factory(c), session.link_warmup(c)) for c in configs]
     images = flow(Stages(graphs, list(tasks), session.placement))
     return [Outcome(c, images[i:i + 1].detach().clamp(0, 1), g)
             for i, (c, g) in enumerate(zip(configs, graphs, strict=True))]

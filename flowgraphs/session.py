@@ -9,23 +9,39 @@ built once per link configuration (`LinkSpec.link_config()`), over-the-air frame
 factories. Nothing lives
 in module-level caches, so two sessions share nothing, and inside one session a run cannot influence the
 next: every hop reseeds the link it gets (`Session.link`), and models and evaluators are only read.
+
+A UE mid-session (`link_warmup_tbs` > 0; the case study sets it): a digital hop on a link with outer-loop
+adaptation does not start OLLA from offset 0 in every run. Per (hop configuration, sender, receiver) the
+session runs a warm-up once (link_models.state.warm_up: `link_warmup_tbs` transport blocks of a UE session
+on that link, its seed from the configuration and the hop's ends, not from any task) and every run's UE
+state on that link starts from a copy of it (`LinkState.resumed`: the converged offset, the same channel
+later by an idle time drawn from the task's seed). A task's start depends only on its configuration and its
+own seed, so a batch of tasks equals the tasks run one by one, in any order or chunking; the tasks of a
+campaign unit (and of every chunk of a point) are one UE's session at different times, each carrying on
+from the converged state rather than from the task before it. Radio links, and links without OLLA
+(mcs 'table', an index, 'none'), start as before.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 
 from flowgraphs.config import LinkSpec, RunConfig
 from flowgraphs.hops import LinkFactory, build_link
+from meg_common.vocabulary import Scheme
 
 
 class Session:
     """Models, evaluator, links and radios of a process's runs; see the module docstring."""
 
     def __init__(self, evaluator: str | None = None, placement=None, runtime: str = "torch",
-                 radio_options: dict[str, Any] | None = None):
+                 radio_options: dict[str, Any] | None = None, link_warmup_tbs: int = 0):
         self.runtime = runtime
+        self.link_warmup_tbs = int(link_warmup_tbs)
+        """Transport blocks of the warm-up that a UE's state on an OLLA link starts from (0: none, every run
+        starts its UE's session; see the module doc)."""
         self.radio_options = dict(radio_options or {})
         """Settings of the radio link factories (flowgraphs.radio_link.radio_link_factory): `low_snr_below_db`,
         and for the simulated radio its impairments (`cfo_ppm`, `sco_ppm`, ...)."""
@@ -39,6 +55,7 @@ class Session:
         self._links: dict[str, Any] = {}
         self._radios: dict[tuple[str, str | None], LinkFactory] = {}
         self._codecs: dict[tuple[Any, int], Any] = {}
+        self._warm: dict[tuple[Any, str, str, int], Any] = {}
 
     def model(self, path: str | None = None):
         """The split LDM at `path` (None: the embedded default model), loaded once in this session."""
@@ -62,13 +79,39 @@ class Session:
     def link(self, spec: LinkSpec, seed: int):
         """The simulated link of this hop configuration, built once per configuration and reseeded with `seed`
         (a `LinkFactory`): a hop's draws depend only on its configuration and seed, never on earlier runs."""
-        key = (f"wired {spec.rate_bps} {spec.latency_s}" if spec.scheme == "wired"
-               else spec.scheme + json.dumps(spec.link_config().to_dict(), sort_keys=True))
-        if key not in self._links:
-            self._links[key] = build_link(spec)
-        link = self._links[key]
+        link = self._built(spec)
         link.reseed(seed)
         return link
+
+    def _built(self, spec: LinkSpec):
+        key = (f"wired {spec.rate_bps} {spec.latency_s}" if spec.carrier == Scheme.WIRED
+               else spec.carrier + json.dumps(spec.link_config().to_dict(), sort_keys=True))
+        if key not in self._links:
+            self._links[key] = build_link(spec)
+        return self._links[key]
+
+    def link_warmup(self, config: RunConfig):
+        """How a run's ledger gets the warmed-up UE state of a link, `(spec, src, dst) -> LinkState | None`
+        (flowgraphs.ledger.RunLedger.link_state), or None: no warm-up (`link_warmup_tbs` 0, or a radio run)."""
+        return self.warm_link_state if self.link_warmup_tbs > 0 and config.radio == "link" else None
+
+    def warm_link_state(self, spec: LinkSpec, src: str, dst: str):
+        """The UE state after the warm-up on this hop configuration's simulated link (run once per session and
+        configuration; not to be advanced: a run takes `.resumed(seed)`), or None where the link has no OLLA."""
+        blocks = self.link_warmup_tbs
+        key = (spec, src, dst, blocks)
+        if key not in self._warm:
+            state = None
+            if spec.scheme == "digital" and blocks > 0:
+                name = json.dumps(spec.link_config().to_dict(), sort_keys=True)
+                seed = zlib.crc32(f"{src}-{dst}-warmup {name}".encode()) % 2**31
+                link = self._built(spec)  # warm_up reseeds it and gives its generator back as it was
+                if getattr(getattr(link, "cfg", None), "olla", False):
+                    from link_models.state import warm_up
+
+                    state = warm_up(link, blocks, seed)
+            self._warm[key] = state
+        return self._warm[key]
 
     @property
     def links(self) -> dict[str, Any]:
@@ -97,4 +140,4 @@ class Session:
             self._radios[key] = radio_link_factory(config.radio, config.uri, frame_codec=self.frame_codec,
                                                    **self.radio_options)
         radio = self._radios[key]
-        return lambda spec, seed: self.link(spec, seed) if spec.scheme == "wired" else radio(spec, seed)
+        return lambda spec, seed: self.link(spec, seed) if spec.carrier == Scheme.WIRED else radio(spec, seed)

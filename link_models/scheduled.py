@@ -70,6 +70,7 @@ class _Flow:
         self.feedback_bits = 0
         self.arq = 0
         self.history_start = len(state.history)
+        self.offset_start = state.olla.offset_db
 
     @property
     def busy(self) -> bool:
@@ -318,7 +319,8 @@ def _finish(link, f: _Flow) -> tuple[torch.Tensor, LinkStats]:
         crc_failures=len(failed), padding_bits=sum(cw.code.cfg.k - CRC_BITS for cw in f.cws) - sum(
             n for cw in f.cws for _, n, _ in cw.pieces),
         latency_slots=f.end - f.start, first_tx_blocks=blocks, first_tx_nacks=nacks,
-        olla_offset_db=f.state.olla.offset_db if cfg.olla else None, arq_retransmissions=f.arq,
+        olla_offset_db=f.state.olla.offset_db if cfg.olla else None,
+        olla_offset_start_db=f.offset_start if cfg.olla else None, arq_retransmissions=f.arq,
         feedback_bits=f.feedback_bits)
     stats.bit_errors = int((bits_hat != f.bits).sum())
     stats.ber = stats.bit_errors / num

@@ -20,14 +20,28 @@ numbers (tests/test_link_olla.py holds the two to the same offsets and MCSs on t
 the offset falls by delta_down = delta_up * target / (1 - target), on NACK it rises by delta_up, clipped to
 [offset_min, offset_max]; the MCS is the inner loop's choice for (last reported SNR - offset). Only the
 first transmission of a transport block moves the offset (the target is a first-transmission BLER).
+
+A UE in the middle of its session (`warm_up`, `LinkState.resumed`): a task of a campaign is one payload or a
+few of a UE whose session on the link began long before. `warm_up` runs a session on the link until OLLA has
+had `blocks` first-transmission feedbacks (its offset converged); `resumed(seed)` is that UE later on: a copy
+with the converged offset, the same channel (model seed) advanced by a random idle time drawn from `seed`
+(RESUME_GAP_FRAMES; far beyond the coherence time at pedestrian speed, so each task sees its own fade), no
+history and no report yet (the first transport block is chosen from the configured SNR minus the offset, as
+at the start of any session; the report of the warm-up's channel is stale by then).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import random
 
 from link_models.fading import FadingState
+
+RESUME_GAP_FRAMES = (1_000, 100_000)
+"""A resumed task's idle time since the warm-up, uniform in [low, high) frames (0.5 s to 50 s at 30 kHz)."""
+WARMUP_PAYLOAD_BYTES = 318
+"""The warm-up's payloads: random bytes of the size of the hop tests' WebP image (link_models.olla_study)."""
 
 
 @dataclasses.dataclass
@@ -110,3 +124,29 @@ class LinkState:
         """(NACKs, transport blocks) among first transmissions history[start:stop] with feedback."""
         acks = [r.ack for r in self.history[start:stop] if r.ack is not None]
         return sum(1 for a in acks if not a), len(acks)
+
+    def resumed(self, seed: int) -> LinkState:
+        """This UE later in its session (see the module doc): the converged OLLA offset, the same channel
+        advanced by a random idle time (from `seed`), no history, no pending or last report."""
+        low, high = RESUME_GAP_FRAMES
+        gap = random.Random(int(seed)).randrange(low, high)
+        return LinkState(seed=self.seed, olla=dataclasses.replace(self.olla, reported_snr_db=None),
+                         fading=FadingState(seed=self.fading.seed, clock=self.fading.clock + gap))
+
+
+def warm_up(link, blocks: int, seed: int, payload_bytes: int = WARMUP_PAYLOAD_BYTES) -> LinkState:
+    """A UE's session on a scheduled `link` (DigitalLink) run until `blocks` transport blocks had their
+    first-transmission feedback: random payloads of `payload_bytes` one after the other, the link reseeded
+    with `seed` (its channel seed too) and its generator given back as it was."""
+    import numpy as np
+
+    state = LinkState(seed=int(seed))
+    saved = link.generator.get_state()
+    rng = np.random.default_rng(int(seed))
+    try:
+        link.reseed(int(seed))
+        while state.first_tx_bler()[1] < blocks:
+            link.send_bytes(rng.integers(0, 256, payload_bytes, dtype=np.uint8).tobytes(), state=state)
+    finally:
+        link.generator.set_state(saved)
+    return state

@@ -51,6 +51,7 @@ class LinkStats:
     first_tx_blocks: int | None = None    # transport blocks (codewords) sent for the first time
     first_tx_nacks: int | None = None     # of them, how many failed their first transmission
     olla_offset_db: float | None = None   # OLLA's SNR offset after this payload (the UE's state)
+    olla_offset_start_db: float | None = None  # ... and before it (a resumed UE: its converged offset)
     arq_retransmissions: int | None = None  # RLC retransmissions (codewords re-sent after HARQ failed)
     feedback_bits: int | None = None      # reverse-link feedback: 1 HARQ ACK/NACK bit per codeword transmission,
                                           # plus an RLC STATUS PDU per round with an ARQ retransmission
