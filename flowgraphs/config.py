@@ -30,15 +30,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
-from meg_common import validate, vocabulary
+from link_models.config import LinkConfig, LinkSettings
+from meg_common import validate
 from meg_common.config import ConfigMixin, Lowercase, read_config_file
 from meg_common.errors import InputError
-from meg_common.vocabulary import Channel, Estimator, Modulation, Scheme, effective_snr_db, values
-
-if TYPE_CHECKING:
-    from link_models.config import LinkConfig
+from meg_common.vocabulary import Channel, Scheme, carrier_of, image_codec_of, values
 
 SCHEMES = values(Scheme)
 """meg_common.vocabulary.Scheme.
@@ -48,10 +46,7 @@ the bound no digital scheme can beat; awgn, rayleigh or ideal channels, simulate
 softcast: an analog hop whose images and sketches go as SoftCast (meg_phy.codecs.softcast: DCT chunks, power
 allocation, LLSE decoding) in `softcast_uses` channel uses, the metadata digitally on the same hop and
 counted there; other payloads go as on an analog hop."""
-ANALOG_SCHEMES = values(vocabulary.ANALOG_SCHEMES)
-MODULATIONS = values(Modulation)
 CHANNELS = values(Channel)
-ESTIMATORS = values(Estimator)
 DIRECTIONS = ("uplink", "downlink", "backhaul")
 SEED_FORMATS = ("float32", "float16", "int8", "int4")
 IMAGE_FORMATS = ("webp", "jpeg", "png")
@@ -63,34 +58,18 @@ HOP_NAME = re.compile(r"(UE|ES[1-4])-(UE|ES[1-4])(-(seed|sketch|image|prompt|bor
 
 
 @dataclass(frozen=True)
-class LinkSpec(ConfigMixin):
-    """How one hop transmits: the scheme and everything the link model (or radio) needs."""
+class LinkSpec(LinkSettings):
+    """How one hop transmits: its link (`link_models.config.LinkSettings`: every link setting and its default)
+    and what the hop adds on top: its `scheme`, its tries, and a wired hop's rate and latency.
+
+    `scheme` is the word a user writes; the code reads it as two things: `carrier`, the link that carries the
+    hop's payloads (analog, digital, wired, capacity: what the transfer table keys on), and `image_codec`, how
+    an image goes on it when not as the run's `image_format` (softcast: an analog carrier whose images go as
+    SoftCast)."""
 
     scheme: Lowercase = "analog"
-    """analog: values mapped straight onto symbols; digital: bytes through 5G LDPC + QAM. Prompts are always digital."""
-    channel: Lowercase = "awgn"
-    snr_db: float | None = 10.0
-    """Es/N0 per resource element, dB (the link models' definition). None: no noise (the ideal channel has
-    none, whatever snr_db says; meg_common.vocabulary.effective_snr_db)."""
-    mcs: str | int = "auto"
-    """Digital hops: 'auto' (link adaptation: the highest TS 38.214 MCS whose BLER at snr_db is at most 10 % in
-    the shipped BLER table), an MCS index (table 1), or 'none' (modulation and code_rate as given)."""
-    mcs_table: int = 1
-    """The TS 38.214 MCS table an MCS index refers to (1: up to 64-QAM; 2: 256-QAM; 3: low spectral
-    efficiency, down to QPSK at rate 30/1024: what control messages use)."""
-    modulation: Lowercase = "qpsk"
-    """Used with mcs = 'none' (otherwise the MCS sets it)."""
-    code_rate: float = 0.5
-    """LDPC rate k/n for digital hops with mcs = 'none'; k is rounded to a whole number of bits."""
-    codeword_bits: int = 1024
-    """LDPC codeword length n (with an MCS: rounded down to a multiple of 24 bits)."""
-    estimator: Lowercase = "lmmse"
-    """perfect (true channel and N0), ls or lmmse (channel and N0 estimated from the pilots)."""
-    subcarrier_spacing_khz: float = 30.0
-    fft_size: int = 12
-    """Subcarriers (one 5G resource block by default: small payloads fill their frames)."""
-    num_ofdm_symbols: int = 14
-    cp_length: int = 1
+    """analog: values mapped straight onto symbols; digital: bytes through 5G LDPC + QAM; wired, capacity,
+    softcast (SCHEMES). Prompts are always digital."""
     max_attempts: int = 4
     """Transmissions per digital payload: with `harq` the HARQ limit per codeword (chase combining); without,
     or on a link that cannot combine (a radio link), whole-payload retries after a failed CRC. Airtime
@@ -98,70 +77,40 @@ class LinkSpec(ConfigMixin):
     harq: bool = True
     """Digital hops: HARQ with chase combining inside the link (a CRC24B per codeword); False: blind retries of
     the whole payload, each decoded on its own (the behaviour before link adaptation)."""
+    arq_max: int = 0
+    """Digital hops with HARQ: RLC acknowledged-mode retransmissions of a codeword after HARQ failed (0: off)."""
     rate_bps: float = 1e9
     """Wired links: bit rate (1 Gbit/s backhaul by default)."""
     latency_s: float = 1e-4
     """Wired links: fixed delay of every transfer."""
-    fading: Lowercase = "block"
-    """TDL/CDL channels: 'block' (a new draw every frame) or 'continuous' (the UE's channel evolves with
-    `speed_mps` across frames, retransmissions and payloads; link_models.fading)."""
-    speed_mps: float = 0.0
-    """UE speed for TDL/CDL Doppler (a pedestrian: 3 km/h = 0.833 m/s)."""
-    arq_max: int = 0
-    """Digital hops with HARQ: RLC acknowledged-mode retransmissions of a codeword after HARQ failed (0: off)."""
-    prb: int | None = None
-    """Resource blocks per slot (12 subcarriers each); None: fft_size as given."""
+
+    RANGES: ClassVar[dict[str, tuple[Any, float, float]]] = {
+        **LinkSettings.RANGES, "max_attempts": (validate.integer, 1, 16), "rate_bps": (validate.number, 1e3, 1e13),
+        "latency_s": (validate.number, 0.0, 10.0)}
 
     def validate(self, where: str) -> LinkSpec:
         validate.choice("scheme", self.scheme, SCHEMES, where=where)
-        validate.choice("channel", self.channel, CHANNELS, where=where)
-        validate.choice("modulation", self.modulation, MODULATIONS, where=where)
-        validate.choice("estimator", self.estimator, ESTIMATORS, where=where)
-        _mcs_of(self.mcs, where)
-        validate.integer("mcs_table", self.mcs_table, 1, 4, where=where)
-        if self.snr_db is not None:
-            validate.number("snr_db", self.snr_db, -40, 60, where=where)
-        elif self.channel != Channel.IDEAL:
-            raise InputError(f"config {where}: snr_db needs a value on channel {self.channel!r}; no noise is "
-                             f"channel 'ideal'")
-        validate.number("code_rate", self.code_rate, 0.1, 0.95, where=where)
-        validate.integer("codeword_bits", self.codeword_bits, 64, 8448, where=where)
-        validate.number("subcarrier_spacing_khz", self.subcarrier_spacing_khz, 15, 240, where=where)
-        validate.integer("fft_size", self.fft_size, 12, 4096, where=where)
-        validate.integer("num_ofdm_symbols", self.num_ofdm_symbols, 4, 28, where=where)
-        validate.integer("cp_length", self.cp_length, 0, 1024, where=where)
-        validate.integer("max_attempts", self.max_attempts, 1, 16, where=where)
-        validate.number("rate_bps", self.rate_bps, 1e3, 1e13, where=where)
-        validate.number("latency_s", self.latency_s, 0.0, 10.0, where=where)
-        return self
+        return super().validate(where)
 
     @property
-    def info_bits(self) -> int:
-        """LDPC k for this rate and codeword length."""
-        return int(round(self.codeword_bits * self.code_rate))
+    def carrier(self) -> str:
+        """The link that carries this hop's payloads: analog, digital, wired or capacity (a softcast hop is an
+        analog carrier; meg_common.vocabulary.carrier_of)."""
+        return carrier_of(self.scheme)
+
+    @property
+    def image_codec(self) -> str | None:
+        """How images go on this hop when not as the run's `image_format` (bytes on a digital, wired or capacity
+        carrier, pixels as values on an analog one): 'softcast' on a softcast hop, else None."""
+        return image_codec_of(self.scheme)
 
     def link_config(self, bler_table: str | None = None) -> LinkConfig:
-        """The link_models configuration of this hop: the one place a hop's settings become a LinkConfig, for
-        simulated links and radio links alike (the ideal channel is noiseless: snr_db None). Digital hops
-        carry the MCS (resolved for snr_db by `LinkConfig.resolved()`, from `bler_table` if given: a radio's
-        own table) and, with `harq`, max_attempts transmissions."""
-        from link_models.config import LinkConfig
-
-        digital = self.scheme == Scheme.DIGITAL
-        return LinkConfig(modulation=self.modulation, code="ldpc", k=self.info_bits, n=self.codeword_bits,
-                          channel=self.channel, estimator=self.estimator,
-                          snr_db=effective_snr_db(self.channel, self.snr_db),
-                          fft_size=self.fft_size if self.prb is None else 12 * self.prb,
-                          num_ofdm_symbols=self.num_ofdm_symbols,
-                          subcarrier_spacing_khz=self.subcarrier_spacing_khz, cp_length=self.cp_length,
-                          mcs=_mcs_of(self.mcs, "link") if digital else None, mcs_table=self.mcs_table,
-                          max_transmissions=self.max_attempts if digital and self.harq else 1,
-                          bler_table=bler_table if digital else None, fading=self.fading, speed_mps=self.speed_mps,
-                          arq_max=self.arq_max if digital and self.harq else 0)
-
-    def ideal(self) -> LinkSpec:
-        """The same hop without noise (for the reference run): the ideal channel, snr_db None."""
-        return replace(self, channel=Channel.IDEAL.value, estimator=Estimator.PERFECT.value, snr_db=None)
+        """The link_models configuration of this hop (`LinkSettings.as_link_config`), for simulated links and
+        radio links alike: a digital hop carries the MCS and, with `harq`, max_attempts transmissions and
+        its ARQ."""
+        digital = self.carrier == Scheme.DIGITAL
+        return self.as_link_config(digital=digital, max_transmissions=self.max_attempts if self.harq else 1,
+                                   arq_max=self.arq_max if self.harq else 0, bler_table=bler_table)
 
 
 @dataclass(frozen=True)
@@ -339,17 +288,6 @@ class RunConfig(ConfigMixin):
         return replace(self, link=self.link.ideal(), radio="link",
                        directions={d: {k: v for k, v in o.items() if k not in strip} for d, o in self.directions.items()},
                        hops={h: {k: v for k, v in o.items() if k not in strip} for h, o in self.hops.items()})
-
-
-def _mcs_of(value: Any, where: str) -> str | int | None:
-    """A LinkSpec's mcs as LinkConfig takes it: 'auto', an index, or None for 'none' (InputError otherwise)."""
-    from link_models.config import parse_mcs
-    from link_models.mcs import MAX_INDEX
-
-    mcs = parse_mcs(value)
-    if isinstance(mcs, int):
-        validate.integer("mcs", mcs, 0, MAX_INDEX[1], where=where)
-    return mcs
 
 
 def load_config(path: str | Path | None = None, **options: Any) -> RunConfig:

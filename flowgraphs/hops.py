@@ -36,7 +36,7 @@ import torch
 
 from flowgraphs.config import LinkSpec
 from meg_common.errors import InputError
-from meg_common.vocabulary import effective_snr_db
+from meg_common.vocabulary import Scheme, effective_snr_db
 
 PAYLOADS = ("seed", "sketch", "image", "prompt", "border", "control")
 """border: latent tile values the ESs of a parallel protocol exchange during joint denoising; control: a small
@@ -173,7 +173,7 @@ class Hop:
             values = [s[key] for s in among if s.get(key) is not None]
             return int(sum(values)) if values else None
 
-        if self.spec.scheme == "wired":
+        if self.spec.carrier == Scheme.WIRED:
             return HopRecord(
                 name=self.name, src=self.src, dst=self.dst, direction=self.direction, payload=self.payload,
                 scheme="wired", channel="wired", bits=int(total("payload_bits")), values=None, symbols=0,
@@ -424,7 +424,7 @@ def broadcast_values(broadcasts: Sequence[Broadcast], values: Sequence[torch.Ten
 
 def control_spec(spec: LinkSpec) -> LinkSpec:
     """The hop's link for control messages: digital at CONTROL_MCS (a wired hop stays wired)."""
-    if spec.scheme == "wired":
+    if spec.carrier == Scheme.WIRED:
         return spec
     return replace(spec, scheme="digital", **CONTROL_MCS)
 
@@ -447,16 +447,15 @@ def build_link(spec: LinkSpec):
     `flowgraphs.session.Session.link` builds one per configuration and reseeds it for every hop.
     """
     from link_models import AnalogLink, DigitalLink
-    from meg_common.vocabulary import ANALOG_SCHEMES, Scheme
 
-    if spec.scheme == Scheme.WIRED:
+    if spec.carrier == Scheme.WIRED:
         from link_models.wired import WiredLink
 
         return WiredLink(spec.rate_bps, spec.latency_s)
-    if spec.scheme == Scheme.CAPACITY:
+    if spec.carrier == Scheme.CAPACITY:
         return capacity_link(spec)
 
-    return (AnalogLink if spec.scheme in ANALOG_SCHEMES else DigitalLink)(spec.link_config(), seed=0)
+    return (AnalogLink if spec.carrier == Scheme.ANALOG else DigitalLink)(spec.link_config(), seed=0)
 
 
 def capacity_link(spec: LinkSpec):

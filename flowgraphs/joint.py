@@ -241,7 +241,7 @@ def send_border(g: RunLedger, src: str, dst: str, values: torch.Tensor, level: f
     hop = g.hop(src, dst, "border")
     flat = values.detach().reshape(-1).float()
     side = None if level is None else _pack(torch.tensor([level]))
-    if hop.spec.scheme == "digital":
+    if hop.spec.carrier == "digital":
         data = _pack(torch.cat([torch.tensor([float("nan") if level is None else level]), flat]))
         got, _ = hop.send_bytes(data, _unpack)
         if got is None:

@@ -326,7 +326,8 @@ class Stages:
         hops' carrier. Per node of `dsts`: (the batch's values as they arrived, their noise per task)."""
         groups = [list(dsts)] if self.cfg.broadcast else [[dst] for dst in dsts]
         channels = [(t, g.broadcast(src, group, hop_payload)) for t, g in enumerate(self.graphs) for group in groups]
-        transfer = transfer_for(payload, channels[0][1].spec.scheme)
+        spec = channels[0][1].spec
+        transfer = transfer_for(payload, spec.carrier, spec.image_codec)
         carried = [transfer.encode(v, self.cfg) for v in values]
         if transfer.medium == "bytes":
             sent = broadcast_bytes([b for _, b in channels], [carried[t].data for t, _ in channels],

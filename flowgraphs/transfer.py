@@ -1,13 +1,15 @@
 """The transfer table: how each payload travels on each carrier, and what a receiver has when it is lost.
 
-    transfer = transfer_for("seed", "analog")
+    transfer = transfer_for("latent", "analog")
     carried = transfer.encode(latent, config)          # what goes on air for one task: data, side, info
     value, noise_var = transfer.decode_values(est, noise_var, carried)     # a values carrier
     value = transfer.decode_bytes(received)            # a bytes carrier (raises on a corrupt payload)
     value, noise_var = transfer.lost(latent, context)  # what the receiver goes on with instead
 
-One row per (payload, carrier): a payload kind (`latent`, `image`, `sketch`, `prompt`, `control`) and the kind of hop
-that carries it (`analog`, `softcast`, `wired`, `digital`, `capacity`). The codecs (meg_phy.codecs) pack
+One row per (payload, carrier, image codec): a payload kind (`latent`, `image`, `sketch`, `prompt`, `control`), the
+link that carries it (a hop's `carrier`: `analog`, `digital`, `wired`, `capacity`) and, where a hop names one, the
+image codec that replaces the run's `image_format` (`softcast` on an analog carrier; meg_common.vocabulary.
+IMAGE_CODECS); a payload the codec does not concern travels as on its carrier. The codecs (meg_phy.codecs) pack
 values; the link alone owns their power (the codecs are asked for their values as they are, `normalise=
 False`). Noise variances come back in payload units: latent units for a latent (what channel-aware resume
 needs), [0, 1] pixel units for an image. A digital, wired or capacity payload arrives exactly or not at all
@@ -28,9 +30,10 @@ from typing import Any, NamedTuple
 import torch
 
 from meg_common.errors import InputError
+from meg_common.vocabulary import carrier_of, image_codec_of
 
-CARRIERS_OF_VALUES = ("analog", "softcast", "wired")
-"""Hop schemes that carry a latent as real values (wired: float32 values, exactly)."""
+CARRIERS_OF_VALUES = ("analog", "wired")
+"""Carriers that carry a latent as real values (wired: float32 values, exactly)."""
 
 
 class Carried(NamedTuple):
@@ -269,35 +272,41 @@ def no_message(message: bytes, context: LostContext) -> tuple[None, float]:
     return None, 0.0
 
 
-def _table() -> dict[tuple[str, str], Transfer]:
-    table: dict[tuple[str, str], Transfer] = {}
+def _table() -> dict[tuple[str, str, str | None], Transfer]:
+    table: dict[tuple[str, str, str | None], Transfer] = {}
     for carrier in ("digital", "capacity"):
-        table["latent", carrier] = Transfer("latent", "bytes", _latent_bytes, _latent_from_bytes, latent_from_scratch)
+        table["latent", carrier, None] = Transfer("latent", "bytes", _latent_bytes, _latent_from_bytes,
+                                                  latent_from_scratch)
     for carrier in CARRIERS_OF_VALUES:
-        table["latent", carrier] = Transfer("latent", "values", _latent_values, _latent_from_values,
-                                            latent_from_scratch, _side_check(_latent_side))
+        table["latent", carrier, None] = Transfer("latent", "values", _latent_values, _latent_from_values,
+                                                  latent_from_scratch, _side_check(_latent_side))
     for payload in ("image", "sketch"):
         for carrier in ("digital", "capacity", "wired"):
-            table[payload, carrier] = Transfer(payload, "bytes", _image_bytes(payload), _image_from_bytes, grey)
-        table[payload, "analog"] = Transfer(payload, "values", _image_values(payload), _image_from_values, grey,
-                                            _side_check(_image_side))
-        table[payload, "softcast"] = Transfer(payload, "values", _image_softcast(payload), _image_from_softcast,
-                                              grey, _side_check(_softcast_side))
+            table[payload, carrier, None] = Transfer(payload, "bytes", _image_bytes(payload), _image_from_bytes, grey)
+        table[payload, "analog", None] = Transfer(payload, "values", _image_values(payload), _image_from_values,
+                                                  grey, _side_check(_image_side))
+        table[payload, "analog", "softcast"] = Transfer(payload, "values", _image_softcast(payload),
+                                                        _image_from_softcast, grey, _side_check(_softcast_side))
     for carrier in ("digital", "capacity", "wired"):   # text has no analog form: a hop sends prompts digitally
-        table["prompt", carrier] = Transfer("prompt", "bytes", _prompt_bytes, _prompt_from_bytes, no_prompt)
+        table["prompt", carrier, None] = Transfer("prompt", "bytes", _prompt_bytes, _prompt_from_bytes, no_prompt)
     for carrier in ("digital", "capacity", "wired"):   # a hop sends control messages digitally (hops.control_spec)
-        table["control", carrier] = Transfer("control", "bytes", _control_bytes, _control_from_bytes, no_message)
+        table["control", carrier, None] = Transfer("control", "bytes", _control_bytes, _control_from_bytes,
+                                                   no_message)
     return table
 
 
-TRANSFERS: dict[tuple[str, str], Transfer] = _table()
-"""(payload, carrier) -> Transfer."""
+TRANSFERS: dict[tuple[str, str, str | None], Transfer] = _table()
+"""(payload, carrier, image codec or None) -> Transfer."""
 
 
-def transfer_for(payload: str, carrier: str) -> Transfer:
-    """The row of `payload` on `carrier`; InputError naming the carriers it has otherwise."""
-    try:
-        return TRANSFERS[payload, carrier]
-    except KeyError:
-        known = sorted(c for p, c in TRANSFERS if p == payload)
-        raise InputError(f"a {payload} cannot travel on a {carrier} hop; its carriers: {', '.join(known)}") from None
+def transfer_for(payload: str, carrier: str, image_codec: str | None = None) -> Transfer:
+    """The row of `payload` on `carrier` with `image_codec` (a codec that has no row for this payload: the
+    carrier's own row). A hop's scheme may stand for both (`transfer_for("image", "softcast")`: the analog
+    carrier with the SoftCast codec). InputError naming the carriers the payload has otherwise."""
+    if image_codec is None:
+        carrier, image_codec = carrier_of(carrier), image_codec_of(carrier)
+    row = TRANSFERS.get((payload, carrier, image_codec)) or TRANSFERS.get((payload, carrier, None))
+    if row is None:
+        known = sorted({c for p, c, _ in TRANSFERS if p == payload})
+        raise InputError(f"a {payload} cannot travel on a {carrier} hop; its carriers: {', '.join(known)}")
+    return row

@@ -14,10 +14,10 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from meg_common import validate
-from meg_common.config import ConfigMixin
+from meg_common.config import ConfigMixin, Lowercase
 from meg_common.errors import InputError
 from meg_common.vocabulary import (
     BITS_PER_SYMBOL,
@@ -28,6 +28,7 @@ from meg_common.vocabulary import (
     Fading,
     McsMode,
     Modulation,
+    effective_snr_db,
     noiseless,
     numeric_snr_db,
     values,
@@ -56,11 +57,104 @@ system does (it sizes a code block to the transport block, up to 3840/8448 bits)
 this (the CRC at most 10 %). A longer code at the same rate only lowers the BLER, so the BLER table measured
 at the nominal n stays on the safe side (measured on the hop's link, one resource block, LMMSE, 600 first
 transmissions: table 3 MCS 0 at -10 dB 0.358 at k=30 and 0.117 at k=240; MCS 2 at -7.5 dB 0.097 and 0.002)."""
+CHOICES: dict[str, tuple[str, ...]] = {"modulation": tuple(MODULATIONS), "code": CODES, "channel": CHANNELS,
+                                      "estimator": ESTIMATORS, "decoder": DECODERS, "fading": FADINGS}
+"""The named settings of a link and the words each takes (meg_common.vocabulary), checked by `LinkConfig` and
+`LinkSettings` alike."""
 MAX_TRANSMISSIONS = 16
 MAX_ARQ = 32  # RLC maxRetxThreshold (TS 38.322) goes up to 32
 AGGREGATION = (1, 2, 4, 8)
 """Slot aggregation factors (TS 38.331 pdsch-AggregationFactor): a transport block's coded bits repeated
 over 2, 4 or 8 times the resources, below the lowest MCS (OLLA at the cell edge, link_models.scheduled)."""
+
+
+@dataclass(frozen=True)
+class LinkSettings(ConfigMixin):
+    """One link as a user configures it, with the defaults of a protocol hop's link: the one owner of the link
+    settings of a run (flowgraphs.config.LinkSpec layers the hop's own settings on top of it, and a run's
+    `[link]`, `[uplink]`, `[hops.NAME]` tables layer overrides on that). Frozen; `validate(where)` checks it
+    (InputError naming the table), `ideal()` is the same link without noise, and `as_link_config(...)` is the
+    one place it becomes the `LinkConfig` a link is built from (then `LinkConfig.resolved()` applies the MCS).
+
+    As configured, not as resolved: an ideal channel keeps the `snr_db` it was given (a hop layered on it may
+    set another channel), and `as_link_config` drops it (meg_common.vocabulary.effective_snr_db)."""
+
+    channel: Lowercase = "awgn"
+    snr_db: float | None = 10.0
+    """Es/N0 per resource element, dB (the link models' definition). None: no noise (the ideal channel has
+    none, whatever snr_db says; meg_common.vocabulary.effective_snr_db)."""
+    mcs: str | int = "auto"
+    """Digital links: 'auto' (outer-loop link adaptation, starting from the highest TS 38.214 MCS whose BLER
+    at snr_db is at most 10 % in the shipped BLER table), 'table' (that MCS, open loop), an MCS index, or
+    'none' (modulation and code_rate as given)."""
+    mcs_table: int = 1
+    """The TS 38.214 MCS table an MCS index refers to (1: up to 64-QAM; 2: 256-QAM; 3: low spectral
+    efficiency, down to QPSK at rate 30/1024: what control messages use)."""
+    modulation: Lowercase = "qpsk"
+    """Used with mcs = 'none' (otherwise the MCS sets it)."""
+    code_rate: float = 0.5
+    """LDPC rate k/n for digital links with mcs = 'none'; k is rounded to a whole number of bits."""
+    codeword_bits: int = 1024
+    """LDPC codeword length n (with an MCS: rounded down to a multiple of 24 bits)."""
+    estimator: Lowercase = "lmmse"
+    """perfect (true channel and N0), ls or lmmse (channel and N0 estimated from the pilots)."""
+    subcarrier_spacing_khz: float = 30.0
+    fft_size: int = 12
+    """Subcarriers (one 5G resource block by default: small payloads fill their frames)."""
+    num_ofdm_symbols: int = 14
+    cp_length: int = 1
+    fading: Lowercase = "block"
+    """TDL/CDL channels: 'block' (a new draw every frame) or 'continuous' (the UE's channel evolves with
+    `speed_mps` across frames, retransmissions and payloads; link_models.fading)."""
+    speed_mps: float = 0.0
+    """UE speed for TDL/CDL Doppler (a pedestrian: 3 km/h = 0.833 m/s)."""
+    prb: int | None = None
+    """Resource blocks per slot (12 subcarriers each); None: fft_size as given."""
+
+    RANGES: ClassVar[dict[str, tuple[Any, float, float]]] = {
+        "mcs_table": (validate.integer, 1, 4), "code_rate": (validate.number, 0.1, 0.95),
+        "codeword_bits": (validate.integer, 64, 8448), "subcarrier_spacing_khz": (validate.number, 15, 240),
+        "fft_size": (validate.integer, 12, 4096), "num_ofdm_symbols": (validate.integer, 4, 28),
+        "cp_length": (validate.integer, 0, 1024)}
+    """Each numeric setting's check and range (a subclass adds its own)."""
+
+    def validate(self, where: str):
+        """This configuration, checked (InputError naming `where`, e.g. "[downlink]")."""
+        _check_choices(self, CHOICES, where)
+        _mcs_index(self.mcs, where)
+        if self.snr_db is not None:
+            validate.number("snr_db", self.snr_db, -40, 60, where=where)
+        elif self.channel != Channel.IDEAL:
+            raise InputError(f"config {where}: snr_db needs a value on channel {self.channel!r}; no noise is "
+                             f"channel 'ideal'")
+        for name, (check, low, high) in self.RANGES.items():
+            check(name, getattr(self, name), low, high, where=where)
+        return self
+
+    @property
+    def info_bits(self) -> int:
+        """LDPC k for this rate and codeword length."""
+        return int(round(self.codeword_bits * self.code_rate))
+
+    def ideal(self):
+        """The same link without noise (for a reference run): the ideal channel, snr_db None."""
+        return dataclasses.replace(self, channel=Channel.IDEAL.value, estimator=Estimator.PERFECT.value, snr_db=None)
+
+    def as_link_config(self, *, digital: bool, max_transmissions: int = 1, arq_max: int = 0,
+                       bler_table: str | None = None) -> LinkConfig:
+        """The LinkConfig of this link: the ideal channel noiseless (snr_db None); a `digital` link carries
+        the MCS (resolved for snr_db by `LinkConfig.resolved()`, from `bler_table` if given: a radio's own
+        table), `max_transmissions` (HARQ) and `arq_max`; an analog one neither."""
+        return LinkConfig(modulation=self.modulation, code="ldpc", k=self.info_bits, n=self.codeword_bits,
+                          channel=self.channel, estimator=self.estimator,
+                          snr_db=effective_snr_db(self.channel, self.snr_db),
+                          fft_size=self.fft_size if self.prb is None else 12 * self.prb,
+                          num_ofdm_symbols=self.num_ofdm_symbols,
+                          subcarrier_spacing_khz=self.subcarrier_spacing_khz, cp_length=self.cp_length,
+                          mcs=_mcs_index(self.mcs, "link") if digital else None, mcs_table=self.mcs_table,
+                          max_transmissions=max_transmissions if digital else 1,
+                          bler_table=bler_table if digital else None, fading=self.fading, speed_mps=self.speed_mps,
+                          arq_max=arq_max if digital else 0)
 
 
 @dataclass(frozen=True)
@@ -143,14 +237,9 @@ class LinkConfig(ConfigMixin):
         def put(name: str, value: Any) -> None:
             object.__setattr__(self, name, value)
 
-        for name in ("modulation", "code", "channel", "estimator", "decoder", "fading"):
+        for name in CHOICES:
             put(name, str(getattr(self, name)).lower())
-        validate.choice("modulation", self.modulation, tuple(MODULATIONS))
-        validate.choice("code", self.code, CODES)
-        validate.choice("channel", self.channel, CHANNELS)
-        validate.choice("estimator", self.estimator, ESTIMATORS)
-        validate.choice("decoder", self.decoder, DECODERS)
-        validate.choice("fading", self.fading, FADINGS)
+        _check_choices(self, CHOICES)
         if self.fading == Fading.CONTINUOUS and not self.channel.startswith(("tdl-", "cdl-")):
             put("fading", Fading.BLOCK.value)  # flat channels do not change in time: nothing to correlate
         put("arq_max", validate.integer("arq_max", self.arq_max, 0, MAX_ARQ))
@@ -403,6 +492,23 @@ def link_adaptation(table: int, target: float, bler_table: str | None = None, es
     from link_models.mcs import LinkAdaptation
 
     return LinkAdaptation(table=table, target=target, bler_table=bler_table, estimator=estimator, channel=channel)
+
+
+def _check_choices(config, choices: dict[str, tuple[str, ...]], where: str | None = None) -> None:
+    """Each named setting of `config` that `choices` lists is one of its words."""
+    for name, allowed in choices.items():
+        if hasattr(config, name):
+            validate.choice(name, getattr(config, name), allowed, where=where)
+
+
+def _mcs_index(value: Any, where: str) -> str | int | None:
+    """A configured mcs as LinkConfig takes it: 'auto', 'table', an index of table 1, or None for 'none'."""
+    from link_models.mcs import MAX_INDEX
+
+    mcs = parse_mcs(value)
+    if isinstance(mcs, int):
+        validate.integer("mcs", mcs, 0, MAX_INDEX[1], where=where)
+    return mcs
 
 
 def parse_mcs(value) -> str | int | None:

@@ -109,6 +109,23 @@ CARRIERS = (Scheme.DIGITAL, Scheme.ANALOG)
 over-the-air frame."""
 ANALOG_SCHEMES = (Scheme.ANALOG, Scheme.SOFTCAST)
 """Hop schemes whose hop is an analog link."""
+HOP_CARRIERS = (Scheme.ANALOG, Scheme.DIGITAL, Scheme.WIRED, Scheme.CAPACITY)
+"""The links a hop's payloads travel on (a hop's carrier): every scheme but softcast, which is an analog
+carrier whose images go as SoftCast (its image codec)."""
+IMAGE_CODECS = {Scheme.SOFTCAST: "softcast"}
+"""Schemes that name an image codec of their own besides their carrier (others send images as the run's
+image_format: WebP, JPEG or PNG bytes, or the pixels as analog values)."""
+
+
+def carrier_of(scheme: str) -> str:
+    """The carrier of a hop scheme (HOP_CARRIERS): softcast is analog, every other scheme is its own."""
+    return Scheme.ANALOG.value if scheme in ANALOG_SCHEMES else str(scheme)
+
+
+def image_codec_of(scheme: str) -> str | None:
+    """The image codec a hop scheme names (IMAGE_CODECS), or None (the run's image_format)."""
+    return IMAGE_CODECS.get(scheme)
+
 AIR_SCHEMES = (Scheme.ANALOG, Scheme.DIGITAL, Scheme.CAPACITY, Scheme.SOFTCAST)
 """Hop schemes of the air interface (uplink, downlink): every scheme but wired."""
 CAPACITY_CHANNELS = (Channel.AWGN, Channel.RAYLEIGH)
