@@ -142,6 +142,8 @@ def test_case_study_unit_batched_matches_task_by_task(kind, series, n_es):
     many.session, many.world = one.session, one.world
     a, b = cs.run_unit(one, point, [0, 1, 2]), cs.run_unit(many, point, [0, 1, 2])
     assert torch.get_num_threads() == one.threads
+    numba = pytest.importorskip("numba")
+    assert numba.get_num_threads() == min(one.threads, numba.config.NUMBA_NUM_THREADS)  # the LDPC decoder too
     for ra, rb in zip(a["records"], b["records"], strict=True):
         for key, value in ra.items():
             if key.endswith("seconds"):

@@ -231,7 +231,7 @@ class Harness:
         that PyTorch shares (measured: 1 -> 2 threads, about 10x the CPU time per denoising step on busy
         cores, and float results that depend on which run came first in a process). So numba's threads
         start here, once."""
-        _start_numba_threads()
+        _start_numba_threads(self.threads)
         torch.set_num_threads(self.threads)
 
     def restore_threads(self) -> None:
@@ -405,14 +405,19 @@ def calibration(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 
-def _start_numba_threads() -> None:
+def _start_numba_threads(threads: int) -> None:
+    """Start numba's thread pool once and let its parallel regions (the LDPC decoder) use `threads` of it: the
+    same count as PyTorch and ONNX Runtime (which follows PyTorch's, meg_phy.runtime), so N workers on N cores
+    never run N x cores threads."""
     try:
+        import numba
         from numba.np.ufunc import parallel
     except ImportError:  # no numba: nothing resets the OpenMP runtime
         return
     launch = getattr(parallel, "_launch_threads", None)
     if launch is not None:
         launch()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
 def reference_image(task) -> torch.Tensor:
