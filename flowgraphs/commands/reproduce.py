@@ -19,7 +19,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("reproduce", help="the paper's case study against doing nothing, with intervals "
                                                      "and verdicts", description=__doc__.split("\n\n")[0])
     add_campaign_arguments(
-        parser, quick="32 tasks per point on a small grid (AWGN and TDL-A, -5 and 0 dB, every task kind) instead of "
+        parser, quick="32 tasks per point on a small grid (AWGN and TDL-A, -5 and 0 dB, every task kind; batched, the "
+                      "UNet on ONNX Runtime where installed) instead of "
                       "the full run", snr="override the SNR list ('0,5' or 'a:b:step')",
         chunk="tasks per unit (default 32 quick, 50 full)",
         series="comma-separated subset of the series (baselines always run): seed-analog-aware, seed-analog-naive, "
@@ -34,10 +35,10 @@ def register(subparsers) -> None:
                              "OLLA + ARQ, a pedestrian UE (docs/reproduce.md)")
     from meg_phy.runtime import RUNTIMES
 
-    parser.add_argument("--runtime", choices=RUNTIMES, default="torch",
-                        help="where the UNet runs: torch, onnx (ONNX Runtime: pip install 'meg-phy[fast]'; equal to "
-                             "PyTorch within the campaign tolerance, not bit for bit) or auto; a folder resumes only "
-                             "with the runtime it was begun with")
+    parser.add_argument("--runtime", choices=RUNTIMES,
+                        help="where the UNet runs: torch (the default; --quick: auto), onnx (ONNX Runtime: pip install "
+                             "'meg-phy[fast]'; equal to PyTorch within the campaign tolerance, not bit for bit) or auto "
+                             "(onnx where installed); a folder resumes only with the runtime it was begun with")
     parser.add_argument("--n-es", help="comma-separated ES counts for the multi-ES protocols (e.g. 1,2,4)")
     parser.add_argument("--mcs", help="MCS of the digital hops of every series that does not fix its own: auto "
                                       "(link adaptation, the default), a TS 38.214 MCS index, or none")
@@ -101,7 +102,7 @@ def plan_from_args(args):
             raise InputError("--batched runs a unit's tasks in one process, --placement ray puts each ES on its own "
                              "actor; choose one")
         plan = replace(plan, batched=True)
-    if getattr(args, "runtime", "torch") != "torch":
+    if getattr(args, "runtime", None) is not None:
         from dataclasses import replace
 
         plan = replace(plan, runtime=args.runtime)

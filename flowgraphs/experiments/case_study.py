@@ -210,7 +210,7 @@ class Plan:
             Grid(("text-to-image", "img2img-es"), ("seed-analog-aware", "centralized-digital",
                                                    "centralized-digital-q1") + noise, ("awgn",), (-5.0,)),
             Grid(("text-to-image", "img2img-es", "img2img-ue"), alone_, (), ()),
-        ), n_tasks=32, chunk=32, model=model)
+        ), n_tasks=32, chunk=32, model=model, batched=True, runtime="auto")
 
     @classmethod
     def full(cls, model: str | None = None) -> Plan:
