@@ -108,6 +108,9 @@ def send_scheduled(link, payloads: Sequence[torch.Tensor], generators: Sequence[
             state = LinkState(seed=seed)
         state.olla.target = cfg.bler_target
         state.olla.delta_up = cfg.olla_step_db
+        if state.resumed_report:
+            state.olla.report(csi_report_db(link, state))
+            state.resumed_report = False
         flows.append(_Flow(bits, state, generator))
     adaptation = None
     if cfg.olla:
@@ -196,6 +199,22 @@ def send_scheduled(link, payloads: Sequence[torch.Tensor], generators: Sequence[
                 f.state.advance(cfg.harq_rtt_frames - spent)
         live = [f for f in live if f.busy]
     return [_finish(link, f) for f in flows]
+
+
+def csi_report_db(link, state: LinkState) -> float:
+    """A resumed UE's latest periodic CSI report (LinkState.resumed_report): the wideband SNR (dB) of its
+    channel in the slot `report_delay_frames` before its clock, mean |h|^2 Es/N0 from the continuous channel
+    model (no noise drawn, no estimation error); without continuous fading, the configured SNR."""
+    cfg = link.cfg
+    snr_db = cfg.es_no_db if cfg.es_no_db is not None else 100.0
+    model = getattr(link.transport, "continuous", None)
+    if model is None:
+        return snr_db
+    from link_models.fading import FadingState
+
+    a, tau = model.cir(FadingState(seed=state.fading.seed, clock=max(0, state.clock - cfg.report_delay_frames)), 1)
+    gain = float(model.cir_to_ofdm(model.frequencies, a, tau, normalize=False).abs().square().mean())
+    return snr_db + 10 * math.log10(max(gain, 1e-12))
 
 
 def _prior(cws: list[_Cw], code) -> torch.Tensor | None:

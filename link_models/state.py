@@ -26,8 +26,10 @@ few of a UE whose session on the link began long before. `warm_up` runs a sessio
 had `blocks` first-transmission feedbacks (its offset converged); `resumed(seed)` is that UE later on: a copy
 with the converged offset, the same channel (model seed) advanced by a random idle time drawn from `seed`
 (RESUME_GAP_FRAMES; far beyond the coherence time at pedestrian speed, so each task sees its own fade), no
-history and no report yet (the first transport block is chosen from the configured SNR minus the offset, as
-at the start of any session; the report of the warm-up's channel is stale by then).
+history, and instead of the warm-up's stale report the UE's latest periodic CSI report: at its first send the
+scheduled link reports the wideband SNR of the UE's channel `report_delay_frames` before the send
+(`resumed_report`; the true mean |h|^2 / N0 of that slot, a CSI-RS measurement without the estimator's
+error; a flat channel reports the configured SNR).
 """
 
 from __future__ import annotations
@@ -100,6 +102,9 @@ class LinkState:
     history: list[TbRecord] = dataclasses.field(default_factory=list)
     pending_reports: list[tuple[int, float]] = dataclasses.field(default_factory=list)
     """(frame the estimate is usable from, SNR dB): receiver estimates not yet reported (report delay)."""
+    resumed_report: bool = False
+    """A resumed UE (`resumed`): its next send starts with the UE's latest periodic CSI report, the wideband
+    SNR of its channel `report_delay_frames` before (link_models.scheduled), instead of a stale one."""
 
     def __post_init__(self) -> None:
         if self.fading is None:
@@ -127,11 +132,12 @@ class LinkState:
 
     def resumed(self, seed: int) -> LinkState:
         """This UE later in its session (see the module doc): the converged OLLA offset, the same channel
-        advanced by a random idle time (from `seed`), no history, no pending or last report."""
+        advanced by a random idle time (from `seed`), no history, a fresh CSI report at its first send."""
         low, high = RESUME_GAP_FRAMES
         gap = random.Random(int(seed)).randrange(low, high)
         return LinkState(seed=self.seed, olla=dataclasses.replace(self.olla, reported_snr_db=None),
-                         fading=FadingState(seed=self.fading.seed, clock=self.fading.clock + gap))
+                         fading=FadingState(seed=self.fading.seed, clock=self.fading.clock + gap),
+                         resumed_report=True)
 
 
 def warm_up(link, blocks: int, seed: int, payload_bytes: int = WARMUP_PAYLOAD_BYTES) -> LinkState:

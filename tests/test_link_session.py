@@ -6,6 +6,7 @@ import torch
 from flowgraphs.ledger import hop_seed
 from link_models.config import LinkConfig
 from link_models.digital import DigitalLink
+from link_models.scheduled import csi_report_db
 from link_models.state import RESUME_GAP_FRAMES, warm_up
 
 HOP = dict(estimator="lmmse", fft_size=12, cp_length=1, k=512, n=1024, max_transmissions=4)
@@ -15,7 +16,8 @@ PEDESTRIAN = dict(channel="tdl-a", fading="continuous", speed_mps=3 / 3.6, arq_m
 def test_warm_up_converges_the_offset_and_resumed_tasks_carry_it_on_the_same_channel_later():
     """A 120-TB warm-up on TDL-A at 20 dB moves OLLA's offset away from 0 (here up: a fade's NACKs); a
     resumed copy keeps the offset and the channel seed, starts later by an idle time drawn from its own seed,
-    without history or reports; the warm-up leaves the link's generator as it found it."""
+    without history, its first transport block chosen from a fresh CSI report of its channel at that time (not
+    the warm-up's stale one); the warm-up leaves the link's generator as it found it."""
     link = DigitalLink(LinkConfig(snr_db=20.0, mcs="auto", **PEDESTRIAN, **HOP), seed=0)
     link.reseed(5)
     before = link.generator.get_state()
@@ -28,9 +30,12 @@ def test_warm_up_converges_the_offset_and_resumed_tasks_carry_it_on_the_same_cha
         assert s.olla.offset_db == warm.olla.offset_db and s.olla.reported_snr_db is None
         assert s.fading.seed == warm.fading.seed and not s.history and not s.pending_reports
         assert RESUME_GAP_FRAMES[0] <= s.clock - warm.clock < RESUME_GAP_FRAMES[1]
-    assert a.clock == again.clock != b.clock
+    assert a.clock == again.clock != b.clock and a.resumed_report
+    report = csi_report_db(link, a)                      # the UE's periodic CSI report of its channel then
     link.send_bytes(bytes(range(200)), state=a)          # a task advances its own copy, not the warm-up
     assert a.history and not warm.resumed(3).history and warm.clock < a.clock
+    assert a.history[0].reported_snr_db == report != csi_report_db(link, b) and abs(report - 20.0) > 0.1
+    assert a.history[0].offset_db == warm.olla.offset_db and not a.resumed_report
 
 
 def _run(session_args, seeds, batched):
