@@ -21,6 +21,7 @@ errors and the NMSE against the link level with percentile-bootstrap 95 % interv
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -289,6 +290,106 @@ def low_snr_curve(snrs, bursts, frames_per_burst, codec, progress, ppm: float = 
     return out
 
 
+RADIO_TABLE_PAYLOAD = 600       # bytes per digital send (the size of the factory check in docs/over-the-air.md)
+RADIO_TABLE_VALUES = 256        # analog values per send (a seed: one frame)
+
+
+def radio_table_record(factory, mode: str, scheme: str, snr: float, seed: int) -> dict:
+    """One send through `meg-phy run --radio sim`'s link factory (flowgraphs.radio_link: a fresh SimRadio
+    with sdr_drivers.sim.REALISTIC impairments, the hop's defaults: MCS from the radio's BLER table, ARQ up
+    to 4 transmissions for digital). Digital: a RADIO_TABLE_PAYLOAD-byte payload: frames, frames that failed
+    their first transmission, delivered intact after ARQ; analog: RADIO_TABLE_VALUES values: frames lost and
+    the NMSE."""
+    from flowgraphs.config import LinkSpec
+
+    link = factory(LinkSpec(scheme=scheme, channel="awgn", snr_db=snr), seed)
+    rng = np.random.default_rng(seed)
+    out = {"mode": link.mode, "scheme": scheme, "snr_db": float(snr), "seed": int(seed)}
+    if scheme == "digital":
+        payload = rng.integers(0, 256, RADIO_TABLE_PAYLOAD, dtype=np.uint8).tobytes()
+        received, stats = link.send_bytes(payload)
+        t = link.last_transfer
+        c = link.cfg
+        out.update(frames=len(t.sent), first_failed=len({f.header.seq for f in t.retransmitted}),
+                   delivered=received == payload, transmissions=stats.transmissions,
+                   samples_on_air=t.samples_on_air, mcs=c.mcs_index, modulation=c.modulation, k=c.k, n=c.n,
+                   repetitions=int(getattr(t.sent[0], "repetitions", 1)), max_transmissions=c.max_transmissions)
+    else:
+        values = torch.from_numpy(rng.standard_normal(RADIO_TABLE_VALUES))
+        _, _, stats = link.send_values(values)
+        t = link.last_transfer
+        out.update(frames=len(t.sent), lost=stats.frames_lost, nmse=stats.nmse, samples_on_air=t.samples_on_air)
+    if mode != out["mode"]:
+        raise RuntimeError(f"asked for mode {mode}, the factory gave {out['mode']}")
+    return out
+
+
+def summarize_radio_table(records: list[dict]) -> list[dict]:
+    rows = []
+    for key in sorted({(r["mode"], r["scheme"], r["snr_db"]) for r in records}):
+        rs = [r for r in records if (r["mode"], r["scheme"], r["snr_db"]) == key]
+        row = {"mode": key[0], "scheme": key[1], "snr_db": key[2], "sends": len(rs),
+               "frames": sum(r["frames"] for r in rs),
+               "mean_samples_on_air": float(np.mean([r["samples_on_air"] for r in rs]))}
+        if key[1] == "digital":
+            first = rs[0]
+            row.update({k: first[k] for k in ("mcs", "modulation", "k", "n", "repetitions", "max_transmissions")})
+            row["first_transmission_frames_failed"] = _rates(sum(r["first_failed"] for r in rs), row["frames"])
+            row["first_transmission_sends_with_a_failed_frame"] = _rates(sum(r["first_failed"] > 0 for r in rs),
+                                                                          len(rs))
+            row["delivered"] = _rates(sum(r["delivered"] for r in rs), len(rs))
+            row["mean_transmissions"] = float(np.mean([r["transmissions"] for r in rs]))
+        else:
+            row["frames_delivered"] = _rates(row["frames"] - sum(r["lost"] for r in rs), row["frames"])
+            nmse = np.asarray([r["nmse"] for r in rs], float)
+            row["nmse_db"] = {"value": 10 * math.log10(nmse.mean()), "n": len(rs),
+                              "bootstrap95": _bootstrap_ci(nmse, lambda v: 10 * math.log10(v.mean()))}
+        rows.append(row)
+    return rows
+
+
+def radio_table(snrs, sends: int, progress, checkpoint: Path | None = None, resume: bool = False,
+                legacy_sends: int | None = None) -> list[dict]:
+    """The radio's BLER/delivery rows: both modes (legacy: the factory with the low-SNR mode off, for
+    comparison, `legacy_sends` sends per point (default `sends`); low-snr: below its 2 dB threshold, `sends`
+    sends per point), digital and analog, seeds 0 .. sends-1."""
+    import json
+
+    from flowgraphs.radio_link import LOW_SNR_BELOW_DB, radio_link_factory
+
+    legacy_sends = sends if legacy_sends is None else legacy_sends
+    config = {"radio_table_snr_db": [float(s) for s in snrs], "sends": int(sends), "legacy_sends": int(legacy_sends),
+              "payload": RADIO_TABLE_PAYLOAD, "values": RADIO_TABLE_VALUES}
+    records = _read_checkpoint(checkpoint, config) if checkpoint is not None and resume else []
+    done = {(r["mode"], r["scheme"], r["snr_db"], r["seed"]) for r in records}
+    sink = None
+    if checkpoint is not None:
+        sink = open(checkpoint, "a" if resume else "w")  # noqa: SIM115 (kept open over the run)
+        if not resume:
+            sink.write(json.dumps({"config": config}) + "\n")
+    factories = {"legacy": radio_link_factory("sim", low_snr_below_db=None),
+                 "low-snr": radio_link_factory("sim", low_snr_below_db=LOW_SNR_BELOW_DB)}
+    try:
+        for snr in snrs:
+            for mode, factory in factories.items():
+                if mode == "low-snr" and float(snr) >= LOW_SNR_BELOW_DB:
+                    continue
+                count = legacy_sends if mode == "legacy" else sends
+                for scheme in ("digital", "analog"):
+                    for seed in range(count):
+                        if (mode, scheme, float(snr), seed) in done:
+                            continue
+                        record = radio_table_record(factory, mode, scheme, float(snr), seed)
+                        records.append(record)
+                        if sink is not None:
+                            sink.write(json.dumps(record) + "\n")
+                            sink.flush()
+                    progress(f"radio table {mode} {scheme} {snr:+.1f} dB: {count} sends")
+    finally:
+        if sink is not None:
+            sink.close()
+    return summarize_radio_table(records)
+
 def low_snr_noise(codec, seconds: float, progress) -> dict:
     """Noise only, impaired like the radio (DC, IQ imbalance, 12-bit ADC), through the low-SNR receiver
     (chirp-pair matched filter, then the burst header): every detection is a noise trigger."""
@@ -490,6 +591,12 @@ def main(argv=None) -> int:
                         help="low-SNR: keep the bursts already in OUT/ota-lowsnr-bursts.jsonl (same options) "
                              "and measure the rest")
     parser.add_argument("--noise-seconds", type=float, default=100.0, help="low-SNR: seconds of noise (0: none)")
+    parser.add_argument("--radio-table", metavar="SNRS",
+                        help="only the radio's BLER/delivery rows at these SNRs (e.g. -10,-5,0): both modes, digital "
+                             "and analog, through meg-phy run's --radio sim factory: OUT/ota-radio-table.json")
+    parser.add_argument("--sends", type=int, default=200, help="radio table: sends per point")
+    parser.add_argument("--legacy-sends", type=int, default=50,
+                        help="radio table: sends per point of the legacy rows (for comparison)")
     args = parser.parse_args(argv)
     from meg_common.errors import InputError
 
@@ -517,6 +624,27 @@ def main(argv=None) -> int:
     def progress(line: str) -> None:
         print(f"[{time.time() - started:6.0f} s] {line}", file=sys.stderr, flush=True)
 
+    if args.radio_table:
+        try:
+            snrs = [float(v) for v in args.radio_table.split(",") if v.strip()]
+        except ValueError:
+            snrs = []
+        if not snrs or args.sends < 1 or args.legacy_sends < 0:
+            print(f"error: --radio-table {args.radio_table!r} --sends {args.sends} --legacy-sends "
+                  f"{args.legacy_sends}: give SNRs separated by commas, 1 or more sends (legacy: 0 or more)",
+                  file=sys.stderr)
+            return 2
+        try:
+            rows = radio_table(snrs, args.sends, progress, out / "ota-radio-table-sends.jsonl", args.resume,
+                               legacy_sends=args.legacy_sends)
+        except InputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        atomic_write_json(out / "ota-radio-table.json", {"rows": rows, "wall_s": round(time.time() - started, 1),
+                                                         "command": sys.argv, "versions": versions()})
+        for row in rows:
+            progress(json.dumps({k: v for k, v in row.items()}))
+        return 0
     codec = shared_codec(FrameConfig(), 20)
     try:
         low = low_snr_curve(low_snrs, 4 if args.quick else args.bursts, args.frames_per_burst, codec, progress,
