@@ -23,10 +23,14 @@ first transmission of a transport block moves the offset (the target is a first-
 
 A UE in the middle of its session (`warm_up`, `LinkState.resumed`): a task of a campaign is one payload or a
 few of a UE whose session on the link began long before. `warm_up` runs a session on the link until OLLA has
-had `blocks` first-transmission feedbacks (its offset converged); `resumed(seed)` is that UE later on: a copy
-with the converged offset, the same channel (model seed) advanced by a random idle time drawn from `seed`
-(RESUME_GAP_FRAMES; far beyond the coherence time at pedestrian speed, so each task sees its own fade), no
-history, and instead of the warm-up's stale report the UE's latest periodic CSI report: at its first send the
+had `blocks` first-transmission feedbacks; `resumed(seed)` is that UE later on, all drawn from `seed`: a copy
+whose OLLA offset is the warm-up's at a random one of its transport blocks after the first third (OLLA's
+offset does not settle: it wanders around its converged mean, by a standard deviation of 0.6-1.5 dB on AWGN
+and 1.3-5 dB on TDL-A/CDL-A at 3 km/h, wider at high SNR where the top MCS lets ACKs push it down, so one
+snapshot shared by every task would bias all of them one way; each task draws its own from the converged
+part), the same channel (model seed) advanced by a random idle time (RESUME_GAP_FRAMES; far beyond the
+coherence time at pedestrian speed, so each task sees its own fade; the drawn offset is not tied to the fade
+it came with), no history, and instead of the warm-up's stale report the UE's latest periodic CSI report: at its first send the
 scheduled link reports the wideband SNR of the UE's channel `report_delay_frames` before the send
 (`resumed_report`; the true mean |h|^2 / N0 of that slot, a CSI-RS measurement without the estimator's
 error; a flat channel reports the configured SNR).
@@ -42,6 +46,9 @@ from link_models.fading import FadingState
 
 RESUME_GAP_FRAMES = (1_000, 100_000)
 """A resumed task's idle time since the warm-up, uniform in [low, high) frames (0.5 s to 50 s at 30 kHz)."""
+WARMUP_BURN_IN = 1 / 3
+"""The share of a warm-up's transport blocks before OLLA's offset counts as converged (`resumed` draws from
+the rest)."""
 WARMUP_PAYLOAD_BYTES = 318
 """The warm-up's payloads: random bytes of the size of the hop tests' WebP image (link_models.olla_study)."""
 
@@ -131,11 +138,15 @@ class LinkState:
         return sum(1 for a in acks if not a), len(acks)
 
     def resumed(self, seed: int) -> LinkState:
-        """This UE later in its session (see the module doc): the converged OLLA offset, the same channel
-        advanced by a random idle time (from `seed`), no history, a fresh CSI report at its first send."""
+        """This UE later in its session (see the module doc): an OLLA offset drawn from the converged part of
+        this state's history (its current offset without one), the same channel advanced by a random idle time
+        (both from `seed`), no history, a fresh CSI report at its first send."""
+        rng = random.Random(int(seed))
         low, high = RESUME_GAP_FRAMES
-        gap = random.Random(int(seed)).randrange(low, high)
-        return LinkState(seed=self.seed, olla=dataclasses.replace(self.olla, reported_snr_db=None),
+        gap = rng.randrange(low, high)
+        converged = [r.offset_db for r in self.history[int(len(self.history) * WARMUP_BURN_IN):]]
+        offset = converged[rng.randrange(len(converged))] if converged else self.olla.offset_db
+        return LinkState(seed=self.seed, olla=dataclasses.replace(self.olla, offset_db=offset, reported_snr_db=None),
                          fading=FadingState(seed=self.fading.seed, clock=self.fading.clock + gap),
                          resumed_report=True)
 
