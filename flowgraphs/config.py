@@ -51,6 +51,7 @@ DIRECTIONS = ("uplink", "downlink", "backhaul")
 SEED_FORMATS = ("float32", "float16", "int8", "int4")
 IMAGE_FORMATS = ("webp", "jpeg", "png")
 RESUME_MODES = ("channel-aware", "naive")
+SIDE_INFO = ("session", "link", "free")
 IMAGE_PLACES = ("ue", "es")
 RADIOS = ("link", "sim", "pluto")
 MAX_ES = 4
@@ -144,7 +145,8 @@ class RunConfig(ConfigMixin):
     scale and count) and the codec's side information (shape, schedule, sizes) digitally on the same hop as a
     control message (flowgraphs.hops.CONTROL_MCS, HARQ), its cost added to the hop and the payload lost with
     it; 'session' agrees them in advance (optimistic: the link's 64 header bits are counted, nothing is sent;
-    SoftCast's metadata still goes on air)."""
+    SoftCast's metadata still goes on air); 'free' is 'session' with SoftCast's metadata free too (the
+    bandwidth sweep's optimistic SoftCast)."""
     image_format: Lowercase = "webp"
     image_quality: int = 75
     softcast_uses: int = 512
@@ -217,7 +219,7 @@ class RunConfig(ConfigMixin):
         validate.choice("image_at", self.image_at, IMAGE_PLACES, where="run")
         validate.choice("resume", self.resume, RESUME_MODES, where="run")
         validate.choice("seed_format", self.seed_format, SEED_FORMATS, where="run")
-        validate.choice("side_info", self.side_info, ("session", "link"), where="run")
+        validate.choice("side_info", self.side_info, SIDE_INFO, where="run")
         validate.choice("image_format", self.image_format, IMAGE_FORMATS, where="run")
         validate.integer("softcast_uses", self.softcast_uses, 8, 1 << 20, where="run")
         validate.choice("radio", self.radio, RADIOS, where="run")

@@ -107,9 +107,18 @@ class HopRecord:
     """... of the transport blocks sent for the first time (first-transmission BLER = nacks / blocks)."""
     arq_retransmissions: int | None = None
     """Digital with ARQ: codewords RLC sent again after HARQ failed (counted on air in symbols)."""
+    budget: dict[str, Any] | None = None
+    """A hop with a channel-use budget (`channel_uses`): `uses` (the budget), `spent` (the uses charged to it:
+    coded symbols of every codeword transmission, or values / 2), `fits` (False: nothing fitted, nothing
+    was sent), what the transfer chose to fit (`setting`: a seed format, an image quality, SoftCast's
+    chunks; `side_bits`), an analog payload's `copies` per value, the digital part's `transmissions`, and the
+    fit rule's `mcs_index` and `planning_bler`. None (and absent from `to_dict`) without a budget."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: _finite_or_none(v) for k, v in asdict(self).items()}
+        data = {k: _finite_or_none(v) for k, v in asdict(self).items()}
+        if self.budget is None:
+            del data["budget"]
+        return data
 
 
 LinkFactory = Callable[[LinkSpec, int], Any]
@@ -140,6 +149,14 @@ class Hop:
     def link(self):
         """This hop's link, as its factory hands it out for the hop's configuration and seed."""
         return self._factory(self.spec, self.seed)
+
+    def budget_plan(self):
+        """The fit rule of this hop's channel-use budget (link_models.budget.plan_of: what fits in N uses): its
+        own link's on a digital or capacity carrier, its side hop's (the control link that carries an analog
+        payload's side information) on an analog one."""
+        from link_models.budget import plan_of
+
+        return plan_of((self.side_hop() if self.spec.carrier == Scheme.ANALOG else self).link())
 
     def side_hop(self) -> Hop:
         """The hop that carries this hop's digital side information: same ends, the control link
@@ -294,10 +311,14 @@ def _by_link(lanes: list[_Lane]) -> list[list[_Lane]]:
     return list(groups.values())
 
 
-def _bytes_rounds(hops: Sequence[Hop], payloads: Sequence[bytes], decode: Callable[[bytes], Any]
-                  ) -> list[tuple[Any, bool, list[dict[str, Any]]]]:
+def _bytes_rounds(hops: Sequence[Hop], payloads: Sequence[bytes | None], decode: Callable[[bytes], Any],
+                  limits: Sequence[int | None] | None = None) -> list[tuple[Any, bool, list[dict[str, Any]]]]:
     """Every hop sends its payload until `decode` accepts what arrived or its tries run out: per hop (result,
-    delivered, the stats of every transmission).
+    delivered, the stats of every transmission). A payload None (it did not fit its budget) is not sent.
+
+    `limits[i]` (default: each hop's `channel_uses`): the channel uses hop i's payload may spend (its link's
+    HARQ under a budget, link_models.budget); each transmission's stats then carry `budget_spent`, and a
+    codeword that never passed its CRC leaves the payload undelivered.
 
     The rounds are explicit: in each, the hops still sending on a link with batched sends go in one
     `send_bytes_many` call per link (each payload drawing from its own hop's generator: bit for bit what it
@@ -305,8 +326,9 @@ def _bytes_rounds(hops: Sequence[Hop], payloads: Sequence[bytes], decode: Callab
     (a radio, a wired or a capacity link) takes its hop's tries one by one, right after the factory hands it
     out, so its own random stream is the hop's."""
     for hop, data in zip(hops, payloads, strict=True):
-        if not data:
+        if data is not None and not data:
             raise InputError(f"hop {hop.name}: empty payload; nothing to send")
+    limits = [hop.spec.channel_uses for hop in hops] if limits is None else list(limits)
     results: list[Any] = [None] * len(hops)
     delivered = [False] * len(hops)
     stats: list[list[dict[str, Any]]] = [[] for _ in hops]
@@ -314,6 +336,10 @@ def _bytes_rounds(hops: Sequence[Hop], payloads: Sequence[bytes], decode: Callab
     def take(lane: _Lane, received: bytes, s: Any) -> None:
         stats[lane.index].append(_stats_dict(s))
         lane.tries -= 1
+        if limits[lane.index] is not None:
+            stats[lane.index][-1]["budget_spent"] = _budget_spent(lane.link, s)
+            if getattr(s, "crc_failures", 0):
+                return
         try:
             results[lane.index], delivered[lane.index] = decode(received), True
         except DECODE_ERRORS:
@@ -321,6 +347,8 @@ def _bytes_rounds(hops: Sequence[Hop], payloads: Sequence[bytes], decode: Callab
 
     together = []
     for i, hop in enumerate(hops):
+        if payloads[i] is None:
+            continue
         lane = _lane(i, hop, "bytes")
         if lane.generator is not None:
             together.append(lane)
@@ -330,74 +358,137 @@ def _bytes_rounds(hops: Sequence[Hop], payloads: Sequence[bytes], decode: Callab
     while together:
         for group in _by_link(together):
             states = [lane.state for lane in group]
+            budgets = [limits[lane.index] for lane in group]
             sent = group[0].link.send_bytes_many([payloads[lane.index] for lane in group],
                                                  [lane.generator for lane in group],
-                                                 **({"states": states} if any(states) else {}))
+                                                 **({"states": states} if any(states) else {}),
+                                                 **({"budgets": budgets} if any(b is not None for b in budgets) else {}))
             for lane, (received, s) in zip(group, sent, strict=True):
                 take(lane, received, s)
         together = [lane for lane in together if lane.tries and not delivered[lane.index]]
     return [(r, d, s) for r, d, s in zip(results, delivered, stats, strict=True)]
 
 
-def send_bytes_together(hops: Sequence[Hop], payloads: Sequence[bytes], decode: Callable[[bytes], T]
-                        ) -> list[tuple[T | None, HopRecord]]:
-    """`Hop.send_bytes` of many hops at once (the tasks of a batch): per hop (what decoded or None, record)."""
+def send_bytes_together(hops: Sequence[Hop], payloads: Sequence[bytes | None], decode: Callable[[bytes], T],
+                        notes: Sequence[dict[str, Any] | None] | None = None) -> list[tuple[T | None, HopRecord]]:
+    """`Hop.send_bytes` of many hops at once (the tasks of a batch): per hop (what decoded or None, record).
+    A payload None did not fit its hop's budget (nothing is sent); `notes[i]`: what the transfer says of
+    payload i's budget (HopRecord.budget)."""
     out = []
-    for hop, (result, delivered, stats) in zip(hops, _bytes_rounds(hops, payloads, decode), strict=True):
+    notes = notes or [None] * len(hops)
+    for hop, note, (result, delivered, stats) in zip(hops, notes, _bytes_rounds(hops, payloads, decode),
+                                                     strict=True):
         record = hop._record(stats, delivered, analog=False)
+        _note_budget(record, hop, note, stats)
         hop._on_record(record)
         out.append((result if delivered else None, record))
     return out
 
 
-def send_values_together(hops: Sequence[Hop], values: Sequence[torch.Tensor], sides: Sequence[bytes | None],
-                         decode_side: Callable[[bytes], Any] | None = None
-                         ) -> list[tuple[torch.Tensor, torch.Tensor, HopRecord]]:
-    """`Hop.send_values` of many hops at once: the values in one round (one `send_values_many` call per link
-    where the link has it), then the side information that goes digitally in rounds of its own
-    (`_bytes_rounds`); per hop (estimates, per-value noise variance, record)."""
-    flat = [v.detach().reshape(-1).float() for v in values]
+def send_values_together(hops: Sequence[Hop], values: Sequence[torch.Tensor | None], sides: Sequence[bytes | None],
+                         decode_side: Callable[[bytes], Any] | None = None,
+                         notes: Sequence[dict[str, Any] | None] | None = None
+                         ) -> list[tuple[torch.Tensor | None, torch.Tensor | None, HopRecord]]:
+    """`Hop.send_values` of many hops at once: the side information that goes digitally first, in rounds of
+    its own (`_bytes_rounds`), then the values in one round (one `send_values_many` call per link where the
+    link has it); per hop (estimates, per-value noise variance, record).
+
+    With a budget (`channel_uses` N) the side information may spend what the values leave it (N - V/2) and
+    the values take every use it left, repeated and combined (link_models.budget.repetition, combine); if
+    the side information was lost, the values are not sent (its HARQ feedback tells the sender). Values None
+    did not fit (nothing is sent); a hop that sent no values gives (None, None, record)."""
+    from link_models import budget
+
+    flat = [None if v is None else v.detach().reshape(-1).float() for v in values]
+    limits = [None if f is None else hop.spec.channel_uses for hop, f in zip(hops, flat, strict=True)]
+    with_side = [i for i, side in enumerate(sides) if side is not None and flat[i] is not None]
+    side_out = dict(zip(with_side, _bytes_rounds(
+        [hops[i].side_hop() for i in with_side], [sides[i] for i in with_side], decode_side or (lambda b: b),
+        [None if limits[i] is None else limits[i] - math.ceil(flat[i].numel() / 2) for i in with_side]), strict=True))
     sent: list[Any] = [None] * len(hops)
+    index: list[torch.Tensor | None] = [None] * len(hops)
     together = []
     for i, hop in enumerate(hops):
+        if flat[i] is None or (limits[i] is not None and i in side_out and not side_out[i][1]):
+            continue
+        x = flat[i]
+        if limits[i] is not None:
+            spent = sum(s.get("budget_spent", 0) for s in side_out[i][2]) if i in side_out else 0
+            index[i] = budget.repetition(x.numel(), limits[i] - spent)
+            x = x[index[i]]
         lane = _lane(i, hop, "values")
         if lane.generator is None:
-            sent[i] = lane.link.send_values(flat[i])
+            sent[i] = lane.link.send_values(x)
         else:
-            together.append(lane)
-    for group in _by_link(together):
-        out = group[0].link.send_values_many([flat[lane.index] for lane in group], [lane.generator for lane in group])
+            together.append((lane, x))
+    for group in _by_link([lane for lane, _ in together]):
+        payload = dict((id(lane), x) for lane, x in together)
+        out = group[0].link.send_values_many([payload[id(lane)] for lane in group], [lane.generator for lane in group])
         for lane, got in zip(group, out, strict=True):
             sent[lane.index] = got
-    with_side = [i for i, side in enumerate(sides) if side is not None]
-    side_out = dict(zip(with_side, _bytes_rounds([hops[i].side_hop() for i in with_side],
-                                                 [sides[i] for i in with_side], decode_side or (lambda b: b)),
-                        strict=True))
     out = []
     for i, hop in enumerate(hops):
+        side_stats = side_out[i][2] if i in side_out else []
+        if sent[i] is None:   # nothing fitted, or (with a budget) the side information was lost
+            record = hop._record(side_stats, delivered=False, analog=True)
+            record.values = None if flat[i] is None else int(flat[i].numel())
+            _note_budget(record, hop, (notes or [None] * len(hops))[i], side_stats)
+            hop._on_record(record)
+            out.append((None, None, record))
+            continue
         est, noise_var, s = sent[i]
         noise_var = torch.as_tensor(noise_var, dtype=torch.float32)
+        copies = None
+        if index[i] is not None:
+            est, noise_var, copies = budget.combine(est, noise_var, index[i], flat[i].numel())
         # nothing arrived (a radio's receiver found none of the frames): the values are not delivered
         stats, delivered = [_stats_dict(s)], not (s.frames and s.frames_lost >= s.frames)
+        if index[i] is not None:
+            stats[0]["budget_spent"] = index[i].numel() // 2
         if i in side_out:   # the link's header (value scale and count) went for real inside the side message
-            _, delivered, side_stats = side_out[i]
+            _, delivered, _ = side_out[i]
             values_bits = (stats[0].get("payload_bits") or 0) - (stats[0].get("header_bits") or 0)
             stats = [{**stats[0], "payload_bits": values_bits}] + side_stats
         record = hop._record(stats, delivered=delivered, analog=True)
         record.values = int(flat[i].numel())
         record.noise_var = float(noise_var.mean())
+        _note_budget(record, hop, (notes or [None] * len(hops))[i], stats, copies)
         hop._on_record(record)
         out.append((est.reshape(values[i].shape).to(values[i].dtype), noise_var.reshape(-1), record))
     return out
 
 
-def broadcast_bytes(broadcasts: Sequence[Broadcast], payloads: Sequence[bytes], decode: Callable[[bytes], T]
-                    ) -> list[list[T | None]]:
+def _budget_spent(link: Any, stats: Any) -> int:
+    """Channel uses a digital transmission charged to its budget (link_models.budget.uses_spent), or the
+    symbols of a link without codewords (the capacity bound)."""
+    from link_models.budget import uses_spent
+
+    return uses_spent(link, stats) if hasattr(link, "uses_per_codeword") else int(stats.total_symbols)
+
+
+def _note_budget(record: HopRecord, hop: Hop, note: dict[str, Any] | None, stats: list[dict[str, Any]],
+                 copies: torch.Tensor | None = None) -> None:
+    """HopRecord.budget of a hop with a channel-use budget: the budget, what was charged to it, what the
+    transfer said (`note`), an analog payload's copies per value and its digital part's transmissions."""
+    if hop.spec.channel_uses is None:
+        return
+    record.budget = {"uses": hop.spec.channel_uses, "fits": True, **(note or {}),
+                     "spent": int(sum(s.get("budget_spent") or 0 for s in stats))}
+    digital = [s for s in stats if s.get("codewords")]
+    if digital:
+        record.budget["transmissions"] = int(sum(s.get("transmissions") or 0 for s in digital))
+    if copies is not None:
+        record.budget["copies"] = round(float(copies.double().mean()), 4)
+
+
+def broadcast_bytes(broadcasts: Sequence[Broadcast], payloads: Sequence[bytes | None], decode: Callable[[bytes], T],
+                    notes: Sequence[dict[str, Any] | None] | None = None) -> list[list[T | None]]:
     """`Broadcast.send_bytes` of many broadcasts at once: every receiver's hop in the same rounds; per
-    broadcast, what each receiver decoded."""
+    broadcast, what each receiver decoded (`notes`: per broadcast, what the transfer says of its budget)."""
     hops = [hop for b in broadcasts for hop in b.hops]
+    notes = notes or [None] * len(broadcasts)
     sent = iter(send_bytes_together(hops, [p for b, p in zip(broadcasts, payloads, strict=True) for _ in b.hops],
-                                    decode))
+                                    decode, [n for b, n in zip(broadcasts, notes, strict=True) for _ in b.hops]))
     out = []
     for b in broadcasts:
         outcomes = [next(sent) for _ in b.hops]
@@ -406,14 +497,17 @@ def broadcast_bytes(broadcasts: Sequence[Broadcast], payloads: Sequence[bytes], 
     return out
 
 
-def broadcast_values(broadcasts: Sequence[Broadcast], values: Sequence[torch.Tensor],
-                     sides: Sequence[bytes | None], decode_side: Callable[[bytes], Any] | None = None
-                     ) -> list[list[tuple[torch.Tensor, torch.Tensor, HopRecord]]]:
+def broadcast_values(broadcasts: Sequence[Broadcast], values: Sequence[torch.Tensor | None],
+                     sides: Sequence[bytes | None], decode_side: Callable[[bytes], Any] | None = None,
+                     notes: Sequence[dict[str, Any] | None] | None = None
+                     ) -> list[list[tuple[torch.Tensor | None, torch.Tensor | None, HopRecord]]]:
     """`Broadcast.send_values` of many broadcasts at once; per broadcast, (estimates, noise variance, record)
-    at each receiver."""
+    at each receiver (`notes`: per broadcast, what the transfer says of its budget)."""
     hops = [hop for b in broadcasts for hop in b.hops]
-    pairs = [(v, side) for b, v, side in zip(broadcasts, values, sides, strict=True) for _ in b.hops]
-    sent = iter(send_values_together(hops, [v for v, _ in pairs], [side for _, side in pairs], decode_side))
+    notes = notes or [None] * len(broadcasts)
+    pairs = [(v, side, n) for b, v, side, n in zip(broadcasts, values, sides, notes, strict=True) for _ in b.hops]
+    sent = iter(send_values_together(hops, [v for v, _, _ in pairs], [side for _, side, _ in pairs], decode_side,
+                                     [n for _, _, n in pairs]))
     out = []
     for b in broadcasts:
         outcomes = [next(sent) for _ in b.hops]
@@ -460,15 +554,17 @@ def build_link(spec: LinkSpec):
 
 def capacity_link(spec: LinkSpec):
     """The capacity bound as this hop's link: awgn and rayleigh at the hop's SNR; without noise (the ideal
-    channel) awgn at meg_common.vocabulary.NOISELESS_SNR_DB, the bound needing a number."""
+    channel) awgn at meg_common.vocabulary.NOISELESS_SNR_DB, the bound needing a number. Under a channel-use
+    budget every other channel too, as AWGN at its average SNR (an upper bound without transmitter CSI on a
+    fading channel; link_models.budget.capacity_bits)."""
     from link_models.capacity import CapacityConfig, CapacityLink
     from meg_common.vocabulary import CAPACITY_CHANNELS, Channel, effective_snr_db, noiseless, numeric_snr_db
 
-    if spec.channel not in (*CAPACITY_CHANNELS, Channel.IDEAL):
+    if spec.channel not in (*CAPACITY_CHANNELS, Channel.IDEAL) and spec.channel_uses is None:
         raise InputError(f"scheme 'capacity' knows the capacity of {' and '.join(CAPACITY_CHANNELS)} (and ideal) "
                          f"channels, not '{spec.channel}'; use one of those or scheme 'digital'")
     snr_db = effective_snr_db(spec.channel, spec.snr_db)
-    channel = Channel.AWGN.value if noiseless(snr_db) else spec.channel
+    channel = spec.channel if spec.channel in CAPACITY_CHANNELS and not noiseless(snr_db) else Channel.AWGN.value
     snr = numeric_snr_db(snr_db)
     rate = spec.fft_size * spec.subcarrier_spacing_khz * 1e3  # resource elements per second of the OFDM links
     return CapacityLink(CapacityConfig(snr_db=snr, channel=channel, symbol_rate_hz=rate), seed=0)

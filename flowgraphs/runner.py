@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from flowgraphs import protocols
 from flowgraphs.config import RunConfig
+from flowgraphs.hops import LinkFactory
 from flowgraphs.ledger import RunLedger
 from flowgraphs.result import Outcome, RunResult, measure
 from flowgraphs.session import Session
@@ -41,17 +42,19 @@ def check_batch(configs: Sequence[RunConfig]) -> None:
 
 
 def run_batch(configs: Sequence[RunConfig], tasks: Sequence[Task], session: Session | None = None,
-              flow: Callable | None = None) -> list[Outcome]:
+              flow: Callable | None = None, link_factory: Callable[[RunConfig], LinkFactory] | None = None
+              ) -> list[Outcome]:
     """Run one protocol (`flow`: default the configs' protocol module's `run`) on every task as one batch;
     one Outcome per task, with that task's own ledger. The configs are resolved (single-ES protocols use
-    ES1) and must differ only in PER_TASK_FIELDS."""
+    ES1) and must differ only in PER_TASK_FIELDS. `link_factory(config)`: where that task's hops get their
+    links (default `session.link_factory`)."""
     session = session or Session()
     configs = [c.resolved() for c in configs]
     check_batch(configs)
     if len(tasks) != len(configs):
         raise InputError(f"{len(configs)} configs for {len(tasks)} tasks; give one of each per task")
     flow = flow or protocols.get(configs[0].protocol)
-    graphs = [RunLedger(c, session.link_factory(c), session.link_warmup(c)) for c in configs]
+    graphs = [RunLedger(c, (link_factory or session.link_factory)(c), session.link_warmup(c)) for c in configs]
     images = flow(Stages(graphs, list(tasks), session.placement))
     return [Outcome(c, images[i:i + 1].detach().clamp(0, 1), g)
             for i, (c, g) in enumerate(zip(configs, graphs, strict=True))]

@@ -35,7 +35,7 @@ from flowgraphs.hops import broadcast_bytes, broadcast_values
 from flowgraphs.joint import JointDenoiser
 from flowgraphs.ledger import RunLedger
 from flowgraphs.task import Task
-from flowgraphs.transfer import LostContext, transfer_for
+from flowgraphs.transfer import Budget, LostContext, transfer_for
 from meg_common.errors import InputError
 from meg_phy.images import resize
 
@@ -328,15 +328,17 @@ class Stages:
         channels = [(t, g.broadcast(src, group, hop_payload)) for t, g in enumerate(self.graphs) for group in groups]
         spec = channels[0][1].spec
         transfer = transfer_for(payload, spec.carrier, spec.image_codec)
-        carried = [transfer.encode(v, self.cfg) for v in values]
+        budget = None if spec.channel_uses is None else Budget(spec.channel_uses, channels[0][1].hops[0])
+        carried = [transfer.encode(v, self.cfg, budget) for v in values]
+        notes = [carried[t].report for t, _ in channels]
         if transfer.medium == "bytes":
             sent = broadcast_bytes([b for _, b in channels], [carried[t].data for t, _ in channels],
-                                   transfer.decode_bytes)
+                                   transfer.decode_bytes, notes)
             arrived = [[None if r is None else (r, 0.0) for r in per] for per in sent]
         else:
             sent = broadcast_values([b for _, b in channels], [carried[t].data for t, _ in channels],
                                     [carried[t].side for t, _ in channels],
-                                    transfer.side_check(self.cfg) if transfer.side_check else None)
+                                    transfer.side_check(self.cfg) if transfer.side_check else None, notes)
             arrived = [[transfer.decode_values(est, var, carried[t]) if record.delivered else None
                         for est, var, record in per] for (t, _), per in zip(channels, sent, strict=True)]
         at: list[list] = [[] for _ in self.graphs]      # per task, per node of dsts (in the groups' order)

@@ -21,6 +21,8 @@ message is None.
 
 from __future__ import annotations
 
+import functools
+import math
 import struct
 import zlib
 from collections.abc import Callable
@@ -37,13 +39,60 @@ CARRIERS_OF_VALUES = ("analog", "wired")
 
 
 class Carried(NamedTuple):
-    """What one task's transfer puts on its hop: the data (bytes or a 1-D tensor), the side information that
-    goes digitally on the same hop (None: session state, nothing on air), and what the receiver's decoder
-    needs that it knows in advance (session state)."""
+    """What one task's transfer puts on its hop: the data (bytes or a 1-D tensor; None: nothing fitted the
+    hop's budget), the side information that goes digitally on the same hop (None: session state, nothing on
+    air), what the receiver's decoder needs that it knows in advance (session state), and, on a hop with a
+    budget, what the encoder chose to fit (`report`: HopRecord.budget's `fits`, `setting`, `side_bits`)."""
 
-    data: bytes | torch.Tensor
+    data: bytes | torch.Tensor | None
     side: bytes | None
     info: Any
+    report: dict[str, Any] | None = None
+
+
+class Budget:
+    """A hop's channel-use budget as an encoder sees it: the uses (`LinkSettings.channel_uses`) and the fit
+    rule of the hop's link (`plan`: `Hop.budget_plan`, link_models.budget.DigitalPlan or CapacityPlan,
+    measured when an encoder first asks whether something fits)."""
+
+    def __init__(self, uses: int, hop: Any):
+        self.uses, self._hop = uses, hop
+
+    @functools.cached_property
+    def plan(self) -> Any:
+        return self._hop.budget_plan()
+
+    def fits(self, bits: int, uses: int | None = None) -> bool:
+        """Whether a digital payload of `bits` fits in `uses` (default: the whole budget)."""
+        return self.plan.fits(bits, self.uses if uses is None else uses)
+
+    def report(self, **numbers: Any) -> dict[str, Any]:
+        """What HopRecord.budget says of the encoding (`numbers`) and, where it was asked, of the fit rule."""
+        if "plan" not in self.__dict__:
+            return numbers
+        return {"mcs_index": self.plan.mcs_index, "planning_bler": self.plan.bler, **numbers}
+
+
+def best_fit(candidates, budget: Budget | None) -> tuple[Any, bytes | None]:
+    """The first (best) of the (setting, payload) candidates that fits the budget: (setting, payload), or
+    (None, None); without a budget the first."""
+    for setting, data in candidates:
+        if budget is None or budget.fits(8 * len(data)):
+            return setting, data
+    return None, None
+
+
+def _fitted(data: bytes, budget: Budget | None, setting: Any = None) -> Carried:
+    """Bytes as they are when they fit (nothing when they do not), with what the budget says of them."""
+    if budget is None:
+        return Carried(data, None, None)
+    fits = budget.fits(8 * len(data))
+    return Carried(data if fits else None, None, None, budget.report(fits=fits, setting=setting,
+                                                                      payload_bits=_bits(data if fits else None)))
+
+
+def _bits(data: bytes | None) -> int | None:
+    return None if data is None else 8 * len(data)
 
 
 class LostContext(NamedTuple):
@@ -60,8 +109,10 @@ class Transfer:
     payload: str
     medium: str
     """'bytes' (digital: CRC, retries) or 'values' (real values, once)."""
-    encode: Callable[[Any, Any], Carried]
-    """(the task's value, the run config) -> Carried."""
+    encode: Callable[..., Carried]
+    """(the task's value, the run config, the hop's Budget or None) -> Carried: under a budget, the best
+    setting whose payload fits it (the finest seed format, the highest image quality, the most SoftCast
+    chunks whose metadata fits), or data None when none does."""
     decode: Callable[..., Any]
     """bytes: received bytes -> value (raises on a corrupt payload); values: (estimates, per-value noise
     variance, Carried) -> (value, noise variance in payload units)."""
@@ -107,11 +158,11 @@ def _side_check(decode: Callable[[bytes], Any]) -> Callable[[Any], Callable[[byt
     return lambda config: past_header if config.side_info == "link" else decode
 
 
-def _latent_values(latent, config) -> Carried:
+def _latent_values(latent, config, budget: Budget | None = None) -> Carried:
     from meg_phy.codecs import seed as codec
 
     values, side = codec.seed_to_analog(latent, normalise=False)
-    return Carried(values, on_air_side(values, side, config), side)
+    return Carried(values, on_air_side(values, side, config), side, None if budget is None else budget.report())
 
 
 def _latent_from_values(est, noise_var, carried: Carried):
@@ -121,10 +172,15 @@ def _latent_from_values(est, noise_var, carried: Carried):
     return received, float(var.mean())
 
 
-def _latent_bytes(latent, config) -> Carried:
+def _latent_bytes(latent, config, budget: Budget | None = None) -> Carried:
+    """The latent quantised as `seed_format`; under a budget the finest format that fits (SEED_FORMATS)."""
+    from flowgraphs.config import SEED_FORMATS
     from meg_phy.codecs import seed as codec
 
-    return Carried(codec.encode_seed(latent, config.seed_format), None, None)
+    if budget is None:
+        return Carried(codec.encode_seed(latent, config.seed_format), None, None)
+    fmt, data = best_fit(((f, codec.encode_seed(latent, f)) for f in SEED_FORMATS), budget)
+    return Carried(data, None, None, budget.report(fits=data is not None, setting=fmt, payload_bits=_bits(data)))
 
 
 def _latent_from_bytes(received: bytes):
@@ -158,12 +214,12 @@ def _sent_size(payload: str, image: torch.Tensor, config) -> tuple[int, int] | N
 
 
 def _image_values(payload: str):
-    def encode(image, config) -> Carried:
+    def encode(image, config, budget: Budget | None = None) -> Carried:
         from meg_phy import codecs
 
         to_analog = codecs.sketch_to_analog if payload == "sketch" else codecs.image_to_analog
         values, side = to_analog(image, size=_sent_size(payload, image, config), normalise=False)
-        return Carried(values, on_air_side(values, side, config), side)
+        return Carried(values, on_air_side(values, side, config), side, None if budget is None else budget.report())
     return encode
 
 
@@ -181,19 +237,54 @@ def _image_side(data: bytes):
 
 
 def _image_softcast(payload: str):
-    def encode(image, config) -> Carried:
+    def encode(image, config, budget: Budget | None = None) -> Carried:
         from meg_phy.codecs.softcast import SoftCastEncoder
         from meg_phy.images import resize
 
         size = _sent_size(payload, image, config)
-        uses = config.softcast_uses // (config.sketch_scale ** 2 if size is not None else 1)
-        small = image if size is None else resize(image, size)
-        values, meta = SoftCastEncoder()(small.detach().cpu().float(), channel_uses=max(8, uses))
-        side = on_air_side(values, meta, config)      # SoftCast's metadata always goes on air
-        if side is None:
-            side = meta
-        return Carried(values, side, (meta, tuple(image.shape[-2:]), image.dtype))
+        small = (image if size is None else resize(image, size)).detach().cpu().float()
+        encoder = SoftCastEncoder()
+        chunks = None
+        if budget is None:
+            uses = max(8, config.softcast_uses // (config.sketch_scale ** 2 if size is not None else 1))
+        elif config.side_info == "free":   # the metadata as free side information: the values take every use
+            uses = budget.uses
+        else:
+            chunks = _softcast_chunks(encoder, small, budget, config)
+            if chunks == 0:
+                return Carried(None, None, None, budget.report(fits=False, setting=0,
+                                                               side_bits=_softcast_meta_bits(encoder, small, 1, config)))
+            uses = math.ceil(chunks * encoder.chunk[0] * encoder.chunk[1] / 2)
+        plan = encoder.plan(small, channel_uses=uses)
+        side = on_air_side(plan.values, plan.meta, config)  # the metadata goes on air unless side_info is free
+        if side is None and config.side_info != "free":
+            side = plan.meta
+        report = None if budget is None else budget.report(
+            setting=int(plan.info.kept.sum()) if chunks is None else chunks, side_bits=8 * len(plan.meta))
+        return Carried(plan.values, side, (plan.meta, tuple(image.shape[-2:]), image.dtype), report)
     return encode
+
+
+def _softcast_meta_bits(encoder, image: torch.Tensor, count: int, config) -> int:
+    """Bits of the side information of SoftCast with `count` chunks of `image` (the metadata, after the
+    link's header with side_info "link")."""
+    from meg_phy.codecs.softcast import HEADER_BYTES
+
+    chunks = 3 * (image.shape[-2] // encoder.chunk[0]) * (image.shape[-1] // encoder.chunk[1])
+    header = LINK_HEADER.size if config.side_info == "link" else 0
+    return 8 * (header + HEADER_BYTES + math.ceil((chunks + encoder.variance_bits * count) / 8))
+
+
+def _softcast_chunks(encoder, image: torch.Tensor, budget: Budget, config) -> int:
+    """The chunks SoftCast sends under a budget: the most whose metadata still fits the fit rule in the uses
+    their values leave (0: not even one chunk's)."""
+    chunk_len = encoder.chunk[0] * encoder.chunk[1]
+    chunks = 3 * (image.shape[-2] // encoder.chunk[0]) * (image.shape[-1] // encoder.chunk[1])
+    count = min(chunks, 2 * budget.uses // chunk_len)
+    while count > 0 and not budget.fits(_softcast_meta_bits(encoder, image, count, config),
+                                        budget.uses - math.ceil(count * chunk_len / 2)):
+        count -= 1
+    return count
 
 
 def _image_from_softcast(est, noise_var, carried: Carried):
@@ -214,13 +305,24 @@ def _softcast_side(data: bytes):
     return unpack_meta(data)
 
 
+IMAGE_QUALITIES = range(100, 0, -1)
+"""The image qualities a budget chooses from, best first (sizes are not monotone in the quality, so the fit
+takes the first that fits rather than searching)."""
+
+
 def _image_bytes(payload: str):
-    def encode(image, config) -> Carried:
+    def encode(image, config, budget: Budget | None = None) -> Carried:
+        """The image in `image_format` at `image_quality`; under a budget at the highest quality that fits."""
         from meg_phy import codecs
 
         encoder = codecs.encode_sketch if payload == "sketch" else codecs.encode_image
-        return Carried(encoder(image, fmt=config.image_format, quality=config.image_quality,
-                               size=_sent_size(payload, image, config)), None, None)
+        size = _sent_size(payload, image, config)
+        if budget is None:
+            return Carried(encoder(image, fmt=config.image_format, quality=config.image_quality, size=size), None, None)
+        quality, data = best_fit(((q, encoder(image, fmt=config.image_format, quality=q, size=size))
+                                  for q in IMAGE_QUALITIES), budget)
+        return Carried(data, None, None, budget.report(fits=data is not None, setting=quality,
+                                                       payload_bits=_bits(data)))
     return encode
 
 
@@ -236,10 +338,10 @@ def grey(image: torch.Tensor, context: LostContext) -> tuple[torch.Tensor, float
 
 
 # --- prompts -----------------------------------------------------------------------------------------------
-def _prompt_bytes(text: str, config) -> Carried:
+def _prompt_bytes(text: str, config, budget: Budget | None = None) -> Carried:
     from flowgraphs.prompt_codec import encode_prompt
 
-    return Carried(encode_prompt(text), None, None)
+    return _fitted(encode_prompt(text), budget)
 
 
 def _prompt_from_bytes(received: bytes) -> str:
@@ -254,10 +356,10 @@ def no_prompt(text: str, context: LostContext) -> tuple[None, float]:
 
 
 # --- control messages ----------------------------------------------------------------------------------------
-def _control_bytes(message: bytes, config) -> Carried:
+def _control_bytes(message: bytes, config, budget: Budget | None = None) -> Carried:
     """A control message as it is, with a CRC32 of its own (the link's CRC protects codewords; this one the
     message as a whole)."""
-    return Carried(bytes(message) + zlib.crc32(message).to_bytes(4, "little"), None, None)
+    return _fitted(bytes(message) + zlib.crc32(message).to_bytes(4, "little"), budget)
 
 
 def _control_from_bytes(received: bytes) -> bytes:

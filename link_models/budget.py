@@ -23,6 +23,7 @@ pilots, cyclic prefix and the empty tail of the last frame are overhead of every
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,16 +42,29 @@ def send_values(link, values: torch.Tensor, uses: int) -> tuple[torch.Tensor, to
     Returns (estimates shaped like `values`, per-value variance (V,), copies per value (V,), link stats);
     ValueError when 2 uses < V (the values do not fit)."""
     flat = values.detach().reshape(-1).float()
-    num = flat.numel()
+    index = repetition(flat.numel(), uses)
+    est, var, stats = link.send_values(flat[index])
+    est, var, copies = combine(est, var, index, flat.numel())
+    return est.reshape(values.shape), var, copies, stats
+
+
+def repetition(num: int, uses: int) -> torch.Tensor:
+    """Which of `num` values each of the 2 `uses` real values sent carries: the values cyclically, so some go
+    once more than others (`flat[repetition(V, N)]` is what goes on air); ValueError when 2 uses < V."""
     if 2 * uses < num:
         raise ValueError(f"{num} values need {math.ceil(num / 2)} channel uses, the budget is {uses}")
-    index = torch.arange(2 * uses) % num
-    est, var, stats = link.send_values(flat[index])
-    weights = 1.0 / var.double().clamp(min=1e-12)
+    return torch.arange(2 * uses) % num
+
+
+def combine(est: torch.Tensor, var: torch.Tensor, index: torch.Tensor, num: int
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The copies of `repetition(num, N)` as received (estimates and the variance the link reports per value)
+    combined with maximum-ratio weights 1 / variance: (estimates (num,), their variance (num,), copies)."""
+    weights = 1.0 / var.double().reshape(-1).clamp(min=1e-12)
     den = torch.zeros(num, dtype=torch.float64).index_add_(0, index, weights)
-    total = torch.zeros(num, dtype=torch.float64).index_add_(0, index, weights * est.double())
+    total = torch.zeros(num, dtype=torch.float64).index_add_(0, index, weights * est.double().reshape(-1))
     copies = torch.bincount(index, minlength=num)
-    return (total / den).float().reshape(values.shape), (1.0 / den).float(), copies, stats
+    return (total / den).float(), (1.0 / den).float(), copies
 
 
 def send_bytes(link, payload: bytes, uses: int) -> tuple[bytes | None, LinkStats]:
@@ -140,6 +154,34 @@ def digital_plan(link, bler: float | None = None) -> DigitalPlan:
                        cfg.bler_target, cfg.mcs_index, cfg.modulation, cfg.code_rate)
 
 
+@dataclass
+class CapacityPlan:
+    """The fit rule of the capacity bound: B bits fit in N uses iff B <= N C (`capacity_bits`)."""
+
+    snr_db: float
+    channel: str
+    mcs_index: None = None
+    bler: None = None
+
+    def fits(self, bits: int, budget: int) -> bool:
+        return bits <= capacity_bits(budget, self.snr_db, self.channel)
+
+
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def plan_of(link) -> DigitalPlan | CapacityPlan:
+    """The fit rule of a link under a budget, measured once per link object: a HARQ DigitalLink's
+    `digital_plan` with its measured first-try BLER (`first_try_bler`, which reseeds the link: take the link
+    anew, reseeded, to send), or a CapacityLink's bound at its SNR and channel."""
+    if link not in _PLANS:
+        if hasattr(link, "uses_per_codeword"):
+            _PLANS[link] = digital_plan(link, first_try_bler(link))
+        else:
+            _PLANS[link] = CapacityPlan(link.cfg.snr_db, link.cfg.channel)
+    return _PLANS[link]
+
+
 def capacity_bits(uses: int, snr_db: float, channel: str) -> float:
     """N C: the bits N channel uses carry at capacity: ergodic capacity on rayleigh; on every other channel the
     AWGN capacity at the average SNR (an upper bound without transmitter CSI on the fading ones)."""
@@ -148,5 +190,5 @@ def capacity_bits(uses: int, snr_db: float, channel: str) -> float:
     return max_bits(uses, snr_db, channel="rayleigh" if channel == "rayleigh" else "awgn")
 
 
-__all__ = ["DigitalPlan", "capacity_bits", "delivery_probability", "digital_plan", "first_try_bler", "send_bytes",
-           "send_values", "uses_spent"]
+__all__ = ["CapacityPlan", "DigitalPlan", "capacity_bits", "combine", "delivery_probability", "digital_plan",
+           "first_try_bler", "plan_of", "repetition", "send_bytes", "send_values", "uses_spent"]

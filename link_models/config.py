@@ -110,6 +110,11 @@ class LinkSettings(ConfigMixin):
     """UE speed for TDL/CDL Doppler (a pedestrian: 3 km/h = 0.833 m/s)."""
     prb: int | None = None
     """Resource blocks per slot (12 subcarriers each); None: fft_size as given."""
+    channel_uses: int | None = None
+    """A budget: the channel uses (resource elements that carry a payload: coded bits, or two analog values
+    each; pilots and cyclic prefix not charged) one payload may take (link_models.budget). An analog payload
+    is repeated and combined into exactly this many; a digital one goes as the best setting that the link's
+    fit rule lets in, with HARQ rounds while they fit. None: no budget."""
 
     RANGES: ClassVar[dict[str, tuple[Any, float, float]]] = {
         "mcs_table": (validate.integer, 1, 4), "code_rate": (validate.number, 0.1, 0.95),
@@ -129,6 +134,8 @@ class LinkSettings(ConfigMixin):
                              f"channel 'ideal'")
         for name, (check, low, high) in self.RANGES.items():
             check(name, getattr(self, name), low, high, where=where)
+        if self.channel_uses is not None:
+            validate.integer("channel_uses", self.channel_uses, 1, 1 << 30, where=where)
         return self
 
     @property

@@ -152,13 +152,15 @@ def test_reproduce_bandwidth_is_the_same_command(sweep, monkeypatch):
 
 
 def test_a_lost_seed_is_generated_from_scratch(sweep):
-    """No seed arrived: the UE generates from scratch with the whole schedule (the protocols' rule, flowgraphs.transfer), i.e.
-    the task's unsplit run from the noise of seed + 1: the reference image of that task."""
+    """No seed fitted its budget (8 uses): nothing is sent and the UE generates from scratch with the whole
+    schedule (the protocols' rule, flowgraphs.transfer), i.e. the task's unsplit run from the noise of
+    seed + 1: the reference image of that task."""
     out, _ = sweep
     plan = bw.Plan.from_dict(json.loads((out / "plan.json").read_text()))
     worker = campaign.make_setup(bw.Worker, replace(plan, n_tasks=1))()
     task = worker.task("text-to-image", 0)
-    lost = worker.finish("text-to-image", 0, None, 0.0)
+    lost, numbers = worker.outcome(bw.Point("text-to-image", "seed-digital", "awgn", 10.0, 8), 0)
+    assert (numbers["fits"], numbers["delivered"], numbers["uses"], numbers["air_symbols"]) == (False, False, 0, 0)
     expected = campaign.reference_image(replace(task, seed=task.seed + 1))
     assert lost.shape == expected.shape and float((lost - expected).abs().max()) < 1e-4
     assert float((lost - worker.reference("text-to-image", 0)[0]).abs().max()) > 1e-3  # not the task's own noise

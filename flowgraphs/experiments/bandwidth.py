@@ -2,38 +2,41 @@
 
 A budget is N complex channel uses per task: resource elements that carry the payload (coded bits or analog
 values); pilots, cyclic prefix and the empty tail of the last frame are reported (`air_symbols`), not charged
-(link_models.budget). At fixed SNRs (Es/N0 per channel use, `snr_db` of the links)
-and N on a grid, each series delivers what it can in N uses over the protocol hops' own links
-(`flowgraphs.config.LinkSpec` defaults: one resource block, LMMSE estimation, link adaptation, HARQ):
+(link_models.budget). At fixed SNRs (Es/N0 per channel use, `snr_db` of the links) and N on a grid, each
+series is an ordinary protocol run per task (flowgraphs.runner): EIUG for a seed, CENTRALIZED for an image,
+its downlink the series' scheme on the point's channel with `channel_uses = N` (a hop's defaults otherwise:
+one resource block, LMMSE estimation, HARQ; the MCS open loop from the BLER table) and an ideal uplink. The
+hop sends under the budget (flowgraphs.hops, link_models.budget) and the transfer table chooses what fits
+(flowgraphs.transfer):
 
 - `seed-analog`: EIUG's seed (the latent at the split step, V values = ceil(V/2) uses) on the analog link,
-  repeated and combined to exactly N uses (link_models.budget.send_values: maximum-ratio weights
-  1/variance), then the UE resumes channel-aware from the combined variance. N < V/2: no point (the seed
-  does not fit; nothing is faked).
-- `softcast`: SoftCast of the reference image (meg_phy.codecs.softcast). Its metadata goes first on the
-  digital link (link-adapted, HARQ) and is charged to the budget; the values take every use left, exactly
-  N in all (chunks chosen so the metadata's expected cost fits, values repeated and combined beyond the
-  image's last chunk). A lost metadata block loses the image.
-- `softcast-meta-free`: the same with its metadata as free, intact side information (an optimistic SoftCast:
-  the values take all N uses); the gap to `softcast` is what the metadata costs.
+  repeated and combined to exactly N uses (maximum-ratio weights 1/variance), then the UE resumes
+  channel-aware from the combined variance. N < V/2: no point (the seed does not fit; nothing is faked).
+- `softcast`: SoftCast of the image (meg_phy.codecs.softcast). Its metadata goes first on the hop's digital
+  control link (link-adapted, HARQ) and is charged to the budget; the values take every use left, exactly N
+  in all (chunks chosen so the metadata fits, values repeated and combined beyond the image's last chunk). A
+  lost metadata block loses the image.
+- `softcast-meta-free`: the same with its metadata as free, intact side information (`side_info = "free"`,
+  an optimistic SoftCast: the values take all N uses); the gap to `softcast` is what the metadata costs.
 - `image-digital`: the CENTRALIZED image as WebP (RunConfig.image_format) at the best quality that fits.
 - `seed-digital`: the seed as the digital seed path encodes it (meg_phy.codecs.encode_seed), at the finest of
   float32, float16, int8, int4 that fits.
-- `image-capacity`, `seed-capacity`: the bound: the best quality (format) whose payload B bits satisfies
-  B <= N log2(1 + SNR) (link_models.budget.capacity_bits), delivered intact.
+- `image-capacity`, `seed-capacity`: the bound (a capacity hop): the best quality (format) whose payload B
+  bits satisfies B <= N log2(1 + SNR) (link_models.budget.capacity_bits), delivered intact.
 - `prompt-only`: the zero-transmission baseline (flowgraphs.protocols.baselines), one flat line per kind.
 
 Digital series: the best payload that the fit rule of link_models.budget lets into N (planning with the
-larger of the BLER target, 10 %, and the hop link's own first-try BLER at that SNR, measured once per
-worker on 256 codewords) is sent with the link's own HARQ under the budget (link_models.budget.send_bytes),
-so a digital series never spends more than N. A payload still corrupt (or one that never fit) scores as
-the lost value of the protocols' transfer table (flowgraphs.transfer): a mid-grey image, or, for a seed,
-generation from scratch with the whole schedule.
+larger of the BLER target, 10 %, and the hop link's own first-try BLER at that SNR, measured once per link
+on 256 codewords) is sent with the link's own HARQ under the budget, so a digital series never spends more
+than N. A payload still corrupt (or one that never fit) is lost as in every protocol run, with the transfer
+table's stand-in (flowgraphs.transfer): a mid-grey image, or, for a seed, generation from scratch with the
+whole schedule. A series' numbers are its downlink hop's record (HopRecord.budget).
 
 Every point is scored against the case study's one reference per task, with the campaign runtime's worker,
 world, tasks and evaluator (flowgraphs.experiments.campaign). Units are (kind, series, channel, SNR,
-budget) x a chunk of tasks, so an interrupted sweep resumes. Two grids share the units: quality against N
-at `snrs`, and quality against SNR at `fixed_uses`.
+budget) x a chunk of tasks, so an interrupted sweep resumes; a point's link draws are keyed by the point,
+the task and the carrier. Two grids share the units: quality against N at `snrs`, and quality against SNR at
+`fixed_uses`.
 """
 
 from __future__ import annotations
@@ -66,13 +69,21 @@ class Series:
     payload: str
     """seed | image | none."""
     scheme: str
-    """analog | softcast | digital | capacity | none."""
+    """The downlink's scheme: analog | softcast | digital | capacity | none."""
+    side_info: str = "session"
+    """RunConfig.side_info: 'session' (the analog seed's shape and schedule agreed in advance; SoftCast's
+    metadata on air, charged to the budget) or 'free' (SoftCast's metadata too)."""
+
+    @property
+    def protocol(self) -> str:
+        """EIUG for a seed (the ES denoises to the split step, the UE finishes), CENTRALIZED for an image."""
+        return "EIUG" if self.payload == "seed" else "CENTRALIZED"
 
 
 SERIES = {s.key: s for s in (
     Series("seed-analog", "seed, analog, repetition + MRC (EIUG)", "seed", "analog"),
     Series("softcast", "image, SoftCast (CENTRALIZED)", "image", "softcast"),
-    Series("softcast-meta-free", "image, SoftCast, metadata not charged (optimistic)", "image", "softcast"),
+    Series("softcast-meta-free", "image, SoftCast, metadata not charged (optimistic)", "image", "softcast", "free"),
     Series("image-digital", "image, WebP, link-adapted (CENTRALIZED)", "image", "digital"),
     Series("seed-digital", "seed, digital, link-adapted (EIUG)", "seed", "digital"),
     Series("image-capacity", "image, WebP at capacity (bound)", "image", "capacity"),
@@ -159,240 +170,71 @@ def campaign(plan: Plan) -> list[Any]:
     return rt.units(points(plan), plan, run_unit)
 
 
-# ---- payloads ----------------------------------------------------------------------------------------
-def image_candidates(image, fmt: str = "webp") -> list[tuple[int, bytes]]:
-    """(quality, payload) for every quality 100..1, best first (sizes are not monotone in the quality, so
-    the fit takes the first that fits rather than searching)."""
-    from meg_phy.codecs import encode_image
-
-    return [(q, encode_image(image, fmt=fmt, quality=q)) for q in range(MAX_QUALITY, 0, -1)]
-
-
-def seed_candidates(seed) -> list[tuple[str, bytes]]:
-    """(format, payload) of the digital seed path, finest format first."""
-    from meg_phy.codecs import encode_seed
-
-    return [(fmt, encode_seed(seed, fmt)) for fmt in SEED_FORMATS]
-
-
-def best_payload(candidates, fits) -> tuple[bytes | None, Any]:
-    """The first (best) candidate whose bits satisfy fits(bits): (payload, setting), or (None, None)."""
-    for setting, data in candidates:
-        if fits(8 * len(data)):
-            return data, setting
-    return None, None
-
-
 # ---- one worker's state ------------------------------------------------------------------------------
+UPLINK = {"scheme": "digital", "channel": "ideal", "estimator": "perfect"}
+"""The uplink of every series: the prompt reaches the ES intact (the sweep measures the downlink alone)."""
+
+
 class Worker(rt.Harness):
-    """The campaign's worker (session, world, tasks, references, baselines) plus the ES seeds at the split
-    step, the digital candidates of each task and the measured first-try BLERs (all computed once)."""
+    """The campaign's worker (session, world, tasks, references, baselines); a series at a point is one protocol
+    run per task."""
 
-    def __init__(self, plan: Plan):
-        super().__init__(plan)
-        self._seeds: dict[tuple[str, int], Any] = {}
-        self._candidates: dict[tuple[str, str, int], list] = {}
-        self._bler: dict[tuple[str, float], float] = {}
+    def config(self, point: Point, i: int):
+        """Task i's configuration at a point: the series' protocol, its downlink's scheme at the point's channel
+        and SNR with a budget of the point's uses (MCS open loop from the BLER table: a budget is planned for
+        one payload at a known SNR, not by outer-loop adaptation, whose state belongs to a UE's session)."""
+        series = SERIES[point.series]
+        return self.run_config(i, series.protocol, {"scheme": series.scheme, "channel": point.channel,
+                                                    "snr_db": point.snr_db, "mcs": "table"},
+                               UPLINK, {"channel_uses": point.uses}, side_info=series.side_info)
 
-    def stages(self, kind: str, i: int):
-        """Stages of EIUG for task i, a batch of one (the protocol's own split, start, resume and decode)."""
-        from flowgraphs.ledger import RunLedger
-        from flowgraphs.stages import Stages
-
-        return Stages(RunLedger(self.seed_config(i, "es"), self.session.link), self.task(kind, i))
-
-    def seed(self, kind: str, i: int):
-        """EIUG's seed at the ES: the task's latent denoised to the split step."""
-        if (kind, i) not in self._seeds:
-            st = self.stages(kind, i)
-            cond = st.encode_prompt("ES1", st.task.prompt)
-            (self._seeds[(kind, i)],) = st.denoise("ES1", st.start("ES1", st.task.image), cond, to=st.split_step())
-        return self._seeds[(kind, i)]
-
-    def finish(self, kind: str, i: int, seed, noise_var: float):
-        """The UE's image from a received seed (None: lost): channel-aware resume, the remaining steps, decoding.
-        A lost seed is what a protocol's receiver gets (`lost`: it generates from scratch)."""
-        st = self.stages(kind, i)
-        if seed is None:
-            seed, noise_var = self.lost("latent", "digital", kind, i, self.seed(kind, i))
-        received = st.resume("UE", [seed], [noise_var])
-        return st.decode("UE", st.denoise("UE", received, st.encode_prompt("UE", st.task.prompt)))
-
-    def candidates(self, payload: str, kind: str, i: int) -> list:
-        """The digital payloads of task i, best first (image: WebP qualities; seed: formats), built once."""
-        key = (payload, kind, i)
-        if key not in self._candidates:
-            self._candidates[key] = image_candidates(self.reference(kind, i)[0]) if payload == "image" \
-                else seed_candidates(self.seed(kind, i))
-        return self._candidates[key]
-
-    def rule(self, point: Point) -> budget.DigitalPlan:
-        """The digital fit rule at this point, planning with the hop link's measured first-try BLER (measured
-        once per worker, channel and SNR) when it exceeds the target."""
-        key = (point.channel, point.snr_db)
-        if key not in self._bler:
-            self._bler[key] = budget.first_try_bler(self.link("digital", point, 0))
-        return budget.digital_plan(self.link("digital", point, 0), self._bler[key])
-
-    def link(self, scheme: str, point: Point, i: int):
-        """The protocol hop's link (LinkSpec defaults) at this point, reseeded for task i. A budget is planned
-        for one payload at a known SNR, so digital links take their MCS open loop from the BLER table
-        (mcs 'table'), not from outer-loop adaptation, whose state belongs to a UE's session of payloads."""
-        from flowgraphs.config import LinkSpec
+    def links(self, point: Point):
+        """config -> its hops' link factory: the session's links, their draws keyed by the point, the task and
+        the carrier (every series at a point and task meets its own channel)."""
         from meg_common.executors import unit_seed
 
-        spec = LinkSpec(scheme=scheme, channel=point.channel, snr_db=point.snr_db,
-                        mcs="table").validate("bandwidth sweep")
-        return self.session.link(spec, unit_seed(1000 + i, f"{point.key}|{scheme}"))
+        def factory(config):
+            return lambda spec, _seed: self.session.link(spec, unit_seed(config.seed, f"{point.key}|{spec.carrier}"))
+        return factory
 
     # -- one task at one point: (image, numbers) ---------------------------------------------------------
     def outcome(self, point: Point, i: int):
+        from flowgraphs import runner
+
+        if point.series == BASELINE:
+            image, _ = self.baseline(point.kind, BASELINE, i, self.seed_config(i, "ue"))
+            return image, {"uses": 0, "air_symbols": 0, "delivered": True, "fits": True, "setting": None}
         try:
-            return getattr(self, "_" + point.series.replace("-", "_"))(point, i)
+            out = runner.run_batch([self.config(point, i)], [self.task(point.kind, i)], self.session,
+                                   link_factory=self.links(point))[0]
         finally:
             self.restore_threads()
-
-    def _prompt_only(self, point: Point, i: int):
-        image, _ = self.baseline(point.kind, BASELINE, i, self.seed_config(i, "ue"))
-        return image, {"uses": 0, "air_symbols": 0, "delivered": True, "fits": True, "setting": None}
-
-    def lost(self, payload: str, carrier: str, kind: str, i: int, value):
-        """(what a receiver goes on with, its noise variance) when task i's `payload` was lost on `carrier`: the
-        protocols' own rule, from the one transfer table (flowgraphs.transfer)."""
-        from flowgraphs.transfer import LostContext, transfer_for
-
-        return transfer_for(payload, carrier).lost(value, LostContext(self.ldm, self.task(kind, i).seed))
-
-    def _lost_image(self, point: Point, i: int):
-        return self.lost("image", "digital", point.kind, i, self.reference(point.kind, i)[0])[0]
-
-    def _analog(self, point: Point, i: int, values):
-        """`values` in exactly the point's uses on the analog link: (estimates, variance, numbers)."""
-        est, var, copies, s = budget.send_values(self.link("analog", point, i), values, point.uses)
-        return est, var, {"uses": point.uses, "air_symbols": s.total_symbols, "delivered": True, "fits": True,
-                          "setting": round(float(copies.double().mean()), 4), "noise_var": float(var.mean()),
-                          "payload_values": int(values.numel())}
-
-    def _seed_analog(self, point: Point, i: int):
-        seed = self.seed(point.kind, i)
-        est, var, numbers = self._analog(point, i, seed.latents)
-        return self.finish(point.kind, i, seed.replace(latents=est.to(seed.latents)), float(var.mean())), numbers
-
-    def _softcast_meta_free(self, point: Point, i: int):
-        from meg_phy.codecs.softcast import SoftCastDecoder, SoftCastEncoder
-
-        ref = self.reference(point.kind, i)[0]
-        plan = SoftCastEncoder().plan(ref.detach().cpu().float(), channel_uses=point.uses)
-        est, var, numbers = self._analog(point, i, plan.values)
-        numbers.update(setting=int(plan.info.kept.sum()), side_bits=8 * len(plan.meta))
-        return SoftCastDecoder()(est, var, plan.meta).to(ref), numbers
-
-    def _softcast(self, point: Point, i: int):
-        from meg_phy.codecs.softcast import HEADER_BYTES, SoftCastDecoder, SoftCastEncoder, unpack_meta
-
-        ref = self.reference(point.kind, i)[0]
-        rule = self.rule(point)
-        encoder = SoftCastEncoder()
-        chunk_len = encoder.chunk[0] * encoder.chunk[1]
-        height, width = ref.shape[-2:]
-        chunks = 3 * (height // encoder.chunk[0]) * (width // encoder.chunk[1])
-
-        def meta_bits(count: int) -> int:
-            return 8 * (HEADER_BYTES + math.ceil((chunks + encoder.variance_bits * count) / 8))
-
-        count = min(chunks, 2 * point.uses // chunk_len)
-        while count > 0 and not rule.fits(meta_bits(count), point.uses - math.ceil(count * chunk_len / 2)):
-            count -= 1
-        numbers = {"uses": 0, "air_symbols": 0, "delivered": False, "fits": count > 0, "setting": count,
-                   "side_bits": meta_bits(max(count, 1)), "mcs_index": rule.mcs_index,
-                   "planning_bler": rule.bler}
-        if count == 0:
-            return self._lost_image(point, i), numbers
-        plan = encoder.plan(ref.detach().cpu().float(), channel_uses=math.ceil(count * chunk_len / 2))
-        link = self.link("digital", point, i)
-        got, s = budget.send_bytes(link, plan.meta, point.uses - plan.channel_uses)
-        spent = budget.uses_spent(link, s)
-        numbers.update(uses=spent, air_symbols=s.total_symbols, side_bits=8 * len(plan.meta),
-                       transmissions=s.transmissions)
-        if _decoded(got, unpack_meta) is None:
-            return self._lost_image(point, i), numbers
-        left = point.uses - spent
-        est, var, copies, a = budget.send_values(self.link("analog", point, i), plan.values, left)
-        numbers.update(uses=spent + left, air_symbols=s.total_symbols + a.total_symbols, delivered=True,
-                       noise_var=float(var.mean()), payload_values=int(plan.values.numel()))
-        return SoftCastDecoder()(est, var, got).to(ref), numbers
-
-    def _send_digital(self, payload: str, point: Point, i: int, decode):
-        """The best `payload` ("image" or "seed") candidate that the fit rule lets into the budget, sent over
-        the link-adapted digital link: (what arrived decoded, or None when nothing fitted or it was lost,
-        numbers). The rule measures on the hop's link first; the link is then reseeded for the send."""
-        rule = self.rule(point)
-        link = self.link("digital", point, i)
-        data, setting = best_payload(self.candidates(payload, point.kind, i), lambda b: rule.fits(b, point.uses))
-        numbers = {"uses": 0, "air_symbols": 0, "delivered": False, "fits": data is not None, "setting": setting,
-                   "mcs_index": rule.mcs_index, "planning_bler": rule.bler,
-                   "payload_bits": None if data is None else 8 * len(data)}
-        if data is None:
-            return None, numbers
-        got, s = budget.send_bytes(link, data, point.uses)
-        numbers.update(uses=budget.uses_spent(link, s), air_symbols=s.total_symbols, transmissions=s.transmissions)
-        received = _decoded(got, decode)
-        numbers["delivered"] = received is not None
-        return received, numbers
-
-    def _image_digital(self, point: Point, i: int):
-        from meg_phy.codecs import decode_image
-
-        image, numbers = self._send_digital("image", point, i, decode_image)
-        return (self._lost_image(point, i) if image is None else image.to(self.reference(point.kind, i)[0])), numbers
-
-    def _seed_digital(self, point: Point, i: int):
-        from meg_phy.codecs import decode_seed
-
-        received, numbers = self._send_digital("seed", point, i, decode_seed)
-        return self._finish_seed(point, i, received), numbers
-
-    def _finish_seed(self, point: Point, i: int, received):
-        """The UE's image from a digital seed as it arrived intact (None: lost)."""
-        seed = self.seed(point.kind, i)
-        if received is not None:
-            received = received.replace(latents=received.latents.to(seed.latents))
-        return self.finish(point.kind, i, received, 0.0)
-
-    def _capacity(self, payload: str, point: Point, i: int):
-        """The best candidate within the capacity bound, delivered intact: (payload or None, numbers)."""
-        limit = budget.capacity_bits(point.uses, point.snr_db, point.channel)
-        data, setting = best_payload(self.candidates(payload, point.kind, i), lambda b: b <= limit)
-        return data, {"uses": point.uses if data else 0, "air_symbols": 0, "delivered": data is not None,
-                      "fits": data is not None, "setting": setting, "capacity_bits": limit,
-                      "payload_bits": None if data is None else 8 * len(data)}
-
-    def _image_capacity(self, point: Point, i: int):
-        from meg_phy.codecs import decode_image
-
-        data, numbers = self._capacity("image", point, i)
-        ref = self.reference(point.kind, i)[0]
-        return (self._lost_image(point, i) if data is None else decode_image(data).to(ref)), numbers
-
-    def _seed_capacity(self, point: Point, i: int):
-        from meg_phy.codecs import decode_seed
-
-        data, numbers = self._capacity("seed", point, i)
-        return self._finish_seed(point, i, None if data is None else decode_seed(data)), numbers
+        (record,) = [r for r in out.graph.records if r.direction == "downlink"]
+        return out.image, numbers(point, record)
 
 
-def _decoded(data: bytes | None, decode):
-    """decode(data), or None when nothing arrived or the payload's CRC / format check fails."""
-    import zlib
-
-    from meg_common.errors import InputError
-
-    if data is None:
-        return None
-    try:
-        return decode(data)
-    except (InputError, ValueError, OSError, zlib.error):
-        return None
+def numbers(point: Point, record) -> dict[str, Any]:
+    """A series' numbers at a point from its downlink's hop record (HopRecord.budget): the uses charged to
+    the budget, the symbols on air, whether the payload fitted and arrived, what was chosen to fit."""
+    scheme, spent = SERIES[point.series].scheme, record.budget
+    fits = spent["fits"]
+    if scheme == "capacity":   # the bound: the whole budget, nothing on air
+        return {"uses": point.uses if fits else 0, "air_symbols": 0, "delivered": record.delivered, "fits": fits,
+                "setting": spent["setting"], "payload_bits": spent["payload_bits"],
+                "capacity_bits": budget.capacity_bits(point.uses, point.snr_db, point.channel)}
+    out = {"uses": spent["spent"], "air_symbols": record.symbols, "delivered": record.delivered, "fits": fits,
+           "setting": spent["copies"] if point.series == "seed-analog" else spent["setting"]}
+    if scheme in ("digital", "softcast") and point.series != "softcast-meta-free":
+        out.update(mcs_index=spent["mcs_index"], planning_bler=spent["planning_bler"])
+    if scheme == "digital":
+        out["payload_bits"] = spent["payload_bits"]
+    if "side_bits" in spent:
+        out["side_bits"] = spent["side_bits"]
+    if "transmissions" in spent:
+        out["transmissions"] = spent["transmissions"]
+    if record.noise_var is not None:
+        out.update(noise_var=record.noise_var, payload_values=record.values)
+    return out
 
 
 def make_setup(plan: Plan):
