@@ -443,12 +443,18 @@ def plot_low_snr(out: Path, low: dict) -> None:
     _finish(ax)
     _save(fig, out / "ota-lowsnr-detection.png")
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
-    cfo = [np.nan if v is None else v for v in low["cfo_error_rms_hz"]]
-    tim = [np.nan if v is None else v for v in low["timing_error_rms_samples"]]
-    a1.semilogy(snr, cfo, "o-", label="CFO error, RMS (Hz)")
-    a1.semilogy(snr, tim, "s-", label="timing error, RMS (samples)")
-    a1.axhline(300, color="tab:blue", ls=":", lw=1)
-    a1.axhline(1, color="tab:orange", ls=":", lw=1)
+    for key, label, style in (("cfo_error_rms_hz", "CFO error, RMS (Hz)", "o-"),
+                              ("timing_error_rms_samples", "timing error, RMS (samples)", "s-")):
+        v = np.asarray([np.nan if x is None else x for x in low[key]], float)
+        # bootstrap 95 % over bursts, where the run kept them (low["points"])
+        cis = [p[key]["bootstrap95"] or [np.nan, np.nan] for p in low.get("points", [])] or [[np.nan] * 2] * len(v)
+        ci = np.asarray(cis, float)
+        a1.errorbar(snr, v, yerr=[np.clip(v - ci[:, 0], 0, None), np.clip(ci[:, 1] - v, 0, None)], fmt=style,
+                    capsize=3, label=label + (", 95 % bootstrap" if "points" in low else ""))
+    a1.set_yscale("log")
+    a1.axhline(300, color="tab:blue", ls=":", lw=1, label="target: 300 Hz")
+    a1.axhline(1, color="tab:orange", ls=":", lw=1, label="target: 1 sample")
+    a1.set_ylim(0.1, 1000)
     a1.set(xlabel="SNR Es/N0 (dB)", title=f"sync errors ({low['bursts']} bursts per point)")
     _finish(a1, which="both")
     a2.plot(snr, low["nmse_db"], "o-", label="over the air (low-SNR mode)")
