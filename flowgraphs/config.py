@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from link_models.config import LinkConfig, LinkSettings
+from link_models.config import HopLink, LinkConfig
 from meg_common import validate
 from meg_common.config import ConfigMixin, Lowercase, read_config_file
 from meg_common.errors import InputError
@@ -59,9 +59,10 @@ HOP_NAME = re.compile(r"(UE|ES[1-4])-(UE|ES[1-4])(-(seed|sketch|image|prompt|bor
 
 
 @dataclass(frozen=True)
-class LinkSpec(LinkSettings):
-    """How one hop transmits: its link (`link_models.config.LinkSettings`: every link setting and its default)
-    and what the hop adds on top: its `scheme`, its tries, and a wired hop's rate and latency.
+class LinkSpec(HopLink):
+    """How one hop transmits: its link (`link_models.config.HopLink`: every link setting and its default, the
+    code rate and length, a channel-use budget) and what the hop adds on top: its `scheme`, its tries, and a
+    wired hop's rate and latency.
 
     `scheme` is the word a user writes; the code reads it as two things: `carrier`, the link that carries the
     hop's payloads (analog, digital, wired, capacity: what the transfer table keys on), and `image_codec`, how
@@ -86,7 +87,7 @@ class LinkSpec(LinkSettings):
     """Wired links: fixed delay of every transfer."""
 
     RANGES: ClassVar[dict[str, tuple[Any, float, float]]] = {
-        **LinkSettings.RANGES, "max_attempts": (validate.integer, 1, 16), "rate_bps": (validate.number, 1e3, 1e13),
+        **HopLink.RANGES, "max_attempts": (validate.integer, 1, 16), "rate_bps": (validate.number, 1e3, 1e13),
         "latency_s": (validate.number, 0.0, 10.0)}
 
     def validate(self, where: str) -> LinkSpec:
@@ -106,7 +107,7 @@ class LinkSpec(LinkSettings):
         return image_codec_of(self.scheme)
 
     def link_config(self, bler_table: str | None = None) -> LinkConfig:
-        """The link_models configuration of this hop (`LinkSettings.as_link_config`), for simulated links and
+        """The link_models configuration of this hop (`HopLink.as_link_config`), for simulated links and
         radio links alike: a digital hop carries the MCS and, with `harq`, max_attempts transmissions and
         its ARQ."""
         digital = self.carrier == Scheme.DIGITAL

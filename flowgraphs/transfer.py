@@ -51,7 +51,7 @@ class Carried(NamedTuple):
 
 
 class Budget:
-    """A hop's channel-use budget as an encoder sees it: the uses (`LinkSettings.channel_uses`) and the fit
+    """A hop's channel-use budget as an encoder sees it: the uses (`HopLink.channel_uses`) and the fit
     rule of the hop's link (`plan`: `Hop.budget_plan`, link_models.budget.DigitalPlan or CapacityPlan,
     measured when an encoder first asks whether something fits)."""
 

@@ -70,46 +70,61 @@ over 2, 4 or 8 times the resources, below the lowest MCS (OLLA at the cell edge,
 
 @dataclass(frozen=True)
 class LinkSettings(ConfigMixin):
-    """One link as a user configures it, with the defaults of a protocol hop's link: the one owner of the link
-    settings of a run (flowgraphs.config.LinkSpec layers the hop's own settings on top of it, and a run's
-    `[link]`, `[uplink]`, `[hops.NAME]` tables layer overrides on that). Frozen; `validate(where)` checks it
-    (InputError naming the table), `ideal()` is the same link without noise, and `as_link_config(...)` is the
-    one place it becomes the `LinkConfig` a link is built from (then `LinkConfig.resolved()` applies the MCS).
+    """The settings every link has (channel, noise, MCS, modulation, estimator, OFDM grid, fading), each
+    declared once here with the defaults of a protocol hop's link (one resource block, LMMSE estimation, link
+    adaptation, 10 dB). `LinkConfig` (what a link is built from) and `HopLink` (a link as a run configures it)
+    are these settings and their own; LinkConfig keeps five link-level defaults of its own (perfect CSI, 128
+    subcarriers, a 9-sample prefix, no MCS, no noise level given). Frozen; `ideal()`: the same link without
+    noise."""
+
+    modulation: Lowercase = "qpsk"
+    """Used without an MCS (otherwise the MCS sets it)."""
+    channel: Lowercase = "awgn"
+    estimator: Lowercase = "lmmse"
+    """perfect (true channel and N0), ls or lmmse (channel and N0 estimated from the pilots)."""
+    snr_db: float | None = 10.0
+    """Es/N0 per resource element, dB (the link models' definition). None: no noise (the ideal channel has
+    none, whatever snr_db says; meg_common.vocabulary.effective_snr_db)."""
+    fft_size: int = 12
+    """Subcarriers (one 5G resource block by default: small payloads fill their frames)."""
+    num_ofdm_symbols: int = 14
+    subcarrier_spacing_khz: float = 30.0
+    cp_length: int = 1
+    speed_mps: float = 0.0
+    """UE speed for TDL/CDL Doppler (a pedestrian: 3 km/h = 0.833 m/s)."""
+    mcs: str | int | None = "auto"
+    """Digital links: 'auto' (outer-loop link adaptation, starting from the highest TS 38.214 MCS whose BLER
+    at snr_db is at most 10 % in the shipped BLER table), 'table' (that MCS, open loop), an MCS index, or
+    None / 'none' (modulation and code as given)."""
+    mcs_table: int = 1
+    """The TS 38.214 MCS table an MCS index refers to (1: up to 64-QAM; 2: 256-QAM; 3: low spectral
+    efficiency, down to QPSK at rate 30/1024: what control messages use)."""
+    fading: Lowercase = "block"
+    """TDL/CDL channels: 'block' (a new draw every frame) or 'continuous' (the UE's channel evolves with
+    `speed_mps` across frames, retransmissions and payloads; link_models.fading)."""
+    prb: int | None = None
+    """Resource blocks per slot (12 subcarriers each); None: fft_size as given."""
+
+    def ideal(self):
+        """The same link without noise (for a reference run): the ideal channel, perfect CSI, snr_db None."""
+        return dataclasses.replace(self, channel=Channel.IDEAL.value, estimator=Estimator.PERFECT.value, snr_db=None)
+
+
+@dataclass(frozen=True)
+class HopLink(LinkSettings):
+    """A link as a run configures it (a protocol hop's `[link]`, `[uplink]`, `[hops.NAME]` tables; flowgraphs.
+    config.LinkSpec layers the hop's own settings on top): the link settings, the code as a rate and a
+    codeword length, and a channel-use budget. Validated with the place it was configured
+    (`validate(where)`), and made the `LinkConfig` a link is built from in one place (`as_link_config`; then
+    `LinkConfig.resolved()` applies the MCS).
 
     As configured, not as resolved: an ideal channel keeps the `snr_db` it was given (a hop layered on it may
     set another channel), and `as_link_config` drops it (meg_common.vocabulary.effective_snr_db)."""
 
-    channel: Lowercase = "awgn"
-    snr_db: float | None = 10.0
-    """Es/N0 per resource element, dB (the link models' definition). None: no noise (the ideal channel has
-    none, whatever snr_db says; meg_common.vocabulary.effective_snr_db)."""
-    mcs: str | int = "auto"
-    """Digital links: 'auto' (outer-loop link adaptation, starting from the highest TS 38.214 MCS whose BLER
-    at snr_db is at most 10 % in the shipped BLER table), 'table' (that MCS, open loop), an MCS index, or
-    'none' (modulation and code_rate as given)."""
-    mcs_table: int = 1
-    """The TS 38.214 MCS table an MCS index refers to (1: up to 64-QAM; 2: 256-QAM; 3: low spectral
-    efficiency, down to QPSK at rate 30/1024: what control messages use)."""
-    modulation: Lowercase = "qpsk"
-    """Used with mcs = 'none' (otherwise the MCS sets it)."""
     code_rate: float = 0.5
-    """LDPC rate k/n for digital links with mcs = 'none'; k is rounded to a whole number of bits."""
+    """LDPC rate k/n for digital links without an MCS; k is rounded to a whole number of bits."""
     codeword_bits: int = 1024
     """LDPC codeword length n (with an MCS: rounded down to a multiple of 24 bits)."""
-    estimator: Lowercase = "lmmse"
-    """perfect (true channel and N0), ls or lmmse (channel and N0 estimated from the pilots)."""
-    subcarrier_spacing_khz: float = 30.0
-    fft_size: int = 12
-    """Subcarriers (one 5G resource block by default: small payloads fill their frames)."""
-    num_ofdm_symbols: int = 14
-    cp_length: int = 1
-    fading: Lowercase = "block"
-    """TDL/CDL channels: 'block' (a new draw every frame) or 'continuous' (the UE's channel evolves with
-    `speed_mps` across frames, retransmissions and payloads; link_models.fading)."""
-    speed_mps: float = 0.0
-    """UE speed for TDL/CDL Doppler (a pedestrian: 3 km/h = 0.833 m/s)."""
-    prb: int | None = None
-    """Resource blocks per slot (12 subcarriers each); None: fft_size as given."""
     channel_uses: int | None = None
     """A budget: the channel uses (resource elements that carry a payload: coded bits, or two analog values
     each; pilots and cyclic prefix not charged) one payload may take (link_models.budget). An analog payload
@@ -143,10 +158,6 @@ class LinkSettings(ConfigMixin):
         """LDPC k for this rate and codeword length."""
         return int(round(self.codeword_bits * self.code_rate))
 
-    def ideal(self):
-        """The same link without noise (for a reference run): the ideal channel, snr_db None."""
-        return dataclasses.replace(self, channel=Channel.IDEAL.value, estimator=Estimator.PERFECT.value, snr_db=None)
-
     def as_link_config(self, *, digital: bool, max_transmissions: int = 1, arq_max: int = 0,
                        bler_table: str | None = None) -> LinkConfig:
         """The LinkConfig of this link: the ideal channel noiseless (snr_db None); a `digital` link carries
@@ -165,7 +176,7 @@ class LinkSettings(ConfigMixin):
 
 
 @dataclass(frozen=True)
-class LinkConfig(ConfigMixin):
+class LinkConfig(LinkSettings):
     """Settings of one OFDM link, as configured; frozen and validated on construction (InputError with a
     one-line fix). What a link transmits with is `resolved()`: a `ResolvedLink` (the MCS applied).
 
@@ -204,39 +215,31 @@ class LinkConfig(ConfigMixin):
     Estimators: perfect (true channel and true N0), ls, lmmse (both estimate N0 from the pilots).
     """
 
-    modulation: str = "qpsk"
+    estimator: Lowercase = "perfect"   # link-level defaults (LinkSettings has a hop's)
+    snr_db: float | None = None
+    fft_size: int = 128
+    cp_length: int = 9
+    mcs: str | int | None = None
     code: str = "ldpc"
     k: int = 1024
     n: int = 2048
-    channel: str = "awgn"
-    estimator: str = "perfect"
-    snr_db: float | None = None
     ebno_db: float | None = None
-    fft_size: int = 128
-    num_ofdm_symbols: int = 14
-    subcarrier_spacing_khz: float = 30.0
-    cp_length: int = 9
     pilot_symbols: tuple[int, ...] = (2, 11)
     delay_spread_ns: float = 100.0
-    speed_mps: float = 0.0
     carrier_frequency_hz: float = 3.5e9
     repetition: int = 1
     batch: int = 32
     device: str | None = None
     ldpc_iterations: int = 20
     decoder: str = "fast"
-    mcs: str | int | None = None
-    mcs_table: int = 1
     bler_target: float = 0.1
     bler_table: str | None = None
     max_transmissions: int = 1
-    fading: str = "block"
     arq_max: int = 0
     olla_step_db: float = 1.0
     report_delay_frames: int = 1
     harq_rtt_frames: int = 8
     aggregation: int = 1
-    prb: int | None = None
 
     def __post_init__(self) -> None:
         """Normalise the values (lower-case names, typed numbers, no SNR on the ideal channel), check every

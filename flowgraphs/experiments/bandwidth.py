@@ -292,16 +292,6 @@ def plan_matches(out, plan: Plan) -> None:
 
 
 # ---- figure and report -------------------------------------------------------------------------------
-STYLE = {
-    "seed-analog": ("tab:blue", "-", "o"),
-    "softcast": ("tab:purple", "-", "*"),
-    "softcast-meta-free": ("tab:purple", ":", "*"),
-    "image-digital": ("tab:red", "--", "D"),
-    "seed-digital": ("tab:cyan", "--", "s"),
-    "image-capacity": ("k", ":", "_"),
-    "seed-capacity": ("tab:gray", ":", "|"),
-    BASELINE: ("tab:gray", "-", None),
-}
 FIGURE_METRICS = (("fidelity", "fidelity to the reference"), ("psnr_db", "PSNR vs reference (dB)"))
 
 
@@ -313,7 +303,7 @@ def figure(rows_: list[dict[str, Any]], path, kind: str, channel: str, plan: Pla
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from flowgraphs.experiments.figures import _save, _value
+    from flowgraphs.experiments.figures import _save, _value, style
 
     mine = [r for r in rows_ if r["task_kind"] == kind and r["channel"] in (channel, None)]
     base = [r for r in mine if r["series"] == BASELINE]
@@ -333,14 +323,14 @@ def figure(rows_: list[dict[str, Any]], path, kind: str, channel: str, plan: Pla
                 vals = [(x, v) for x, v in vals if v is not None]
                 if not vals:
                     continue
-                colour, line, marker = STYLE.get(series, (None, "-", "."))
+                colour, line, marker = style(series)
                 ax.errorbar([x for x, _ in vals], [v[0] for _, v in vals],
                             yerr=[[v[1] for _, v in vals], [v[2] for _, v in vals]], color=colour, linestyle=line,
                             marker=marker or ".", markersize=4, capsize=2, label=SERIES[series].label)
             for r in base:
                 v = _value(r, metric)
                 if v is not None:
-                    colour, line, _ = STYLE[BASELINE]
+                    colour, line, _ = style(BASELINE)
                     ax.axhline(v[0], color=colour, linestyle=line, linewidth=1.2, label=r["label"])
                     ax.axhspan(v[0] - v[1], v[0] + v[2], color=colour, alpha=0.15)
             if axis == "uses":

@@ -42,7 +42,20 @@ STYLE = {
                                                        (14, "#31a354"), (20, "#006837"))},
     **{f"prompt-only@{k}": ("tab:gray", ":", None) for k in (4, 6, 10, 14)},
     **{f"ue-local@{k}": ("tab:brown", ":", None) for k in (4, 6, 10, 14)},
+    # the bandwidth sweep's own series (flowgraphs.experiments.bandwidth); its others are SAME_AS
+    "softcast-meta-free": ("tab:purple", ":", "*"),
+    "seed-capacity": ("tab:gray", ":", "|"),
 }
+"""Colour, line and marker of every series of the case study and the bandwidth sweep (one table, so a
+series looks the same in every figure)."""
+SAME_AS = {"seed-analog": "seed-analog-aware", "softcast": "centralized-softcast",
+           "image-digital": "centralized-digital", "image-capacity": "centralized-capacity"}
+"""Bandwidth series drawn as the case study's series of the same payload and scheme."""
+
+
+def style(series: str, default: tuple = (None, "-", ".")) -> tuple:
+    """(colour, line, marker) of a series (STYLE, through SAME_AS); `default` for one it does not know."""
+    return STYLE.get(SAME_AS.get(series, series), default)
 PROTOCOL_COLOURS = {"CENTRALIZED": "tab:red", "UIEG": "tab:olive", "EIUG": "tab:blue", "CIAG": "tab:cyan",
                     "ESUC": "tab:green", "UIDG": "tab:orange", "DIUG": "tab:brown", "DSUC": "tab:purple",
                     "UIDCG": "tab:pink", "DCSUC": "tab:gray"}
