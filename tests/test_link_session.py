@@ -14,7 +14,7 @@ PEDESTRIAN = dict(channel="tdl-a", fading="continuous", speed_mps=3 / 3.6, arq_m
 
 
 def test_warm_up_converges_the_offset_and_resumed_tasks_carry_it_on_the_same_channel_later():
-    """A 120-TB warm-up on TDL-A at 20 dB; a resumed copy starts from an offset of the warm-up's converged part
+    """A 120-TB warm-up on TDL-A at 20 dB (visits of one payload, idle in between); a resumed copy starts from an offset of the warm-up's converged part
     (after its first third; drawn per task from its own seed: tasks differ, the same seed gives the same), keeps
     the channel seed, starts later by an idle time drawn from its seed, without history, its first transport
     block chosen from a fresh CSI report of its channel at that time (not the warm-up's stale one); the
@@ -25,6 +25,8 @@ def test_warm_up_converges_the_offset_and_resumed_tasks_carry_it_on_the_same_cha
     warm = warm_up(link, 120, seed=11)
     assert torch.equal(link.generator.get_state(), before)
     assert warm.first_tx_bler()[1] >= 120
+    gaps = [b.frame - a.frame for a, b in zip(warm.history[:-1], warm.history[1:], strict=True)]  # visits
+    assert sum(g >= RESUME_GAP_FRAMES[0] for g in gaps) >= 120 // 10
     assert [r.offset_db for r in warm_up(link, 120, seed=11).history] == [r.offset_db for r in warm.history]
     converged = {r.offset_db for r in warm.history[len(warm.history) // 3:]}
     resumed = [warm.resumed(seed) for seed in range(12)]
