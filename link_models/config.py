@@ -60,7 +60,7 @@ transmissions: table 3 MCS 0 at -10 dB 0.358 at k=30 and 0.117 at k=240; MCS 2 a
 CHOICES: dict[str, tuple[str, ...]] = {"modulation": tuple(MODULATIONS), "code": CODES, "channel": CHANNELS,
                                       "estimator": ESTIMATORS, "decoder": DECODERS, "fading": FADINGS}
 """The named settings of a link and the words each takes (meg_common.vocabulary), checked by `LinkConfig` and
-`LinkSettings` alike."""
+`HopLink` alike."""
 MAX_TRANSMISSIONS = 16
 MAX_ARQ = 32  # RLC maxRetxThreshold (TS 38.322) goes up to 32
 AGGREGATION = (1, 2, 4, 8)

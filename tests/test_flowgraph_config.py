@@ -95,3 +95,43 @@ def test_prompts_are_always_digital_even_on_analog_links():
         g.hop("UE", "ES3", "seed")
     with pytest.raises(InputError, match="no hop from UE to UE"):
         g.hop("UE", "UE", "seed")
+
+
+def test_link_settings_are_declared_once_in_link_models():
+    """link_models.config.LinkSettings owns every link setting and its default; LinkConfig (what a link is built
+    from) and HopLink (a link as a run configures it) are LinkSettings, and a hop's LinkSpec declares only what
+    the hop adds (its scheme, tries, wired rate and latency) on top of HopLink."""
+    from dataclasses import fields
+
+    from link_models.config import HopLink, LinkConfig, LinkSettings
+
+    link = {f.name for f in fields(LinkSettings)}
+    assert issubclass(LinkSpec, HopLink) and issubclass(HopLink, LinkSettings) and issubclass(LinkConfig, LinkSettings)
+    own = set(LinkSpec.__annotations__) - {"RANGES"}
+    assert own == {"scheme", "max_attempts", "harq", "arq_max", "rate_bps", "latency_s"} and not own & link
+    assert set(HopLink.__annotations__) - {"RANGES"} == {"code_rate", "codeword_bits", "channel_uses"}
+    # LinkConfig names its link-level defaults where it declares them; every other setting is LinkSettings'
+    assert set(LinkConfig.__annotations__) & link == {"estimator", "snr_db", "fft_size", "cp_length", "mcs"}
+    hop, base = LinkSpec(), LinkSettings()
+    assert all(getattr(hop, name) == getattr(base, name) for name in link)
+    # the flat [link] table and its overrides still reach every field, old configs load as before
+    cfg = config_from_dict({"link": {"codeword_bits": 2016, "estimator": "ls"}, "downlink": {"channel_uses": 512}})
+    down = cfg.hop_spec("ES1-UE-seed", "downlink")
+    assert (down.codeword_bits, down.estimator, down.channel_uses) == (2016, "ls", 512)
+    assert cfg.hop_spec("UE-ES1-prompt", "uplink").channel_uses is None
+    with pytest.raises(InputError, match="channel_uses"):
+        config_from_dict({"link": {"channel_uses": 0}})
+
+
+@pytest.mark.parametrize("scheme, carrier, codec", [("analog", "analog", None), ("digital", "digital", None),
+                                                    ("wired", "wired", None), ("capacity", "capacity", None),
+                                                    ("softcast", "analog", "softcast")])
+def test_a_hop_scheme_is_its_carrier_and_image_codec(scheme, carrier, codec):
+    """The word a user writes (`scheme`) is read as the link that carries the hop (`carrier`, what the transfer
+    table keys on) and the image codec it names, if any (softcast: SoftCast images on an analog carrier)."""
+    from flowgraphs.transfer import transfer_for
+
+    spec = LinkSpec(scheme=scheme)
+    assert (spec.carrier, spec.image_codec) == (carrier, codec)
+    assert transfer_for("image", spec.carrier, spec.image_codec) is transfer_for("image", scheme)
+    assert transfer_for("latent", spec.carrier, spec.image_codec) is transfer_for("latent", carrier)

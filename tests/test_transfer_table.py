@@ -1,6 +1,8 @@
 """The transfer table (flowgraphs.transfer): every payload travels on every carrier it lists, a lost payload
 becomes the one stand-in the table names, and control messages get through at -10 dB, counted on air."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -111,3 +113,34 @@ def test_an_analog_latent_sends_its_header_and_side_information_and_pays_for_the
     assert free.bits == 64                                        # the link header, counted but not sent
     assert link.symbols > free.symbols + 100 and link.delivered and free.delivered
     assert link.values == free.values == values.numel()
+
+
+def test_a_budget_chooses_what_fits_and_the_hop_never_spends_more(session):
+    """A hop with `channel_uses` N: an analog latent goes in exactly N uses (repeated and combined), a digital one
+    as the finest seed format the fit rule lets in, sent with HARQ within N; nothing fits in a few uses, so
+    nothing is sent and the receiver generates from scratch (the table's stand-in). HopRecord.budget says so,
+    and a record without a budget has no such key."""
+    ldm = session.model()
+    latent = ldm.start(None, None, steps=10, generator=torch.Generator().manual_seed(0))
+    values = latent.latents.numel()
+    analog = _stages(session, {"scheme": "analog", "snr_db": 0.0, "channel_uses": values}, seeds=[5])
+    analog.cfg = analog.graphs[0].config = replace(analog.cfg, side_info="session")
+    (got,), _ = analog._send("ES1", ["UE"], "seed", "latent", [latent])[0]
+    (record,) = analog.graphs[0].records
+    assert record.budget == {"uses": values, "fits": True, "spent": values, "copies": 2.0} and record.delivered
+    assert got.latents.shape == latent.latents.shape
+    for uses, fmt in ((16384, "float32"), (16, None)):
+        st = _stages(session, {"scheme": "digital", "snr_db": 10.0, "mcs": "table", "channel_uses": uses}, seeds=[5])
+        (got,), _ = st._send("ES1", ["UE"], "seed", "latent", [latent])[0]
+        (record,) = st.graphs[0].records
+        assert record.budget["setting"] == fmt and record.budget["spent"] <= uses
+        assert record.budget["planning_bler"] >= 0.1 and record.budget["mcs_index"] is not None
+        if fmt is None:
+            assert not record.budget["fits"] and record.symbols == 0 and not record.delivered
+            assert got.step == 0 and got.total == latent.num_inference_steps     # generated from scratch
+        else:
+            assert record.delivered and torch.equal(got.latents, latent.latents.to(got.latents))
+        assert record.to_dict()["budget"] == record.budget
+    plain = _stages(session, {"scheme": "digital", "snr_db": 10.0}, seeds=[5])
+    plain._send("ES1", ["UE"], "seed", "latent", [latent])
+    assert plain.graphs[0].records[0].budget is None and "budget" not in plain.graphs[0].records[0].to_dict()
