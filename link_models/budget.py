@@ -18,6 +18,10 @@ pilots, cyclic prefix and the empty tail of the last frame are overhead of every
   at most floor((N - C n/m) / (n/m)) spare codeword slots, each try failing independently with p = the
   larger of the BLER target and the link's measured first-try BLER (`first_try_bler`).
 - `capacity_bits(uses, snr_db, channel)`: the bits N uses carry at capacity (the bound no code beats).
+- `repetition(V, N)` / `combine(est, var, index, V)`: the two halves of `send_values` around any send of the
+  repeated values (a protocol hop sends them batched: flowgraphs.hops); `plan_of(link)`: a link's fit rule
+  (`digital_plan` with its measured first-try BLER, or the capacity bound's `CapacityPlan`), measured once
+  per link object. A protocol hop's budget is its `channel_uses` (link_models.config.HopLink).
 """
 
 from __future__ import annotations
