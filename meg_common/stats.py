@@ -123,7 +123,7 @@ def excludes_zero(ci: dict[str, float | None]) -> int:
     return 0
 
 
-# ---- distribution distance, tests for claims, multiplicity (issue 23) -----------------------------------
+# ---- distribution distance, tests for claims, multiplicity -----------------------------------
 def kid(x: Sequence[Sequence[float]], y: Sequence[Sequence[float]], level: float = LEVEL) -> dict[str, float | None]:
     """Kernel inception distance between two sets of feature vectors, paired by task (x_i and y_i belong to
     task i): the unbiased MMD^2 with the cubic polynomial kernel k(a, b) = (a.b / d + 1)^3 (Binkowski et al.

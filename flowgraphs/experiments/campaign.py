@@ -380,7 +380,7 @@ def _noise(image: torch.Tensor, seed: int, psnr_db: float = 35.0) -> torch.Tenso
 
 
 VARIANTS = {"shift-1px": _shift, "webp-q95": _webp, "noise-35db": _noise}
-"""Imperceptible variants of a reference (issue 23): what a metric does on changes nobody would notice sets
+"""Imperceptible variants of a reference: what a metric does on changes nobody would notice sets
 the non-inferiority margin (meg_common.stats.margin_from)."""
 CALIBRATED = ("fidelity", "feature_distance")
 """The metrics whose change the calibration turns into a margin (PSNR's change is reported beside)."""

@@ -1,4 +1,4 @@
-"""The case study of Zhong et al. as a harness whose verdicts can come out negative (issue 10).
+"""The case study of Zhong et al. as a harness whose verdicts can come out negative.
 
 Tasks: `n_tasks` prompts (and, for img2img, input images) from the scene world (flowgraphs.experiments.world),
 in three kinds: `text-to-image` (the ES's image is what the UE wants: the seed carries what the prompt
@@ -79,7 +79,7 @@ PAPER = (
            needs="scheme:softcast"),
     Series("centralized-capacity", "CENTRALIZED, capacity bound", "CENTRALIZED", "image", "capacity",
            needs="scheme:capacity"),
-    # CENTRALIZED's rate-quality curve (issue 23): WebP quality levels and lossless (PNG), link adapted; the
+    # CENTRALIZED's rate-quality curve: WebP quality levels and lossless (PNG), link adapted; the
     # less-communication verdict searches it (with analog pixels and SoftCast) for the cheapest configuration
     # of non-inferior quality (the default WebP q75 is centralized-digital)
     *(Series(f"centralized-digital-q{q}", f"CENTRALIZED, digital WebP q{q} + LDPC", "CENTRALIZED", "image", "digital",
@@ -102,7 +102,7 @@ BASELINES = (
 FULL_STEPS = 20
 """The full schedule (the plans' `steps`): `noise-seed@20` is the ES's run reproduced."""
 SCEPTIC_STEPS = (4, 6, 10, 14)
-"""The shorter schedules a UE alone may run (issue 23)."""
+"""The shorter schedules a UE alone may run."""
 SCEPTICS = (
     *(Series(f"noise-seed@{k}", f"noise-seed@{k}: the ES's noise seed in a control message, UE alone, {k}-step schedule",
              "noise-seed", "control", "digital", k=k) for k in (*SCEPTIC_STEPS, FULL_STEPS)),
@@ -111,7 +111,7 @@ SCEPTICS = (
     *(Series(f"ue-local@{k}", f"ue-local@{k}: UE runs the task itself, own noise, {k}-step schedule (0 symbols)",
              "ue-local", "none", "none", k=k) for k in SCEPTIC_STEPS),
 )
-"""The sceptics who know the system (issue 23): `prompt-only` and `ue-local` are the members at the full
+"""The sceptics who know the system: `prompt-only` and `ue-local` are the members at the full
 schedule; `noise-seed@K` sends the ES's noise seed (a point per channel and SNR), the others send nothing (a
 point per task kind)."""
 CALIBRATION = "calibration"
@@ -146,7 +146,7 @@ def missing(series: Series) -> str | None:
 
 
 PEDESTRIAN = (("arq_max", 8), ("fading", "continuous"), ("speed_mps", 0.833))
-"""The core plan's UE (issue 24): RLC ARQ up to 8 retransmissions after HARQ, continuous fading at 3 km/h."""
+"""The core plan's UE: RLC ARQ up to 8 retransmissions after HARQ, continuous fading at 3 km/h."""
 FADING_ONLY = ("fading", "speed_mps")
 """Plan link settings that apply only to channels with fading (TDL, CDL)."""
 
@@ -230,7 +230,7 @@ class Plan:
 
     @classmethod
     def core(cls, model: str | None = None) -> Plan:
-        """The claims' core run (issue 23): 200 tasks per point, AWGN and TDL-A from -10 to 20 dB, every task
+        """The claims' core run: 200 tasks per point, AWGN and TDL-A from -10 to 20 dB, every task
         kind; EIUG and ESUC with analog and digital links; the sceptics; CENTRALIZED's rate-quality curve (WebP
         q1-q75 and lossless, link adapted; analog pixels; SoftCast; the capacity bound). Every digital hop has
         OLLA, HARQ and RLC ARQ; the UE walks at 3 km/h (continuous fading on TDL-A)."""
@@ -313,7 +313,7 @@ class Harness(_Worker):
     run configuration and its protocol runs, task by task or as one batch."""
 
     LINK_WARMUP_TBS = 300
-    """A plan with a [link] UE (the core plan's pedestrian UE of issue 24) has every task's UE mid-session on
+    """A plan with a [link] UE (the core plan's pedestrian UE) has every task's UE mid-session on
     each OLLA link: its state starts from a 300-TB warm-up (flowgraphs.session); other plans, as before."""
 
     def __init__(self, plan):

@@ -32,7 +32,7 @@ STYLE = {
     "centralized-digital-sim": ("darkred", "-.", "D"),
     "prompt-only": ("tab:gray", "-", None),
     "ue-local": ("tab:brown", "--", None),
-    # CENTRALIZED's rate-quality curve and the sceptics of issue 23
+    # CENTRALIZED's rate-quality curve and the sceptics who know the system
     "centralized-digital-q10": ("lightcoral", "--", "1"),
     "centralized-digital-q30": ("indianred", "--", "2"),
     "centralized-digital-q50": ("firebrick", "--", "3"),

@@ -1,5 +1,5 @@
 """The claims as a frontier of quality, UE compute and air symbols: verdicts computed from paired tests on the
-same tasks, never typed in (issues 10 and 23).
+same tasks, never typed in.
 
 Quality is fidelity to the one reference per task (the ES's full-schedule noiseless output); "non-inferior"
 means the paired difference lies above -margin, the margin calibrated on imperceptible variants of the
@@ -47,7 +47,7 @@ CLAIMS = ("low-snr", "less-communication", "compute-offload")
 ALPHA = 0.025
 """One-sided level of every test (a 95 % two-sided interval); Holm keeps each claim family at it."""
 DEFAULT_MARGIN = 0.05
-"""Non-inferiority margin in fidelity where the run has no calibration point (the margin of issue 10)."""
+"""Non-inferiority margin in fidelity where the run has no calibration point (the fixed margin of the first case study)."""
 MARGIN_FACTORS = (0.5, 1.0, 2.0)
 """The report counts the verdicts at these multiples of the calibrated margin."""
 STEP_TOLERANCE = 0.5

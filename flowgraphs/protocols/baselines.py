@@ -1,5 +1,4 @@
-"""What the UE gets without MEG: the zero-transmission baselines and the sceptic who shares the noise seed
-(issues 10 and 23).
+"""What the UE gets without MEG: the zero-transmission baselines and the sceptic who shares the noise seed.
 
 A protocol's value is its gain over what a UE with the same model can do alone, or with a few bits:
 
