@@ -1,18 +1,70 @@
 """The one small interface every radio implements: configure, transmit, receive, close.
 
 Samples are complex baseband, numpy complex64, full scale |x| <= 1 (the radio maps that onto its DAC/ADC
-range). Settings are validated properties (pyadi-iio style): assigning an out-of-range value raises
-InputError at once, before any hardware is touched. A radio is a context manager; leaving the `with`
-block (normally, on an error or on Ctrl-C) stops any transmission and releases the device.
+range). Settings are validated properties (pyadi-iio style), each declared as a `Setting`: assigning an
+out-of-range value raises InputError at once, before any hardware is touched. A radio is a context manager;
+leaving the `with` block (normally, on an error or on Ctrl-C) stops any transmission and releases the device.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from meg_common import validate
 from meg_common.errors import InputError
+
+
+class Setting(property):
+    """A documented, validated device setting (in the spirit of pyadi-iio's documented properties).
+
+    `name = Setting(check, doc=...)` in a radio's class body: reading `radio.name` gives the accepted value;
+    assigning runs `check(radio, "name", value)`, which returns the value to keep or raises InputError, keeps it
+    as `radio._name`, then calls `apply(radio, value)` (e.g. pushing it to an open device). It is a property, so
+    `Radio.configure` and `isinstance(..., property)` see it as a setting.
+    """
+
+    def __init__(self, check: Callable[[Any, str, Any], Any], doc: str | None = None,
+                 apply: Callable[[Any, Any], None] | None = None):
+        self._check, self._apply_to = check, apply
+        super().__init__(self._get, self._set, None, doc)
+        self.__doc__ = doc               # property.__init__ leaves a subclass's own docstring in its place
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name, self.attribute = name, f"_{name}"
+
+    def _get(self, radio):
+        return getattr(radio, self.attribute)
+
+    def _set(self, radio, value) -> None:
+        value = self._check(radio, self.name, value)
+        setattr(radio, self.attribute, value)
+        if self._apply_to is not None:
+            self._apply_to(radio, value)
+
+    @classmethod
+    def number(cls, lo: float, hi: float, unit: str = "", doc: str | None = None,
+               apply: Callable[[Any, Any], None] | None = None) -> Setting:
+        """A finite real number in [lo, hi], kept as float (`validate.number`'s check and message)."""
+        return cls(lambda radio, name, value: validate.number(name, value, lo, hi, unit=unit), doc, apply)
+
+    @classmethod
+    def integer(cls, lo: int, hi: int, rule: str | None = None, numpy: bool = False,
+                doc: str | None = None) -> Setting:
+        """A whole number in [lo, hi] (a Python int, or with `numpy` also a numpy integer; never a bool), kept as
+        int; otherwise InputError "name=value: must be RULE" (RULE by default "an integer between LO and HI")."""
+        types = int | np.integer if numpy else int
+        rule = rule or f"an integer between {lo} and {hi}"
+
+        def check(radio, name: str, value) -> int:
+            if isinstance(value, bool) or not isinstance(value, types) or not lo <= value <= hi:
+                raise InputError(f"{name}={value!r}: must be {rule}")
+            return int(value)
+
+        return cls(check, doc)
 
 
 class Radio(abc.ABC):

@@ -25,7 +25,7 @@ import numpy as np
 
 from meg_common import validate
 from meg_common.errors import DeviceError, InputError
-from sdr_drivers.base import Radio, check_count, check_samples
+from sdr_drivers.base import Radio, Setting, check_count, check_samples
 
 SAMPLE_RATE_RANGE = (521e3, 61.44e6)        # pyadi-iio refuses < 521 kS/s (it loads the FIR below 2.08 MS/s)
 LO_RANGE = (325e6, 3.8e9)                   # AD9363 as shipped
@@ -75,30 +75,53 @@ class PlutoRadio(Radio):
         self.rf_bandwidth = rf_bandwidth if rf_bandwidth is not None else min(max(sample_rate, 200e3), 56e6)
 
     # --- validated settings ----------------------------------------------------------------------------------
-    @property
-    def uri(self) -> str:
-        return self._uri
+    def _check_lo(self, name: str, value) -> float:
+        lo, hi = LO_RANGE_EXTENDED if self.allow_extended_lo else LO_RANGE
+        hint = "" if self.allow_extended_lo else " (70 MHz - 6 GHz with allow_extended_lo on an AD9364-mode Pluto)"
+        return validate.number(name, value, lo, hi, unit="Hz", hint=hint)
 
-    @uri.setter
-    def uri(self, value) -> None:
-        self._uri = _check_uri(value, "uri")
+    def _check_tx_attenuation(self, name: str, value) -> float:
+        value = validate.number(name, value, *TX_ATTENUATION_RANGE, unit="dB")
+        if abs(value * 4 - round(value * 4)) > 1e-9:
+            raise InputError(f"{name}={value}: the Pluto sets TX attenuation in 0.25 dB steps "
+                             f"(e.g. {round(value * 4) / 4})")
+        return value
 
-    @property
-    def rx_uri(self) -> str | None:
-        return self._rx_uri
+    def _check_rx_gain_mode(self, name: str, value) -> str:
+        if value not in RX_GAIN_MODES:
+            raise InputError(f"{name}={value!r}: choose one of {', '.join(RX_GAIN_MODES)}")
+        return value
 
-    @rx_uri.setter
-    def rx_uri(self, value) -> None:
-        self._rx_uri = None if value in (None, "") else _check_uri(value, "rx_uri")
+    def _apply_rx_gain(self, value: float) -> None:
+        if getattr(self, "_rx_gain_mode", "manual") == "manual":
+            self._apply("rx_hardwaregain_chan0", value, tx=False)
 
-    @property
-    def sample_rate(self) -> float:
-        return self._sample_rate
+    def _apply_rf_bandwidth(self, value: float) -> None:
+        self._apply("rx_rf_bandwidth", int(value), tx=False)
+        self._apply("tx_rf_bandwidth", int(value), rx=False)
 
-    @sample_rate.setter
-    def sample_rate(self, value) -> None:
-        self._sample_rate = validate.number("sample_rate", value, *SAMPLE_RATE_RANGE, unit="S/s")
-        self._apply("sample_rate", int(self._sample_rate))
+    uri = Setting(lambda self, name, value: _check_uri(value, name), "libiio URI of the (TX) Pluto.")
+    rx_uri = Setting(lambda self, name, value: None if value in (None, "") else _check_uri(value, name),
+                     "libiio URI of a separate RX Pluto; None: the one at `uri` receives too.")
+    sample_rate = Setting.number(*SAMPLE_RATE_RANGE, unit="S/s", doc="Sample rate of TX and RX in S/s.",
+                                 apply=lambda self, value: self._apply("sample_rate", int(value)))
+    tx_lo = Setting(_check_lo, "TX carrier (LO) frequency in Hz.",
+                    apply=lambda self, value: self._apply("tx_lo", int(value), rx=False))
+    rx_lo = Setting(_check_lo, "RX carrier (LO) frequency in Hz.",
+                    apply=lambda self, value: self._apply("rx_lo", int(value), tx=False))
+    rf_bandwidth = Setting.number(*RF_BANDWIDTH_RANGE, unit="Hz", doc="RF bandwidth of TX and RX in Hz.",
+                                  apply=_apply_rf_bandwidth)
+    tx_attenuation_db = Setting(_check_tx_attenuation,
+                                "TX attenuation as hardware gain in dB (-89.75 to 0, 0.25 dB steps).",
+                                apply=lambda self, value: self._apply("tx_hardwaregain_chan0", value, rx=False))
+    rx_gain_mode = Setting(_check_rx_gain_mode, f"RX gain control: one of {', '.join(RX_GAIN_MODES)}.",
+                           apply=lambda self, value: self._apply("gain_control_mode_chan0", value, tx=False))
+    rx_gain_db = Setting.number(*RX_GAIN_RANGE, unit="dB", doc="RX gain in dB, applied in manual gain mode.",
+                                apply=_apply_rx_gain)
+    rx_buffer_size = Setting.integer(*BUFFER_RANGE, f"an integer between {BUFFER_RANGE[0]} and {BUFFER_RANGE[1]} "
+                                     "samples", numpy=True, doc="Samples per RX buffer.")
+    flush_buffers = Setting.integer(0, 32, doc="Stale RX buffers discarded before each capture.")
+    timeout_s = Setting.number(0.1, 600, unit="s", doc="libiio timeout (and connection probe) in seconds.")
 
     @property
     def center_frequency(self) -> float:
@@ -108,103 +131,6 @@ class PlutoRadio(Radio):
     def center_frequency(self, value) -> None:
         self.tx_lo = value
         self.rx_lo = value
-
-    @property
-    def tx_lo(self) -> float:
-        return self._tx_lo
-
-    @tx_lo.setter
-    def tx_lo(self, value) -> None:
-        self._tx_lo = self._check_lo("tx_lo", value)
-        self._apply("tx_lo", int(self._tx_lo), rx=False)
-
-    @property
-    def rx_lo(self) -> float:
-        return self._rx_lo
-
-    @rx_lo.setter
-    def rx_lo(self, value) -> None:
-        self._rx_lo = self._check_lo("rx_lo", value)
-        self._apply("rx_lo", int(self._rx_lo), tx=False)
-
-    @property
-    def rf_bandwidth(self) -> float:
-        return self._rf_bandwidth
-
-    @rf_bandwidth.setter
-    def rf_bandwidth(self, value) -> None:
-        self._rf_bandwidth = validate.number("rf_bandwidth", value, *RF_BANDWIDTH_RANGE, unit="Hz")
-        self._apply("rx_rf_bandwidth", int(self._rf_bandwidth), tx=False)
-        self._apply("tx_rf_bandwidth", int(self._rf_bandwidth), rx=False)
-
-    @property
-    def tx_attenuation_db(self) -> float:
-        return self._tx_attenuation_db
-
-    @tx_attenuation_db.setter
-    def tx_attenuation_db(self, value) -> None:
-        value = validate.number("tx_attenuation_db", value, *TX_ATTENUATION_RANGE, unit="dB")
-        if abs(value * 4 - round(value * 4)) > 1e-9:
-            raise InputError(f"tx_attenuation_db={value}: the Pluto sets TX attenuation in 0.25 dB steps "
-                             f"(e.g. {round(value * 4) / 4})")
-        self._tx_attenuation_db = value
-        self._apply("tx_hardwaregain_chan0", value, rx=False)
-
-    @property
-    def rx_gain_mode(self) -> str:
-        return self._rx_gain_mode
-
-    @rx_gain_mode.setter
-    def rx_gain_mode(self, value) -> None:
-        if value not in RX_GAIN_MODES:
-            raise InputError(f"rx_gain_mode={value!r}: choose one of {', '.join(RX_GAIN_MODES)}")
-        self._rx_gain_mode = value
-        self._apply("gain_control_mode_chan0", value, tx=False)
-
-    @property
-    def rx_gain_db(self) -> float:
-        return self._rx_gain_db
-
-    @rx_gain_db.setter
-    def rx_gain_db(self, value) -> None:
-        self._rx_gain_db = validate.number("rx_gain_db", value, *RX_GAIN_RANGE, unit="dB")
-        if getattr(self, "_rx_gain_mode", "manual") == "manual":
-            self._apply("rx_hardwaregain_chan0", self._rx_gain_db, tx=False)
-
-    @property
-    def rx_buffer_size(self) -> int:
-        return self._rx_buffer_size
-
-    @rx_buffer_size.setter
-    def rx_buffer_size(self, value) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) \
-                or not BUFFER_RANGE[0] <= value <= BUFFER_RANGE[1]:
-            raise InputError(f"rx_buffer_size={value!r}: must be an integer between {BUFFER_RANGE[0]} and "
-                             f"{BUFFER_RANGE[1]} samples")
-        self._rx_buffer_size = int(value)
-
-    @property
-    def flush_buffers(self) -> int:
-        return self._flush_buffers
-
-    @flush_buffers.setter
-    def flush_buffers(self, value) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 32:
-            raise InputError(f"flush_buffers={value!r}: must be an integer between 0 and 32")
-        self._flush_buffers = value
-
-    @property
-    def timeout_s(self) -> float:
-        return self._timeout_s
-
-    @timeout_s.setter
-    def timeout_s(self, value) -> None:
-        self._timeout_s = validate.number("timeout_s", value, 0.1, 600, unit="s")
-
-    def _check_lo(self, name: str, value) -> float:
-        lo, hi = LO_RANGE_EXTENDED if self.allow_extended_lo else LO_RANGE
-        hint = "" if self.allow_extended_lo else " (70 MHz - 6 GHz with allow_extended_lo on an AD9364-mode Pluto)"
-        return validate.number(name, value, lo, hi, unit="Hz", hint=hint)
 
     def settings(self) -> dict:
         return {"radio": "pluto", "uri": self.uri, "rx_uri": self.rx_uri, "sample_rate": self.sample_rate,

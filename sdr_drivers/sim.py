@@ -20,10 +20,9 @@ import math
 
 import numpy as np
 
-from meg_common import validate
 from meg_common.errors import InputError
 from meg_common.vocabulary import SIM_RADIO_CHANNELS, values
-from sdr_drivers.base import Radio, check_count, check_samples
+from sdr_drivers.base import Radio, Setting, check_count, check_samples
 from sdr_drivers.impairments import awgn, frequency_shift, iq_imbalance, quantize, resample
 
 CHANNELS = values(SIM_RADIO_CHANNELS)
@@ -55,64 +54,36 @@ class SimRadio(Radio):
                        channel=channel, delay_spread_ns=delay_spread_ns, occupied_fraction=occupied_fraction)
 
     # --- validated settings ----------------------------------------------------------------------------------
-    sample_rate = property(lambda self: self._sample_rate,
-                           lambda self, v: setattr(self, "_sample_rate", validate.number("sample_rate", v, 1e3, 1e9)))
-    center_frequency = property(lambda self: self._center_frequency,
-                                lambda self, v: setattr(self, "_center_frequency",
-                                                        validate.number("center_frequency", v, 1e6, 100e9)))
-    snr_db = property(lambda self: self._snr_db,
-                      lambda self, v: setattr(self, "_snr_db", validate.number("snr_db", v, -30, 200)))
-    cfo_ppm = property(lambda self: self._cfo_ppm,
-                       lambda self, v: setattr(self, "_cfo_ppm", validate.number("cfo_ppm", v, -200, 200)))
-    sco_ppm = property(lambda self: self._sco_ppm,
-                       lambda self, v: setattr(self, "_sco_ppm", validate.number("sco_ppm", v, -200, 200)))
-    iq_gain_db = property(lambda self: self._iq_gain_db,
-                          lambda self, v: setattr(self, "_iq_gain_db", validate.number("iq_gain_db", v, -6, 6)))
-    iq_phase_deg = property(lambda self: self._iq_phase_deg,
-                            lambda self, v: setattr(self, "_iq_phase_deg", validate.number("iq_phase_deg", v, -30, 30)))
-    rx_level_dbfs = property(lambda self: self._rx_level_dbfs,
-                             lambda self, v: setattr(self, "_rx_level_dbfs", validate.number("rx_level_dbfs", v, -80, 0)))
-    delay_spread_ns = property(lambda self: self._delay_spread_ns,
-                               lambda self, v: setattr(self, "_delay_spread_ns",
-                                                       validate.number("delay_spread_ns", v, 0, 10000)))
-    occupied_fraction = property(lambda self: self._occupied_fraction,
-                                 lambda self, v: setattr(self, "_occupied_fraction",
-                                                         validate.number("occupied_fraction", v, 0.01, 1)))
+    sample_rate = Setting.number(1e3, 1e9, doc="Samples per second of both ends.")
+    center_frequency = Setting.number(1e6, 100e9,
+                                      doc="Carrier frequency in Hz (scales cfo_ppm to cfo_hz; the TDL model's carrier).")
+    snr_db = Setting.number(-30, 200, doc="Es/N0 per used subcarrier in dB (see the module docstring).")
+    cfo_ppm = Setting.number(-200, 200, doc="Carrier frequency offset between the oscillators, ppm of the carrier.")
+    sco_ppm = Setting.number(-200, 200, doc="The receiver's sample-clock offset in ppm.")
+    iq_gain_db = Setting.number(-6, 6, doc="IQ gain imbalance in dB.")
+    iq_phase_deg = Setting.number(-30, 30, doc="IQ phase imbalance in degrees.")
+    rx_level_dbfs = Setting.number(-80, 0, doc="Where the AGC puts the capture's mean power, dB full scale.")
+    delay_spread_ns = Setting.number(0, 10000, doc="RMS delay spread of a TDL channel in ns.")
+    occupied_fraction = Setting.number(0.01, 1, doc="Share of the subcarriers in use (52/64 for the default frame).")
+    adc_bits = Setting.integer(4, 24, "an integer between 4 and 24 (Pluto: 12)", doc="ADC resolution in bits.")
 
-    @property
-    def dc_offset(self) -> complex:
-        return self._dc_offset
-
-    @dc_offset.setter
-    def dc_offset(self, value) -> None:
+    def _check_dc_offset(self, name: str, value) -> complex:
         try:
             value = complex(value)
         except (TypeError, ValueError):
             raise InputError(f"dc_offset={value!r}: must be a complex number (fraction of full scale)") from None
         if not (math.isfinite(value.real) and math.isfinite(value.imag)) or abs(value) > 0.5:
             raise InputError(f"dc_offset={value!r}: must be finite with |dc| <= 0.5 of full scale")
-        self._dc_offset = value
+        return value
 
-    @property
-    def adc_bits(self) -> int:
-        return self._adc_bits
-
-    @adc_bits.setter
-    def adc_bits(self, value) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or not 4 <= value <= 24:
-            raise InputError(f"adc_bits={value!r}: must be an integer between 4 and 24 (Pluto: 12)")
-        self._adc_bits = value
-
-    @property
-    def channel(self) -> str:
-        return self._channel
-
-    @channel.setter
-    def channel(self, value) -> None:
+    def _check_channel(self, name: str, value) -> str:
         value = str(value).lower()
         if value not in CHANNELS:
             raise InputError(f"channel '{value}': choose one of {', '.join(CHANNELS)}")
-        self._channel = value
+        return value
+
+    dc_offset = Setting(_check_dc_offset, "DC offset added to the capture, a complex fraction of full scale.")
+    channel = Setting(_check_channel, f"The channel model: one of {', '.join(CHANNELS)}.")
 
     @property
     def cfo_hz(self) -> float:

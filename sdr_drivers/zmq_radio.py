@@ -26,9 +26,8 @@ import time
 
 import numpy as np
 
-from meg_common import validate
 from meg_common.errors import DeviceError, InputError
-from sdr_drivers.base import Radio, check_count, check_samples
+from sdr_drivers.base import Radio, Setting, check_count, check_samples
 
 CHUNK = 4096           # samples per ZeroMQ message
 
@@ -62,23 +61,10 @@ class ZmqRadio(Radio):
         self._cyclic: threading.Thread | None = None
         self._stop = threading.Event()
 
-    sample_rate = property(lambda self: self._sample_rate,
-                           lambda self, v: setattr(self, "_sample_rate", validate.number("sample_rate", v, 1e3, 1e9)))
-    center_frequency = property(lambda self: self._center_frequency,
-                                lambda self, v: setattr(self, "_center_frequency",
-                                                        validate.number("center_frequency", v, 0, 100e9)))
-    timeout_s = property(lambda self: self._timeout_s,
-                         lambda self, v: setattr(self, "_timeout_s", validate.number("timeout_s", v, 0.01, 3600)))
-
-    @property
-    def pad_samples(self) -> int:
-        return self._pad
-
-    @pad_samples.setter
-    def pad_samples(self, value) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1 << 24:
-            raise InputError(f"pad_samples={value!r}: must be an integer >= 0")
-        self._pad = value
+    sample_rate = Setting.number(1e3, 1e9, doc="Sample rate in S/s (the flowgraph's).")
+    center_frequency = Setting.number(0, 100e9, doc="Carrier frequency in Hz (recorded; the stream is baseband).")
+    timeout_s = Setting.number(0.01, 3600, doc="Seconds to wait for a reader (TX) or for samples (RX).")
+    pad_samples = Setting.integer(0, 1 << 24, "an integer >= 0", doc="Zeros sent before and after each burst.")
 
     @property
     def uri(self) -> str:
