@@ -116,10 +116,11 @@ def test_batches_refuse_what_they_cannot_run(session):
 
 
 def test_batched_plan_option_keeps_earlier_plan_files():
-    plan = Plan.quick()
-    assert "batched" not in plan.to_dict()          # a campaign folder made before still resumes
+    plan = Plan.full()
+    assert not {"batched", "runtime", "link"} & set(plan.to_dict())   # a campaign folder made before still resumes
     data = Plan.from_dict({**plan.to_dict(), "batched": True}).to_dict()
     assert data["batched"] is True
+    assert Plan.from_dict(Plan.quick().to_dict()) == Plan.quick()
 
 
 @pytest.mark.parametrize("kind, series, n_es", [("img2img-ue", "seed-analog-aware", 1),

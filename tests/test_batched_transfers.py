@@ -57,7 +57,7 @@ def _records(records):
 
 
 def test_seed_down_analog_with_side_information_on_the_link(session, monkeypatch):
-    """Two link calls per task (the analog values, then the side information digitally), TDL-A, LMMSE."""
+    """Two link calls per task (the side information digitally, then the analog values), TDL-A, LMMSE."""
     configs = [_config(s, {"scheme": "digital", "snr_db": 20.0},
                        {"scheme": "analog", "channel": "tdl-a", "snr_db": 0.0}, side_info="link") for s in SEEDS]
     ldm = session.model()
@@ -73,7 +73,7 @@ def test_seed_down_analog_with_side_information_on_the_link(session, monkeypatch
     for i, ((seed1, var1), rec1) in enumerate(alone):
         assert torch.equal(got[i].latents, seed1.latents) and variances[i] == var1
         assert _records(records[i]) == _records(rec1)
-    assert calls == [("send_values_many", len(SEEDS)), ("send_bytes_many", len(SEEDS))]
+    assert calls == [("send_bytes_many", len(SEEDS)), ("send_values_many", len(SEEDS))]
     assert len({v for v in variances}) == len(SEEDS)          # each task its own draws
 
 

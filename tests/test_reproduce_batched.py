@@ -24,8 +24,12 @@ def assets(tmp_path_factory):
 
 def test_batched_flag_sets_the_plan_and_refuses_what_it_cannot_batch(tmp_path, capsys):
     parser = build_parser()
-    assert plan_from_args(parser.parse_args(["reproduce", "--quick", "--batched", "--out", str(tmp_path)])).batched
-    assert not plan_from_args(parser.parse_args(["reproduce", "--quick", "--out", str(tmp_path)])).batched
+    assert plan_from_args(parser.parse_args(["reproduce", "--batched", "--out", str(tmp_path)])).batched
+    assert not plan_from_args(parser.parse_args(["reproduce", "--out", str(tmp_path)])).batched
+    quick = plan_from_args(parser.parse_args(["reproduce", "--quick", "--out", str(tmp_path)]))
+    assert quick.batched and quick.runtime == "auto"          # --quick batches, the UNet where it runs fastest
+    assert plan_from_args(parser.parse_args(["reproduce", "--quick", "--runtime", "torch", "--out",
+                                             str(tmp_path)])).runtime == "torch"
     assert main(["reproduce", "--batched", "--placement", "ray", "--out", str(tmp_path / "a")]) == 2
     assert "choose one" in capsys.readouterr().err
     assert main(["reproduce", "--batched", "--bandwidth", "--out", str(tmp_path / "b")]) == 2
