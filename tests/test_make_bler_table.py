@@ -81,3 +81,21 @@ def test_a_fading_channel_gets_a_table_of_its_own_that_the_open_loop_reads(scrip
     finally:
         for cached in (mcs_module._shipped, mcs_module._shipped_channel, link_adaptation):
             cached.cache_clear()
+
+
+@pytest.mark.parametrize("channel", ["tdl-a", "cdl-a"])
+def test_the_shipped_fading_tables_are_what_the_open_loop_reads_on_their_channel(channel):
+    """The shipped LMMSE tables of TDL-A and CDL-A (the hop's link, block fading at 3 km/h, table 1 MCS 0, 4, ...,
+    28): every curve finished, and `mcs='table'` on that channel picks from it (at 10 dB an MCS whose measured
+    BLER there is at most 10 %, far below AWGN's choice: a fading channel needs more SNR for the same MCS)."""
+    from link_models.config import LinkConfig
+
+    table = BlerTable.shipped("lmmse", channel)
+    assert table.channel == channel and table.settings["channel"] == channel
+    assert table.settings["speed_mps"] == pytest.approx(0.833) and table.indices(1) == list(range(0, 29, 4))
+    hop = dict(estimator="lmmse", fft_size=12, cp_length=1, k=512, n=1024, max_transmissions=4)
+    picked = LinkConfig(channel=channel, mcs="table", snr_db=10.0, **hop).resolved()
+    awgn = LinkConfig(channel="awgn", mcs="table", snr_db=10.0, **hop).resolved()
+    assert picked.mcs_table_used == 1 and picked.mcs_index in table.indices(1)
+    assert table.bler(picked.mcs_index, 10.0, 1) <= 0.1 < table.bler(picked.mcs_index + 4, 10.0, 1)
+    assert awgn.mcs_index >= picked.mcs_index + 8
