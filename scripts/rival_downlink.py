@@ -1,4 +1,4 @@
-"""The rival re-measured (issue 24): CENTRALIZED's image downlink with OLLA and RLC ARQ on AWGN, TDL-A and CDL-A.
+"""The rival re-measured: CENTRALIZED's image downlink with OLLA and RLC ARQ on AWGN, TDL-A and CDL-A.
 
     python scripts/rival_downlink.py --out runs/rival --snr-db=-10,-5,0,5,10,20 --images 200 [--low-images 50]
 
@@ -15,7 +15,8 @@ ergodic Rayleigh capacity on TDL-A and CDL-A, whose per-subcarrier gain is Rayle
 Writes OUT/rival.json (per cell: n, delivered with its Wilson 95 % interval, mean symbols with a bootstrap
 95 % interval, capacity symbols, the ratio of means with its interval, first-transmission BLER, latency,
 ARQ retransmissions, the warm-up's last offset and the tasks' mean start offset, seconds) and OUT/rival.md (the table of docs/link-models.md).
-Resumable: a cell's images are checkpointed every 10.
+Resumable: a cell's images are checkpointed every 10. `--compare-open-loop SNRS`: on AWGN, the open loop
+against OLLA for one render, 32 draws a point (OUT/open-loop.json).
 """
 
 from __future__ import annotations
@@ -137,6 +138,44 @@ def table(cells: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compare_open_loop(snrs: list[float], draws: int = 32) -> list[dict]:
+    """On AWGN, one render (scripts/plot_image_link.py's scene, WebP q75) down the hop `draws` times per SNR:
+    the open loop (`mcs='table'`), OLLA from a fresh session, and OLLA + ARQ mid-session (this script's
+    cells); mean symbols with bootstrap 95 % intervals."""
+    from flowgraphs.config import LinkSpec
+    from flowgraphs.hops import Hop
+    from flowgraphs.ledger import hop_seed
+    from flowgraphs.session import Session
+    from meg_common import stats
+    from meg_phy import codecs
+    from meg_phy.scenes import render
+
+    attrs = {"objects": [{"shape": "circle", "colour": "red", "size": "large", "position": "left"}],
+             "background": "white"}
+    data = codecs.encode_image(render(attrs, 0)[None], fmt="webp", quality=75)
+    out = []
+    for snr in snrs:
+        for name, settings, warmup in (("open loop (mcs table)", {"mcs": "table"}, 0), ("OLLA, fresh session", {}, 0),
+                                       ("OLLA + ARQ, mid-session", {"arq_max": 8}, 300)):
+            session = Session(link_warmup_tbs=warmup)
+            spec = LinkSpec(scheme="digital", channel="awgn", snr_db=snr, **settings)
+            warm = session.warm_link_state(spec, "ES1", "UE") if warmup else None
+            records = []
+            for seed in range(draws):
+                state = warm.resumed(hop_seed(seed, SESSION_NAME)) if warm else None
+                hop = Hop("ES1-UE-image", "ES1", "UE", "image", spec, seed, session.link,
+                          link_state=(lambda state=state: state) if state else None)
+                records.append(hop.send_bytes(data, codecs.decode_image)[1])
+            row = {"snr_db": snr, "scheme": name, "bytes": len(data), "n": draws,
+                   "symbols": stats.mean([r.symbols for r in records]),
+                   "delivered": sum(r.delivered for r in records)}
+            out.append(row)
+            m = row["symbols"]
+            print(f"{snr:g} dB {name}: {m['value']:.0f} [{m['ci_low']:.0f}, {m['ci_high']:.0f}] symbols, "
+                  f"{row['delivered']}/{draws} delivered ({len(data)} bytes)", flush=True)
+    return out
+
+
 def main(argv=None) -> int:
     from meg_common.cli import number_list
 
@@ -151,8 +190,16 @@ def main(argv=None) -> int:
     p.add_argument("--arq-max", type=int, default=8)
     p.add_argument("--warmup-tbs", type=int, default=300)
     p.add_argument("--table-only", action="store_true", help="rewrite OUT/rival.md from OUT/rival.json")
+    p.add_argument("--compare-open-loop", type=number_list("--compare-open-loop"), default=None, metavar="SNRS",
+                   help="only the AWGN comparison of the open loop and OLLA at these SNRs (OUT/open-loop.json)")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.compare_open_loop:
+        import torch
+
+        torch.set_num_threads(1)
+        atomic_write_json(args.out / "open-loop.json", compare_open_loop([float(v) for v in args.compare_open_loop]))
+        return 0
     path = args.out / "rival.json"
     saved = json.loads(path.read_text()) if path.is_file() else {"cells": {}, "records": {}}
     if args.table_only:   # the summaries again from the records (the warm-up's own numbers kept)
