@@ -179,6 +179,12 @@ def test_core_plan_is_the_claims_grid_with_a_pedestrian_ue():
     assert {"seed-analog-aware", "seed-digital", "sketch-analog", "sketch-digital", "noise-seed@20", "ue-local@4",
             "centralized-digital-q1", "centralized-digital-lossless", "centralized-capacity"} <= {p.series for p in points}
     assert cs.Plan.from_dict(plan.to_dict()) == plan and "link" not in cs.Plan.quick().to_dict()
+    units = cs.campaign(plan)
+    first_chunk = [u.key for u in units[:len(points)]]
+    assert all(k.endswith("chunk0") for k in first_chunk)      # every point's first chunk before any second
+    lossless = [i for i, k in enumerate(first_chunk) if "centralized-digital-lossless" in k]
+    assert lossless and min(lossless) == len(points) - len(lossless)   # the slowest series last in its chunk
+    assert first_chunk[0].split("|")[1] in ("prompt-only", "ue-local")
     h = cs.Harness.__new__(cs.Harness)
     h.plan, h.prompts = plan, ["a red circle"]
     fading = h.config(cs.Point("img2img-ue", "seed-digital", "tdl-a", -5.0, 1), 0, "ue").hop_spec("es_ue", "downlink")
