@@ -36,6 +36,17 @@ def test_batched_flag_sets_the_plan_and_refuses_what_it_cannot_batch(tmp_path, c
     assert "not to --bandwidth" in capsys.readouterr().err
 
 
+def test_mcs_option_sets_the_plan_and_refuses_an_unknown_index(tmp_path, capsys):
+    parser = build_parser()
+
+    def mcs(value):
+        return plan_from_args(parser.parse_args(["reproduce", "--mcs", value, "--out", str(tmp_path)])).mcs
+
+    assert (mcs("5"), mcs("auto"), mcs("table"), mcs("none")) == (5, "auto", "table", "none")
+    assert main(["reproduce", "--mcs", "99", "--out", str(tmp_path / "x")]) == 2
+    assert "mcs" in capsys.readouterr().err
+
+
 def test_batched_reproduce_runs_batches_and_matches_task_by_task(assets, tmp_path, monkeypatch):
     import flowgraphs.runner
 

@@ -77,6 +77,8 @@ def _list(text: str | None, option: str, known, convert=str) -> tuple | None:
 
 def plan_from_args(args):
     """The Plan the options ask for (InputError for bad values)."""
+    from dataclasses import replace
+
     from flowgraphs.config import CHANNELS, MAX_ES
     from flowgraphs.experiments import case_study as cs
     from meg_common.errors import InputError
@@ -96,22 +98,16 @@ def plan_from_args(args):
         kinds=_list(args.kinds, "--kinds", cs.KINDS),
         n_es=_list(args.n_es, "--n-es", tuple(range(1, MAX_ES + 1)), int))
     if getattr(args, "batched", False):
-        from dataclasses import replace
-
         if getattr(args, "placement", "local") != "local":
             raise InputError("--batched runs a unit's tasks in one process, --placement ray puts each ES on its own "
                              "actor; choose one")
         plan = replace(plan, batched=True)
     if getattr(args, "runtime", None) is not None:
-        from dataclasses import replace
-
         plan = replace(plan, runtime=args.runtime)
     if getattr(args, "mcs", None) is not None:
-        from dataclasses import replace
+        from link_models.config import _mcs_index
 
-        from flowgraphs.config import _mcs_of
-
-        plan = replace(plan, mcs=_mcs_of(args.mcs, "--mcs") or "none")
+        plan = replace(plan, mcs=_mcs_index(args.mcs, "--mcs") or "none")
     return plan
 
 
