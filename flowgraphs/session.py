@@ -39,13 +39,13 @@ class Session:
     def __init__(self, evaluator: str | None = None, placement=None, runtime: str = "torch",
                  radio_options: dict[str, Any] | None = None, link_warmup_tbs: int = 0):
         self.runtime = runtime
+        """Where the models' UNets run: 'torch', 'onnx' or 'auto' (meg_phy.runtime)."""
         self.link_warmup_tbs = int(link_warmup_tbs)
         """Transport blocks of the warm-up that a UE's state on an OLLA link starts from (0: none, every run
         starts its UE's session; see the module doc)."""
         self.radio_options = dict(radio_options or {})
         """Settings of the radio link factories (flowgraphs.radio_link.radio_link_factory): `low_snr_below_db`,
         and for the simulated radio its impairments (`cfo_ppm`, `sco_ppm`, ...)."""
-        """Where the models' UNets run: 'torch', 'onnx' or 'auto' (meg_phy.runtime)."""
         self.evaluator = evaluator
         """Folder of the attribute evaluator that scores prompt matches (None: the embedded one)."""
         self.placement = placement
@@ -85,7 +85,7 @@ class Session:
 
     def _built(self, spec: LinkSpec):
         key = (f"wired {spec.rate_bps} {spec.latency_s}" if spec.carrier == Scheme.WIRED
-               else spec.carrier + json.dumps(spec.link_config().to_dict(), sort_keys=True))
+               else spec.carrier + _link_key(spec))
         if key not in self._links:
             self._links[key] = build_link(spec)
         return self._links[key]
@@ -102,9 +102,8 @@ class Session:
         key = (spec, src, dst, blocks)
         if key not in self._warm:
             state = None
-            if spec.scheme == "digital" and blocks > 0:
-                name = json.dumps(spec.link_config().to_dict(), sort_keys=True)
-                seed = zlib.crc32(f"{src}-{dst}-warmup {name}".encode()) % 2**31
+            if spec.carrier == Scheme.DIGITAL and blocks > 0:
+                seed = zlib.crc32(f"{src}-{dst}-warmup {_link_key(spec)}".encode()) % 2**31
                 link = self._built(spec)  # warm_up reseeds it and gives its generator back as it was
                 if getattr(getattr(link, "cfg", None), "olla", False):
                     from link_models.state import warm_up
@@ -141,3 +140,9 @@ class Session:
                                                    **self.radio_options)
         radio = self._radios[key]
         return lambda spec, seed: self.link(spec, seed) if spec.carrier == Scheme.WIRED else radio(spec, seed)
+
+
+def _link_key(spec: LinkSpec) -> str:
+    """A hop configuration's link settings as one string (`LinkSpec.link_config()`, keys sorted): what the
+    session builds one link for, and what seeds that link's warm-up."""
+    return json.dumps(spec.link_config().to_dict(), sort_keys=True)

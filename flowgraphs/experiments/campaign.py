@@ -403,8 +403,6 @@ def calibration(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-
-
 def _start_numba_threads(threads: int) -> None:
     """Start numba's thread pool once and let its parallel regions (the LDPC decoder) use `threads` of it: the
     same count as PyTorch and ONNX Runtime (which follows PyTorch's, meg_phy.runtime), so N workers on N cores
