@@ -400,6 +400,7 @@ def send_values_together(hops: Sequence[Hop], values: Sequence[torch.Tensor | No
     from link_models import budget
 
     flat = [None if v is None else v.detach().reshape(-1).float() for v in values]
+    notes = notes or [None] * len(hops)
     limits = [None if f is None else hop.spec.channel_uses for hop, f in zip(hops, flat, strict=True)]
     with_side = [i for i, side in enumerate(sides) if side is not None and flat[i] is not None]
     side_out = dict(zip(with_side, _bytes_rounds(
@@ -421,8 +422,8 @@ def send_values_together(hops: Sequence[Hop], values: Sequence[torch.Tensor | No
             sent[i] = lane.link.send_values(x)
         else:
             together.append((lane, x))
+    payload = {id(lane): x for lane, x in together}
     for group in _by_link([lane for lane, _ in together]):
-        payload = dict((id(lane), x) for lane, x in together)
         out = group[0].link.send_values_many([payload[id(lane)] for lane in group], [lane.generator for lane in group])
         for lane, got in zip(group, out, strict=True):
             sent[lane.index] = got
@@ -432,7 +433,7 @@ def send_values_together(hops: Sequence[Hop], values: Sequence[torch.Tensor | No
         if sent[i] is None:   # nothing fitted, or (with a budget) the side information was lost
             record = hop._record(side_stats, delivered=False, analog=True)
             record.values = None if flat[i] is None else int(flat[i].numel())
-            _note_budget(record, hop, (notes or [None] * len(hops))[i], side_stats)
+            _note_budget(record, hop, notes[i], side_stats)
             hop._on_record(record)
             out.append((None, None, record))
             continue
@@ -452,7 +453,7 @@ def send_values_together(hops: Sequence[Hop], values: Sequence[torch.Tensor | No
         record = hop._record(stats, delivered=delivered, analog=True)
         record.values = int(flat[i].numel())
         record.noise_var = float(noise_var.mean())
-        _note_budget(record, hop, (notes or [None] * len(hops))[i], stats, copies)
+        _note_budget(record, hop, notes[i], stats, copies)
         hop._on_record(record)
         out.append((est.reshape(values[i].shape).to(values[i].dtype), noise_var.reshape(-1), record))
     return out
