@@ -73,26 +73,16 @@ class Budget:
         return {"mcs_index": self.plan.mcs_index, "planning_bler": self.plan.bler, **numbers}
 
 
-def best_fit(candidates, budget: Budget | None) -> tuple[Any, bytes | None]:
-    """The first (best) of the (setting, payload) candidates that fits the budget: (setting, payload), or
-    (None, None); without a budget the first."""
+def best_fit(candidates, budget: Budget | None) -> Carried:
+    """What goes on a bytes hop: the first (best) of the (setting, payload) candidates whose payload fits the
+    budget, with what the budget says of it (`report`: fits, setting, payload_bits), or no data when none
+    fits; without a budget the first candidate as it is."""
     for setting, data in candidates:
-        if budget is None or budget.fits(8 * len(data)):
-            return setting, data
-    return None, None
-
-
-def _fitted(data: bytes, budget: Budget | None, setting: Any = None) -> Carried:
-    """Bytes as they are when they fit (nothing when they do not), with what the budget says of them."""
-    if budget is None:
-        return Carried(data, None, None)
-    fits = budget.fits(8 * len(data))
-    return Carried(data if fits else None, None, None, budget.report(fits=fits, setting=setting,
-                                                                      payload_bits=_bits(data if fits else None)))
-
-
-def _bits(data: bytes | None) -> int | None:
-    return None if data is None else 8 * len(data)
+        if budget is None:
+            return Carried(data, None, None)
+        if budget.fits(8 * len(data)):
+            return Carried(data, None, None, budget.report(fits=True, setting=setting, payload_bits=8 * len(data)))
+    return Carried(None, None, None, budget.report(fits=False, setting=None, payload_bits=None))
 
 
 class LostContext(NamedTuple):
@@ -177,10 +167,8 @@ def _latent_bytes(latent, config, budget: Budget | None = None) -> Carried:
     from flowgraphs.config import SEED_FORMATS
     from meg_phy.codecs import seed as codec
 
-    if budget is None:
-        return Carried(codec.encode_seed(latent, config.seed_format), None, None)
-    fmt, data = best_fit(((f, codec.encode_seed(latent, f)) for f in SEED_FORMATS), budget)
-    return Carried(data, None, None, budget.report(fits=data is not None, setting=fmt, payload_bits=_bits(data)))
+    formats = (config.seed_format,) if budget is None else SEED_FORMATS
+    return best_fit(((f, codec.encode_seed(latent, f)) for f in formats), budget)
 
 
 def _latent_from_bytes(received: bytes):
@@ -317,12 +305,9 @@ def _image_bytes(payload: str):
 
         encoder = codecs.encode_sketch if payload == "sketch" else codecs.encode_image
         size = _sent_size(payload, image, config)
-        if budget is None:
-            return Carried(encoder(image, fmt=config.image_format, quality=config.image_quality, size=size), None, None)
-        quality, data = best_fit(((q, encoder(image, fmt=config.image_format, quality=q, size=size))
-                                  for q in IMAGE_QUALITIES), budget)
-        return Carried(data, None, None, budget.report(fits=data is not None, setting=quality,
-                                                       payload_bits=_bits(data)))
+        qualities = (config.image_quality,) if budget is None else IMAGE_QUALITIES
+        return best_fit(((q, encoder(image, fmt=config.image_format, quality=q, size=size)) for q in qualities),
+                        budget)
     return encode
 
 
@@ -341,7 +326,7 @@ def grey(image: torch.Tensor, context: LostContext) -> tuple[torch.Tensor, float
 def _prompt_bytes(text: str, config, budget: Budget | None = None) -> Carried:
     from flowgraphs.prompt_codec import encode_prompt
 
-    return _fitted(encode_prompt(text), budget)
+    return best_fit([(None, encode_prompt(text))], budget)
 
 
 def _prompt_from_bytes(received: bytes) -> str:
@@ -359,7 +344,7 @@ def no_prompt(text: str, context: LostContext) -> tuple[None, float]:
 def _control_bytes(message: bytes, config, budget: Budget | None = None) -> Carried:
     """A control message as it is, with a CRC32 of its own (the link's CRC protects codewords; this one the
     message as a whole)."""
-    return _fitted(bytes(message) + zlib.crc32(message).to_bytes(4, "little"), budget)
+    return best_fit([(None, bytes(message) + zlib.crc32(message).to_bytes(4, "little"))], budget)
 
 
 def _control_from_bytes(received: bytes) -> bytes:
