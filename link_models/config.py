@@ -31,6 +31,7 @@ from meg_common.vocabulary import (
     effective_snr_db,
     noiseless,
     numeric_snr_db,
+    time_varying,
     values,
 )
 
@@ -250,7 +251,7 @@ class LinkConfig(LinkSettings):
         for name in CHOICES:
             put(name, str(getattr(self, name)).lower())
         _check_choices(self, CHOICES)
-        if self.fading == Fading.CONTINUOUS and not self.channel.startswith(("tdl-", "cdl-")):
+        if self.fading == Fading.CONTINUOUS and not time_varying(self.channel):
             put("fading", Fading.BLOCK.value)  # flat channels do not change in time: nothing to correlate
         put("arq_max", validate.integer("arq_max", self.arq_max, 0, MAX_ARQ))
         put("olla_step_db", validate.number("olla_step_db", self.olla_step_db, 0.01, 10, unit=" dB"))

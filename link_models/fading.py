@@ -31,6 +31,7 @@ from torch import nn
 
 from link_models.config import LinkConfig
 from meg_common.rng import import_sionna, make_generator, sionna_rng
+from meg_common.vocabulary import time_varying
 
 SPEED_OF_LIGHT = 299792458.0
 
@@ -59,9 +60,9 @@ class ContinuousFading(nn.Module):
     def __init__(self, cfg: LinkConfig, resource_grid, device: str):
         super().__init__()
         sn = import_sionna()
-        family, letter = cfg.channel.split("-")
-        if family not in ("tdl", "cdl"):
+        if not time_varying(cfg.channel):
             raise ValueError(f"continuous fading needs a TDL or CDL channel, not {cfg.channel}")
+        family, letter = cfg.channel.split("-")
         self.family = family
         self.device = device
         self.speed = float(cfg.speed_mps)

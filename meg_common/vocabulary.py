@@ -117,6 +117,12 @@ IMAGE_CODECS = {Scheme.SOFTCAST: "softcast"}
 image_format: WebP, JPEG or PNG bytes, or the pixels as analog values)."""
 
 
+def time_varying(channel: str) -> bool:
+    """The channels whose fading evolves in time with the UE's speed (3GPP TDL and CDL): the only ones where
+    continuous fading and `speed_mps` mean anything (AWGN, Rayleigh block fading and the ideal channel do not)."""
+    return str(channel).startswith(("tdl-", "cdl-"))
+
+
 def carrier_of(scheme: str) -> str:
     """The carrier of a hop scheme (HOP_CARRIERS): softcast is analog, every other scheme is its own."""
     return Scheme.ANALOG.value if scheme in ANALOG_SCHEMES else str(scheme)

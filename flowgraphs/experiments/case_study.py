@@ -34,6 +34,7 @@ from flowgraphs.experiments.campaign import BASELINE_KEYS, NO_CHANNEL
 from flowgraphs.experiments.campaign import Harness as _Worker
 from flowgraphs.experiments.world import unpack
 from meg_common import stats
+from meg_common.vocabulary import time_varying
 
 KINDS = ("text-to-image", "img2img-es", "img2img-ue")
 UE_SEEDED = ("UIEG", "CIAG", "UIDG", "UIDCG")
@@ -148,7 +149,9 @@ def missing(series: Series) -> str | None:
 PEDESTRIAN = (("arq_max", 8), ("fading", "continuous"), ("speed_mps", 0.833))
 """The core plan's UE: RLC ARQ up to 8 retransmissions after HARQ, continuous fading at 3 km/h."""
 FADING_ONLY = ("fading", "speed_mps")
-"""Plan link settings that apply only to channels with fading (TDL, CDL)."""
+"""Plan link settings that apply only to channels whose fading evolves in time (TDL, CDL: vocabulary.
+time_varying; LinkConfig turns continuous fading into block fading elsewhere, but the run's record would still
+name it)."""
 
 
 @dataclass(frozen=True)
@@ -325,8 +328,7 @@ class Harness(_Worker):
         up_snr, down_snr = (plan.uplink_snr_db, point.snr_db) if point.swept == "downlink" else \
             (point.snr_db, plan.uplink_snr_db)
         mcs = {} if plan.mcs is None else {"mcs": plan.mcs}
-        fading = point.channel.startswith(("tdl", "cdl"))
-        common = {k: v for k, v in plan.link if fading or k not in FADING_ONLY}
+        common = {k: v for k, v in plan.link if time_varying(point.channel) or k not in FADING_ONLY}
         protocol = "CENTRALIZED" if series.protocol == "noise-seed" else series.protocol
         return self.run_config(i, protocol,
                                {"scheme": series.scheme, "channel": point.channel, **common, **mcs,
@@ -482,9 +484,9 @@ def rows(merged: dict[Point, list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 
 SLOW_LAST = ("centralized-digital-lossless",)
-"""Series whose units run last within each chunk: the lossless image is about ten times any other unit's
-LDPC decoding at low SNR (about 10 CPU minutes per 50-task unit on TDL-A at -10 dB against seconds for most units), so an interrupted run has
-every other point first. Only the order changes; each unit's result does not depend on it."""
+"""Series whose units run last within each chunk: the lossless image's LDPC decoding at low SNR is about
+10 CPU minutes per 50-task unit on TDL-A at -10 dB, against seconds for most units, so an interrupted run
+has every other point first. Only the order changes; each unit's result does not depend on it."""
 
 
 def campaign(plan: Plan) -> list[Any]:
