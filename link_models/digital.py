@@ -41,10 +41,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import torch
+from numba import njit
 
 from link_models.base import OFDMLink
 from link_models.coding import build_code
@@ -59,18 +59,42 @@ SCRAMBLING_RNTI = 1  # n_RNTI and n_ID of the 5G scrambler: any fixed pair, know
 SCRAMBLING_ID = 0
 
 
-@lru_cache(maxsize=4)
+@njit(cache=True)
+def _gold_bits(c_init: int, length: int) -> np.ndarray:  # pragma: no cover (compiled; tested against Sionna)
+    """TS 38.211 5.2.1's length-31 Gold sequence, the recurrence of Sionna's `generate_prng_seq` compiled."""
+    n_c = 1600
+    x1 = np.zeros(length + n_c + 31, np.uint8)
+    x2 = np.zeros(length + n_c + 31, np.uint8)
+    x1[0] = 1
+    for k in range(31):
+        x2[k] = (c_init >> k) & 1
+    for i in range(length + n_c):
+        x1[i + 31] = x1[i + 3] ^ x1[i]
+        x2[i + 31] = x2[i + 3] ^ x2[i + 2] ^ x2[i + 1] ^ x2[i]
+    out = np.empty(length, np.float32)
+    for i in range(length):
+        out[i] = x1[i + n_c] ^ x2[i + n_c]
+    return out
+
+
+_GOLD: dict[int, np.ndarray] = {}
+"""The longest sequence made so far in this process, per c_init: a shorter one is its prefix."""
+
+
 def _gold(c_init: int, length: int) -> np.ndarray:
-    return import_sionna().nr.utils.generate_prng_seq(length, c_init).astype(np.float32)
+    if len(_GOLD.get(c_init, ())) < length:
+        _GOLD[c_init] = _gold_bits(c_init, max(4096, 1 << (int(length) - 1).bit_length()))
+    return _GOLD[c_init][:length]
 
 
 def scrambling_sequence(length: int, rnti: int = SCRAMBLING_RNTI, n_id: int = SCRAMBLING_ID) -> np.ndarray:
     """The first `length` bits (0/1, float32) of the scrambling sequence of TS 38.211 7.3.1.1 (PDSCH, codeword
     0): Sionna's Gold sequence `generate_prng_seq` with c_init = n_RNTI 2^15 + n_ID, the sequence Sionna's
     `TB5GScrambler` applies. Not the block itself: it regenerates its sequence (a Python loop, 0.4 s for
-    30 kbit) whenever the input length changes, and every pass has its own length; here the sequence is made
-    once per process, at a power of two >= length, and a shorter one is its prefix."""
-    return _gold(rnti * 2 ** 15 + n_id, max(4096, 1 << (int(length) - 1).bit_length()))[:length]
+    30 kbit, minutes for the megabits of a batched pass) whenever the input length changes, and every pass
+    has its own length; here the recurrence is compiled and the sequence kept, grown to the next power of
+    two when a longer one is asked for, and a shorter one is its prefix."""
+    return _gold(rnti * 2 ** 15 + n_id, int(length))
 
 
 @dataclass

@@ -23,6 +23,19 @@ def test_sequence_is_sionnas_5g_scrambling_sequence():
     assert 0.45 < float(block(zeros).mean()) < 0.55
 
 
+def test_compiled_gold_sequence_equals_sionnas_generator():
+    """The compiled recurrence gives Sionna's `generate_prng_seq` bit for bit, for other initialisations and for
+    lengths that make the kept sequence grow (a prefix of the longer one each time)."""
+    from link_models import digital
+
+    generate = import_sionna().nr.utils.generate_prng_seq
+    for c_init in (SCRAMBLING_RNTI * 2 ** 15 + SCRAMBLING_ID, 0, 12345, 2 ** 31 - 1):
+        digital._GOLD.pop(c_init, None)
+        for length in (5, 4097, 20000, 1000):
+            assert (digital._gold(c_init, length) == generate(length, c_init)).all(), (c_init, length)
+        assert len(digital._GOLD[c_init]) == 32768       # grown twice (4096, then 32768), never shrunk
+
+
 def _bler(link: DigitalLink, kind: str, codewords: int, seed: int = 5) -> float:
     link.reseed(seed)
     step, k = link.codewords_per_batch, link.cfg.k
