@@ -97,6 +97,19 @@ def make_prompt(spec: dict) -> str:
     same named attributes and no position are counted ('two blue triangles'), so
     `parse_prompt(make_prompt(spec)) == spec` for every valid spec.
     """
+    phrases = [text for text, _ in prompt_phrases(spec)]
+    text = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1] if phrases else ""
+    if "background" in spec:
+        bg = spec["background"]
+        article = "an" if bg[0] in "aeiou" else "a"
+        text = f"{text} on {article} {bg} background" if text else f"{article} {bg} background"
+    return text
+
+
+def prompt_phrases(spec: dict) -> list[tuple[str, list[int]]]:
+    """The object phrases of `make_prompt(spec)` in order, each with the indices of the objects of
+    `spec["objects"]` it names (more than one where equal objects are counted): which words name which
+    object, for training that ties a word's attention to its object."""
     check_spec(spec)
     objects = spec.get("objects", [])
     phrases, i = [], 0
@@ -105,14 +118,9 @@ def make_prompt(spec: dict) -> str:
         if "position" not in objects[i]:
             while i + n < len(objects) and objects[i + n] == objects[i]:
                 n += 1
-        phrases.append(_object_phrase(objects[i], n))
+        phrases.append((_object_phrase(objects[i], n), list(range(i, i + n))))
         i += n
-    text = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1] if phrases else ""
-    if "background" in spec:
-        bg = spec["background"]
-        article = "an" if bg[0] in "aeiou" else "a"
-        text = f"{text} on {article} {bg} background" if text else f"{article} {bg} background"
-    return text
+    return phrases
 
 
 def _object_phrase(obj: dict, count: int) -> str:
@@ -467,20 +475,34 @@ def render_batch(specs: list[dict], seeds: list[int]) -> torch.Tensor:
 def raster(lay: dict) -> torch.Tensor:
     """Pixels of a layout: background, then the objects in order (later ones cover earlier ones)."""
     image = _background(lay["background"])
-    n = IMAGE_SIZE * _SUPERSAMPLE
     for obj in lay["objects"]:
-        e = obj["extent"] + 1.0
-        x0, x1 = max(0, int(math.floor(obj["x"] - e))), min(IMAGE_SIZE, int(math.ceil(obj["x"] + e)))
-        y0, y1 = max(0, int(math.floor(obj["y"] - e))), min(IMAGE_SIZE, int(math.ceil(obj["y"] + e)))
-        xs = x0 + (torch.arange((x1 - x0) * _SUPERSAMPLE, dtype=torch.float32) + 0.5) / _SUPERSAMPLE - obj["x"]
-        ys = y0 + (torch.arange((y1 - y0) * _SUPERSAMPLE, dtype=torch.float32) + 0.5) / _SUPERSAMPLE - obj["y"]
-        inside = _inside(obj["shape"], xs[None, :], ys[:, None], obj["radius"])
-        cover = inside.float().reshape(y1 - y0, _SUPERSAMPLE, x1 - x0, _SUPERSAMPLE).mean(dim=(1, 3))
+        rows, cols, cover = _coverage(obj)
         colour = torch.tensor(obj["rgb"])[:, None, None]
-        patch = image[:, y0:y1, x0:x1]
-        image[:, y0:y1, x0:x1] = patch * (1 - cover) + colour * cover
-    del n
+        image[:, rows, cols] = image[:, rows, cols] * (1 - cover) + colour * cover
     return image.clamp(0, 1)
+
+
+def object_pixels(lay: dict) -> torch.Tensor:
+    """[objects, H, W] bool: the pixels each object of a layout covers, at least in part (hidden or not by
+    the objects drawn after it); which pixels a word that names the object should look at."""
+    masks = torch.zeros(len(lay["objects"]), IMAGE_SIZE, IMAGE_SIZE, dtype=torch.bool)
+    for k, obj in enumerate(lay["objects"]):
+        rows, cols, cover = _coverage(obj)
+        masks[k, rows, cols] = cover > 0
+    return masks
+
+
+def _coverage(obj: dict) -> tuple[slice, slice, torch.Tensor]:
+    """The rows and columns of the pixels around an object, and the share of each that the shape covers
+    (supersampled)."""
+    e = obj["extent"] + 1.0
+    x0, x1 = max(0, int(math.floor(obj["x"] - e))), min(IMAGE_SIZE, int(math.ceil(obj["x"] + e)))
+    y0, y1 = max(0, int(math.floor(obj["y"] - e))), min(IMAGE_SIZE, int(math.ceil(obj["y"] + e)))
+    xs = x0 + (torch.arange((x1 - x0) * _SUPERSAMPLE, dtype=torch.float32) + 0.5) / _SUPERSAMPLE - obj["x"]
+    ys = y0 + (torch.arange((y1 - y0) * _SUPERSAMPLE, dtype=torch.float32) + 0.5) / _SUPERSAMPLE - obj["y"]
+    inside = _inside(obj["shape"], xs[None, :], ys[:, None], obj["radius"])
+    cover = inside.float().reshape(y1 - y0, _SUPERSAMPLE, x1 - x0, _SUPERSAMPLE).mean(dim=(1, 3))
+    return slice(y0, y1), slice(x0, x1), cover
 
 
 def _inside(shape: str, x: torch.Tensor, y: torch.Tensor, r: float) -> torch.Tensor:

@@ -140,6 +140,29 @@ def test_interrupted_unet_stage_resumes_to_the_same_weights(smoke_run, tmp_path,
             torch.testing.assert_close(resumed[key][name], value, rtol=1e-5, atol=1e-6)
 
 
+def test_the_grounded_recipe_trains_and_its_probe_reads_the_attention(smoke_run, tmp_path):
+    """`--recipe grounded`: the UNet stage runs with the token loss and high-noise timesteps (the loss differs
+    from the stock run's on the same batches), and the go/no-go probe reads attention shares in [0, 1]."""
+    done, stock_log = smoke_run
+    (tmp_path / "checkpoints").mkdir()
+    for name in ("vae.safetensors", "latents.safetensors"):
+        shutil.copy(done / "checkpoints" / name, tmp_path / "checkpoints" / name)
+    shutil.copytree(done / "evaluator", tmp_path / "evaluator")
+    log = train(tiny_config(tmp_path, stages=("unet",), **trainer.RECIPES["grounded"]))
+    losses = [p[2] for p in log["stages"]["unet"]["loss"]]
+    assert len(losses) == STEPS and all(0 < v < 100 for v in losses)
+    assert losses != [p[2] for p in stock_log["stages"]["unet"]["loss"]]
+    state = load_checkpoint(tmp_path / "checkpoints" / "unet.safetensors")
+    tr = trainer._Trainer(tiny_config(tmp_path), tmp_path, log)
+    unet, text = components.build_unet(), components.build_text_encoder(len(components.build_tokenizer()))
+    unet.load_state_dict(state["ema_unet"])
+    text.load_state_dict(state["ema_text"])
+    probe = tr.attention_probe(unet, text, tr.load_vae(), n=4)
+    assert probe["n"] == 4 and 0 < probe["uniform"] < 1 and 0 <= probe["inside"] <= 1
+    assert probe["ratio"] == pytest.approx(probe["inside"] / probe["uniform"], rel=1e-2)
+    assert type(next(iter(unet.attn_processors.values()))).__name__ != "_Recording"
+
+
 def test_unet_stage_needs_a_trained_vae(tmp_path):
     with pytest.raises(InputError, match="stage vae is not finished"):
         train(tiny_config(tmp_path, stages=("unet",)))

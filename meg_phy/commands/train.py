@@ -33,13 +33,17 @@ def register(subparsers) -> None:
                         "wall time")
     p.add_argument("--resume", action="store_true", help="accepted for clarity: resuming from --out is always on")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--recipe", choices=("stock", "grounded"), default="stock",
+                   help="the UNet's training: stock (the shipped model's) or grounded (half the timesteps at high "
+                        "noise with an image-space weight floor, and each object word's cross-attention pulled "
+                        "onto its object; docs/embedded-model.md)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from meg_common.errors import InputError
     from meg_common.io import prepare_out_dir
-    from meg_phy.training.trainer import STAGES, TrainConfig, scale_budgets, train
+    from meg_phy.training.trainer import RECIPES, STAGES, TrainConfig, scale_budgets, train
 
     out = prepare_out_dir(args.out)
     if args.images < 1 or (args.steps is not None and args.steps < 1) or args.threads < 1:
@@ -50,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--target-accuracy {args.target_accuracy}: must be in [0, 1]")
     stages = STAGES if args.stage == "all" else (args.stage,)
     config = TrainConfig(out=out, stages=stages, images=args.images, seed=args.seed, steps=args.steps,
-                         threads=args.threads, clock=args.clock, target_accuracy=args.target_accuracy or None)
+                         threads=args.threads, clock=args.clock, target_accuracy=args.target_accuracy or None,
+                         **RECIPES[args.recipe])
     if args.device:
         config.device = args.device
     if args.minutes is not None:

@@ -27,10 +27,16 @@ def held_out(n: int, offset: int = 0) -> tuple[list[dict], list[int]]:
 
 def prompt_for(scene: dict, gen: torch.Generator) -> str:
     """A training/evaluation prompt of a complete scene: attributes dropped at random, objects shuffled."""
+    return scenes.make_prompt(prompt_spec(scene, gen)[0])
+
+
+def prompt_spec(scene: dict, gen: torch.Generator) -> tuple[dict, list[int]]:
+    """What `prompt_for` describes (the same draws): the partial spec, and for each of its objects the index
+    of the scene's object it describes."""
     spec = scenes.drop_attributes(scene, gen)
     order = torch.randperm(len(spec["objects"]), generator=gen).tolist()
     spec["objects"] = [spec["objects"][i] for i in order]
-    return scenes.make_prompt(spec)
+    return spec, order
 
 
 def held_out_prompts(n: int, offset: int = 900_000) -> list[str]:
