@@ -161,6 +161,9 @@ def test_the_grounded_recipe_trains_and_its_probe_reads_the_attention(smoke_run,
     assert probe["n"] == 4 and 0 < probe["uniform"] < 1 and 0 <= probe["inside"] <= 1
     assert probe["ratio"] == pytest.approx(probe["inside"] / probe["uniform"], rel=1e-2)
     assert type(next(iter(unet.attn_processors.values()))).__name__ != "_Recording"
+    positions = tr.position_probe(unet, text, tr.load_vae(), tr.load_reader(), n=6, ts=(951,))
+    counts = positions["t"]["951"]
+    assert 0 <= counts["hits"] <= counts["named"] and counts["chance"] <= counts["named"]
 
 
 def test_unet_stage_needs_a_trained_vae(tmp_path):
