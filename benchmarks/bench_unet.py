@@ -19,7 +19,7 @@ TARGET = 1.5
 BATCHES = (2, 16)
 
 
-def _cpu_seconds(fn, reps: int) -> float:
+def cpu_seconds(fn, reps: int) -> float:
     fn()
     times = []
     for _ in range(reps):
@@ -57,8 +57,8 @@ def run(quick: bool = False) -> dict:
             with torch.inference_mode():
                 reference = ldm.unet(sample, t, encoder_hidden_states=hidden).sample
                 worst = max(worst, float((onnx(sample, t, hidden).sample - reference).abs().max()))
-                eager = _cpu_seconds(lambda x=sample, s=t, h=hidden: ldm.unet(x, s, encoder_hidden_states=h), reps)
-                fast = _cpu_seconds(lambda x=sample, s=t, h=hidden: onnx(x, s, h), reps)
+                eager = cpu_seconds(lambda x=sample, s=t, h=hidden: ldm.unet(x, s, encoder_hidden_states=h), reps)
+                fast = cpu_seconds(lambda x=sample, s=t, h=hidden: onnx(x, s, h), reps)
             out["speedup"][str(batch)] = round(eager / fast, 2)
             out["torch_ms"][str(batch)] = round(eager * 1e3, 2)
             out["onnx_ms"][str(batch)] = round(fast * 1e3, 2)

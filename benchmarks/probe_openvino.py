@@ -6,33 +6,32 @@ the runtimes alternating so they share the machine's load): PyTorch, ONNX Runtim
 OpenVINO on the same ONNX export, once with its dynamic shapes and once reshaped to the call's shape.
 OpenVINO is not a dependency of meg-phy:
 
-    pip install openvino && python scripts/probe_openvino.py --out runs/openvino_probe.json
+    pip install openvino && python -m benchmarks.probe_openvino --out runs/openvino_probe.json
+
+Not a bench_* module: `python -m benchmarks` does not run it (it has no target, and OpenVINO is not installed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import sys
 import time
 
-
-def _cpu_seconds(fn, reps: int = 15) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return statistics.median(times)
+from benchmarks.bench_unet import cpu_seconds
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/openvino_probe.json")
     args = parser.parse_args()
 
-    import openvino as ov
+    try:
+        import openvino as ov
+    except ImportError:
+        print("error: OpenVINO is not installed; pip install openvino (it is not a dependency of meg-phy)",
+              file=sys.stderr)
+        return 2
     import torch
 
     from meg_common.io import atomic_write_json
@@ -51,6 +50,7 @@ def main() -> None:
         result[str(batch)] = _probe(ldm, onnx, core, dynamic, settings, batch)
         print(batch, json.dumps(result[str(batch)]), flush=True)
     atomic_write_json(args.out, result)
+    return 0
 
 
 def _probe(ldm, onnx, core, dynamic, settings: dict, batch: int) -> dict:
@@ -77,10 +77,10 @@ def _probe(ldm, onnx, core, dynamic, settings: dict, batch: int) -> dict:
         ms: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(2):
             for name, fn in runs.items():
-                ms[name].append(_cpu_seconds(fn) * 1e3)
+                ms[name].append(cpu_seconds(fn, 15) * 1e3)
     return {"ms": {name: round(min(v), 2) for name, v in ms.items()}, "max_abs_diff": diff,
             "openvino_fixed_compile_s": round(compile_s, 2)}
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
