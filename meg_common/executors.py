@@ -238,6 +238,11 @@ class RayExecutor(Executor):
         if self.address is None:
             kwargs.update(address="local", num_cpus=self.num_cpus or os.cpu_count() or 1,
                           include_dashboard=False)
+            # Ray renices its workers by 15 to keep its own daemons responsive; a campaign's workers are the
+            # work, and at +15 any other job on the machine starves them (seen: a core run on 2 shared cores
+            # went at a third of its speed). The Ray started for the run gives them the driver's priority;
+            # set RAY_worker_niceness to choose otherwise.
+            os.environ.setdefault("RAY_worker_niceness", "0")
         else:
             kwargs["address"] = self.address if self.address.startswith("ray://") else \
                 resolve_ray_address(self.address, self.connect_timeout_s)

@@ -294,6 +294,24 @@ def test_private_local_ray_matches_local_and_writes_nothing_to_home(tmp_path):
     assert not (home / ".ray").exists()
 
 
+def niceness() -> int:
+    return os.nice(0)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_workers_of_a_private_local_ray_run_at_the_drivers_priority():
+    """Ray renices its workers by 15 unless told otherwise: the Ray started for a run tells it 0."""
+    pytest.importorskip("ray")
+    code = ("import os; from meg_common.executors import RayExecutor, Unit; import tests.test_executors as t; "
+            "print(os.nice(0), RayExecutor(workers=1).run([Unit('u', t.niceness)], progress=False)['u'])")
+    env = {k: v for k, v in ENV.items() if not k.startswith("RAY_")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    driver, worker = proc.stdout.split()[-2:]
+    assert worker == driver
+
+
 def test_unreachable_address_is_one_line_exit_3(tmp_path):
     port = _free_port()
     start = time.monotonic()
