@@ -240,7 +240,7 @@ class RayExecutor(Executor):
                           include_dashboard=False)
             # Ray renices its workers by 15 to keep its own daemons responsive; a campaign's workers are the
             # work, and at +15 any other job on the machine starves them (seen: a core run on 2 shared cores
-            # outrun by a nice-19 training). The Ray started for the run gives them the driver's priority;
+            # starved beside tests at nice 0-5). The Ray started for the run gives them the driver's priority;
             # set RAY_worker_niceness to choose otherwise.
             os.environ.setdefault("RAY_worker_niceness", "0")
         else:
