@@ -7,8 +7,9 @@ each task's record on the fading channel with the same task's record on AWGN (sa
 the task). It prints a Markdown table with:
 - n, the paired tasks, pooled over the task kinds;
 - images delivered on each channel, with a Wilson 95 % interval;
-- mean downlink symbols on the fading channel, with a bootstrap 95 % interval;
-- the ratio of the fading channel's mean to AWGN's, with a paired bootstrap 95 % interval.
+- mean downlink symbols on the fading channel, with a bootstrap 95 % interval (meg_common.stats.mean);
+- the ratio of the fading channel's mean to AWGN's, with a paired bootstrap 95 % interval
+  (meg_common.stats.ratio_of_means, the case study's own).
 Downlink symbols count everything sent: pilots, CP, HARQ and ARQ retransmissions, control.
 """
 
@@ -21,7 +22,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+
+from meg_common import stats
 
 DIGITAL = ("seed-digital", "sketch-digital", "centralized-digital-q1", "centralized-digital-q10",
            "centralized-digital-q50", "centralized-digital", "centralized-digital-lossless", "noise-seed@20")
@@ -40,18 +42,9 @@ def records(run: Path, channels: tuple[str, ...]) -> dict:
     return out
 
 
-def _wilson(k: int, n: int) -> str:
-    ci = stats.binomtest(k, n).proportion_ci(method="wilson")
-    return f"{k}/{n} [{ci.low:.3f}, {ci.high:.3f}]"
-
-
-def _boot(data: tuple, statistic, paired: bool = False) -> tuple[float, float]:
-    if len(data[0]) < 2 or np.ptp(data[0]) == 0 and (len(data) == 1 or np.ptp(data[1]) == 0):
-        value = statistic(*data)
-        return value, value
-    ci = stats.bootstrap(data, statistic, paired=paired, vectorized=False, n_resamples=2000,
-                         random_state=np.random.default_rng(0)).confidence_interval
-    return ci.low, ci.high
+def _rate(k: int, n: int) -> str:
+    r = stats.rate(k, n)
+    return f"{k}/{n} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
 
 
 def table(run: Path, fading: str) -> str:
@@ -66,14 +59,12 @@ def table(run: Path, fading: str) -> str:
                 continue
             a = np.array([awgn[t]["downlink"] for t in tasks], float)
             f = np.array([fade[t]["downlink"] for t in tasks], float)
-            mean_ci = _boot((f,), np.mean)
-            ratio = float(f.mean() / a.mean())
-            ratio_ci = _boot((f, a), lambda x, y: np.mean(x) / np.mean(y), paired=True)
+            m, ratio = stats.mean(f), stats.ratio_of_means(f, a)
             lines.append(f"| {series} | {snr:+.0f} dB | {len(tasks)} "
-                         f"| {_wilson(sum(awgn[t]['delivered'] for t in tasks), len(tasks))} "
-                         f"| {_wilson(sum(fade[t]['delivered'] for t in tasks), len(tasks))} "
-                         f"| {f.mean():.0f} [{mean_ci[0]:.0f}, {mean_ci[1]:.0f}] "
-                         f"| {ratio:.2f} [{ratio_ci[0]:.2f}, {ratio_ci[1]:.2f}] |")
+                         f"| {_rate(sum(awgn[t]['delivered'] for t in tasks), len(tasks))} "
+                         f"| {_rate(sum(fade[t]['delivered'] for t in tasks), len(tasks))} "
+                         f"| {m['value']:.0f} [{m['ci_low']:.0f}, {m['ci_high']:.0f}] "
+                         f"| {ratio['value']:.2f} [{ratio['ci_low']:.2f}, {ratio['ci_high']:.2f}] |")
     return "\n".join(lines)
 
 
