@@ -1,5 +1,5 @@
-"""The grounded recipe's go/no-go probes on a trained model folder (the trainer runs them at every UNet
-evaluation; this runs them on a finished or shipped model).
+"""The grounded recipe's go/no-go probes on a trained model folder (`meg_phy.training.probes`; the trainer runs
+them at every UNet evaluation, this runs them on a finished or shipped model).
 
     python scripts/probe_grounding.py [--model meg_phy/models/default] [--evaluator DIR] [--n 128]
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -29,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from meg_phy.evaluator import load_evaluator
     from meg_phy.models import DEFAULT_MODEL_DIR
-    from meg_phy.training import trainer
+    from meg_phy.training import probes
 
     root = args.model or DEFAULT_MODEL_DIR
     if not (root / "unet").is_dir():
@@ -40,11 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     unet = UNet2DConditionModel.from_pretrained(root / "unet")
     vae = AutoencoderKL.from_pretrained(root / "vae")
     text = CLIPTextModel.from_pretrained(root / "text_encoder")
-    scratch = Path(tempfile.mkdtemp(prefix="meg-phy-probe-"))
-    tr = trainer._Trainer(trainer.TrainConfig(out=scratch, device="cpu"), scratch, {"stages": {}})
     result = {"model": str(root), "n": args.n,
-              "attention": {t: tr.attention_probe(unet, text, vae, n=args.n, t=t) for t in (951, 801, 651, 301)},
-              "positions": tr.position_probe(unet, text, vae, load_evaluator(args.evaluator), n=args.n)}
+              "attention": {t: probes.attention_in_objects(unet, text, vae, n=args.n, t=t) for t in (951, 801, 651, 301)},
+              "positions": probes.x0_positions(unet, text, vae, load_evaluator(args.evaluator), n=args.n)}
     print(json.dumps(result, indent=1))
     return 0
 

@@ -9,7 +9,7 @@ import torch
 
 from meg_common.errors import InputError
 from meg_phy import scenes
-from meg_phy.training import components, data, trainer
+from meg_phy.training import components, data, probes, trainer
 from meg_phy.training.checkpoint import load_checkpoint, save_checkpoint
 from meg_phy.training.trainer import TrainConfig, train
 
@@ -153,15 +153,15 @@ def test_the_grounded_recipe_trains_and_its_probe_reads_the_attention(smoke_run,
     assert len(losses) == STEPS and all(0 < v < 100 for v in losses)
     assert losses != [p[2] for p in stock_log["stages"]["unet"]["loss"]]
     state = load_checkpoint(tmp_path / "checkpoints" / "unet.safetensors")
-    tr = trainer._Trainer(tiny_config(tmp_path), tmp_path, log)
+    tr = trainer._Trainer(tiny_config(tmp_path), tmp_path, log)  # for its loaders of the stages' outputs
     unet, text = components.build_unet(), components.build_text_encoder(len(components.build_tokenizer()))
     unet.load_state_dict(state["ema_unet"])
     text.load_state_dict(state["ema_text"])
-    probe = tr.attention_probe(unet, text, tr.load_vae(), n=4)
+    probe = probes.attention_in_objects(unet, text, tr.load_vae(), n=4)
     assert probe["n"] == 4 and 0 < probe["uniform"] < 1 and 0 <= probe["inside"] <= 1
     assert probe["ratio"] == pytest.approx(probe["inside"] / probe["uniform"], rel=1e-2)
     assert type(next(iter(unet.attn_processors.values()))).__name__ != "_Recording"
-    positions = tr.position_probe(unet, text, tr.load_vae(), tr.load_reader(), n=6, ts=(951,))
+    positions = probes.x0_positions(unet, text, tr.load_vae(), tr.load_reader(), n=6, ts=(951,))
     counts = positions["t"]["951"]
     assert 0 <= counts["hits"] <= counts["named"] and counts["chance"] <= counts["named"]
 

@@ -33,7 +33,7 @@ from meg_common.config import ConfigMixin
 from meg_common.errors import InputError
 from meg_common.io import atomic_write_json, read_json
 from meg_phy import scenes
-from meg_phy.training import components, grounding
+from meg_phy.training import components, grounding, probes
 from meg_phy.training.checkpoint import load_checkpoint, save_checkpoint
 from meg_phy.training.data import (
     EVALUATOR_SEED_BASE,
@@ -597,8 +597,8 @@ class _Trainer:
             images = self.generate(ema_unet, vae, ema_text, tokenizer, eval_prompts, seed=st["step"])
             result = prompt_scores(readers[0], images, eval_prompts)
             del result["matches"]
-            result["attention_high_noise"] = self.attention_probe(ema_unet, ema_text, vae)
-            result["x0_positions"] = self.position_probe(ema_unet, ema_text, vae, readers[0])
+            result["attention_high_noise"] = probes.attention_in_objects(ema_unet, ema_text, vae, device=self.device)
+            result["x0_positions"] = probes.x0_positions(ema_unet, ema_text, vae, readers[0], device=self.device)
             result.update(step=st["step"], minutes=round(elapsed / 60, 2))
             self.stage_log("unet")["eval"].append(result)
             print(f"\n[train] unet eval @ step {st['step']} ({elapsed / 60:.1f} min): prompt accuracy "
@@ -616,71 +616,6 @@ class _Trainer:
         snapshot()
         state["done"] = True
         self.save_ckpt("unet", state)
-
-    @torch.no_grad()
-    def attention_probe(self, unet, text_encoder, vae, n: int = 64, t: int = 951) -> dict:
-        """The grounded recipe's go/no-go number (>= 2x uniform): the share of an object word's
-        cross-attention inside its object at high noise, on `n` held-out scenes (the eval prompts' draws)."""
-        scene_list, seeds = held_out(n, offset=900_000)
-        specs = [prompt_spec(s, torch.Generator().manual_seed(seed)) for s, seed in zip(scene_list, seeds, strict=True)]
-        ids = components.FastTokenizer()([scenes.make_prompt(sp[0]) for sp in specs]).to(self.device)
-        images = scenes.render_batch(scene_list, seeds).to(self.device) * 2 - 1
-        z0 = vae.encode(images).latent_dist.mode() * vae.config.scaling_factor
-        a = components.build_train_scheduler().alphas_cumprod[t].to(self.device)
-        noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(t)).to(self.device)
-        targets = grounding.targets_for(scene_list, seeds, specs, ids.shape[1])
-        modes = unet.training, text_encoder.training
-        unet.eval()
-        text_encoder.eval()
-        with grounding.AttentionCapture(unet) as maps:
-            unet(a.sqrt() * z0 + (1 - a).sqrt() * noise, torch.full((n,), t, device=self.device),
-                 text_encoder(ids).last_hidden_state)
-        unet.train(modes[0])
-        text_encoder.train(modes[1])
-        return {"t": t, "n": n, **grounding.attention_in_object(maps, targets)}
-
-    @torch.no_grad()
-    def position_probe(self, unet, text_encoder, vae, reader, n: int = 128, ts: tuple[int, ...] = (951, 801, 651),
-                       guidance: float = 4.0) -> dict:
-        """The second go/no-go number (>= 3x chance): from pure noise, does the x0-prediction at a high-noise
-        timestep put an object in the cell the prompt names? Per timestep: objects with a named cell, hits
-        (the reader finds an object there), and chance (for each named object, the share of the nine cells
-        where the reader finds an object in that image)."""
-        scene_list, seeds = held_out(n, offset=900_000)
-        specs = [prompt_spec(s, torch.Generator().manual_seed(seed))[0] for s, seed in zip(scene_list, seeds, strict=True)]
-        fast = components.FastTokenizer()
-        cond = text_encoder(fast([scenes.make_prompt(sp) for sp in specs]).to(self.device)).last_hidden_state
-        uncond = text_encoder(fast([""] * n).to(self.device)).last_hidden_state
-        alphas = components.build_train_scheduler().alphas_cumprod.to(self.device)
-        gen = torch.Generator().manual_seed(HELD_OUT_SEED)
-        shape = (n, components.LATENT_CHANNELS, components.LATENT_SIZE, components.LATENT_SIZE)
-        modes = unet.training, text_encoder.training
-        unet.eval()
-        text_encoder.eval()
-        out = {}
-        for t in ts:
-            noise = torch.randn(shape, generator=gen).to(self.device)
-            steps = torch.full((n,), t, device=self.device)
-            e_cond, e_uncond = unet(torch.cat([noise, noise]), torch.cat([steps, steps]),
-                                    torch.cat([cond, uncond])).sample.chunk(2)
-            eps = e_uncond + guidance * (e_cond - e_uncond)
-            a = alphas[t]
-            x0 = (noise - (1 - a).sqrt() * eps) / a.sqrt()
-            images = (vae.decode(x0 / vae.config.scaling_factor).sample.clamp(-1, 1) + 1) / 2
-            hits = named = 0
-            chance = 0.0
-            for spec, reading in zip(specs, reader.read(images.cpu()), strict=True):
-                found = {o["position"] for o in reading["objects"]}
-                for obj in spec["objects"]:
-                    if "position" in obj:
-                        named += 1
-                        hits += obj["position"] in found
-                        chance += len(found) / len(scenes.POSITIONS)
-            out[str(t)] = {"named": named, "hits": hits, "chance": round(chance, 2),
-                           "ratio": round(hits / chance, 3) if chance else None}
-        unet.train(modes[0])
-        text_encoder.train(modes[1])
-        return {"n": n, "guidance": guidance, "t": out}
 
     def load_reader(self):
         from meg_phy.evaluator import load_evaluator
