@@ -226,3 +226,29 @@ def test_the_shipped_reader_meets_the_clean_bar_first_then_reads_reconstructions
     _, log = smoke_run  # the export records which reader it shipped and both readers' numbers
     reader = log["stages"]["export"]["reader"]
     assert reader["stage"] in ("evaluator", "evaluator_tune") and set(reader) >= {"evaluator", "evaluator_tune"}
+
+
+def test_a_recipe_probe_folder_trains_latents_with_the_shipped_vae(tmp_path):
+    """scripts/seed_recipe_probe.py: the shipped VAE becomes a finished `vae` stage, so `latents` (and then a
+    recipe's `unet`) run on it; a second seeding of the same folder is refused with a one-line error."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from diffusers import AutoencoderKL
+
+    from meg_phy.models import DEFAULT_MODEL_DIR
+
+    script = Path(__file__).parents[1] / "scripts" / "seed_recipe_probe.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    again = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True)
+    assert again.returncode == 2 and again.stderr.startswith("error:") and "Traceback" not in again.stderr
+    assert (tmp_path / "evaluator").is_dir()
+    tr = trainer._Trainer(tiny_config(tmp_path), tmp_path, {"stages": {}})
+    shipped = AutoencoderKL.from_pretrained(DEFAULT_MODEL_DIR / "vae")
+    loaded = tr.load_vae()
+    assert loaded.config.scaling_factor == pytest.approx(shipped.config.scaling_factor)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), shipped.state_dict().values(), strict=True))
+    train(tiny_config(tmp_path, stages=("latents",)))
+    assert load_checkpoint(tmp_path / "checkpoints" / "latents.safetensors")["done"]
