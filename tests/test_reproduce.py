@@ -231,3 +231,15 @@ def test_sketch_and_distributed_protocols_have_a_text_to_image_form(assets, seri
     run = run_protocol(h.config(point, 0, "ue"), h.task("text-to-image", 0), h.session)
     assert not [r for r in run.graph.records if r.payload == "image"]  # no image uploaded
     assert run.image.shape[-2:] == tuple(h.ldm.resolution)
+
+
+def test_the_report_names_the_plans_own_link_settings():
+    """A report says what its digital hops really did: OLLA from the hop default, and the core plan's pedestrian
+    UE (ARQ, continuous fading, speed); a plan without link settings adds nothing."""
+    from flowgraphs.config import LinkSpec
+    from flowgraphs.experiments import paper
+
+    assert paper._adaptation(LinkSpec()).startswith("outer-loop link adaptation: OLLA toward 10 %")
+    core = paper._plan_link(cs.Plan.core())
+    assert "up to 8 retransmissions" in core and "continuous fading" in core and "(3 km/h)" in core
+    assert paper._plan_link(cs.Plan.quick()) == ""

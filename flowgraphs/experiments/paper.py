@@ -41,6 +41,31 @@ def _where(r: dict[str, Any]) -> str:
     return f"{r['channel']} {r['snr_db']:g} dB{extra}"
 
 
+def _adaptation(spec) -> str:
+    """How the MCS is chosen, in words."""
+    link = spec.as_link_config(digital=True)
+    if link.olla:
+        return (f"outer-loop link adaptation: OLLA toward {link.bler_target * 100:g} % first-transmission BLER on the "
+                f"receiver's reported SNR, {link.report_delay_frames} frame old")
+    return "link adaptation"
+
+
+_PLAN_LINK_WORDS = {
+    "arq_max": lambda v: f"RLC ARQ after HARQ, up to {v} retransmissions",
+    "fading": lambda v: f"{v} fading on TDL/CDL",
+    "speed_mps": lambda v: f"a UE at {v:g} m/s ({v * 3.6:.0f} km/h)",
+}
+
+
+def _plan_link(plan) -> str:
+    """The plan's own [link] settings of every hop (e.g. the core plan's pedestrian UE), as a sentence."""
+    items = dict(getattr(plan, "link", ()) or ())
+    if not items:
+        return ""
+    words = [_PLAN_LINK_WORDS[k](v) if k in _PLAN_LINK_WORDS else f"{k} = {v}" for k, v in items.items()]
+    return " Every hop of this plan also has: " + "; ".join(words) + "."
+
+
 def write(rows: list[dict[str, Any]], claims: list[dict[str, Any]], plan, versions: dict[str, Any],
           model: dict[str, Any], world: dict[str, Any], seconds: float, cpu_seconds: float, quick: bool,
           hooks: list[dict[str, str]], skipped: list[dict[str, str]], progress: dict[str, int] | None = None,
@@ -81,11 +106,11 @@ def write(rows: list[dict[str, Any]], claims: list[dict[str, Any]], plan, versio
         "",
         f"Links: OFDM {spec.fft_size} subcarriers x {spec.num_ofdm_symbols} symbols at "
         f"{spec.subcarrier_spacing_khz:g} kHz, {spec.estimator.upper()} estimation; digital: 5G LDPC "
-        + (f"with MCS {spec.mcs} (link adaptation), " if hasattr(spec, "mcs") else
+        + (f"with MCS {spec.mcs} ({_adaptation(spec)}), " if hasattr(spec, "mcs") else
            f"n = {spec.codeword_bits}, rate {spec.code_rate}, {spec.modulation.upper()}, ")
         + f"up to {spec.max_attempts} transmissions"
         + (" (HARQ, chase combining)" if getattr(spec, "harq", False) else "")
-        + "; analog: two values per complex symbol. The swept SNR is the downlink's unless a row says "
+        + "; analog: two values per complex symbol." + _plan_link(plan) + " The swept SNR is the downlink's unless a row says "
         f"'uplink swept'; the other direction is at {plan.uplink_snr_db:g} dB. Symbols count every resource "
         "element on air (data, pilots, cyclic prefix, padding), every try; backhaul apart.",
         "",
