@@ -134,3 +134,24 @@ def test_eval_model_rates_carry_the_wilson_interval():
     # 50 of 100: 0.5 +- z sqrt(0.25 n + z^2 / 4) / (n + z^2) -> [0.4038, 0.5962]
     got = rate(50, 100)
     assert (got["ci_low"], got["ci_high"]) == (0.4038, 0.5962) and got["k"] == 50
+
+
+def test_eval_model_reports_the_ceiling_and_the_reader_on_clean_renders():
+    """Issue 26's gate G0 is measured by eval-model: the reader on the eval prompts' own scenes, clean and
+    through the VAE (the ceiling no UNet can pass), with Wilson intervals; the reader per attribute on clean
+    renders; prompt accuracy per object count with intervals. Shipped model: the reader reads clean renders of
+    the eval prompts well (0.93 at n = 200) and loses a share of them to the VAE (0.755)."""
+    from meg_phy.training.evaluation import evaluate_model
+
+    result = evaluate_model(n=48, steps=4, reader_images=300)
+    clean, ceiling = result["clean_prompt_accuracy"], result["ceiling_prompt_accuracy"]
+    assert clean >= 0.8 and ceiling <= clean and ceiling >= 0.5
+    share = result["intervals"]["ceiling_prompt_accuracy"]
+    assert share["n"] == 48 and share["ci_low"] <= ceiling <= share["ci_high"]
+    reader = result["reader_clean"]
+    assert reader["n"] == 300 and set(reader["per_attribute"]) == {"shape", "colour", "size", "position",
+                                                                    "background", "count"}
+    assert reader["min"] == min(reader["per_attribute"].values()) and reader["min"] > 0.85
+    by_count = result["intervals"]["prompt_accuracy_by_objects"]
+    assert sum(v["n"] for v in by_count.values()) == 48
+    assert all(v["value"] == pytest.approx(result["prompt_accuracy_by_objects"][k], abs=1e-4) for k, v in by_count.items())

@@ -77,8 +77,8 @@ def test_embedded_reader_reads_2000_held_out_renders():
     """Every attribute read right on at least 0.94 of 2000 held-out renders. The shipping bar is 0.97: the shipped
     reader reaches it on shape, colour, size, position and background (0.976-0.9995) but not on the object
     count (0.948: heavily overlapping pairs read as one object; docs/embedded-model.md)."""
-    from meg_phy.training.trainer import attribute_accuracy
+    from meg_phy.training.data import reader_clean_accuracy
 
-    result = attribute_accuracy(ev.load_evaluator(), 2000, offset=77_000)
+    result = reader_clean_accuracy(ev.load_evaluator(), 2000, offset=77_000)
     assert result["min"] >= 0.94, result
     assert min(v for k, v in result["per_attribute"].items() if k != "count") >= 0.97, result

@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"prompt accuracy {share('prompt_accuracy')}  attribute accuracy {result['attribute_accuracy']:.3f}  "
           f"edit accuracy {share('edit_accuracy')}  VAE {result['recon_psnr_db']:.1f} dB / prompt accuracy "
-          f"{share('recon_prompt_accuracy')}  two seeds: {seeds['psnr_between_seeds_db']['mean']:.1f} dB, "
+          f"{share('recon_prompt_accuracy')}  ceiling {share('ceiling_prompt_accuracy')} (clean "
+          f"{share('clean_prompt_accuracy')}, reader min {result['reader_clean']['min']:.3f})  two seeds: {seeds['psnr_between_seeds_db']['mean']:.1f} dB, "
           f"fidelity {seeds['fidelity_between_seeds']['mean']:.2f}  (n={args.n}, 95 % intervals, {args.steps} "
           f"steps, guidance {args.guidance}, strength {args.strength})  -> {out / 'eval.json'}")
     return 0

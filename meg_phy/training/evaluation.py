@@ -7,6 +7,9 @@ for the embedded default model or any SD folder of this world).
 - Image-to-image edits: a held-out rendered scene and the full description of the same scene with one
   object's colour (even tasks) or shape (odd tasks) changed; an edit succeeds when the result satisfies it.
 - VAE reconstructions: PSNR and prompt accuracy (full descriptions) of decode(encode(x)) on held-out renders.
+- The ceiling: the eval prompts' own scenes rendered clean (`clean_prompt_accuracy`) and through the VAE
+  (`ceiling_prompt_accuracy`), read against the prompts: no UNet can score above what the reader finds in a
+  reconstruction. And the reader itself on clean renders, per attribute (`reader_clean`).
 - Seeds: prompts naming one object's colour and shape only, generated with two seeds: PSNR and fidelity
   between the two, against PSNR of reconstructions and fidelity of an image with itself (1).
 """
@@ -20,12 +23,13 @@ from pathlib import Path
 import torch
 
 from meg_phy import scenes
-from meg_phy.training.data import held_out, held_out_prompts
+from meg_phy.training.data import held_out, held_out_prompts, reader_clean_accuracy
 
 EDIT_OFFSET = 700_000
 PROMPT_OFFSET = 800_000
 RECON_OFFSET = 850_000
 SEEDS_OFFSET = 880_000
+READER_OFFSET = 0  # the reader stages' own held-out renders, so eval-model's reader figures match train_log.json
 
 
 def edit_tasks(n: int) -> list[tuple[dict, dict, int]]:
@@ -58,7 +62,8 @@ def attribute_hits(reading: dict, spec: dict) -> tuple[int, int]:
 
 @torch.no_grad()
 def evaluate_model(model=None, evaluator=None, n: int = 64, steps: int = 20, guidance: float = 4.0,
-                   strength: float = 0.7, seed: int = 0, batch: int = 16, progress=None) -> dict:
+                   strength: float = 0.7, seed: int = 0, batch: int = 16, progress=None,
+                   reader_images: int = 2000) -> dict:
     """All measures above, with the images they came from (keys starting with '_')."""
     from meg_phy.evaluator import load_evaluator
 
@@ -71,10 +76,8 @@ def evaluate_model(model=None, evaluator=None, n: int = 64, steps: int = 20, gui
     specs = [scenes.parse_prompt(p) for p in prompts]
     matches = [bool(m) for m in reader.prompt_match(images, prompts)]
     hits = [attribute_hits(r, s) for r, s in zip(readings, specs, strict=True)]
-    by_count = {}
-    for k in (1, 2, 3):
-        idx = [i for i, s in enumerate(specs) if len(s["objects"]) == k]
-        by_count[k] = round(sum(matches[i] for i in idx) / len(idx), 4) if idx else None
+    counts = {k: [i for i, s in enumerate(specs) if len(s["objects"]) == k] for k in (1, 2, 3)}
+    by_count = {k: round(sum(matches[i] for i in idx) / len(idx), 4) if idx else None for k, idx in counts.items()}
 
     tasks = edit_tasks(n)
     sources = scenes.render_batch([t[0] for t in tasks], [t[2] for t in tasks])
@@ -88,8 +91,12 @@ def evaluate_model(model=None, evaluator=None, n: int = 64, steps: int = 20, gui
     vae = text_pipe.vae
     recon_scenes, recon_seeds = held_out(n, offset=RECON_OFFSET)
     clean = scenes.render_batch(recon_scenes, recon_seeds)
-    rec = torch.cat([((vae.decode(vae.encode(x * 2 - 1).latent_dist.mode()).sample + 1) / 2).clamp(0, 1)
-                     for x in clean.split(batch)])
+    rec = _reconstruct(vae, clean, batch)
+    # the ceiling: the eval prompts' own scenes, rendered clean and through the VAE, read against the prompts
+    prompt_scenes, prompt_seeds = held_out(n, offset=PROMPT_OFFSET)
+    prompt_clean = scenes.render_batch(prompt_scenes, prompt_seeds)
+    clean_matches = [bool(m) for m in reader.prompt_match(prompt_clean, prompts)]
+    ceiling_matches = [bool(m) for m in reader.prompt_match(_reconstruct(vae, prompt_clean, batch), prompts)]
     recon_psnr = _psnr(rec, clean)
     recon_matches = reader.prompt_match(rec, [scenes.make_prompt(s) for s in recon_scenes])
 
@@ -101,8 +108,7 @@ def evaluate_model(model=None, evaluator=None, n: int = 64, steps: int = 20, gui
     second, _ = _run_batched(text_pipe, one_object, seed * 1_000_000 + SEEDS_OFFSET + 500_000, batch, None,
                              num_inference_steps=steps, guidance_scale=guidance)
     seeds_psnr = _psnr(first, second)
-    first_rec = torch.cat([((vae.decode(vae.encode(x * 2 - 1).latent_dist.mode()).sample + 1) / 2).clamp(0, 1)
-                           for x in first.split(batch)])
+    first_rec = _reconstruct(vae, first, batch)
     return {
         "prompt_accuracy": sum(matches) / n,
         "attribute_accuracy": sum(h for h, _ in hits) / max(1, sum(t for _, t in hits)),
@@ -112,6 +118,9 @@ def evaluate_model(model=None, evaluator=None, n: int = 64, steps: int = 20, gui
                                   max(1, kinds.count(k)) for k in ("colour", "shape")},
         "recon_psnr_db": round(float(recon_psnr.mean()), 2),
         "recon_prompt_accuracy": sum(recon_matches) / n,
+        "clean_prompt_accuracy": sum(clean_matches) / n,
+        "ceiling_prompt_accuracy": sum(ceiling_matches) / n,
+        "reader_clean": reader_clean_accuracy(reader, reader_images, offset=READER_OFFSET),
         "seeds": {"prompts": m, "psnr_between_seeds_db": _summary(seeds_psnr),
                   "psnr_reconstruction_db": _summary(_psnr(first_rec, first)),
                   "fidelity_between_seeds": _summary(reader.fidelity(first, second)),
@@ -119,12 +128,23 @@ def evaluate_model(model=None, evaluator=None, n: int = 64, steps: int = 20, gui
                   "feature_distance_between_seeds": _summary(reader.feature_distance(first, second))},
         "intervals": {"prompt_accuracy": rate(sum(matches), n), "edit_accuracy": rate(sum(edit_matches), n),
                       "recon_prompt_accuracy": rate(sum(recon_matches), n),
+                      "clean_prompt_accuracy": rate(sum(clean_matches), n),
+                      "ceiling_prompt_accuracy": rate(sum(ceiling_matches), n),
+                      "prompt_accuracy_by_objects": {k: rate(sum(matches[i] for i in idx), len(idx))
+                                                     for k, idx in counts.items() if idx},
                       "recon_psnr_db": _summary(recon_psnr)},
         "steps": steps, "guidance": guidance, "strength": strength, "seed": seed,
         "seconds_per_text_image": round(t2i_s / n, 4), "seconds_per_edit": round(i2i_s / n, 4),
         "prompts": prompts, "matches": matches, "edit_prompts": edit_prompts, "edit_matches": edit_matches,
         "_images": images, "_sources": sources, "_edited": edited,
     }
+
+
+@torch.no_grad()
+def _reconstruct(vae, images: torch.Tensor, batch: int) -> torch.Tensor:
+    """decode(encode(x)) in [0, 1], the latent's mode (what a generated image's reader sees at best)."""
+    return torch.cat([((vae.decode(vae.encode(x * 2 - 1).latent_dist.mode()).sample + 1) / 2).clamp(0, 1)
+                      for x in images.split(batch)])
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,7 @@ from meg_phy.training.data import (
     held_out,
     held_out_prompts,
     prompt_spec,
+    reader_clean_accuracy,
     scenes_for,
 )
 
@@ -161,34 +162,6 @@ def augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     sigma = 0.05 * torch.rand(b, 1, 1, 1, generator=gen)
     x = x * gain + shift + sigma * torch.randn(x.shape, generator=gen)
     return x.clamp(0, 1)
-
-
-def attribute_accuracy(evaluator, n: int, offset: int = 0) -> dict:
-    """Per-attribute accuracy of the reader on `n` clean held-out renders: per object shape, colour, size,
-    position (an object read in its cell), background, object count and whole-scene exactness."""
-    scene_list, seeds = held_out(n, offset)
-    readings = evaluator.read(scenes.render_batch(scene_list, seeds))
-    hits = {k: 0 for k in ("shape", "colour", "size", "position")}
-    objects = 0
-    for scene, reading in zip(scene_list, readings, strict=True):
-        cells = {o["position"]: o for o in reading["objects"]}
-        for obj in scene["objects"]:
-            objects += 1
-            got = cells.get(obj["position"])
-            hits["position"] += got is not None
-            for k in ("shape", "colour", "size"):
-                hits[k] += got is not None and got[k] == obj[k]
-    per = {k: v / objects for k, v in hits.items()}
-    per["background"] = sum(r["background"] == s["background"] for r, s in zip(readings, scene_list, strict=True)) / n
-    per["count"] = sum(len(r["objects"]) == len(s["objects"]) for r, s in zip(readings, scene_list, strict=True)) / n
-    exact = sum(r == _cell_sorted(s) for r, s in zip(readings, scene_list, strict=True)) / n
-    return {"per_attribute": {k: round(v, 4) for k, v in per.items()}, "min": round(min(per.values()), 4),
-            "scene_exact": round(exact, 4), "n": n, "objects": objects}
-
-
-def _cell_sorted(scene: dict) -> dict:
-    objects = sorted(scene["objects"], key=lambda o: scenes.POSITIONS.index(o["position"]))
-    return {"objects": objects, "background": scene["background"]}
 
 
 def prompt_scores(evaluator, images: torch.Tensor, prompts: list[str]) -> dict:
@@ -370,7 +343,7 @@ class _Trainer:
 
         self._loop(stage, state, minutes, step_fn, snapshot)
         model.eval().cpu()
-        accuracy = attribute_accuracy(Evaluator(model), self.c.reader_images)
+        accuracy = reader_clean_accuracy(Evaluator(model), self.c.reader_images)
         self.stage_log(stage)["held_out"] = accuracy
         print(f"[train] {stage}: held-out clean accuracy {accuracy}", file=sys.stderr)
         save_evaluator(model, self.out / "evaluator")
