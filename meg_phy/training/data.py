@@ -12,6 +12,7 @@ TRAIN_SEED_BASE = 0  # the fixed UNet training set: scene and render seed TRAIN_
 EVALUATOR_SEED_BASE = 20_000_000  # on-the-fly renders of the reader's stages
 VAE_SEED_BASE = 40_000_000  # on-the-fly renders of the VAE stage
 HELD_OUT_SEED = 10_000_000  # everything evaluated uses seeds from here up to EVALUATOR_SEED_BASE
+EVAL_PROMPTS_OFFSET = 900_000  # the held-out draws of the trainer's eval prompts and of the grounding probes
 
 
 def scenes_for(seeds: list[int]) -> list[dict]:
@@ -39,7 +40,7 @@ def prompt_spec(scene: dict, gen: torch.Generator) -> tuple[dict, list[int]]:
     return spec, order
 
 
-def held_out_prompts(n: int, offset: int = 900_000) -> list[str]:
+def held_out_prompts(n: int, offset: int = EVAL_PROMPTS_OFFSET) -> list[str]:
     """`n` held-out prompts of 1-3 objects from the training prompt distribution (unseen scenes)."""
     scene_list, seeds = held_out(n, offset)
     return [prompt_for(s, torch.Generator().manual_seed(seed)) for s, seed in zip(scene_list, seeds, strict=True)]

@@ -77,7 +77,7 @@ def evaluate_model(model=None, evaluator=None, n: int = 64, steps: int = 20, gui
     matches = [bool(m) for m in reader.prompt_match(images, prompts)]
     hits = [attribute_hits(r, s) for r, s in zip(readings, specs, strict=True)]
     counts = {k: [i for i, s in enumerate(specs) if len(s["objects"]) == k] for k in (1, 2, 3)}
-    by_count = {k: round(sum(matches[i] for i in idx) / len(idx), 4) if idx else None for k, idx in counts.items()}
+    by_count = {k: rate(sum(matches[i] for i in idx), len(idx)) for k, idx in counts.items() if idx}
 
     tasks = edit_tasks(n)
     sources = scenes.render_batch([t[0] for t in tasks], [t[2] for t in tasks])
@@ -112,7 +112,7 @@ def evaluate_model(model=None, evaluator=None, n: int = 64, steps: int = 20, gui
     return {
         "prompt_accuracy": sum(matches) / n,
         "attribute_accuracy": sum(h for h, _ in hits) / max(1, sum(t for _, t in hits)),
-        "prompt_accuracy_by_objects": by_count, "n": n,
+        "prompt_accuracy_by_objects": {k: by_count[k]["value"] if k in by_count else None for k in counts}, "n": n,
         "edit_accuracy": sum(edit_matches) / n,
         "edit_accuracy_by_kind": {k: sum(mm for mm, kk in zip(edit_matches, kinds, strict=True) if kk == k) /
                                   max(1, kinds.count(k)) for k in ("colour", "shape")},
@@ -130,8 +130,7 @@ def evaluate_model(model=None, evaluator=None, n: int = 64, steps: int = 20, gui
                       "recon_prompt_accuracy": rate(sum(recon_matches), n),
                       "clean_prompt_accuracy": rate(sum(clean_matches), n),
                       "ceiling_prompt_accuracy": rate(sum(ceiling_matches), n),
-                      "prompt_accuracy_by_objects": {k: rate(sum(matches[i] for i in idx), len(idx))
-                                                     for k, idx in counts.items() if idx},
+                      "prompt_accuracy_by_objects": by_count,
                       "recon_psnr_db": _summary(recon_psnr)},
         "steps": steps, "guidance": guidance, "strength": strength, "seed": seed,
         "seconds_per_text_image": round(t2i_s / n, 4), "seconds_per_edit": round(i2i_s / n, 4),

@@ -16,14 +16,12 @@ import torch
 
 from meg_phy import scenes
 from meg_phy.training import components, grounding
-from meg_phy.training.data import HELD_OUT_SEED, held_out, prompt_spec
-
-PROBE_OFFSET = 900_000  # the held-out draws of the eval prompts
+from meg_phy.training.data import EVAL_PROMPTS_OFFSET, HELD_OUT_SEED, held_out, prompt_spec
 
 
 def probe_scenes(n: int) -> tuple[list[dict], list[int], list[tuple]]:
     """The probes' `n` held-out scenes, their render seeds and prompt specs (`prompt_spec`'s output)."""
-    scene_list, seeds = held_out(n, offset=PROBE_OFFSET)
+    scene_list, seeds = held_out(n, offset=EVAL_PROMPTS_OFFSET)
     specs = [prompt_spec(s, torch.Generator().manual_seed(seed)) for s, seed in zip(scene_list, seeds, strict=True)]
     return scene_list, seeds, specs
 
